@@ -1,0 +1,87 @@
+//! Command-line definitions only (clap derive). No behaviour lives here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fpctl",
+    version,
+    about = "Start, watch and stop a stack of local services from one services.toml"
+)]
+pub struct Cli {
+    /// The services.toml to use (default: found by walking up from the current folder)
+    #[arg(short = 'f', long = "file", env = "FPCTL_FILE", global = true)]
+    pub file: Option<PathBuf>,
+
+    /// Never colour the output (also: NO_COLOR=1)
+    #[arg(long, global = true)]
+    pub no_color: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start services (default: all) and their dependencies under a background supervisor
+    Start {
+        services: Vec<String>,
+        /// Also start services of this profile (repeatable)
+        #[arg(long = "profile", short = 'p')]
+        profiles: Vec<String>,
+    },
+    /// Like start, in the foreground, with every service's log interleaved; Ctrl-C stops everything
+    Up {
+        services: Vec<String>,
+        #[arg(long = "profile", short = 'p')]
+        profiles: Vec<String>,
+    },
+    /// Show the status of the stack; exit 1 when anything is not online
+    Check {
+        services: Vec<String>,
+        /// Print one JSON object instead of the table
+        #[arg(long)]
+        json: bool,
+        /// Wait until everything is online (default up to 60s), then report
+        #[arg(long, num_args = 0..=1, default_missing_value = "60s", value_parser = parse_duration)]
+        wait: Option<Duration>,
+        #[arg(long = "profile", short = 'p')]
+        profiles: Vec<String>,
+    },
+    /// Stop and start services again, and wait until they are online
+    Restart {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Stop services (dependents first); with no argument, everything and the supervisor
+    Stop { services: Vec<String> },
+    /// Print a service's log
+    Logs {
+        service: String,
+        /// Keep printing new lines
+        #[arg(short, long)]
+        follow: bool,
+        /// How many lines from the end
+        #[arg(short = 'n', long = "lines", default_value_t = 100)]
+        lines: usize,
+    },
+    /// Check services.toml and print a summary
+    Validate,
+    /// Show tiers, start levels and dependencies
+    Graph {
+        /// Print Graphviz dot instead of text
+        #[arg(long)]
+        dot: bool,
+    },
+    /// Run the supervisor in this process (used by `start`)
+    #[command(name = "__supervise", hide = true)]
+    Supervise,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (write it like \"500ms\", \"2s\" or \"1m\")"))
+}

@@ -1,0 +1,32 @@
+//! One function per CLI command. Each loads what it needs, does its job
+//! through the modules that own the work, and returns an [`Outcome`].
+
+use std::path::Path;
+
+use crate::config::{self, Config};
+use crate::graph;
+use crate::output;
+use crate::{Outcome, Result};
+
+pub fn load(file: Option<&Path>) -> Result<Config> {
+    Ok(config::load(file)?)
+}
+
+pub fn validate(file: Option<&Path>) -> Result<Outcome> {
+    let config = load(file)?;
+    println!("{}", output::validate_summary(&config));
+    Ok(Outcome::Success)
+}
+
+pub fn graph(file: Option<&Path>, dot: bool) -> Result<Outcome> {
+    let config = load(file)?;
+    let all = (0..config.services.len()).collect();
+    let plan = graph::plan(&config, &all);
+    let text = if dot {
+        output::graph_dot(&config, &plan)
+    } else {
+        output::graph_text(&config, &plan)
+    };
+    print!("{text}");
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,68 @@
+//! Finding and reading services.toml.
+
+use std::path::{Path, PathBuf};
+
+use super::{validate, Config, ConfigError, Diagnostic};
+
+pub const FILE_NAME: &str = "services.toml";
+
+/// Walk up from `start` to the first folder holding services.toml.
+pub fn discover(start: &Path) -> Result<PathBuf, ConfigError> {
+    start
+        .ancestors()
+        .map(|dir| dir.join(FILE_NAME))
+        .find(|p| p.is_file())
+        .ok_or_else(|| ConfigError::NotFound {
+            start: start.to_path_buf(),
+            name: FILE_NAME,
+        })
+}
+
+/// Load the given file, or discover one from the current directory.
+pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+    let cwd = std::env::current_dir().map_err(|source| ConfigError::Read {
+        path: PathBuf::from("."),
+        source,
+    })?;
+    let path = match explicit {
+        Some(p) => cwd.join(p),
+        None => discover(&cwd)?,
+    };
+    let bytes = std::fs::read(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            // The lossy text has the same bytes up to the first invalid one.
+            return Err(ConfigError::Invalid {
+                path,
+                text,
+                diagnostics: vec![Diagnostic::at(
+                    valid..valid + 1,
+                    "the file is not valid UTF-8 text",
+                )],
+            });
+        }
+    };
+    load_str(&path, text)
+}
+
+/// Parse and validate `text` as if read from `path`.
+pub fn load_str(path: &Path, text: String) -> Result<Config, ConfigError> {
+    let root = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    match validate::validate(path, &root, &text) {
+        Ok(config) => Ok(config),
+        Err(diagnostics) => Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            text,
+            diagnostics,
+        }),
+    }
+}

@@ -1,0 +1,177 @@
+//! The services.toml model: what a stack is, once parsed and validated.
+//!
+//! `load` finds and reads the file, `raw` mirrors it with spans, `validate`
+//! turns it into the resolved [`Config`] below (defaults applied, variables
+//! expanded, paths absolute) or a [`ConfigError`] listing every problem with
+//! its file:line:column. Nothing here touches processes.
+
+mod diag;
+mod expand;
+mod load;
+mod raw;
+mod validate;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use diag::{ConfigError, Diagnostic};
+pub use expand::expand;
+pub use load::{discover, load, load_str, FILE_NAME};
+pub use validate::suggest;
+
+/// Defaults, documented once; the README's reference table follows these.
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const LOG_DIR: &str = ".fpctl/logs";
+    pub const MAX_RESTARTS: u32 = 5;
+    pub const STOP_SIGNAL: &str = "SIGTERM";
+    pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+    pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const HEALTH_RETRIES: u32 = 3;
+    pub const TIER_NAME: &str = "default";
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The services.toml file itself.
+    pub path: PathBuf,
+    /// Its folder: relative paths and `.fpctl/` live here.
+    pub root: PathBuf,
+    pub project: Project,
+    pub tiers: Vec<Tier>,
+    /// In file order.
+    pub services: Vec<Service>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub name: String,
+    pub log_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tier {
+    pub name: String,
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    /// Index into [`Config::tiers`].
+    pub tier: usize,
+    /// What to exec: program first. With `shell = true` this is `sh -c CMD`.
+    pub argv: Vec<String>,
+    pub dir: PathBuf,
+    pub port: Option<u16>,
+    /// Extra environment, resolved: `PORT`, `FPCTL_PORT_*`, env_file, env.
+    pub env: Vec<(String, String)>,
+    /// Names of variables whose values must never be shown (env_file values,
+    /// and names that look like secrets).
+    pub secret_keys: Vec<String>,
+    /// Indices into [`Config::services`].
+    pub depends_on: Vec<usize>,
+    pub setup: Setup,
+    pub health: Option<Health>,
+    pub restart: RestartPolicy,
+    pub max_restarts: u32,
+    pub stop_signal: nix::sys::signal::Signal,
+    pub stop_timeout: Duration,
+    pub start_timeout: Duration,
+    pub profiles: Vec<String>,
+    pub oneshot: bool,
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Setup {
+    None,
+    Venv,
+    Npm,
+    Commands(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    No,
+    OnFailure,
+    Always,
+}
+
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub probe: Probe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum Probe {
+    Http {
+        url: String,
+        /// Accepted status codes; empty means any 2xx.
+        expect_status: Vec<u16>,
+        /// Field (dotted path) -> accepted values.
+        expect_json: Vec<(String, Vec<serde_json::Value>)>,
+    },
+    Tcp {
+        port: u16,
+    },
+    Exec {
+        argv: Vec<String>,
+    },
+}
+
+impl Config {
+    pub fn service(&self, name: &str) -> Option<(usize, &Service)> {
+        self.services
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.name == name)
+    }
+
+    /// Where fpctl keeps its socket, state and setup stamps.
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(".fpctl")
+    }
+
+    pub fn log_path(&self, service: &str) -> PathBuf {
+        self.project.log_dir.join(format!("{service}.log"))
+    }
+}
+
+impl Service {
+    pub fn env_value(&self, key: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `FPCTL_PORT_<NAME>`: upper-cased, every other character becomes `_`.
+pub fn port_var_name(service: &str) -> String {
+    let mut var = String::from("FPCTL_PORT_");
+    var.extend(service.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_uppercase()
+        } else {
+            '_'
+        }
+    }));
+    var
+}
+
+/// Whether an environment variable's name suggests its value is a secret.
+pub fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL"]
+        .iter()
+        .any(|w| upper.contains(w))
+}

@@ -1,0 +1,877 @@
+//! From the raw document to a resolved [`Config`], collecting every problem.
+//!
+//! Each check pushes a [`Diagnostic`] with the span of the offending value and
+//! goes on, so one run of `fpctl validate` lists all that needs fixing. Only a
+//! TOML syntax or type error stops early: without a document there is nothing
+//! to check further.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use toml::Spanned;
+
+use super::raw::{
+    IntOrList, RawFile, RawHealth, RawRestart, RawService, Scalar, ScalarOrList, StringOrList,
+};
+use super::{
+    defaults, expand, looks_secret, port_var_name, Config, Diagnostic, Health, Probe, Project,
+    RestartPolicy, Service, Setup, Tier,
+};
+
+pub fn validate(path: &Path, root: &Path, text: &str) -> Result<Config, Vec<Diagnostic>> {
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        vec![Diagnostic {
+            span: e.span(),
+            message: e.message().trim().to_string(),
+        }]
+    })?;
+    let mut v = Validator {
+        root,
+        diags: Vec::new(),
+    };
+    let config = v.file(path, raw);
+    if v.diags.is_empty() {
+        Ok(config)
+    } else {
+        v.diags
+            .sort_by_key(|d| d.span.as_ref().map(|s| s.start).unwrap_or(0));
+        Err(v.diags)
+    }
+}
+
+struct Validator<'a> {
+    root: &'a Path,
+    diags: Vec<Diagnostic>,
+}
+
+/// What the second pass needs to know about every service.
+struct Declared {
+    name: String,
+    span: Range<usize>,
+    port: Option<u16>,
+    tier: usize,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.diags.push(Diagnostic::at(span, message));
+    }
+
+    fn file(&mut self, path: &Path, raw: RawFile) -> Config {
+        let project = self.project(raw.project);
+        let tiers = self.tiers(raw.tier);
+        if raw.services.is_empty() {
+            self.error(
+                0..0,
+                "no services defined: add at least one [services.NAME] table with a command",
+            );
+        }
+
+        // First pass: names, tiers and ports, which every service may refer to.
+        let mut declared = Vec::with_capacity(raw.services.len());
+        let mut by_port: HashMap<u16, usize> = HashMap::new();
+        for (name, svc) in &raw.services {
+            self.service_name(name);
+            let tier = self.service_tier(name.get_ref(), svc.get_ref(), &tiers);
+            let port = svc.get_ref().port.as_ref().and_then(|p| {
+                let n = *p.get_ref();
+                if (1..=65535).contains(&n) {
+                    Some(n as u16)
+                } else {
+                    self.error(
+                        p.span(),
+                        format!(
+                            "port {n} of service \"{}\" is out of range (1-65535)",
+                            name.get_ref()
+                        ),
+                    );
+                    None
+                }
+            });
+            if let Some(port) = port {
+                let here = declared.len();
+                if let Some(&other) = by_port.get(&port) {
+                    let other: &Declared = &declared[other];
+                    self.error(
+                        svc.get_ref()
+                            .port
+                            .as_ref()
+                            .map(|p| p.span())
+                            .unwrap_or(name.span()),
+                        format!(
+                            "port {port} of service \"{}\" is already used by service \"{}\"",
+                            name.get_ref(),
+                            other.name
+                        ),
+                    );
+                } else {
+                    by_port.insert(port, here);
+                }
+            }
+            declared.push(Declared {
+                name: name.get_ref().clone(),
+                span: name.span(),
+                port,
+                tier,
+            });
+        }
+        let index: HashMap<&str, usize> = declared
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name.as_str(), i))
+            .collect();
+        let port_vars: Vec<(String, String)> = declared
+            .iter()
+            .filter_map(|d| d.port.map(|p| (port_var_name(&d.name), p.to_string())))
+            .collect();
+
+        let mut services = Vec::with_capacity(declared.len());
+        let mut dep_spans = Vec::with_capacity(declared.len());
+        for (i, (_, svc)) in raw.services.into_iter().enumerate() {
+            let (service, spans) = self.service(i, svc, &declared, &index, &port_vars, &tiers);
+            services.push(service);
+            dep_spans.push(spans);
+        }
+        self.cycles(&services, &dep_spans);
+
+        Config {
+            path: path.to_path_buf(),
+            root: self.root.to_path_buf(),
+            project,
+            tiers,
+            services,
+        }
+    }
+
+    fn project(&mut self, raw: Option<Spanned<super::raw::RawProject>>) -> Project {
+        let raw = raw.map(Spanned::into_inner);
+        let name = match raw.as_ref().and_then(|p| p.name.as_ref()) {
+            Some(n) if n.get_ref().trim().is_empty() => {
+                self.error(n.span(), "project name must not be empty");
+                String::new()
+            }
+            Some(n) => n.get_ref().clone(),
+            None => self
+                .root
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "fpctl".into()),
+        };
+        let log_dir = match raw.as_ref().and_then(|p| p.log_dir.as_ref()) {
+            Some(d) if d.get_ref().trim().is_empty() => {
+                self.error(d.span(), "log_dir must not be empty");
+                PathBuf::new()
+            }
+            Some(d) => self.root.join(d.get_ref()),
+            None => self.root.join(defaults::LOG_DIR),
+        };
+        Project { name, log_dir }
+    }
+
+    fn tiers(&mut self, raw: Vec<Spanned<super::raw::RawTier>>) -> Vec<Tier> {
+        let mut tiers: Vec<Tier> = Vec::with_capacity(raw.len().max(1));
+        for t in raw {
+            let t = t.into_inner();
+            let name = t.name.get_ref();
+            if name.trim().is_empty() {
+                self.error(t.name.span(), "tier name must not be empty");
+            } else if tiers.iter().any(|x| &x.name == name) {
+                self.error(t.name.span(), format!("tier \"{name}\" is declared twice"));
+            }
+            tiers.push(Tier {
+                name: name.clone(),
+                title: t.title,
+            });
+        }
+        if tiers.is_empty() {
+            tiers.push(Tier {
+                name: defaults::TIER_NAME.into(),
+                title: None,
+            });
+        }
+        tiers
+    }
+
+    fn service_name(&mut self, name: &Spanned<String>) {
+        let n = name.get_ref();
+        let ok = !n.is_empty()
+            && n.len() <= 64
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !n.starts_with('.');
+        if !ok {
+            self.error(
+                name.span(),
+                format!(
+                    "invalid service name {n:?}: use 1-64 letters, digits, '-', '_' or '.', not starting with '.'"
+                ),
+            );
+        }
+    }
+
+    fn service_tier(&mut self, name: &str, svc: &RawService, tiers: &[Tier]) -> usize {
+        let Some(t) = &svc.tier else { return 0 };
+        match tiers.iter().position(|x| &x.name == t.get_ref()) {
+            Some(i) => i,
+            None => {
+                let names: Vec<&str> = tiers.iter().map(|x| x.name.as_str()).collect();
+                let hint = suggest(t.get_ref(), names.iter().copied())
+                    .map(|s| format!(" (did you mean \"{s}\"?)"))
+                    .unwrap_or_default();
+                self.error(
+                    t.span(),
+                    format!(
+                        "unknown tier \"{}\" of service \"{name}\"{hint}; declared tiers: {}",
+                        t.get_ref(),
+                        names.join(", ")
+                    ),
+                );
+                0
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn service(
+        &mut self,
+        i: usize,
+        svc: Spanned<RawService>,
+        declared: &[Declared],
+        index: &HashMap<&str, usize>,
+        port_vars: &[(String, String)],
+        tiers: &[Tier],
+    ) -> (Service, Vec<Range<usize>>) {
+        let me = &declared[i];
+        let name = me.name.clone();
+        let header = me.span.clone();
+        let svc = svc.into_inner();
+
+        let dir = match &svc.dir {
+            Some(d) => {
+                let p = self.root.join(d.get_ref());
+                if !p.is_dir() {
+                    self.error(
+                        d.span(),
+                        format!(
+                            "dir \"{}\" of service \"{name}\" is not a folder ({})",
+                            d.get_ref(),
+                            p.display()
+                        ),
+                    );
+                }
+                p
+            }
+            None => self.root.to_path_buf(),
+        };
+
+        // Environment: PORT, every FPCTL_PORT_*, env_file, then env.
+        let mut env: Vec<(String, String)> = Vec::new();
+        let mut secret_keys = Vec::new();
+        if let Some(p) = me.port {
+            env.push(("PORT".into(), p.to_string()));
+        }
+        env.extend(port_vars.iter().cloned());
+        if let Some(files) = &svc.env_file {
+            let span = files.span();
+            for f in files.get_ref().clone().into_vec() {
+                match read_env_file(&self.root.join(&f)) {
+                    Ok(pairs) => {
+                        for (k, v) in pairs {
+                            secret_keys.push(k.clone());
+                            env.push((k, v));
+                        }
+                    }
+                    Err(e) => self.error(
+                        span.clone(),
+                        format!("env_file \"{f}\" of service \"{name}\": {e}"),
+                    ),
+                }
+            }
+        }
+        for (key, value) in &svc.env {
+            let k = key.get_ref();
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                self.error(
+                    key.span(),
+                    format!("invalid environment variable name {k:?} in service \"{name}\""),
+                );
+                continue;
+            }
+            let raw_value = value.get_ref().to_env_string();
+            let expanded = self.expand_at(&raw_value, value.span(), &env, &name);
+            if looks_secret(k) {
+                secret_keys.push(k.clone());
+            }
+            env.push((k.clone(), expanded));
+        }
+
+        let argv = self.command(&svc, &header, &name, &env);
+        let setup = self.setup(svc.setup.as_ref(), &name);
+        let (health, start_timeout) =
+            self.health(svc.health.as_ref(), me.port, &name, &env, svc.oneshot);
+
+        // Dependencies.
+        let mut depends_on = Vec::new();
+        let mut dep_spans = Vec::new();
+        for dep in &svc.depends_on {
+            let d = dep.get_ref();
+            match index.get(d.as_str()) {
+                None => {
+                    let hint = suggest(d, declared.iter().map(|x| x.name.as_str()))
+                        .map(|s| format!(" (did you mean \"{s}\"?)"))
+                        .unwrap_or_default();
+                    self.error(
+                        dep.span(),
+                        format!("unknown dependency \"{d}\" of service \"{name}\"{hint}"),
+                    );
+                }
+                Some(&j) if j == i => {
+                    self.error(dep.span(), format!("service \"{name}\" depends on itself"));
+                }
+                Some(&j) => {
+                    if declared[j].tier > me.tier {
+                        self.error(
+                            dep.span(),
+                            format!(
+                                "service \"{name}\" in tier \"{}\" depends on \"{d}\" in the later tier \"{}\"; a dependency must be in the same or an earlier tier",
+                                tiers[me.tier].name, tiers[declared[j].tier].name
+                            ),
+                        );
+                    } else if !depends_on.contains(&j) {
+                        depends_on.push(j);
+                        dep_spans.push(dep.span());
+                    }
+                }
+            }
+        }
+
+        let restart = match svc.restart.as_ref().map(|r| *r.get_ref()) {
+            None | Some(RawRestart::OnFailure) => RestartPolicy::OnFailure,
+            Some(RawRestart::No) => RestartPolicy::No,
+            Some(RawRestart::Always) => RestartPolicy::Always,
+        };
+        let max_restarts = match &svc.max_restarts {
+            None => defaults::MAX_RESTARTS,
+            Some(m) => self.count(m, "max_restarts", &name, 0),
+        };
+        let stop_signal = match &svc.stop_signal {
+            None => Signal::SIGTERM,
+            Some(s) => self.signal(s, &name),
+        };
+        let stop_timeout = self.duration(
+            svc.stop_timeout.as_ref(),
+            "stop_timeout",
+            &name,
+            defaults::STOP_TIMEOUT,
+        );
+        let profiles = svc.profiles.iter().map(|p| p.get_ref().clone()).collect();
+
+        let service = Service {
+            name,
+            tier: me.tier,
+            argv,
+            dir,
+            port: me.port,
+            env,
+            secret_keys,
+            depends_on,
+            setup,
+            health,
+            restart,
+            max_restarts,
+            stop_signal,
+            stop_timeout,
+            start_timeout,
+            profiles,
+            oneshot: svc.oneshot,
+            disabled: svc.disabled,
+        };
+        (service, dep_spans)
+    }
+
+    fn expand_at(
+        &mut self,
+        s: &str,
+        span: Range<usize>,
+        env: &[(String, String)],
+        name: &str,
+    ) -> String {
+        let lookup = |var: &str| -> Option<String> {
+            env.iter()
+                .rev()
+                .find(|(k, _)| k == var)
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var(var).ok())
+        };
+        match expand(s, &lookup) {
+            Ok(v) => v,
+            Err(e) => {
+                self.error(span, format!("in service \"{name}\": {e}"));
+                String::new()
+            }
+        }
+    }
+
+    fn command(
+        &mut self,
+        svc: &RawService,
+        header: &Range<usize>,
+        name: &str,
+        env: &[(String, String)],
+    ) -> Vec<String> {
+        let Some(cmd) = &svc.command else {
+            self.error(header.clone(), format!("service \"{name}\" has no command"));
+            return Vec::new();
+        };
+        let span = cmd.span();
+        match cmd.get_ref() {
+            StringOrList::One(s) if s.trim().is_empty() => {
+                self.error(span, format!("command of service \"{name}\" is empty"));
+                Vec::new()
+            }
+            StringOrList::One(s) if svc.shell => {
+                let s = self.expand_at(s, span, env, name);
+                vec!["sh".into(), "-c".into(), s]
+            }
+            StringOrList::One(s) => self.split(s, span, env, name, "command"),
+            StringOrList::Many(v) if v.is_empty() || v[0].trim().is_empty() => {
+                self.error(span, format!("command of service \"{name}\" is empty"));
+                Vec::new()
+            }
+            StringOrList::Many(v) if svc.shell => {
+                self.error(
+                    span,
+                    format!("service \"{name}\" has shell = true: write its command as one string"),
+                );
+                let _ = v;
+                Vec::new()
+            }
+            StringOrList::Many(v) => v
+                .iter()
+                .map(|a| self.expand_at(a, span.clone(), env, name))
+                .collect(),
+        }
+    }
+
+    /// Split like a shell (no shell), then expand each word.
+    fn split(
+        &mut self,
+        s: &str,
+        span: Range<usize>,
+        env: &[(String, String)],
+        name: &str,
+        what: &str,
+    ) -> Vec<String> {
+        match shell_words::split(s) {
+            Ok(words) if words.is_empty() => {
+                self.error(span, format!("{what} of service \"{name}\" is empty"));
+                Vec::new()
+            }
+            Ok(words) => words
+                .iter()
+                .map(|w| self.expand_at(w, span.clone(), env, name))
+                .collect(),
+            Err(e) => {
+                self.error(
+                    span,
+                    format!("{what} of service \"{name}\" cannot be split into words: {e}"),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn setup(&mut self, raw: Option<&Spanned<StringOrList>>, name: &str) -> Setup {
+        let Some(raw) = raw else { return Setup::None };
+        match raw.get_ref() {
+            StringOrList::One(s) if s == "venv" => Setup::Venv,
+            StringOrList::One(s) if s == "npm" => Setup::Npm,
+            StringOrList::One(s) => {
+                self.error(
+                    raw.span(),
+                    format!("setup {s:?} of service \"{name}\" is not known: use \"venv\", \"npm\" or a list of commands"),
+                );
+                Setup::None
+            }
+            StringOrList::Many(cmds) => {
+                if cmds.iter().any(|c| c.trim().is_empty()) {
+                    self.error(
+                        raw.span(),
+                        format!("setup of service \"{name}\" has an empty command"),
+                    );
+                }
+                if cmds.is_empty() {
+                    Setup::None
+                } else {
+                    Setup::Commands(cmds.clone())
+                }
+            }
+        }
+    }
+
+    fn health(
+        &mut self,
+        raw: Option<&Spanned<RawHealth>>,
+        port: Option<u16>,
+        name: &str,
+        env: &[(String, String)],
+        oneshot: bool,
+    ) -> (Option<Health>, Duration) {
+        let Some(raw) = raw else {
+            return (None, defaults::START_TIMEOUT);
+        };
+        let span = raw.span();
+        let h = raw.get_ref();
+        let start_timeout = self.duration(
+            h.start_timeout.as_ref(),
+            "start_timeout",
+            name,
+            defaults::START_TIMEOUT,
+        );
+        if oneshot {
+            self.error(span, format!("service \"{name}\" is a oneshot: it is done when it exits 0 and takes no health check"));
+            return (None, start_timeout);
+        }
+        let kinds = [h.http.is_some(), h.tcp.is_some(), h.exec.is_some()];
+        let count = kinds.iter().filter(|k| **k).count();
+        if count != 1 {
+            let what = if count == 0 {
+                "needs one of"
+            } else {
+                "takes only one of"
+            };
+            self.error(
+                span.clone(),
+                format!("health of service \"{name}\" {what} http, tcp or exec"),
+            );
+            return (None, start_timeout);
+        }
+        if h.http.is_none() && (h.expect_status.is_some() || h.expect_json.is_some()) {
+            self.error(span.clone(), format!("health of service \"{name}\": expect_status and expect_json apply only to http"));
+        }
+        let probe = if let Some(http) = &h.http {
+            self.http_probe(http, h, port, name, env)
+        } else if let Some(tcp) = &h.tcp {
+            match tcp.get_ref() {
+                Scalar::Bool(true) => match port {
+                    Some(port) => Some(Probe::Tcp { port }),
+                    None => {
+                        self.error(
+                            tcp.span(),
+                            format!("tcp = true needs a port, but service \"{name}\" has none"),
+                        );
+                        None
+                    }
+                },
+                Scalar::Int(p) if (1..=65535).contains(p) => Some(Probe::Tcp { port: *p as u16 }),
+                _ => {
+                    self.error(
+                        tcp.span(),
+                        format!("tcp of service \"{name}\" must be a port (1-65535) or true"),
+                    );
+                    None
+                }
+            }
+        } else {
+            let exec = h.exec.as_ref().expect("one kind is set");
+            let argv = match exec.get_ref() {
+                StringOrList::One(s) => self.split(s, exec.span(), env, name, "health exec"),
+                StringOrList::Many(v) if v.is_empty() => {
+                    self.error(
+                        exec.span(),
+                        format!("health exec of service \"{name}\" is empty"),
+                    );
+                    Vec::new()
+                }
+                StringOrList::Many(v) => v
+                    .iter()
+                    .map(|a| self.expand_at(a, exec.span(), env, name))
+                    .collect(),
+            };
+            Some(Probe::Exec { argv })
+        };
+        let interval = self.duration(
+            h.interval.as_ref(),
+            "interval",
+            name,
+            defaults::HEALTH_INTERVAL,
+        );
+        let timeout = self.duration(
+            h.timeout.as_ref(),
+            "timeout",
+            name,
+            defaults::HEALTH_TIMEOUT,
+        );
+        let retries = match &h.retries {
+            None => defaults::HEALTH_RETRIES,
+            Some(r) => self.count(r, "retries", name, 1),
+        };
+        (
+            probe.map(|probe| Health {
+                probe,
+                interval,
+                timeout,
+                retries,
+            }),
+            start_timeout,
+        )
+    }
+
+    fn http_probe(
+        &mut self,
+        http: &Spanned<String>,
+        h: &RawHealth,
+        port: Option<u16>,
+        name: &str,
+        env: &[(String, String)],
+    ) -> Option<Probe> {
+        let target = self.expand_at(http.get_ref(), http.span(), env, name);
+        let url = if target.starts_with('/') {
+            match port {
+                Some(p) => format!("http://127.0.0.1:{p}{target}"),
+                None => {
+                    self.error(http.span(), format!("health http path of service \"{name}\" needs a port; give the service a port or a full URL"));
+                    return None;
+                }
+            }
+        } else if target.starts_with("http://") {
+            target
+        } else if target.starts_with("https://") {
+            self.error(http.span(), format!("health of service \"{name}\": https probes are not supported; probe the plain-http port or use tcp"));
+            return None;
+        } else {
+            self.error(http.span(), format!("health http of service \"{name}\" must be a path starting with '/' or an http:// URL"));
+            return None;
+        };
+        if reqwest::Url::parse(&url).is_err() {
+            self.error(
+                http.span(),
+                format!("health http of service \"{name}\" is not a valid URL: {url}"),
+            );
+            return None;
+        }
+        let mut expect_status = Vec::new();
+        if let Some(s) = &h.expect_status {
+            let codes = match s.get_ref() {
+                IntOrList::One(c) => vec![*c],
+                IntOrList::Many(v) => v.clone(),
+            };
+            for c in codes {
+                if (100..=599).contains(&c) {
+                    expect_status.push(c as u16);
+                } else {
+                    self.error(s.span(), format!("expect_status {c} of service \"{name}\" is not an HTTP status (100-599)"));
+                }
+            }
+        }
+        let mut expect_json = Vec::new();
+        if let Some(fields) = &h.expect_json {
+            for (field, values) in fields.get_ref() {
+                let accepted = match values.get_ref() {
+                    ScalarOrList::One(v) => vec![v.to_json()],
+                    ScalarOrList::Many(v) => v.iter().map(Scalar::to_json).collect(),
+                };
+                if accepted.is_empty() {
+                    self.error(
+                        values.span(),
+                        format!(
+                            "expect_json field \"{field}\" of service \"{name}\" accepts no value"
+                        ),
+                    );
+                }
+                expect_json.push((field.clone(), accepted));
+            }
+        }
+        Some(Probe::Http {
+            url,
+            expect_status,
+            expect_json,
+        })
+    }
+
+    fn count(&mut self, v: &Spanned<i64>, what: &str, name: &str, min: i64) -> u32 {
+        let n = *v.get_ref();
+        if n < min || n > i64::from(u32::MAX) {
+            self.error(
+                v.span(),
+                format!(
+                    "{what} of service \"{name}\" must be a whole number from {min} to {}",
+                    u32::MAX
+                ),
+            );
+            return min as u32;
+        }
+        n as u32
+    }
+
+    fn signal(&mut self, s: &Spanned<Scalar>, name: &str) -> Signal {
+        let parsed = match s.get_ref() {
+            Scalar::Str(text) => {
+                let upper = text.trim().to_ascii_uppercase();
+                let full = if upper.starts_with("SIG") {
+                    upper
+                } else {
+                    format!("SIG{upper}")
+                };
+                Signal::from_str(&full).ok()
+            }
+            Scalar::Int(n) => i32::try_from(*n)
+                .ok()
+                .and_then(|n| Signal::try_from(n).ok()),
+            _ => None,
+        };
+        parsed
+            .filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP))
+            .unwrap_or_else(|| {
+                self.error(
+                    s.span(),
+                    format!(
+                        "unknown stop_signal {} of service \"{name}\" (use a name like \"SIGTERM\", \"SIGINT\" or \"SIGQUIT\")",
+                        s.get_ref().to_env_string()
+                    ),
+                );
+                Signal::SIGTERM
+            })
+    }
+
+    fn duration(
+        &mut self,
+        v: Option<&Spanned<Scalar>>,
+        what: &str,
+        name: &str,
+        default: Duration,
+    ) -> Duration {
+        let Some(v) = v else { return default };
+        let parsed = match v.get_ref() {
+            Scalar::Str(s) => humantime::parse_duration(s.trim()).map_err(|e| e.to_string()),
+            Scalar::Int(n) if *n >= 0 => Ok(Duration::from_secs(*n as u64)),
+            Scalar::Float(f) if *f >= 0.0 && f.is_finite() && *f < 1e9 => {
+                Ok(Duration::from_secs_f64(*f))
+            }
+            _ => Err("expected a duration like \"500ms\", \"2s\" or \"1m\"".into()),
+        };
+        match parsed {
+            Ok(d) if d.is_zero() && what != "stop_timeout" => {
+                self.error(
+                    v.span(),
+                    format!("{what} of service \"{name}\" must be greater than zero"),
+                );
+                default
+            }
+            Ok(d) if d > Duration::from_secs(365 * 24 * 3600) => {
+                self.error(
+                    v.span(),
+                    format!("{what} of service \"{name}\" is longer than a year"),
+                );
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.error(
+                    v.span(),
+                    format!("invalid {what} {} of service \"{name}\": {e} (write it like \"500ms\", \"2s\" or \"1m\")", v.get_ref().to_env_string()),
+                );
+                default
+            }
+        }
+    }
+
+    /// Report every dependency cycle once, as `a -> b -> c -> a`.
+    fn cycles(&mut self, services: &[Service], dep_spans: &[Vec<Range<usize>>]) {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            New,
+            Active,
+            Done,
+        }
+        let n = services.len();
+        let mut mark = vec![Mark::New; n];
+        let mut reported: Vec<Vec<usize>> = Vec::new();
+        // Iterative DFS: stack of (node, next edge index).
+        for start in 0..n {
+            if mark[start] != Mark::New {
+                continue;
+            }
+            let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+            mark[start] = Mark::Active;
+            while let Some(&mut (node, ref mut edge)) = stack.last_mut() {
+                if let Some(&next) = services[node].depends_on.get(*edge) {
+                    *edge += 1;
+                    match mark[next] {
+                        Mark::New => {
+                            mark[next] = Mark::Active;
+                            stack.push((next, 0));
+                        }
+                        Mark::Active => {
+                            let from = stack
+                                .iter()
+                                .position(|(x, _)| *x == next)
+                                .expect("active node is on the stack");
+                            let cycle: Vec<usize> = stack[from..].iter().map(|(x, _)| *x).collect();
+                            let mut key = cycle.clone();
+                            key.sort_unstable();
+                            if !reported.contains(&key) {
+                                reported.push(key);
+                                let mut names: Vec<&str> =
+                                    cycle.iter().map(|&x| services[x].name.as_str()).collect();
+                                names.push(&services[next].name);
+                                let (first, first_edge) = stack[from];
+                                let span = dep_spans[first][first_edge - 1].clone();
+                                self.error(
+                                    span,
+                                    format!("dependency cycle: {}", names.join(" -> ")),
+                                );
+                            }
+                        }
+                        Mark::Done => {}
+                    }
+                } else {
+                    mark[node] = Mark::Done;
+                    stack.pop();
+                }
+            }
+        }
+    }
+}
+
+/// The closest candidate to a misspelt name, if any is close enough.
+pub fn suggest<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (strsim::damerau_levenshtein(wrong, c), c))
+        .filter(|(d, c)| *d <= (c.len().max(wrong.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// `KEY=VALUE` lines; `#` comments, blank lines and `export ` are allowed,
+/// and matching quotes around a value are removed.
+fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(format!(
+                "line {} of {} is not KEY=VALUE",
+                n + 1,
+                path.display()
+            ));
+        };
+        let v = v.trim();
+        let v = [('"', '"'), ('\'', '\'')]
+            .iter()
+            .find_map(|(a, b)| v.strip_prefix(*a).and_then(|x| x.strip_suffix(*b)))
+            .unwrap_or(v);
+        out.push((k.trim().to_string(), v.to_string()));
+    }
+    Ok(out)
+}
