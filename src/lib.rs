@@ -5,9 +5,15 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod graph;
+pub mod health;
 pub mod output;
+pub mod process;
+pub mod setup;
+pub mod state;
+pub mod supervisor;
 
 pub use error::{Error, Outcome, Result};
 
@@ -19,6 +25,21 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Validate => commands::validate(file),
         Command::Graph { dot } => commands::graph(file, dot),
-        _ => Err(Error::Usage("this command is not available yet".into())),
+        Command::Start { services, profiles } => commands::start(file, services, profiles),
+        Command::Up { services, profiles } => commands::up(file, services, profiles),
+        Command::Check {
+            services,
+            json,
+            wait,
+            profiles,
+        } => commands::check(file, services, json, wait, profiles),
+        Command::Restart { services } => commands::restart(file, services),
+        Command::Stop { services } => commands::stop(file, services),
+        Command::Logs {
+            service,
+            follow,
+            lines,
+        } => commands::logs(file, &service, follow, lines),
+        Command::Supervise => commands::supervise(file),
     }
 }

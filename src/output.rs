@@ -111,3 +111,297 @@ pub fn graph_dot(config: &Config, plan: &Plan) -> String {
     out.push_str("}\n");
     out
 }
+
+/// `850ms`, `2.5s`, `3m10s`, `2h05m`.
+pub fn duration_short(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 10_000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if ms < 60_000 {
+        format!("{}s", d.as_secs())
+    } else if ms < 3_600_000 {
+        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    } else {
+        format!("{}h{:02}m", d.as_secs() / 3600, (d.as_secs() % 3600) / 60)
+    }
+}
+
+/// One service's line in `check`.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Index into `Config::services`.
+    pub index: usize,
+    pub state: crate::control::ServiceState,
+    pub pid: Option<i32>,
+    pub restarts: u32,
+    pub uptime_s: Option<f64>,
+    pub detail: Option<String>,
+    pub latency_ms: Option<f64>,
+    pub external: bool,
+}
+
+pub fn paint_state(state: crate::control::ServiceState) -> colored::ColoredString {
+    use crate::control::ServiceState as S;
+    let s = state.as_str();
+    match state {
+        S::Online | S::Completed => s.green().bold(),
+        S::Degraded | S::Starting => s.yellow().bold(),
+        S::Offline | S::Failed => s.red().bold(),
+        S::Blocked => s.magenta().bold(),
+        S::Stopped => s.dimmed(),
+    }
+}
+
+/// Pad a possibly coloured cell to `width` visible characters.
+fn pad(cell: &str, visible: usize, width: usize) -> String {
+    format!("{cell}{}", " ".repeat(width.saturating_sub(visible)))
+}
+
+/// The status table, grouped by tier, with a summary line.
+pub fn status_table(config: &Config, rows: &[Row]) -> String {
+    let headers = [
+        "SERVICE", "PORT", "STATE", "PID", "UPTIME", "RESTARTS", "LATENCY", "DETAIL",
+    ];
+    let cells: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            let svc = &config.services[r.index];
+            [
+                svc.name.clone(),
+                svc.port
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                r.state.as_str().to_string(),
+                r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                r.uptime_s
+                    .map(|u| duration_short(std::time::Duration::from_secs_f64(u)))
+                    .unwrap_or_else(|| "-".into()),
+                r.restarts.to_string(),
+                r.latency_ms
+                    .map(|l| format!("{l:.1}ms"))
+                    .unwrap_or_else(|| "-".into()),
+                r.detail
+                    .clone()
+                    .map(|d| truncate(&d, 60))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut widths = headers.map(str::len);
+    for c in &cells {
+        for (w, cell) in widths.iter_mut().zip(c.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for (t, tier) in config.tiers.iter().enumerate() {
+        let members: Vec<usize> = (0..rows.len())
+            .filter(|&k| config.services[rows[k].index].tier == t)
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let heading = match &tier.title {
+            Some(title) => format!("{title} ({})", tier.name),
+            None => tier.name.clone(),
+        };
+        let _ = writeln!(out, "{}", heading.bold());
+        let header: Vec<String> = headers
+            .iter()
+            .zip(widths)
+            .map(|(h, w)| pad(h, h.len(), w))
+            .collect();
+        let _ = writeln!(out, "  {}", header.join("  ").trim_end().dimmed());
+        for k in members {
+            let c = &cells[k];
+            let mut line = Vec::with_capacity(8);
+            for (col, cell) in c.iter().enumerate() {
+                let visible = cell.chars().count();
+                let shown = if col == 2 {
+                    paint_state(rows[k].state).to_string()
+                } else {
+                    cell.clone()
+                };
+                line.push(pad(&shown, visible, widths[col]));
+            }
+            let _ = writeln!(out, "  {}", line.join("  ").trim_end());
+        }
+    }
+    let _ = writeln!(out, "{}", summary_line(rows));
+    out
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let one_line = s.lines().next().unwrap_or_default();
+    if one_line.chars().count() <= max {
+        one_line.to_string()
+    } else {
+        format!("{}…", one_line.chars().take(max - 1).collect::<String>())
+    }
+}
+
+fn counts(rows: &[Row]) -> Vec<(crate::control::ServiceState, usize)> {
+    crate::control::ServiceState::ALL
+        .iter()
+        .map(|&s| (s, rows.iter().filter(|r| r.state == s).count()))
+        .collect()
+}
+
+/// `5 online, 1 degraded, 0 offline` plus any other state that occurs.
+pub fn summary_line(rows: &[Row]) -> String {
+    use crate::control::ServiceState as S;
+    counts(rows)
+        .into_iter()
+        .filter(|(s, n)| *n > 0 || matches!(s, S::Online | S::Degraded | S::Offline))
+        .map(|(s, n)| {
+            let text = format!("{n} {}", s.as_str());
+            if n > 0 && s != S::Stopped {
+                text.color(paint_state(s).fgcolor.unwrap_or(colored::Color::White))
+                    .to_string()
+            } else {
+                text
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `check --json`, as SPEC.md describes.
+pub fn status_json(config: &Config, rows: &[Row]) -> String {
+    let round = |x: f64| (x * 10.0).round() / 10.0;
+    let services: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let svc = &config.services[r.index];
+            serde_json::json!({
+                "name": svc.name,
+                "tier": config.tiers[svc.tier].name,
+                "state": r.state.as_str(),
+                "pid": r.pid,
+                "port": svc.port,
+                "restarts": r.restarts,
+                "uptime_s": r.uptime_s.map(round),
+                "detail": r.detail,
+                "latency_ms": r.latency_ms.map(round),
+                "external": r.external,
+            })
+        })
+        .collect();
+    let summary: serde_json::Map<String, serde_json::Value> = counts(rows)
+        .into_iter()
+        .map(|(s, n)| (s.as_str().to_string(), n.into()))
+        .collect();
+    serde_json::json!({ "services": services, "summary": summary }).to_string()
+}
+
+/// One progress line of `start`, `restart` or `stop`.
+pub fn print_progress(p: &crate::control::Progress) {
+    let secs = p.elapsed_ms as f64 / 1000.0;
+    let detail = p
+        .detail
+        .as_deref()
+        .map(|d| format!("  {}", truncate(d, 80)))
+        .unwrap_or_default();
+    println!(
+        "{} {:<20} {}{}",
+        format!("[{secs:>6.2}s]").dimmed(),
+        p.service,
+        paint_state(p.state),
+        detail.dimmed()
+    );
+}
+
+pub fn print_done(goal: &str, took: std::time::Duration) {
+    println!(
+        "{} everything {goal} in {}",
+        "ok:".green().bold(),
+        duration_short(took)
+    );
+}
+
+/// A failed service: why, its log's last lines and where the log is.
+pub fn print_failure(f: &crate::control::Failure, tail: &str) {
+    eprintln!(
+        "{} {} is {}: {}",
+        "error:".red().bold(),
+        f.service.bold(),
+        paint_state(f.state),
+        f.reason
+    );
+    if f.state == crate::control::ServiceState::Failed && !tail.trim().is_empty() {
+        eprintln!("  last lines of {}:", f.log.display());
+        for line in tail.lines() {
+            eprintln!("  | {line}");
+        }
+    } else {
+        eprintln!("  log: {}", f.log.display());
+    }
+}
+
+/// Follows the logs of some services and prints each new line with a
+/// coloured `name |` prefix (`fpctl up`).
+pub struct LogTailer {
+    files: Vec<(String, std::path::PathBuf, u64)>,
+    width: usize,
+}
+
+impl LogTailer {
+    /// Start at each log's current end: only what is written from now on.
+    pub fn new(config: &Config, names: &[String]) -> Self {
+        let files = names
+            .iter()
+            .map(|n| {
+                let p = config.log_path(n);
+                let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+                (n.clone(), p, len)
+            })
+            .collect();
+        let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+        LogTailer { files, width }
+    }
+
+    pub fn run(mut self) {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        const COLORS: [colored::Color; 6] = [
+            colored::Color::Cyan,
+            colored::Color::Magenta,
+            colored::Color::Blue,
+            colored::Color::Yellow,
+            colored::Color::Green,
+            colored::Color::BrightRed,
+        ];
+        let mut partial: Vec<Vec<u8>> = vec![Vec::new(); self.files.len()];
+        loop {
+            let mut out = std::io::stdout().lock();
+            for (k, (name, path, offset)) in self.files.iter_mut().enumerate() {
+                let Ok(mut f) = std::fs::File::open(&*path) else {
+                    continue;
+                };
+                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                if len < *offset {
+                    *offset = 0;
+                }
+                if len == *offset || f.seek(SeekFrom::Start(*offset)).is_err() {
+                    continue;
+                }
+                let mut buf = Vec::new();
+                if let Ok(n) = f.take(len - *offset).read_to_end(&mut buf) {
+                    *offset += n as u64;
+                }
+                partial[k].extend_from_slice(&buf);
+                let prefix =
+                    format!("{:<w$} |", name, w = self.width).color(COLORS[k % COLORS.len()]);
+                while let Some(pos) = partial[k].iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = partial[k].drain(..=pos).collect();
+                    let _ = write!(out, "{prefix} ");
+                    let _ = out.write_all(&line);
+                }
+            }
+            let _ = out.flush();
+            drop(out);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}

@@ -29,9 +29,11 @@ pub fn expand(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
                 Some(v) => out.push_str(&v),
                 None => match default {
                     Some(d) => out.push_str(d),
-                    None => return Err(format!(
+                    None => {
+                        return Err(format!(
                         "variable \"{name}\" is not set (write ${{{name}:-default}} to allow that)"
-                    )),
+                    ))
+                    }
                 },
             }
             rest = &body[end + 1..];

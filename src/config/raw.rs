@@ -84,14 +84,14 @@ pub enum RawRestart {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged, expecting = "a string or an array of strings")]
+#[serde(untagged, expecting = "expected a string or an array of strings")]
 pub enum StringOrList {
     One(String),
     Many(Vec<String>),
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged, expecting = "an integer or an array of integers")]
+#[serde(untagged, expecting = "expected an integer or an array of integers")]
 pub enum IntOrList {
     One(i64),
     Many(Vec<i64>),
@@ -99,7 +99,7 @@ pub enum IntOrList {
 
 /// A string, number or boolean, as env values and durations may be written.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged, expecting = "a string, number or boolean")]
+#[serde(untagged, expecting = "expected a string, number or boolean")]
 pub enum Scalar {
     Str(String),
     Int(i64),
@@ -108,7 +108,10 @@ pub enum Scalar {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged, expecting = "a string, number, boolean or an array of them")]
+#[serde(
+    untagged,
+    expecting = "expected a string, number, boolean or an array of them"
+)]
 pub enum ScalarOrList {
     One(Scalar),
     Many(Vec<Scalar>),

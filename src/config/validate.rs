@@ -408,6 +408,14 @@ impl Validator<'_> {
                 .or_else(|| std::env::var(var).ok())
         };
         match expand(s, &lookup) {
+            // A NUL cannot be passed to exec or put in the environment.
+            Ok(v) if v.contains('\0') => {
+                self.error(
+                    span,
+                    format!("in service \"{name}\": {s:?} contains a NUL character"),
+                );
+                String::new()
+            }
             Ok(v) => v,
             Err(e) => {
                 self.error(span, format!("in service \"{name}\": {e}"));

@@ -30,3 +30,11 @@ pub fn graph(file: Option<&Path>, dot: bool) -> Result<Outcome> {
     print!("{text}");
     Ok(Outcome::Success)
 }
+
+mod check;
+mod lifecycle;
+mod logs;
+
+pub use check::check;
+pub use lifecycle::{restart, start, stop, supervise, up};
+pub use logs::logs;

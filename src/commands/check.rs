@@ -1,0 +1,241 @@
+//! `fpctl check`: the truth about every service, whether or not a supervisor
+//! runs. Every service is probed directly, all at once; a running supervisor
+//! adds what only it knows (failed, blocked, restarts, pids).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::load;
+use crate::config::{Config, Probe};
+use crate::control::{Client, Request, Response, ServiceState, ServiceStatus};
+use crate::health::{self, ProbeResult, Verdict};
+use crate::output::{self, Row};
+use crate::state::{self, StateFile};
+use crate::{graph, process};
+use crate::{Error, Outcome, Result};
+
+pub fn check(
+    file: Option<&Path>,
+    services: Vec<String>,
+    json: bool,
+    wait: Option<Duration>,
+    profiles: Vec<String>,
+) -> Result<Outcome> {
+    let config = Arc::new(load(file)?);
+    // Which rows to show, and which of them decide the exit code.
+    let (shown, counted): (Vec<usize>, Vec<usize>) = if services.is_empty() {
+        let counted = graph::select(&config, &[], &profiles)?;
+        (
+            (0..config.services.len()).collect(),
+            counted.into_iter().collect(),
+        )
+    } else {
+        let mut idx = Vec::new();
+        for name in &services {
+            let (i, _) = config.service(name).ok_or_else(|| {
+                Error::Usage(
+                    graph::select(&config, std::slice::from_ref(name), &[])
+                        .err()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default(),
+                )
+            })?;
+            idx.push(i);
+        }
+        (idx.clone(), idx)
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::other("cannot start the async runtime", e))?;
+    let rows = rt.block_on(async {
+        process::init();
+        let client = health::http_client();
+        let deadline = wait.map(|w| Instant::now() + w);
+        loop {
+            let rows = snapshot(&config, &shown, &client).await;
+            let counted_rows = || rows.iter().filter(|r| counted.contains(&r.index));
+            let all_ok = counted_rows().all(|r| r.state.is_ok());
+            let hopeless = counted_rows()
+                .any(|r| matches!(r.state, ServiceState::Failed | ServiceState::Blocked));
+            match deadline {
+                Some(d) if !all_ok && !hopeless && Instant::now() < d => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                _ => break rows,
+            }
+        }
+    });
+    let ok = rows
+        .iter()
+        .filter(|r| counted.contains(&r.index))
+        .all(|r| r.state.is_ok());
+    if json {
+        println!("{}", output::status_json(&config, &rows));
+    } else {
+        print!("{}", output::status_table(&config, &rows));
+    }
+    Ok(if ok {
+        Outcome::Success
+    } else {
+        Outcome::NotOnline
+    })
+}
+
+/// One look at the given services.
+async fn snapshot(config: &Arc<Config>, shown: &[usize], client: &reqwest::Client) -> Vec<Row> {
+    let from_supervisor = supervisor_status(config);
+    let saved = if from_supervisor.is_none() {
+        state::read(config)
+    } else {
+        None
+    };
+    let mut probes = tokio::task::JoinSet::new();
+    for &i in shown {
+        let config = Arc::clone(config);
+        let client = client.clone();
+        probes.spawn(async move { (i, probe_one(&config, i, &client).await) });
+    }
+    let mut results: HashMap<usize, Option<ProbeResult>> = HashMap::new();
+    while let Some(Ok((i, r))) = probes.join_next().await {
+        results.insert(i, r);
+    }
+    shown
+        .iter()
+        .map(|&i| {
+            let probe = results.remove(&i).flatten();
+            let status = from_supervisor
+                .as_ref()
+                .and_then(|m| m.get(&config.services[i].name));
+            row(config, i, probe, status, saved.as_ref())
+        })
+        .collect()
+}
+
+async fn probe_one(config: &Config, i: usize, client: &reqwest::Client) -> Option<ProbeResult> {
+    let svc = &config.services[i];
+    if svc.disabled {
+        return None;
+    }
+    match (&svc.health, svc.port) {
+        (Some(h), _) => Some(health::probe(svc, &h.probe, h.timeout, client).await),
+        (None, Some(port)) if !svc.oneshot => {
+            let tcp = Probe::Tcp { port };
+            Some(health::probe(svc, &tcp, crate::config::defaults::HEALTH_TIMEOUT, client).await)
+        }
+        _ => None,
+    }
+}
+
+fn supervisor_status(config: &Config) -> Option<HashMap<String, ServiceStatus>> {
+    let mut client = Client::connect(&state::socket_path(config))?;
+    client.set_timeout(Some(Duration::from_secs(5)));
+    match client.request(Request::Status, |_| {}) {
+        Ok(Response::Status { services, .. }) => {
+            Some(services.into_iter().map(|s| (s.name.clone(), s)).collect())
+        }
+        _ => None,
+    }
+}
+
+/// Combine a live probe with what the supervisor (or its saved state) knows.
+fn row(
+    config: &Config,
+    i: usize,
+    probe: Option<ProbeResult>,
+    sup: Option<&ServiceStatus>,
+    saved: Option<&StateFile>,
+) -> Row {
+    let svc = &config.services[i];
+    let mut row = Row {
+        index: i,
+        state: ServiceState::Offline,
+        pid: None,
+        restarts: 0,
+        uptime_s: None,
+        detail: None,
+        latency_ms: probe.as_ref().map(|p| p.latency.as_secs_f64() * 1000.0),
+        external: false,
+    };
+    if svc.disabled {
+        row.state = ServiceState::Stopped;
+        row.detail = Some("disabled".into());
+        return row;
+    }
+    let verdict = probe.as_ref().map(|p| p.verdict);
+    let probed = |v: Verdict| match v {
+        Verdict::Healthy => ServiceState::Online,
+        Verdict::Unhealthy => ServiceState::Degraded,
+        Verdict::Down => ServiceState::Offline,
+    };
+    row.detail = probe
+        .as_ref()
+        .map(|p| p.detail.clone())
+        .filter(|d| !d.is_empty());
+    if let Some(st) = sup {
+        row.pid = st.pid;
+        row.restarts = st.restarts;
+        row.uptime_s = st.uptime_s;
+        row.external = st.external;
+        row.state = match (st.state, verdict) {
+            (ServiceState::Failed | ServiceState::Blocked | ServiceState::Completed, _) => {
+                row.detail = st.detail.clone();
+                st.state
+            }
+            (ServiceState::Stopped, Some(Verdict::Healthy)) => {
+                row.external = true;
+                ServiceState::Online
+            }
+            (ServiceState::Starting, Some(Verdict::Healthy)) => ServiceState::Online,
+            (ServiceState::Stopped | ServiceState::Starting, _) => {
+                row.detail = st.detail.clone().or(row.detail.take());
+                st.state
+            }
+            (_, Some(v)) => probed(v),
+            (s, None) => {
+                row.detail = st.detail.clone();
+                s
+            }
+        };
+        return row;
+    }
+    // No supervisor: the saved state tells which pid is ours, if still alive.
+    let rec = saved.and_then(|s| s.services.get(&svc.name));
+    let alive = rec
+        .and_then(|r| Some((r.pid?, r.ticks?)))
+        .filter(|&(pid, ticks)| process::is_same_process(pid, ticks));
+    if let (Some((pid, _)), Some(rec)) = (alive, rec) {
+        row.pid = Some(pid);
+        row.restarts = rec.restarts;
+        row.uptime_s = rec.started_at.map(|t| (state::now_unix() - t).max(0.0));
+    }
+    // What the last supervisor left it as, when that was on purpose or final.
+    let settled = rec.and_then(|r| match r.state.as_str() {
+        "stopped" => Some(ServiceState::Stopped),
+        "completed" => Some(ServiceState::Completed),
+        "failed" => Some(ServiceState::Failed),
+        "blocked" => Some(ServiceState::Blocked),
+        _ => None,
+    });
+    row.state = match (verdict, settled) {
+        (Some(Verdict::Healthy), _) => ServiceState::Online,
+        (_, Some(s)) if alive.is_none() => {
+            row.detail = rec.and_then(|r| r.detail.clone()).or(row.detail.take());
+            s
+        }
+        (Some(v), _) => probed(v),
+        (None, _) if alive.is_some() => ServiceState::Online,
+        (None, _) => ServiceState::Offline,
+    };
+    row.external = row.state.is_ok() && alive.is_none() && !svc.oneshot;
+    if row.external {
+        row.detail = Some(
+            format!("external: {}", row.detail.clone().unwrap_or_default())
+                .trim_end_matches(": ")
+                .to_string(),
+        );
+    }
+    row
+}

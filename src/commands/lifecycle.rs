@@ -1,0 +1,251 @@
+//! `start`, `up`, `restart`, `stop` and the hidden `__supervise`: the
+//! commands that drive a supervisor.
+
+use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::load;
+use crate::config::Config;
+use crate::control::{Client, Failure, Request, Response};
+use crate::{graph, output, process, state, supervisor};
+use crate::{Error, Outcome, Result};
+
+/// How long a client waits for a new supervisor to answer.
+const SUPERVISOR_BOOT: Duration = Duration::from_secs(10);
+
+pub fn start(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) -> Result<Outcome> {
+    let config = load(file)?;
+    graph::select(&config, &services, &profiles)?;
+    let request = Request::Start { services, profiles };
+    drive(&config, request, "online")
+}
+
+pub fn restart(file: Option<&Path>, services: Vec<String>) -> Result<Outcome> {
+    let config = load(file)?;
+    graph::select(&config, &services, &[])?;
+    drive(&config, Request::Restart { services }, "online")
+}
+
+pub fn stop(file: Option<&Path>, services: Vec<String>) -> Result<Outcome> {
+    let config = load(file)?;
+    graph::select(&config, &services, &[])?;
+    let Some(mut client) = Client::connect(&state::socket_path(&config)) else {
+        // No supervisor: stop whatever the last one left running.
+        let stopped = stop_orphans(&config, &services);
+        println!(
+            "no supervisor running; stopped {stopped} leftover process group{}",
+            if stopped == 1 { "" } else { "s" }
+        );
+        return Ok(Outcome::Success);
+    };
+    let started = Instant::now();
+    let reply = client
+        .request(Request::Stop { services }, output::print_progress)
+        .map_err(|e| Error::other("lost the supervisor", e))?;
+    finish(reply, started, "stopped")
+}
+
+/// Send a request to the project's supervisor (starting one if needed) and
+/// report its progress and outcome.
+fn drive(config: &Config, request: Request, goal: &str) -> Result<Outcome> {
+    let started = Instant::now();
+    let deadline = started + SUPERVISOR_BOOT;
+    loop {
+        let mut client = connect_or_spawn(config)?;
+        let reply = client
+            .request(request.clone(), output::print_progress)
+            .map_err(|e| Error::other("lost the supervisor", e))?;
+        // A supervisor that is shutting down hands over to a new one.
+        if matches!(&reply, Response::Error { message } if message.contains("shutting down"))
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        return finish(reply, started, goal);
+    }
+}
+
+fn finish(reply: Response, started: Instant, goal: &str) -> Result<Outcome> {
+    match reply {
+        Response::Done { ok: true, .. } => {
+            output::print_done(goal, started.elapsed());
+            Ok(Outcome::Success)
+        }
+        Response::Done {
+            ok: false,
+            failures,
+        } => {
+            report_failures(&failures);
+            Ok(Outcome::NotOnline)
+        }
+        Response::Error { message } => Err(Error::Usage(message)),
+        other => Err(Error::Other(format!(
+            "unexpected reply from the supervisor: {other:?}"
+        ))),
+    }
+}
+
+fn report_failures(failures: &[Failure]) {
+    for f in failures {
+        let tail = super::logs::last_lines(&f.log, 10);
+        output::print_failure(f, &tail);
+    }
+}
+
+/// Connect to the running supervisor, or start one in the background.
+pub fn connect_or_spawn(config: &Config) -> Result<Client> {
+    let socket = state::socket_path(config);
+    if let Some(c) = Client::connect(&socket) {
+        return Ok(c);
+    }
+    state::ensure_dirs(config)
+        .map_err(|e| Error::other(format!("cannot create {}", config.state_dir().display()), e))?;
+    let log_path = supervisor::log_path(config);
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| Error::other(format!("cannot open {}", log_path.display()), e))?;
+    let exe =
+        std::env::current_exe().map_err(|e| Error::other("cannot find the fpctl binary", e))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--file")
+        .arg(&config.path)
+        .arg("__supervise")
+        .current_dir(&config.root)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| Error::other("log", e))?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; it detaches the supervisor from
+    // our terminal and session so it outlives this command.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::other("cannot start the supervisor", e))?;
+    let deadline = Instant::now() + SUPERVISOR_BOOT;
+    let mut exited = false;
+    while Instant::now() < deadline {
+        if let Some(c) = Client::connect(&socket) {
+            return Ok(c);
+        }
+        // Losing the lock to a concurrent start is fine: keep connecting.
+        if !exited {
+            exited = matches!(child.try_wait(), Ok(Some(_)));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Err(Error::Other(format!(
+        "the supervisor did not come up within {}s; see {}",
+        SUPERVISOR_BOOT.as_secs(),
+        log_path.display()
+    )))
+}
+
+/// `__supervise`: become the project's background supervisor.
+pub fn supervise(file: Option<&Path>) -> Result<Outcome> {
+    let config = load(file)?;
+    init_tracing();
+    let Some(lock) = supervisor::try_lock(&config)? else {
+        tracing::info!("another supervisor holds the lock; exiting");
+        return Ok(Outcome::Success);
+    };
+    supervisor::run(config, lock, None, false)?;
+    Ok(Outcome::Success)
+}
+
+fn init_tracing() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("FPCTL_LOG").unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// `up`: the supervisor in the foreground, every log interleaved.
+pub fn up(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) -> Result<Outcome> {
+    let config = load(file)?;
+    let selected = graph::select(&config, &services, &profiles)?;
+    let Some(lock) = supervisor::try_lock(&config)? else {
+        return Err(Error::Other(
+            "a supervisor is already running for this project; use `fpctl logs -f`, or `fpctl stop` first".into(),
+        ));
+    };
+    let names: Vec<String> = selected
+        .iter()
+        .map(|&i| config.services[i].name.clone())
+        .collect();
+    let tailer = output::LogTailer::new(&config, &names);
+    std::thread::spawn(move || tailer.run());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        while let Some(r) = rx.blocking_recv() {
+            match r {
+                Response::Progress(p) => output::print_progress(&p),
+                Response::Done { ok: true, .. } => output::print_done("online", started.elapsed()),
+                Response::Done {
+                    ok: false,
+                    failures,
+                } => report_failures(&failures),
+                Response::Error { message } => eprintln!("error: {message}"),
+                Response::Status { .. } => {}
+            }
+        }
+    });
+    supervisor::run(
+        config,
+        lock,
+        Some((Request::Start { services, profiles }, tx)),
+        true,
+    )?;
+    Ok(Outcome::Success)
+}
+
+/// Stop the process groups recorded in `.fpctl/state.json` when their
+/// supervisor is gone; each is verified by its start time first, so a reused
+/// pid is never signalled. Returns how many were stopped.
+fn stop_orphans(config: &Config, names: &[String]) -> usize {
+    let Some(saved) = state::read(config) else {
+        return 0;
+    };
+    let marker = supervisor::instance_marker(config);
+    let mut stopped = 0;
+    for svc in &config.services {
+        if !names.is_empty() && !names.contains(&svc.name) {
+            continue;
+        }
+        let Some(rec) = saved.services.get(&svc.name) else {
+            continue;
+        };
+        let (Some(pid), Some(ticks)) = (rec.pid, rec.ticks) else {
+            continue;
+        };
+        if !process::is_same_process(pid, ticks) {
+            continue;
+        }
+        process::signal_group(pid, svc.stop_signal);
+        let deadline = Instant::now() + svc.stop_timeout;
+        while process::group_alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        process::signal_group(pid, Signal::SIGKILL);
+        for p in process::marked_pids(&format!("{marker}:{}", svc.name), false) {
+            process::signal_pid(p, Signal::SIGKILL);
+        }
+        stopped += 1;
+    }
+    stopped
+}

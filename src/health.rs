@@ -1,0 +1,208 @@
+//! Health probes: http, tcp and exec. One probe is one future with its own
+//! timeout; callers run as many as they like concurrently. A probe only
+//! observes; what a result means for a service is the supervisor's business.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+use crate::config::{Probe, Service};
+use crate::process::{self, Exit, SpawnSpec};
+
+/// What one probe saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeResult {
+    pub verdict: Verdict,
+    /// Short and human: JSON status, HTTP code, probe output or error.
+    pub detail: String,
+    pub latency: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Passes.
+    Healthy,
+    /// Answers, but says it is not healthy (wrong status, JSON field).
+    Unhealthy,
+    /// Does not answer at all.
+    Down,
+}
+
+/// Shared HTTP client: no proxy (probes are local), no pooling of idle
+/// connections (a probe per interval does not need them).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("building an HTTP client without TLS cannot fail")
+}
+
+/// Run one probe of `service` with its configured timeout.
+pub async fn probe(
+    service: &Service,
+    probe: &Probe,
+    timeout: Duration,
+    client: &reqwest::Client,
+) -> ProbeResult {
+    let started = Instant::now();
+    let (verdict, detail) =
+        match tokio::time::timeout(timeout, run(service, probe, timeout, client)).await {
+            Ok(r) => r,
+            Err(_) => (
+                Verdict::Down,
+                format!(
+                    "no answer within {}",
+                    crate::output::duration_short(timeout)
+                ),
+            ),
+        };
+    ProbeResult {
+        verdict,
+        detail,
+        latency: started.elapsed(),
+    }
+}
+
+async fn run(
+    service: &Service,
+    probe: &Probe,
+    timeout: Duration,
+    client: &reqwest::Client,
+) -> (Verdict, String) {
+    match probe {
+        Probe::Tcp { port } => tcp(*port).await,
+        Probe::Http {
+            url,
+            expect_status,
+            expect_json,
+        } => http(client, url, expect_status, expect_json).await,
+        Probe::Exec { argv } => exec(argv, &service.dir, &service.env, timeout).await,
+    }
+}
+
+pub async fn tcp(port: u16) -> (Verdict, String) {
+    match TcpStream::connect(("127.0.0.1", port)).await {
+        Ok(_) => (Verdict::Healthy, format!("port {port} open")),
+        Err(e) => (Verdict::Down, short_io_error(&e)),
+    }
+}
+
+async fn http(
+    client: &reqwest::Client,
+    url: &str,
+    expect_status: &[u16],
+    expect_json: &[(String, Vec<serde_json::Value>)],
+) -> (Verdict, String) {
+    let resp = match client.get(url).send().await {
+        Ok(r) => r,
+        Err(e) => return (Verdict::Down, http_error(&e)),
+    };
+    let status = resp.status();
+    let status_ok = if expect_status.is_empty() {
+        status.is_success()
+    } else {
+        expect_status.contains(&status.as_u16())
+    };
+    let code = format!("HTTP {}", status.as_u16());
+    // Read a bounded body: only what expect_json or the detail needs.
+    let body = match resp.bytes().await {
+        Ok(b) if b.len() <= 1 << 20 => b,
+        Ok(_) => return (Verdict::Unhealthy, format!("{code}, body over 1 MiB")),
+        Err(e) => return (Verdict::Down, http_error(&e)),
+    };
+    let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+    let status_field = json.as_ref().and_then(|j| j.get("status")).map(|s| {
+        s.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| s.to_string())
+    });
+    let detail = status_field.clone().unwrap_or_else(|| code.clone());
+    if !status_ok {
+        return (
+            Verdict::Unhealthy,
+            format!(
+                "{code}{}",
+                status_field.map(|s| format!(" {s}")).unwrap_or_default()
+            ),
+        );
+    }
+    for (field, accepted) in expect_json {
+        let value = json.as_ref().and_then(|j| lookup(j, field));
+        match value {
+            Some(v) if accepted.contains(v) => {}
+            Some(v) => {
+                let shown = v
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string());
+                return (Verdict::Unhealthy, format!("{field}={shown}"));
+            }
+            None if json.is_none() => {
+                return (Verdict::Unhealthy, format!("{code}, body is not JSON"))
+            }
+            None => return (Verdict::Unhealthy, format!("{field} missing")),
+        }
+    }
+    (Verdict::Healthy, detail)
+}
+
+/// A dotted path into a JSON value: `checks.db.status`.
+fn lookup<'a>(value: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    path.split('.').try_fold(value, |v, key| v.get(key))
+}
+
+async fn exec(
+    argv: &[String],
+    dir: &Path,
+    env: &[(String, String)],
+    timeout: Duration,
+) -> (Verdict, String) {
+    let spec = SpawnSpec {
+        argv,
+        dir,
+        env,
+        marker: None,
+    };
+    match process::run_captured(&spec, timeout).await {
+        Ok(Some((exit, out))) => {
+            let line = out
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or_default();
+            let line: String = line.chars().take(80).collect();
+            match exit {
+                Exit::Code(0) => (Verdict::Healthy, line),
+                other if line.is_empty() => (Verdict::Down, other.to_string()),
+                _ => (Verdict::Down, line),
+            }
+        }
+        Ok(None) => (Verdict::Down, "probe timed out".into()),
+        Err(e) => (Verdict::Down, e.to_string()),
+    }
+}
+
+fn short_io_error(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        _ => e.to_string(),
+    }
+}
+
+fn http_error(e: &reqwest::Error) -> String {
+    // The innermost cause is the informative one ("Connection refused").
+    let mut source: &dyn std::error::Error = e;
+    while let Some(s) = source.source() {
+        source = s;
+    }
+    let text = source.to_string();
+    if text.contains("Connection refused") {
+        "connection refused".into()
+    } else if e.is_timeout() {
+        "timed out".into()
+    } else {
+        text
+    }
+}

@@ -1,0 +1,359 @@
+//! Spawning, signalling and reaping processes.
+//!
+//! Every child fpctl starts goes through [`spawn`]: it gets its own process
+//! group and a marker variable (`FPCTL_INSTANCE`) that its descendants inherit,
+//! so that a stop reaches the whole tree, even a grandchild that left the group
+//! with `setsid`. One reaper task owns every `waitpid` in the process: it
+//! answers each child's exit on a oneshot channel and silently reaps orphans
+//! that were re-parented to us as a child subreaper. Nothing else may wait.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::sync::oneshot;
+
+/// The variable every service (and so every descendant) carries.
+pub const MARKER_VAR: &str = "FPCTL_INSTANCE";
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    pub fn success(self) -> bool {
+        self == Exit::Code(0)
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exited with code {c}"),
+            Exit::Signal(s) => match Signal::try_from(*s) {
+                Ok(sig) => write!(f, "killed by {}", sig.as_str()),
+                Err(_) => write!(f, "killed by signal {s}"),
+            },
+        }
+    }
+}
+
+#[derive(Default)]
+struct Reaper {
+    waiting: HashMap<i32, oneshot::Sender<Exit>>,
+    /// Exits seen before their spawner registered (the child was quick).
+    early: HashMap<i32, Exit>,
+}
+
+static REAPER: OnceLock<Mutex<Reaper>> = OnceLock::new();
+
+fn reaper() -> &'static Mutex<Reaper> {
+    REAPER.get_or_init(Default::default)
+}
+
+/// Start the reaper task. Call once, inside the tokio runtime, before spawning.
+pub fn init() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
+            .expect("install SIGCHLD handler");
+        tokio::spawn(async move {
+            loop {
+                reap_all();
+                // A signal can coalesce; the timeout is a safety net only.
+                let _ = tokio::time::timeout(Duration::from_secs(1), sigchld.recv()).await;
+            }
+        });
+    });
+}
+
+fn reap_all() {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => deliver(pid.as_raw(), Exit::Code(code)),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                deliver(pid.as_raw(), Exit::Signal(sig as i32))
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(_) => continue,
+        }
+    }
+}
+
+fn deliver(pid: i32, exit: Exit) {
+    let mut r = reaper().lock().expect("reaper lock");
+    match r.waiting.remove(&pid) {
+        Some(tx) => {
+            let _ = tx.send(exit);
+        }
+        None => {
+            // Either an orphan we adopted (nobody waits for it) or a child
+            // whose spawner has not registered yet. Bound the map.
+            if r.early.len() > 4096 {
+                r.early.clear();
+            }
+            r.early.insert(pid, exit);
+        }
+    }
+}
+
+fn register(pid: i32) -> oneshot::Receiver<Exit> {
+    let (tx, rx) = oneshot::channel();
+    let mut r = reaper().lock().expect("reaper lock");
+    match r.early.remove(&pid) {
+        Some(exit) => {
+            let _ = tx.send(exit);
+        }
+        None => {
+            r.waiting.insert(pid, tx);
+        }
+    }
+    rx
+}
+
+/// What to run.
+pub struct SpawnSpec<'a> {
+    pub argv: &'a [String],
+    pub dir: &'a Path,
+    pub env: &'a [(String, String)],
+    /// Value of [`MARKER_VAR`] for the child and its descendants.
+    pub marker: Option<&'a str>,
+}
+
+/// A running child: its pid is also its process group id.
+pub struct Child {
+    pub pid: i32,
+    pub start_ticks: Option<u64>,
+    pub exit: oneshot::Receiver<Exit>,
+}
+
+fn command(spec: &SpawnSpec<'_>) -> Command {
+    let mut cmd = Command::new(&spec.argv[0]);
+    cmd.args(&spec.argv[1..])
+        .current_dir(spec.dir)
+        .stdin(Stdio::null())
+        .process_group(0);
+    for (k, v) in spec.env {
+        cmd.env(k, v);
+    }
+    if let Some(m) = spec.marker {
+        cmd.env(MARKER_VAR, m);
+    }
+    cmd
+}
+
+fn spawn_command(mut cmd: Command, what: &str) -> io::Result<Child> {
+    let child = cmd
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run {what}: {e}")))?;
+    let pid = child.id() as i32;
+    // The std handle is dropped without waiting: the reaper owns the wait.
+    drop(child);
+    let exit = register(pid);
+    Ok(Child {
+        pid,
+        start_ticks: start_ticks(pid),
+        exit,
+    })
+}
+
+/// Spawn with stdout and stderr appended to `log`.
+pub fn spawn_logged(spec: &SpawnSpec<'_>, log: &File) -> io::Result<Child> {
+    let mut cmd = command(spec);
+    cmd.stdout(log.try_clone()?).stderr(log.try_clone()?);
+    spawn_command(cmd, &spec.argv[0])
+}
+
+/// Run to completion with output appended to `log`.
+pub async fn run_logged(spec: &SpawnSpec<'_>, log: &File) -> io::Result<Exit> {
+    let child = spawn_logged(spec, log)?;
+    child
+        .exit
+        .await
+        .map_err(|_| io::Error::other("child exit was lost"))
+}
+
+/// Run with a deadline, capturing stdout and stderr together. On timeout the
+/// whole group is killed and `Ok(None)` is returned.
+pub async fn run_captured(
+    spec: &SpawnSpec<'_>,
+    timeout: Duration,
+) -> io::Result<Option<(Exit, String)>> {
+    let (reader, writer) = std::io::pipe()?;
+    let mut cmd = command(spec);
+    cmd.stdout(writer.try_clone()?).stderr(writer);
+    // `spawn_command` consumes `cmd`, closing our copy of the write end so
+    // that EOF arrives when the child and its descendants are done.
+    let child = spawn_command(cmd, &spec.argv[0])?;
+    let mut reader = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader))?;
+    let pid = child.pid;
+    let work = async {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Read what fits in a small buffer; a chatty probe must not grow us.
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) if out.len() < 64 * 1024 => out.extend_from_slice(&buf[..n]),
+                Ok(_) => {}
+            }
+        }
+        let exit = child.exit.await.unwrap_or(Exit::Signal(9));
+        (exit, String::from_utf8_lossy(&out).into_owned())
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(done) => Ok(Some(done)),
+        Err(_) => {
+            signal_group(pid, Signal::SIGKILL);
+            Ok(None)
+        }
+    }
+}
+
+/// Send `sig` to a process group; false when the group no longer exists.
+pub fn signal_group(pgid: i32, sig: Signal) -> bool {
+    pgid > 1 && killpg(Pid::from_raw(pgid), sig).is_ok()
+}
+
+pub fn group_alive(pgid: i32) -> bool {
+    pgid > 1 && killpg(Pid::from_raw(pgid), None).is_ok()
+}
+
+pub fn signal_pid(pid: i32, sig: Signal) -> bool {
+    pid > 1 && nix::sys::signal::kill(Pid::from_raw(pid), sig).is_ok()
+}
+
+/// The process's start time in clock ticks since boot (/proc/PID/stat field
+/// 22): with the pid, it identifies a process even after its pid is reused.
+pub fn start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: skip past the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Whether `pid` is still the very process that started at `ticks`.
+pub fn is_same_process(pid: i32, ticks: u64) -> bool {
+    start_ticks(pid) == Some(ticks) && !is_zombie(pid)
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .and_then(|i| s.get(i + 2..i + 3).map(|c| c == "Z"))
+        })
+        .unwrap_or(false)
+}
+
+pub fn pid_alive(pid: i32) -> bool {
+    pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
+}
+
+fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every live process carrying `FPCTL_INSTANCE=marker` in its environment
+/// (with `prefix`, any value starting with `marker`).
+pub fn marked_pids(marker: &str, prefix: bool) -> Vec<i32> {
+    let needle = format!("{MARKER_VAR}={marker}");
+    let matches = |kv: &[u8]| {
+        if prefix {
+            kv.starts_with(needle.as_bytes())
+        } else {
+            kv == needle.as_bytes()
+        }
+    };
+    let me = std::process::id() as i32;
+    all_pids()
+        .into_iter()
+        .filter(|&pid| pid != me && !is_zombie(pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|b| *b == 0).any(matches))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Become a child subreaper: orphaned descendants are re-parented to us
+/// (and reaped by the reaper) instead of to init.
+pub fn set_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes one integer argument.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The command line of a process, for messages.
+pub fn cmdline(pid: i32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let s: Vec<String> = raw
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    (!s.is_empty()).then(|| s.join(" "))
+}
+
+/// The process listening on a local TCP port, where /proc tells.
+pub fn port_holder(port: u16) -> Option<(i32, String)> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != "0A" {
+                continue;
+            }
+            let local_port = f[1]
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) {
+                inodes.push(format!("socket:[{}]", f[9]));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    all_pids().into_iter().find_map(|pid| {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path()) {
+                if inodes.iter().any(|i| target.as_os_str() == i.as_str()) {
+                    return Some((pid, cmdline(pid).unwrap_or_default()));
+                }
+            }
+        }
+        None
+    })
+}

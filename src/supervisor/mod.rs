@@ -1,0 +1,206 @@
+//! The long-running supervisor of one project: it owns every service as its
+//! child. This module sets the process up (lock, subreaper, socket, signals)
+//! and serves the control socket; `actor` holds all service state.
+
+mod actor;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use nix::fcntl::{Flock, FlockArg};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+
+pub use actor::instance_marker;
+use actor::{Msg, Supervisor};
+
+use crate::config::Config;
+use crate::control::{self, Request, Response};
+use crate::state;
+use crate::{Error, Result};
+
+/// Holds the project's supervisor lock for as long as it lives.
+pub struct Lock {
+    _flock: Flock<std::fs::File>,
+}
+
+/// Take the project's supervisor lock, or None when another process has it.
+pub fn try_lock(config: &Config) -> Result<Option<Lock>> {
+    state::ensure_dirs(config)
+        .map_err(|e| Error::other(format!("cannot create {}", config.state_dir().display()), e))?;
+    let path = config.state_dir().join(state::LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::other(format!("cannot open {}", path.display()), e))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(flock) => Ok(Some(Lock { _flock: flock })),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Run a supervisor in this process until it is told to stop. `initial`, if
+/// given, is a request whose responses go to `initial_reply` (used by `up`).
+pub fn run(
+    config: Config,
+    lock: Lock,
+    initial: Option<(Request, mpsc::UnboundedSender<Response>)>,
+    foreground: bool,
+) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::other("cannot start the async runtime", e))?;
+    rt.block_on(serve(config, lock, initial, foreground))
+}
+
+async fn serve(
+    config: Config,
+    _lock: Lock,
+    initial: Option<(Request, mpsc::UnboundedSender<Response>)>,
+    foreground: bool,
+) -> Result<()> {
+    crate::process::init();
+    if let Err(e) = crate::process::set_subreaper() {
+        tracing::warn!("cannot become a child subreaper: {e}");
+    }
+    let socket = state::socket_path(&config);
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)
+        .map_err(|e| Error::other(format!("cannot listen on {}", socket.display()), e))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::other(format!("cannot restrict {}", socket.display()), e))?;
+    tracing::info!(pid = std::process::id(), socket = %socket.display(), "supervisor ready");
+
+    let config = Arc::new(config);
+    let (supervisor, tx) = Supervisor::new(Arc::clone(&config));
+    if let Some((request, reply)) = initial {
+        let _ = tx.send(Msg::Client { request, reply });
+    }
+    // Every connection holds a clone of `drain`; once the actor is done, the
+    // last replies are flushed before the process exits.
+    let (drain, mut drained) = mpsc::channel::<()>(1);
+    let acceptor = tokio::spawn(accept(listener, tx.clone(), drain));
+    tokio::spawn(signals(tx.clone(), foreground));
+    supervisor.run().await;
+    let _ = std::fs::remove_file(&socket);
+    acceptor.abort();
+    let _ = acceptor.await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drained.recv()).await;
+    tracing::info!("supervisor exiting");
+    Ok(())
+}
+
+async fn signals(tx: mpsc::UnboundedSender<Msg>, foreground: bool) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            // A background supervisor outlives the terminal that started it.
+            _ = hup.recv() => if !foreground { continue },
+        }
+        tracing::info!("signal received: stopping everything");
+        let _ = tx.send(Msg::Shutdown);
+    }
+}
+
+async fn accept(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>, drain: mpsc::Sender<()>) {
+    let me = nix::unistd::getuid().as_raw();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Only our own user may drive us (the socket is 0600 too).
+        match stream.peer_cred() {
+            Ok(cred) if cred.uid() == me => {}
+            other => {
+                tracing::warn!(peer = ?other.map(|c| c.uid()).ok(), "refused a connection from another user");
+                let mut s = stream;
+                let _ = s
+                    .write_all(
+                        control::encode(Response::Error {
+                            message: "permission denied: this supervisor belongs to another user"
+                                .into(),
+                        })
+                        .as_bytes(),
+                    )
+                    .await;
+                continue;
+            }
+        }
+        tokio::spawn(connection(stream, tx.clone(), drain.clone()));
+    }
+}
+
+/// One client: read one request line, forward it, stream the responses.
+async fn connection(stream: UnixStream, tx: mpsc::UnboundedSender<Msg>, _drain: mpsc::Sender<()>) {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read).take(control::MAX_LINE as u64 + 1);
+    let mut line = String::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        reader.read_line(&mut line),
+    )
+    .await;
+    let request = match read {
+        Ok(Ok(n)) if n > control::MAX_LINE => Err("request too long".to_string()),
+        Ok(Ok(0)) => return,
+        Ok(Ok(_)) => control::decode(line.trim_end()),
+        Ok(Err(e)) => Err(format!("malformed request: {e}")),
+        Err(_) => Err("no request within 10s".into()),
+    };
+    let request = match request {
+        Ok(r) => r,
+        Err(message) => {
+            let _ = write
+                .write_all(control::encode(Response::Error { message }).as_bytes())
+                .await;
+            return;
+        }
+    };
+    let (reply_tx, mut reply_rx) = mpsc::unbounded_channel();
+    if tx
+        .send(Msg::Client {
+            request,
+            reply: reply_tx,
+        })
+        .is_err()
+    {
+        return;
+    }
+    while let Some(response) = reply_rx.recv().await {
+        let last = !matches!(response, Response::Progress(_));
+        if write
+            .write_all(control::encode(response).as_bytes())
+            .await
+            .is_err()
+            || last
+        {
+            return;
+        }
+    }
+}
+
+/// Where a background supervisor writes its own log.
+pub fn log_path(config: &Config) -> PathBuf {
+    config.state_dir().join(state::SUPERVISOR_LOG)
+}
