@@ -1,0 +1,215 @@
+//! The test harness: a project in a temp dir, the real fpctl binary, and a
+//! guard that stops everything the test started, by the pids and process
+//! groups fpctl recorded, even when the test fails.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_fpctl");
+
+/// The Python test service, by absolute path.
+pub fn httpd() -> String {
+    format!("{}/tests/fixtures/httpd.py", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A port nobody listens on right now (bound once to port 0, then freed).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().unwrap().port()
+}
+
+pub fn free_ports(n: usize) -> Vec<u16> {
+    // Hold them all at once so they differ.
+    let ls: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+/// Poll `cond` until it holds or `timeout` passes; panics with `what`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out after {timeout:?} waiting for: {what}");
+}
+
+pub fn pid_alive(pid: i32) -> bool {
+    // A zombie is dead for our purposes.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)) != Some("Z"),
+        Err(_) => false,
+    }
+}
+
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    /// Extra pids the test started itself, killed on drop.
+    pub own_pids: Vec<i32>,
+}
+
+impl Stack {
+    /// A project whose services.toml is `toml`.
+    pub fn new(toml: &str) -> Stack {
+        let dir = tempfile::Builder::new()
+            .prefix("fpctl-test")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::write(dir.path().join("services.toml"), toml).unwrap();
+        Stack {
+            dir,
+            own_pids: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.file(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(p, text).unwrap();
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env_remove("FPCTL_FILE")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Run fpctl to completion.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.cmd(args).output().expect("run fpctl");
+        Run(out)
+    }
+
+    /// `check --json`, parsed.
+    pub fn check_json(&self) -> (i32, Value) {
+        let r = self.run(&["check", "--json"]);
+        let v: Value = serde_json::from_str(&r.stdout())
+            .unwrap_or_else(|e| panic!("check --json printed no JSON ({e}):\n{}", r.all()));
+        (r.code(), v)
+    }
+
+    /// One service's entry in `check --json`.
+    pub fn service(&self, name: &str) -> Value {
+        let (_, v) = self.check_json();
+        v["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in check --json"))
+    }
+
+    pub fn state_of(&self, name: &str) -> String {
+        self.service(name)["state"].as_str().unwrap().to_string()
+    }
+
+    pub fn pid_of(&self, name: &str) -> Option<i32> {
+        self.service(name)["pid"].as_i64().map(|p| p as i32)
+    }
+
+    /// The state file fpctl keeps.
+    pub fn saved_state(&self) -> Option<Value> {
+        let text = std::fs::read_to_string(self.file(".fpctl/state.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn supervisor_pid(&self) -> Option<i32> {
+        self.saved_state()?["supervisor_pid"]
+            .as_i64()
+            .map(|p| p as i32)
+    }
+
+    /// Every pid fpctl recorded for a service.
+    pub fn recorded_pids(&self) -> Vec<i32> {
+        let Some(state) = self.saved_state() else {
+            return Vec::new();
+        };
+        let mut pids: Vec<i32> = state["services"]
+            .as_object()
+            .map(|m| {
+                m.values()
+                    .filter_map(|s| s["pid"].as_i64())
+                    .map(|p| p as i32)
+                    .collect()
+            })
+            .unwrap_or_default();
+        pids.extend(state["supervisor_pid"].as_i64().map(|p| p as i32));
+        pids
+    }
+
+    pub fn log(&self, service: &str) -> String {
+        std::fs::read_to_string(self.file(&format!(".fpctl/logs/{service}.log")))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let recorded = self.recorded_pids();
+        let _ = self
+            .cmd(&["stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        // Whatever is left: the groups and pids recorded, then our own.
+        for pid in recorded.iter().chain(&self.own_pids) {
+            // SAFETY: kill(2) with a recorded pid or process group.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+                libc::kill(*pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Output of one fpctl run, with helpers for assertions.
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    pub fn all(&self) -> String {
+        format!(
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code(),
+            self.stdout(),
+            self.stderr()
+        )
+    }
+    /// Assert the exit code, showing all output when it differs.
+    pub fn expect(self, code: i32) -> Self {
+        assert_eq!(self.code(), code, "unexpected exit code:\n{}", self.all());
+        self
+    }
+}
