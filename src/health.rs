@@ -78,7 +78,15 @@ async fn run(
             expect_status,
             expect_json,
         } => http(client, url, expect_status, expect_json).await,
-        Probe::Exec { argv } => exec(argv, &service.dir, &service.env, timeout).await,
+        Probe::Exec { argv } => {
+            exec(
+                argv,
+                &service.dir,
+                &crate::setup::service_env(service),
+                timeout,
+            )
+            .await
+        }
     }
 }
 

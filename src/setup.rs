@@ -35,7 +35,8 @@ pub fn runtime_env(service: &Service) -> Vec<(String, String)> {
 
 /// The full environment of a service's processes: its own plus setup's.
 pub fn service_env(service: &Service) -> Vec<(String, String)> {
-    let mut env = service.env.clone();
+    let mut env = service.port_env.to_vec();
+    env.extend(service.env.iter().cloned());
     env.extend(runtime_env(service));
     env
 }

@@ -67,7 +67,9 @@ pub struct Service {
     pub argv: Vec<String>,
     pub dir: PathBuf,
     pub port: Option<u16>,
-    /// Extra environment, resolved: `PORT`, `FPCTL_PORT_*`, env_file, env.
+    /// `FPCTL_PORT_<NAME>` of every service with a port (shared by all).
+    pub port_env: std::sync::Arc<[(String, String)]>,
+    /// Extra environment, resolved: `PORT`, env_file, env.
     pub env: Vec<(String, String)>,
     /// Names of variables whose values must never be shown (env_file values,
     /// and names that look like secrets).
@@ -150,6 +152,7 @@ impl Service {
         self.env
             .iter()
             .rev()
+            .chain(self.port_env.iter())
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -32,6 +33,7 @@ pub fn validate(path: &Path, root: &Path, text: &str) -> Result<Config, Vec<Diag
     let mut v = Validator {
         root,
         diags: Vec::new(),
+        port_vars: Arc::from(Vec::new()),
     };
     let config = v.file(path, raw);
     if v.diags.is_empty() {
@@ -46,6 +48,8 @@ pub fn validate(path: &Path, root: &Path, text: &str) -> Result<Config, Vec<Diag
 struct Validator<'a> {
     root: &'a Path,
     diags: Vec<Diagnostic>,
+    /// `FPCTL_PORT_*` of every service, once known.
+    port_vars: Arc<[(String, String)]>,
 }
 
 /// What the second pass needs to know about every service.
@@ -124,10 +128,12 @@ impl Validator<'_> {
             .enumerate()
             .map(|(i, d)| (d.name.as_str(), i))
             .collect();
-        let port_vars: Vec<(String, String)> = declared
+        // One list shared by every service (a copy each would be quadratic).
+        let port_vars: Arc<[(String, String)]> = declared
             .iter()
             .filter_map(|d| d.port.map(|p| (port_var_name(&d.name), p.to_string())))
             .collect();
+        self.port_vars = Arc::clone(&port_vars);
 
         let mut services = Vec::with_capacity(declared.len());
         let mut dep_spans = Vec::with_capacity(declared.len());
@@ -242,7 +248,7 @@ impl Validator<'_> {
         svc: Spanned<RawService>,
         declared: &[Declared],
         index: &HashMap<&str, usize>,
-        port_vars: &[(String, String)],
+        port_vars: &Arc<[(String, String)]>,
         tiers: &[Tier],
     ) -> (Service, Vec<Range<usize>>) {
         let me = &declared[i];
@@ -274,7 +280,6 @@ impl Validator<'_> {
         if let Some(p) = me.port {
             env.push(("PORT".into(), p.to_string()));
         }
-        env.extend(port_vars.iter().cloned());
         if let Some(files) = &svc.env_file {
             let span = files.span();
             for f in files.get_ref().clone().into_vec() {
@@ -373,6 +378,7 @@ impl Validator<'_> {
         let service = Service {
             name,
             tier: me.tier,
+            port_env: Arc::clone(port_vars),
             argv,
             dir,
             port: me.port,
@@ -400,9 +406,11 @@ impl Validator<'_> {
         env: &[(String, String)],
         name: &str,
     ) -> String {
+        let shared = Arc::clone(&self.port_vars);
         let lookup = |var: &str| -> Option<String> {
             env.iter()
                 .rev()
+                .chain(shared.iter())
                 .find(|(k, _)| k == var)
                 .map(|(_, v)| v.clone())
                 .or_else(|| std::env::var(var).ok())
