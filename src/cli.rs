@@ -68,6 +68,20 @@ pub enum Command {
         #[arg(short = 'n', long = "lines", default_value_t = 100)]
         lines: usize,
     },
+    /// Show the history of starts, exits, health changes and restarts
+    Events {
+        /// Only this service's events
+        service: Option<String>,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+        /// Keep printing new events
+        #[arg(short, long)]
+        follow: bool,
+        /// How many events from the end
+        #[arg(short = 'n', long = "lines", default_value_t = 50)]
+        lines: usize,
+    },
     /// Check services.toml and print a summary
     Validate,
     /// Show tiers, start levels and dependencies

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod events;
 pub mod graph;
 pub mod health;
 pub mod output;
@@ -40,6 +41,12 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             follow,
             lines,
         } => commands::logs(file, &service, follow, lines),
+        Command::Events {
+            service,
+            json,
+            follow,
+            lines,
+        } => commands::events(file, service.as_deref(), json, follow, lines),
         Command::Supervise => commands::supervise(file),
     }
 }

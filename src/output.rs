@@ -405,3 +405,17 @@ impl LogTailer {
         }
     }
 }
+
+/// `512.0 MB`, `3.2 GB`, `900 B` (decimal units, as `max_memory` is usually written).
+pub fn bytes_short(n: u64) -> String {
+    let n = n as f64;
+    if n >= 1e9 {
+        format!("{:.1} GB", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1} MB", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.1} KB", n / 1e3)
+    } else {
+        format!("{n} B")
+    }
+}

@@ -33,6 +33,8 @@ pub const MARKER_VAR: &str = "FPCTL_INSTANCE";
 pub enum Exit {
     Code(i32),
     Signal(i32),
+    /// Ended, but not our child, so its status is unknown (an adopted process).
+    Unknown,
 }
 
 impl Exit {
@@ -49,6 +51,7 @@ impl fmt::Display for Exit {
                 Ok(sig) => write!(f, "killed by {}", sig.as_str()),
                 Err(_) => write!(f, "killed by signal {s}"),
             },
+            Exit::Unknown => write!(f, "exited (status unknown)"),
         }
     }
 }
@@ -225,6 +228,31 @@ pub async fn run_captured(
     }
 }
 
+/// Watch a process that is not our child (adopted from an earlier
+/// supervisor): the receiver fires when it ends. Uses a pidfd, so the exit is
+/// seen at once, without polling.
+pub fn watch_foreign(pid: i32) -> io::Result<oneshot::Receiver<Exit>> {
+    // SAFETY: pidfd_open(pid, 0) returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the fd was just returned to us and is owned by nobody else.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    // SAFETY: the AsyncFd owns the OwnedFd, which stays open until dropped.
+    let fd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| io::Error::other(e.to_string()))?;
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        // A pidfd becomes readable when the process exits.
+        let _ = fd.readable().await;
+        let _ = tx.send(Exit::Unknown);
+    });
+    Ok(rx)
+}
+
 /// Send `sig` to a process group; false when the group no longer exists.
 pub fn signal_group(pgid: i32, sig: Signal) -> bool {
     pgid > 1 && killpg(Pid::from_raw(pgid), sig).is_ok()
@@ -273,6 +301,31 @@ fn all_pids() -> Vec<i32> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Resident memory in bytes of every process group, summed over its members.
+pub fn rss_by_group() -> HashMap<i32, u64> {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    let mut groups = HashMap::new();
+    for pid in all_pids() {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        // After the command: state ppid pgrp ... rss is the 22nd field.
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let (Some(pgrp), Some(rss)) = (
+            fields.get(2).and_then(|f| f.parse::<i32>().ok()),
+            fields.get(21).and_then(|f| f.parse::<u64>().ok()),
+        ) else {
+            continue;
+        };
+        *groups.entry(pgrp).or_insert(0) += rss * page;
+    }
+    groups
 }
 
 /// Every live process carrying `FPCTL_INSTANCE=marker` in its environment

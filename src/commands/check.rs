@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::load;
 use crate::config::{Config, Probe};
-use crate::control::{Client, Request, Response, ServiceState, ServiceStatus};
+use crate::control::{Request, Response, ServiceState, ServiceStatus};
 use crate::health::{self, ProbeResult, Verdict};
 use crate::output::{self, Row};
 use crate::state::{self, StateFile};
@@ -130,7 +130,8 @@ async fn probe_one(config: &Config, i: usize, client: &reqwest::Client) -> Optio
 }
 
 fn supervisor_status(config: &Config) -> Option<HashMap<String, ServiceStatus>> {
-    let mut client = Client::connect(&state::socket_path(config))?;
+    // A supervisor that died is replaced here, adopting what it left running.
+    let mut client = super::supervisor_if_needed(config).ok().flatten()?;
     client.set_timeout(Some(Duration::from_secs(5)));
     match client.request(Request::Status, |_| {}) {
         Ok(Response::Status { services, .. }) => {

@@ -7,8 +7,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
-
 use super::load;
 use crate::config::Config;
 use crate::control::{Client, Failure, Request, Response};
@@ -34,13 +32,8 @@ pub fn restart(file: Option<&Path>, services: Vec<String>) -> Result<Outcome> {
 pub fn stop(file: Option<&Path>, services: Vec<String>) -> Result<Outcome> {
     let config = load(file)?;
     graph::select(&config, &services, &[])?;
-    let Some(mut client) = Client::connect(&state::socket_path(&config)) else {
-        // No supervisor: stop whatever the last one left running.
-        let stopped = stop_orphans(&config, &services);
-        println!(
-            "no supervisor running; stopped {stopped} leftover process group{}",
-            if stopped == 1 { "" } else { "s" }
-        );
+    let Some(mut client) = supervisor_if_needed(&config)? else {
+        println!("nothing is running");
         return Ok(Outcome::Success);
     };
     let started = Instant::now();
@@ -214,38 +207,21 @@ pub fn up(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) -> 
     Ok(Outcome::Success)
 }
 
-/// Stop the process groups recorded in `.fpctl/state.json` when their
-/// supervisor is gone; each is verified by its start time first, so a reused
-/// pid is never signalled. Returns how many were stopped.
-fn stop_orphans(config: &Config, names: &[String]) -> usize {
-    let Some(saved) = state::read(config) else {
-        return 0;
-    };
-    let marker = supervisor::instance_marker(config);
-    let mut stopped = 0;
-    for svc in &config.services {
-        if !names.is_empty() && !names.contains(&svc.name) {
-            continue;
-        }
-        let Some(rec) = saved.services.get(&svc.name) else {
-            continue;
-        };
-        let (Some(pid), Some(ticks)) = (rec.pid, rec.ticks) else {
-            continue;
-        };
-        if !process::is_same_process(pid, ticks) {
-            continue;
-        }
-        process::signal_group(pid, svc.stop_signal);
-        let deadline = Instant::now() + svc.stop_timeout;
-        while process::group_alive(pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        process::signal_group(pid, Signal::SIGKILL);
-        for p in process::marked_pids(&format!("{marker}:{}", svc.name), false) {
-            process::signal_pid(p, Signal::SIGKILL);
-        }
-        stopped += 1;
+/// A client for the supervisor, when one runs or must run: if the last one
+/// died and left services running, a new one is started to adopt them.
+pub fn supervisor_if_needed(config: &Config) -> Result<Option<Client>> {
+    if let Some(c) = Client::connect(&state::socket_path(config)) {
+        return Ok(Some(c));
     }
-    stopped
+    let orphans = state::read(config).is_some_and(|saved| {
+        saved.services.values().any(|r| match (r.pid, r.ticks) {
+            (Some(pid), Some(ticks)) => process::is_same_process(pid, ticks),
+            _ => false,
+        })
+    });
+    if orphans {
+        connect_or_spawn(config).map(Some)
+    } else {
+        Ok(None)
+    }
 }

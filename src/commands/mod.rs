@@ -32,9 +32,11 @@ pub fn graph(file: Option<&Path>, dot: bool) -> Result<Outcome> {
 }
 
 mod check;
+mod events;
 mod lifecycle;
 mod logs;
 
 pub use check::check;
-pub use lifecycle::{restart, start, stop, supervise, up};
+pub use events::events;
+pub use lifecycle::{restart, start, stop, supervise, supervisor_if_needed, up};
 pub use logs::logs;

@@ -32,6 +32,8 @@ pub mod defaults {
     pub const START_TIMEOUT: Duration = Duration::from_secs(60);
     pub const HEALTH_RETRIES: u32 = 3;
     pub const TIER_NAME: &str = "default";
+    /// Rotated log files kept beside the live one, when rotation is on.
+    pub const LOG_KEEP: u32 = 3;
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +52,15 @@ pub struct Config {
 pub struct Project {
     pub name: String,
     pub log_dir: PathBuf,
+    pub log_rotation: Option<LogRotation>,
+}
+
+/// Rotate a service's log once it reaches `max_size` bytes, keeping `keep`
+/// older files (`NAME.log.1` is the newest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRotation {
+    pub max_size: u64,
+    pub keep: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +97,10 @@ pub struct Service {
     pub profiles: Vec<String>,
     pub oneshot: bool,
     pub disabled: bool,
+    /// Restart when the service's process group uses more memory (bytes, RSS).
+    pub max_memory: Option<u64>,
+    /// The project's rotation, or this service's own.
+    pub log_rotation: Option<LogRotation>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +163,19 @@ impl Config {
 }
 
 impl Service {
+    /// `text` with the value of every secret variable replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for key in &self.secret_keys {
+            if let Some(v) = self.env_value(key) {
+                if v.len() >= 3 {
+                    out = out.replace(v, "***");
+                }
+            }
+        }
+        out
+    }
+
     pub fn env_value(&self, key: &str) -> Option<&str> {
         self.env
             .iter()

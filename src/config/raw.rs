@@ -24,6 +24,8 @@ pub struct RawFile {
 pub struct RawProject {
     pub name: Option<Spanned<String>>,
     pub log_dir: Option<Spanned<String>>,
+    pub log_max_size: Option<Spanned<Scalar>>,
+    pub log_keep: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +61,9 @@ pub struct RawService {
     pub oneshot: bool,
     #[serde(default)]
     pub disabled: bool,
+    pub max_memory: Option<Spanned<Scalar>>,
+    pub log_max_size: Option<Spanned<Scalar>>,
+    pub log_keep: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -34,6 +34,7 @@ pub fn validate(path: &Path, root: &Path, text: &str) -> Result<Config, Vec<Diag
         root,
         diags: Vec::new(),
         port_vars: Arc::from(Vec::new()),
+        project_rotation: None,
     };
     let config = v.file(path, raw);
     if v.diags.is_empty() {
@@ -50,6 +51,7 @@ struct Validator<'a> {
     diags: Vec<Diagnostic>,
     /// `FPCTL_PORT_*` of every service, once known.
     port_vars: Arc<[(String, String)]>,
+    project_rotation: Option<super::LogRotation>,
 }
 
 /// What the second pass needs to know about every service.
@@ -67,6 +69,7 @@ impl Validator<'_> {
 
     fn file(&mut self, path: &Path, raw: RawFile) -> Config {
         let project = self.project(raw.project);
+        self.project_rotation = project.log_rotation;
         let tiers = self.tiers(raw.tier);
         if raw.services.is_empty() {
             self.error(
@@ -175,7 +178,34 @@ impl Validator<'_> {
             Some(d) => self.root.join(d.get_ref()),
             None => self.root.join(defaults::LOG_DIR),
         };
-        Project { name, log_dir }
+        let max_size = raw
+            .as_ref()
+            .and_then(|p| p.log_max_size.as_ref())
+            .map(|v| self.size(v, "log_max_size", "the project"));
+        let keep = raw
+            .as_ref()
+            .and_then(|p| p.log_keep.as_ref())
+            .map(|k| self.count(k, "log_keep", "the project", 1));
+        if keep.is_some() && max_size.is_none() {
+            let span = raw
+                .as_ref()
+                .and_then(|p| p.log_keep.as_ref())
+                .map(|k| k.span())
+                .unwrap_or(0..0);
+            self.error(
+                span,
+                "log_keep needs log_max_size (rotation happens only with a size limit)",
+            );
+        }
+        let log_rotation = max_size.map(|max_size| super::LogRotation {
+            max_size,
+            keep: keep.unwrap_or(defaults::LOG_KEEP),
+        });
+        Project {
+            name,
+            log_dir,
+            log_rotation,
+        }
     }
 
     fn tiers(&mut self, raw: Vec<Spanned<super::raw::RawTier>>) -> Vec<Tier> {
@@ -361,7 +391,7 @@ impl Validator<'_> {
         };
         let max_restarts = match &svc.max_restarts {
             None => defaults::MAX_RESTARTS,
-            Some(m) => self.count(m, "max_restarts", &name, 0),
+            Some(m) => self.count(m, "max_restarts", &format!("service \"{name}\""), 0),
         };
         let stop_signal = match &svc.stop_signal {
             None => Signal::SIGTERM,
@@ -374,6 +404,35 @@ impl Validator<'_> {
             defaults::STOP_TIMEOUT,
         );
         let profiles = svc.profiles.iter().map(|p| p.get_ref().clone()).collect();
+        let max_memory = svc
+            .max_memory
+            .as_ref()
+            .map(|m| self.size(m, "max_memory", &format!("service \"{name}\"")));
+        let log_rotation = match (&svc.log_max_size, &svc.log_keep) {
+            (None, None) => self.project_rotation,
+            (size, keep) => {
+                let max_size = match size {
+                    Some(v) => Some(self.size(v, "log_max_size", &format!("service \"{name}\""))),
+                    None => self.project_rotation.map(|r| r.max_size),
+                };
+                let keep = keep
+                    .as_ref()
+                    .map(|k| self.count(k, "log_keep", &format!("service \"{name}\""), 1))
+                    .or(self.project_rotation.map(|r| r.keep))
+                    .unwrap_or(defaults::LOG_KEEP);
+                match max_size {
+                    Some(max_size) => Some(super::LogRotation { max_size, keep }),
+                    None => {
+                        let span = keep_span(&svc.log_keep);
+                        self.error(
+                            span,
+                            format!("log_keep of service \"{name}\" needs log_max_size"),
+                        );
+                        None
+                    }
+                }
+            }
+        };
 
         let service = Service {
             name,
@@ -395,6 +454,8 @@ impl Validator<'_> {
             profiles,
             oneshot: svc.oneshot,
             disabled: svc.disabled,
+            max_memory,
+            log_rotation,
         };
         (service, dep_spans)
     }
@@ -624,7 +685,7 @@ impl Validator<'_> {
         );
         let retries = match &h.retries {
             None => defaults::HEALTH_RETRIES,
-            Some(r) => self.count(r, "retries", name, 1),
+            Some(r) => self.count(r, "retries", &format!("service \"{name}\""), 1),
         };
         (
             probe.map(|probe| Health {
@@ -709,13 +770,35 @@ impl Validator<'_> {
         })
     }
 
-    fn count(&mut self, v: &Spanned<i64>, what: &str, name: &str, min: i64) -> u32 {
+    /// A size like `512MB`, `1.5GiB`, `64k` or a number of bytes.
+    fn size(&mut self, v: &Spanned<Scalar>, what: &str, whose: &str) -> u64 {
+        let parsed = match v.get_ref() {
+            Scalar::Int(n) if *n > 0 => Some(*n as u64),
+            Scalar::Str(s) => parse_size(s),
+            _ => None,
+        };
+        match parsed {
+            Some(n) if n > 0 => n,
+            _ => {
+                self.error(
+                    v.span(),
+                    format!(
+                        "invalid {what} {} of {whose}: write a size like \"512MB\", \"1GiB\" or \"64KB\"",
+                        v.get_ref().to_env_string()
+                    ),
+                );
+                1
+            }
+        }
+    }
+
+    fn count(&mut self, v: &Spanned<i64>, what: &str, whose: &str, min: i64) -> u32 {
         let n = *v.get_ref();
         if n < min || n > i64::from(u32::MAX) {
             self.error(
                 v.span(),
                 format!(
-                    "{what} of service \"{name}\" must be a whole number from {min} to {}",
+                    "{what} of {whose} must be a whole number from {min} to {}",
                     u32::MAX
                 ),
             );
@@ -852,6 +935,33 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+fn keep_span(keep: &Option<Spanned<i64>>) -> Range<usize> {
+    keep.as_ref().map(|k| k.span()).unwrap_or(0..0)
+}
+
+/// `512MB`, `1.5GiB`, `64k`, `100`: decimal (KB, MB, GB) and binary (KiB,
+/// MiB, GiB; K, M, G) units, case-insensitive.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = num * mult;
+    (bytes.is_finite() && (1.0..1e18).contains(&bytes)).then_some(bytes as u64)
 }
 
 /// The closest candidate to a misspelt name, if any is close enough.

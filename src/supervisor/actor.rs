@@ -17,6 +17,7 @@ use tokio::task::AbortHandle;
 
 use crate::config::{Config, RestartPolicy, Service};
 use crate::control::{Failure, Progress, Request, Response, ServiceState, ServiceStatus};
+use crate::events;
 use crate::graph;
 use crate::health::{self, ProbeResult, Verdict};
 use crate::process::{self, Exit, SpawnSpec};
@@ -31,6 +32,8 @@ const BACKOFF_CAP: Duration = Duration::from_secs(10);
 /// While starting, probe this often at first, then back off to `interval`.
 const FAST_PROBE: Duration = Duration::from_millis(5);
 const FAST_PROBE_FOR: Duration = Duration::from_secs(1);
+/// How often services with `max_memory` are measured.
+const MEMORY_INTERVAL: Duration = Duration::from_secs(1);
 
 pub enum Msg {
     Client {
@@ -70,6 +73,10 @@ pub enum Msg {
     },
     /// SIGTERM / SIGINT to the supervisor: stop everything and exit.
     Shutdown,
+    /// Time to measure the memory of services with `max_memory`.
+    MemoryTick,
+    /// Resident memory (bytes) of each measured service's process group.
+    Memory(Vec<(usize, u64, u64)>),
 }
 
 /// The outcome of the port check and setup that precede a spawn.
@@ -121,8 +128,9 @@ struct Svc {
     stop_requested: bool,
     /// Start again once stopped (`restart`).
     start_after_stop: bool,
-    /// The exit in progress was caused by a failed liveness check.
-    health_kill: bool,
+    /// Why fpctl killed it, when the exit in progress is fpctl's doing
+    /// (failed liveness check, memory limit): it is restarted regardless.
+    kill_reason: Option<String>,
     last_exit: Option<Exit>,
     tasks: Vec<AbortHandle>,
 }
@@ -143,7 +151,7 @@ impl Svc {
             latency_ms: None,
             stop_requested: false,
             start_after_stop: false,
-            health_kill: false,
+            kill_reason: None,
             last_exit: None,
             tasks: Vec::new(),
         }
@@ -244,6 +252,7 @@ pub struct Supervisor {
     /// Exit once everything is stopped.
     exiting: bool,
     dirty: bool,
+    events: events::Log,
 }
 
 impl Supervisor {
@@ -253,6 +262,7 @@ impl Supervisor {
         let order = graph::plan(&config, &all).start_order();
         let marker = instance_marker(&config);
         let svcs = config.services.iter().map(|_| Svc::new()).collect();
+        let config_for_events = Arc::clone(&config);
         let sup = Supervisor {
             config,
             svcs,
@@ -264,12 +274,117 @@ impl Supervisor {
             marker,
             exiting: false,
             dirty: true,
+            events: events::Log::open(&config_for_events),
         };
         (sup, tx)
     }
 
+    /// Take over what an earlier supervisor of this project left running, as
+    /// recorded in its state file. A process is adopted only if its pid still
+    /// names the very process recorded (same start time), so a reused pid is
+    /// never touched; one that died meanwhile is handled as a crash.
+    pub fn adopt(&mut self, saved: &StateFile) {
+        for i in 0..self.config.services.len() {
+            let svc = &self.config.services[i];
+            let Some(rec) = saved.services.get(&svc.name) else {
+                continue;
+            };
+            self.svcs[i].restarts = rec.restarts;
+            let alive = match (rec.pid, rec.ticks) {
+                (Some(pid), Some(ticks)) if process::is_same_process(pid, ticks) => {
+                    Some((pid, ticks))
+                }
+                _ => None,
+            };
+            let was_wanted = matches!(
+                rec.state.as_str(),
+                "online" | "degraded" | "offline" | "starting"
+            );
+            match alive {
+                Some((pid, ticks)) => match process::watch_foreign(pid) {
+                    Ok(exit) => self.adopt_one(i, pid, ticks, rec.started_at, exit),
+                    Err(e) => {
+                        tracing::warn!(service = %svc.name, pid, "cannot watch adopted process: {e}")
+                    }
+                },
+                None if was_wanted && rec.pid.is_some() && !rec.external => {
+                    // It died while nobody supervised it: the restart policy decides.
+                    tracing::info!(service = %svc.name, "recorded process is gone");
+                    let s = &mut self.svcs[i];
+                    s.phase = Phase::Running(ServiceState::Offline);
+                    s.pid = None;
+                    self.exited(i, Exit::Unknown);
+                }
+                None => {
+                    let s = &mut self.svcs[i];
+                    s.phase = match rec.state.as_str() {
+                        "completed" => Phase::Completed,
+                        "failed" => Phase::Failed(rec.detail.clone().unwrap_or_default()),
+                        _ => Phase::Idle,
+                    };
+                }
+            }
+        }
+        self.dirty = true;
+    }
+
+    fn adopt_one(
+        &mut self,
+        i: usize,
+        pid: i32,
+        ticks: u64,
+        started_at: Option<f64>,
+        exit: tokio::sync::oneshot::Receiver<Exit>,
+    ) {
+        let svc = &self.config.services[i];
+        tracing::info!(service = %svc.name, pid, "adopted");
+        let tx = self.tx.clone();
+        let s = &mut self.svcs[i];
+        s.gen += 1;
+        let gen = s.gen;
+        s.pid = Some(pid);
+        s.ticks = Some(ticks);
+        s.started_at = started_at;
+        let age = started_at
+            .map(|t| (state::now_unix() - t).max(0.0))
+            .unwrap_or(0.0);
+        s.started = Instant::now()
+            .checked_sub(Duration::from_secs_f64(age))
+            .or(Some(Instant::now()));
+        // Online until its probes say otherwise; a oneshot is still running.
+        s.phase = if svc.oneshot {
+            Phase::Starting
+        } else {
+            Phase::Running(ServiceState::Online)
+        };
+        s.detail = Some("adopted".into());
+        tokio::spawn(async move {
+            let exit = exit.await.unwrap_or(Exit::Unknown);
+            let _ = tx.send(Msg::Exited { idx: i, gen, exit });
+        });
+        if svc.health.is_some() && !svc.oneshot {
+            let probe = self.spawn_prober(i, gen);
+            self.svcs[i].tasks.push(probe);
+        }
+        self.event(i, "adopted", format!("pid {pid}"));
+    }
+
     /// Handle messages until asked to exit and everything is stopped.
     pub async fn run(mut self) {
+        if self.config.services.iter().any(|s| s.max_memory.is_some()) {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(MEMORY_INTERVAL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if tx.send(Msg::MemoryTick).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        self.reconcile();
         self.persist();
         while let Some(msg) = self.rx.recv().await {
             self.handle(msg);
@@ -310,6 +425,8 @@ impl Supervisor {
                 }
             }
             Msg::Shutdown => self.stop_all(),
+            Msg::MemoryTick => self.measure_memory(),
+            Msg::Memory(usage) => self.memory(usage),
             _ => {} // a report about an earlier launch
         }
     }
@@ -478,6 +595,7 @@ impl Supervisor {
             }
             let svc = &config.services[i];
             if let Some(reason) = self.blocked_by(i) {
+                self.event(i, "blocked", reason.clone());
                 self.svcs[i].phase = Phase::Blocked(reason);
                 self.dirty = true;
                 continue;
@@ -541,7 +659,7 @@ impl Supervisor {
         s.phase = Phase::Preparing;
         s.detail = Some("preparing".into());
         s.probe_fails = 0;
-        s.health_kill = false;
+        s.kill_reason = None;
         s.started = Some(Instant::now());
         self.dirty = true;
         let gen = s.gen;
@@ -563,6 +681,7 @@ impl Supervisor {
             Err(reason) => self.fail(i, reason),
             Ok(Prepared::External(probe)) => {
                 tracing::info!(service = %svc.name, "already answering on its port; not spawned");
+                self.event(i, "external", probe.detail.clone());
                 let s = &mut self.svcs[i];
                 s.phase = Phase::External(ServiceState::Online);
                 s.detail = Some(format!("external: {}", probe.detail));
@@ -587,7 +706,8 @@ impl Supervisor {
                 )
             }
         };
-        setup::note(&log, &format!("starting: {}", shell_words::join(&svc.argv)));
+        let shown = svc.redact(&shell_words::join(&svc.argv));
+        setup::note(&log, &format!("starting: {shown}"));
         let env = setup::service_env(svc);
         let marker = format!("{}:{}", self.marker, svc.name);
         let spec = SpawnSpec {
@@ -601,6 +721,8 @@ impl Supervisor {
             Err(e) => return self.fail(i, e.to_string()),
         };
         tracing::info!(service = %svc.name, pid = child.pid, "spawned");
+        self.event(i, "spawned", format!("pid {}: {shown}", child.pid));
+        let svc = &self.config.services[i];
         let tx = self.tx.clone();
         let s = &mut self.svcs[i];
         let gen = s.gen;
@@ -681,6 +803,7 @@ impl Supervisor {
         let retries = svc.health.as_ref().map(|h| h.retries).unwrap_or(1);
         let s = &mut self.svcs[i];
         let before = (s.public(), s.detail.clone());
+        let was = s.public();
         s.latency_ms = Some(result.latency.as_secs_f64() * 1000.0);
         s.detail = Some(result.detail.clone());
         match (&s.phase, result.verdict) {
@@ -707,29 +830,102 @@ impl Supervisor {
                     s.phase = Phase::Running(new);
                     if new == ServiceState::Offline
                         && svc.restart != RestartPolicy::No
-                        && !s.health_kill
+                        && s.kill_reason.is_none()
                     {
                         // Liveness failed: restart it through the crash path.
-                        s.health_kill = true;
-                        if let Some(pid) = s.pid {
-                            process::signal_group(pid, svc.stop_signal);
-                        }
-                        let timer = self.timer(
-                            svc.stop_timeout,
-                            Msg::StopTimeout {
-                                idx: i,
-                                gen: self.svcs[i].gen,
-                            },
-                        );
-                        self.svcs[i].tasks.push(timer);
+                        let reason =
+                            format!("health check failed {retries} times: {}", result.detail);
+                        self.kill_for(i, reason);
                     }
                 }
             }
             _ => {}
         }
+        let now = self.svcs[i].public();
+        if now != was {
+            let detail = self.svcs[i].detail.clone().unwrap_or_default();
+            self.event(i, now.as_str(), detail);
+        }
         if before != (self.svcs[i].public(), self.svcs[i].detail.clone()) {
             self.dirty = true;
         }
+    }
+
+    /// Stop a running service so that the crash path restarts it, and
+    /// remember why (a failed liveness check, the memory limit).
+    fn kill_for(&mut self, i: usize, reason: String) {
+        let svc = &self.config.services[i];
+        tracing::warn!(service = %svc.name, %reason, "killing for a restart");
+        let (stop_signal, stop_timeout) = (svc.stop_signal, svc.stop_timeout);
+        let s = &mut self.svcs[i];
+        s.kill_reason = Some(reason);
+        if let Some(pid) = s.pid {
+            process::signal_group(pid, stop_signal);
+        }
+        let gen = s.gen;
+        let timer = self.timer(stop_timeout, Msg::StopTimeout { idx: i, gen });
+        self.svcs[i].tasks.push(timer);
+    }
+
+    fn measure_memory(&mut self) {
+        let targets: Vec<(usize, u64, i32)> = self
+            .svcs
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| {
+                self.config.services[*i].max_memory.is_some()
+                    && matches!(s.phase, Phase::Running(_) | Phase::Starting)
+                    && s.kill_reason.is_none()
+            })
+            .filter_map(|(i, s)| Some((i, s.gen, s.pid?)))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let by_group = process::rss_by_group();
+            let usage = targets
+                .into_iter()
+                .map(|(i, gen, pgid)| (i, gen, by_group.get(&pgid).copied().unwrap_or(0)))
+                .collect();
+            let _ = tx.send(Msg::Memory(usage));
+        });
+    }
+
+    fn memory(&mut self, usage: Vec<(usize, u64, u64)>) {
+        for (i, gen, rss) in usage {
+            let Some(limit) = self.config.services[i].max_memory else {
+                continue;
+            };
+            let s = &self.svcs[i];
+            if s.gen != gen
+                || rss <= limit
+                || s.kill_reason.is_some()
+                || !matches!(s.phase, Phase::Running(_) | Phase::Starting)
+            {
+                continue;
+            }
+            let reason = format!(
+                "memory {} over max_memory {}",
+                crate::output::bytes_short(rss),
+                crate::output::bytes_short(limit)
+            );
+            self.event(i, "memory", reason.clone());
+            self.kill_for(i, reason);
+        }
+    }
+
+    /// Record an event (secrets redacted).
+    fn event(&mut self, i: usize, kind: &str, detail: impl Into<String>) {
+        let svc = &self.config.services[i];
+        let event = events::Event {
+            ts: state::now_unix(),
+            service: svc.name.clone(),
+            kind: kind.to_string(),
+            detail: svc.redact(&detail.into()),
+        };
+        self.events.append(&event);
     }
 
     fn start_timeout(&mut self, i: usize) {
@@ -759,6 +955,7 @@ impl Supervisor {
             process::signal_group(pid, Signal::SIGKILL);
             self.cleanup_in_background(i, false);
         }
+        self.event(i, "failed", reason.clone());
         let s = &mut self.svcs[i];
         s.phase = Phase::Failed(reason);
         self.dirty = true;
@@ -801,6 +998,9 @@ impl Supervisor {
             );
         }
         tracing::info!(service = %svc.name, %exit, "exited");
+        let pid = self.svcs[i].pid.unwrap_or(0);
+        self.event(i, "exited", format!("pid {pid} {exit}"));
+        let svc = &self.config.services[i];
         let s = &mut self.svcs[i];
         s.last_exit = Some(exit);
         s.abort_tasks();
@@ -823,37 +1023,43 @@ impl Supervisor {
                 Phase::Failed(format!("{exit}"))
             };
             s.detail = Some(exit.to_string());
+            let kind = if exit.success() {
+                "completed"
+            } else {
+                "failed"
+            };
             self.cleanup_in_background(i, false);
+            self.event(i, kind, exit.to_string());
             return;
         }
         // A crash (or an exit on its own) of a service that should run.
         if s.started.is_some_and(|t| t.elapsed() >= RESTART_WINDOW) {
             s.streak = 0;
         }
-        let restart = s.health_kill
+        let restart = s.kill_reason.is_some()
             || match svc.restart {
                 RestartPolicy::Always => true,
                 RestartPolicy::OnFailure => !exit.success(),
                 RestartPolicy::No => false,
             };
-        let why = if s.health_kill {
-            "health check failed".to_string()
-        } else {
-            exit.to_string()
-        };
+        let why = s.kill_reason.clone().unwrap_or_else(|| exit.to_string());
         let pgid = s.pid;
         if !restart {
             let policy = match svc.restart {
                 RestartPolicy::No => "restart = \"no\"",
                 _ => "restart = \"on-failure\" does not restart a clean exit",
             };
-            s.phase = Phase::Failed(format!("{why} ({policy})"));
+            let reason = format!("{why} ({policy})");
+            s.phase = Phase::Failed(reason.clone());
+            self.event(i, "failed", reason);
         } else if s.streak >= svc.max_restarts {
-            s.phase = Phase::Failed(format!(
+            let reason = format!(
                 "{why}; gave up after {} restart{} (max_restarts)",
                 svc.max_restarts,
                 if svc.max_restarts == 1 { "" } else { "s" }
-            ));
+            );
+            s.phase = Phase::Failed(reason.clone());
+            self.event(i, "failed", reason);
         } else {
             let delay = backoff(s.streak);
             s.streak += 1;
@@ -874,6 +1080,11 @@ impl Supervisor {
                     ),
                 );
             }
+            let restart_event = format!(
+                "restart {} in {}: {why}",
+                s.restarts,
+                crate::output::duration_short(delay)
+            );
             // Remnants are killed first, then the restart timer runs.
             let gen = s.gen;
             let marker = format!("{}:{}", self.marker, svc.name);
@@ -884,8 +1095,10 @@ impl Supervisor {
                 let _ = tx.send(Msg::RestartDue { idx: i, gen });
             });
             self.svcs[i].tasks.push(task.abort_handle());
+            self.event(i, "restart", restart_event);
             return;
         }
+        self.svcs[i].pid = pgid;
         self.cleanup_in_background(i, false);
     }
 
@@ -917,6 +1130,9 @@ impl Supervisor {
         s.detail = None;
         s.latency_ms = None;
         self.dirty = true;
+        let again = s.start_after_stop;
+        self.event(i, "stopped", if again { "for a restart" } else { "" });
+        let s = &mut self.svcs[i];
         if s.start_after_stop {
             s.start_after_stop = false;
             s.phase = Phase::Waiting;

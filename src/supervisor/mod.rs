@@ -78,7 +78,10 @@ async fn serve(
     tracing::info!(pid = std::process::id(), socket = %socket.display(), "supervisor ready");
 
     let config = Arc::new(config);
-    let (supervisor, tx) = Supervisor::new(Arc::clone(&config));
+    let (mut supervisor, tx) = Supervisor::new(Arc::clone(&config));
+    if let Some(saved) = state::read(&config) {
+        supervisor.adopt(&saved);
+    }
     if let Some((request, reply)) = initial {
         let _ = tx.send(Msg::Client { request, reply });
     }

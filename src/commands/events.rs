@@ -1,0 +1,76 @@
+//! `fpctl events [SVC] [--json] [-f] [-n N]`: the event history, read from
+//! `.fpctl/events.jsonl` (no supervisor needed).
+
+use std::path::Path;
+use std::time::Duration;
+
+use colored::Colorize;
+
+use super::load;
+use crate::events::{self, Event};
+use crate::{Error, Outcome, Result};
+
+pub fn events(
+    file: Option<&Path>,
+    service: Option<&str>,
+    json: bool,
+    follow: bool,
+    lines: usize,
+) -> Result<Outcome> {
+    let config = load(file)?;
+    if let Some(name) = service {
+        if config.service(name).is_none() {
+            return Err(Error::Usage(format!(
+                "no service named \"{name}\" in {}",
+                config.path.display()
+            )));
+        }
+    }
+    let path = events::path(&config);
+    let wanted = |e: &Event| service.is_none_or(|s| e.service == s);
+    let all: Vec<Event> = events::read_all(&path)
+        .into_iter()
+        .filter(|e| wanted(e))
+        .collect();
+    let mut last_ts = all.last().map(|e| e.ts).unwrap_or(0.0);
+    for e in &all[all.len().saturating_sub(lines)..] {
+        print_event(e, json);
+    }
+    if !follow {
+        return Ok(Outcome::Success);
+    }
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let since = last_ts;
+        let new: Vec<Event> = events::read_all(&path)
+            .into_iter()
+            .filter(|e| wanted(e) && e.ts > since)
+            .collect();
+        for e in new {
+            last_ts = e.ts;
+            print_event(&e, json);
+        }
+    }
+}
+
+fn print_event(e: &Event, json: bool) {
+    if json {
+        if let Ok(s) = serde_json::to_string(e) {
+            println!("{s}");
+        }
+        return;
+    }
+    let kind = match e.kind.as_str() {
+        "online" | "completed" | "adopted" => e.kind.green(),
+        "failed" | "offline" | "memory" => e.kind.red(),
+        "exited" | "restart" | "degraded" | "blocked" => e.kind.yellow(),
+        _ => e.kind.normal(),
+    };
+    println!(
+        "{}  {:<16} {:<10} {}",
+        events::format_ts(e.ts).dimmed(),
+        e.service,
+        kind,
+        e.detail
+    );
+}
