@@ -12,8 +12,9 @@ use clap::{Parser, Subcommand};
     about = "Start, watch and stop a stack of local services from one services.toml"
 )]
 pub struct Cli {
-    /// The services.toml to use (default: found by walking up from the current folder)
-    #[arg(short = 'f', long = "file", env = "FPCTL_FILE", global = true)]
+    /// The services.toml to use (default: found by walking up from the current
+    /// folder). Give it before the command: `fpctl -f x.toml check`
+    #[arg(short = 'f', long = "file", env = "FPCTL_FILE")]
     pub file: Option<PathBuf>,
 
     /// Never colour the output (also: NO_COLOR=1)
@@ -98,4 +99,14 @@ pub enum Command {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{e} (write it like \"500ms\", \"2s\" or \"1m\")"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }
