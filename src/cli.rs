@@ -94,6 +94,15 @@ pub enum Command {
     /// Run the supervisor in this process (used by `start`)
     #[command(name = "__supervise", hide = true)]
     Supervise,
+    /// Copy stdin into a log file with rotation (used by the supervisor)
+    #[command(name = "__log", hide = true)]
+    Log {
+        path: PathBuf,
+        #[arg(long)]
+        max_size: u64,
+        #[arg(long)]
+        keep: u32,
+    },
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

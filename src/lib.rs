@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod graph;
 pub mod health;
+pub mod logger;
 pub mod output;
 pub mod process;
 pub mod setup;
@@ -48,5 +49,14 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             lines,
         } => commands::events(file, service.as_deref(), json, follow, lines),
         Command::Supervise => commands::supervise(file),
+        Command::Log {
+            path,
+            max_size,
+            keep,
+        } => {
+            let rotation = config::LogRotation { max_size, keep };
+            logger::run(&path, rotation).map_err(|e| Error::other(path.display(), e))?;
+            Ok(Outcome::Success)
+        }
     }
 }

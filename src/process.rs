@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -175,11 +175,34 @@ fn spawn_command(mut cmd: Command, what: &str) -> io::Result<Child> {
     })
 }
 
-/// Spawn with stdout and stderr appended to `log`.
-pub fn spawn_logged(spec: &SpawnSpec<'_>, log: &File) -> io::Result<Child> {
+/// Spawn with stdout and stderr going to `log` (a file opened for append,
+/// or the write end of a log writer's pipe).
+pub fn spawn_logged(spec: &SpawnSpec<'_>, log: impl AsFd) -> io::Result<Child> {
     let mut cmd = command(spec);
-    cmd.stdout(log.try_clone()?).stderr(log.try_clone()?);
+    let fd = log.as_fd();
+    cmd.stdout(fd.try_clone_to_owned()?)
+        .stderr(fd.try_clone_to_owned()?);
     spawn_command(cmd, &spec.argv[0])
+}
+
+/// Start a log writer (`fpctl __log`) that appends what it reads to `path`,
+/// rotating it; returns the write end of its pipe for the service's output.
+pub fn spawn_log_writer(path: &Path, rotation: crate::config::LogRotation) -> io::Result<OwnedFd> {
+    let (reader, writer) = std::io::pipe()?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("__log")
+        .arg(path)
+        .arg("--max-size")
+        .arg(rotation.max_size.to_string())
+        .arg("--keep")
+        .arg(rotation.keep.to_string())
+        .stdin(reader)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    // Its exit needs no watching; the reaper still reaps it.
+    spawn_command(cmd, "the log writer")?;
+    Ok(OwnedFd::from(writer))
 }
 
 /// Run to completion with output appended to `log`.

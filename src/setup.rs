@@ -175,5 +175,7 @@ fn steps(service: &Service) -> Vec<Vec<String>> {
 
 /// A line of fpctl's own in a service's log.
 pub fn note(mut log: &File, line: &str) {
+    // One line per note, whatever the text holds (a multi-line command).
+    let line = line.replace('\n', "\\n");
     let _ = writeln!(log, "[fpctl] {line}");
 }

@@ -716,7 +716,12 @@ impl Supervisor {
             env: &env,
             marker: Some(&marker),
         };
-        let child = match process::spawn_logged(&spec, &log) {
+        let spawned = match svc.log_rotation {
+            None => process::spawn_logged(&spec, &log),
+            Some(rotation) => process::spawn_log_writer(&self.config.log_path(&svc.name), rotation)
+                .and_then(|pipe| process::spawn_logged(&spec, &pipe)),
+        };
+        let child = match spawned {
             Ok(c) => c,
             Err(e) => return self.fail(i, e.to_string()),
         };
