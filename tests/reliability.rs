@@ -1,0 +1,214 @@
+//! The supervisor never makes things worse: its own death stops nothing and
+//! loses no output, a new one adopts what runs (and never a reused pid), and
+//! SIGTERM to it stops everything cleanly.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn five_services(ports: &[u16]) -> String {
+    let mut toml = String::new();
+    for (k, port) in ports.iter().enumerate() {
+        let extra = if k == 0 { " --lines-every 0.01" } else { "" };
+        toml.push_str(&format!(
+            "[services.s{k}]\ncommand = \"python3 {} --port ${{PORT}} --name s{k}{extra}\"\nport = {port}\nhealth = {{ http = \"/health\", interval = \"200ms\" }}\n\n",
+            httpd()
+        ));
+    }
+    toml
+}
+
+fn http_ok(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = c.write_all(b"GET /health HTTP/1.0\r\n\r\n");
+    let mut buf = String::new();
+    let _ = c.read_to_string(&mut buf);
+    buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200")
+}
+
+/// The numbers of "line N" in a log, in file order.
+fn numbered_lines(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter_map(|l| l.strip_prefix("line ")?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn supervisor_kill_9_stops_nothing_and_a_new_one_adopts() {
+    let ports = free_ports(5);
+    let s = Stack::new(&five_services(&ports));
+    s.run(&["start"]).expect(0);
+    let pids: Vec<i32> = (0..5)
+        .map(|k| s.pid_of(&format!("s{k}")).unwrap())
+        .collect();
+    let old = s.supervisor_pid().unwrap();
+
+    // SAFETY: kill(2) on the supervisor pid we just read.
+    unsafe { libc::kill(old, libc::SIGKILL) };
+    wait_until("the supervisor is dead", Duration::from_secs(5), || {
+        !pid_alive(old)
+    });
+
+    // Everything keeps serving and logging with nobody supervising.
+    let before = numbered_lines(&s.log("s0")).len();
+    std::thread::sleep(Duration::from_millis(500));
+    for (k, port) in ports.iter().enumerate() {
+        assert!(pid_alive(pids[k]), "s{k} died with the supervisor");
+        assert!(http_ok(*port), "s{k} stopped answering");
+    }
+    let after = numbered_lines(&s.log("s0")).len();
+    assert!(
+        after >= before + 20,
+        "s0 stopped logging: {before} -> {after} lines"
+    );
+
+    // The next command starts a new supervisor that adopts the same pids.
+    let (code, json) = s.check_json();
+    assert_eq!(code, 0, "{json}");
+    let new = s.supervisor_pid().unwrap();
+    assert_ne!(new, old);
+    assert!(pid_alive(new));
+    for (k, pid) in pids.iter().enumerate() {
+        let svc = &json["services"][k];
+        assert_eq!(svc["state"], "online", "{svc}");
+        assert_eq!(
+            svc["pid"].as_i64(),
+            Some(*pid as i64),
+            "s{k} was not adopted: {svc}"
+        );
+    }
+    let events = s.run(&["events", "--json"]).expect(0).stdout();
+    assert_eq!(events.matches("\"adopted\"").count(), 5, "{events}");
+
+    // Adopted services are supervised: a crash is noticed and restarted.
+    // SAFETY: kill(2) on a pid fpctl reported.
+    unsafe { libc::kill(pids[1], libc::SIGKILL) };
+    wait_until(
+        "s1 restarted by the new supervisor",
+        Duration::from_secs(10),
+        || {
+            let svc = s.service("s1");
+            svc["state"] == "online" && svc["pid"].as_i64() != Some(pids[1] as i64)
+        },
+    );
+    assert_eq!(s.service("s1")["restarts"], 1);
+
+    // restart and stop work on adopted services and leave nothing behind.
+    s.run(&["restart", "s2"]).expect(0);
+    assert_ne!(s.pid_of("s2"), Some(pids[2]));
+    let all: Vec<i32> = (0..5)
+        .map(|k| s.pid_of(&format!("s{k}")).unwrap())
+        .collect();
+    s.run(&["stop"]).expect(0);
+    wait_until(
+        "every service and the supervisor gone",
+        Duration::from_secs(10),
+        || {
+            all.iter()
+                .chain(&pids)
+                .chain([&new])
+                .all(|&p| !pid_alive(p))
+        },
+    );
+
+    // s0's log: every line, in order, across the supervisor's death.
+    let lines = numbered_lines(&s.log("s0"));
+    assert!(lines.len() > 100, "too few lines: {}", lines.len());
+    let expected: Vec<u64> = (0..lines.len() as u64).collect();
+    assert_eq!(lines, expected, "s0's log lost or reordered lines");
+}
+
+#[test]
+fn a_reused_pid_is_never_adopted_or_signalled() {
+    let port = free_port();
+    let mut s = Stack::new(&format!(
+        "[services.web]\ncommand = \"python3 {} --port ${{PORT}}\"\nport = {port}\nhealth = {{ http = \"/health\" }}\n",
+        httpd()
+    ));
+    // An unrelated process holds the pid the state file names.
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let pid = bystander.id() as i32;
+    s.own_pids.push(pid);
+    std::fs::create_dir_all(s.file(".fpctl")).unwrap();
+    let state = serde_json::json!({
+        "supervisor_pid": 1,
+        "supervisor_ticks": 1,
+        "services": {"web": {"state": "online", "pid": pid, "ticks": 1, "started_at": 0.0,
+                              "restarts": 0, "external": false, "detail": null}}
+    });
+    std::fs::write(s.file(".fpctl/state.json"), state.to_string()).unwrap();
+
+    // check does not adopt it (and so does not start a supervisor for it).
+    let (code, json) = s.check_json();
+    assert_eq!(code, 1);
+    assert_eq!(
+        json["services"][0]["pid"],
+        serde_json::Value::Null,
+        "{json}"
+    );
+    // start spawns a fresh process instead.
+    s.run(&["start"]).expect(0);
+    let web = s.pid_of("web").unwrap();
+    assert_ne!(web, pid);
+    s.run(&["stop"]).expect(0);
+    wait_until("web stopped", Duration::from_secs(5), || !pid_alive(web));
+    assert!(pid_alive(pid), "the unrelated process was signalled");
+    assert!(bystander.try_wait().unwrap().is_none());
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+}
+
+#[test]
+fn sigterm_to_the_supervisor_stops_everything_and_exits() {
+    let ports = free_ports(3);
+    let toml = format!(
+        "{}\n[services.child]\ncommand = \"sh -c 'sleep 300 & python3 {} --port $PORT'\"\nshell = false\nport = {}\nhealth = {{ tcp = true }}\n",
+        five_services(&ports[..2]),
+        httpd(),
+        ports[2]
+    );
+    let s = Stack::new(&toml);
+    s.run(&["start"]).expect(0);
+    let sup = s.supervisor_pid().unwrap();
+    let pids: Vec<i32> = ["s0", "s1", "child"]
+        .iter()
+        .map(|n| s.pid_of(n).unwrap())
+        .collect();
+    // The `sleep 300` that the child's shell started in the background.
+    let sleeper = std::fs::read_to_string(format!("/proc/{}/task/{}/children", pids[2], pids[2]))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .collect::<Vec<_>>();
+    assert!(
+        !sleeper.is_empty(),
+        "the child's background sleep was not found"
+    );
+    // SAFETY: kill(2) on the supervisor pid fpctl recorded.
+    unsafe { libc::kill(sup, libc::SIGTERM) };
+    wait_until("supervisor exited", Duration::from_secs(15), || {
+        !pid_alive(sup)
+    });
+    for p in pids.iter().chain(&sleeper) {
+        assert!(!pid_alive(*p), "process {p} outlived the supervisor");
+    }
+    assert!(!s.file(".fpctl/fpctl.sock").exists(), "socket left behind");
+    let (_, json) = s.check_json();
+    assert!(
+        json["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["state"] == "stopped"),
+        "{json}"
+    );
+}
