@@ -213,3 +213,60 @@ impl Run {
         self
     }
 }
+
+/// Whether something accepts TCP connections on 127.0.0.1:`port`.
+pub fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(500),
+    )
+    .is_ok()
+}
+
+/// A plain HTTP/1.0 GET on 127.0.0.1:`port`: the status code and the body,
+/// or None when nothing answers within 5 s.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
+}
+
+/// How many lines of `text` contain `needle`.
+pub fn count_lines(text: &str, needle: &str) -> usize {
+    text.lines().filter(|l| l.contains(needle)).count()
+}
+
+impl Stack {
+    /// Start `python3 tests/fixtures/httpd.py ARGS…` by hand (not through
+    /// fpctl), in its own process group; its pid is killed on drop. It is
+    /// deliberately not reaped: a zombie's pid cannot be reused before the
+    /// drop signals it (and `pid_alive` treats a zombie as dead).
+    #[allow(clippy::zombie_processes)]
+    pub fn spawn_httpd(&mut self, args: &[&str]) -> i32 {
+        use std::os::unix::process::CommandExt;
+        let child = Command::new("python3")
+            .arg(httpd())
+            .args(args)
+            .current_dir(self.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn python3 httpd.py");
+        let pid = child.id() as i32;
+        self.own_pids.push(pid);
+        pid
+    }
+}
