@@ -197,6 +197,11 @@ impl Svc {
         )
     }
 
+    /// Asked to stop, or stopping.
+    fn going_down(&self) -> bool {
+        self.stop_requested || matches!(self.phase, Phase::Stopping | Phase::Cleaning)
+    }
+
     fn abort_tasks(&mut self) {
         for t in self.tasks.drain(..) {
             t.abort();
@@ -576,14 +581,14 @@ impl Supervisor {
             if !self.svcs[i].stop_requested {
                 continue;
             }
+            // Dependents that are being stopped too go first. One that stays
+            // (a `restart` of its dependency alone) does not hold it up.
             let dependents_down = config
                 .services
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| s.depends_on.contains(&i))
-                .all(|(j, _)| {
-                    !self.svcs[j].active() || !self.svcs[j].stop_requested && !self.svcs[j].active()
-                });
+                .all(|(j, _)| !self.svcs[j].going_down());
             if dependents_down {
                 self.begin_stop(i);
             }
