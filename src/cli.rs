@@ -47,7 +47,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// Wait until everything is online (default up to 60s), then report
-        #[arg(long, num_args = 0..=1, default_missing_value = "60s", value_parser = parse_duration)]
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "60s", value_parser = parse_duration, value_name = "DUR")]
         wait: Option<Duration>,
         #[arg(long = "profile", short = 'p')]
         profiles: Vec<String>,
