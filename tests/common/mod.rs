@@ -169,18 +169,44 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let recorded = self.recorded_pids();
+        // Recorded with their start times, so a pid reused by another
+        // process after fpctl recorded it is never signalled.
+        let recorded: Vec<(i32, u64)> = self
+            .saved_state()
+            .map(|state| {
+                let mut v: Vec<(i32, u64)> = state["services"]
+                    .as_object()
+                    .map(|m| {
+                        m.values()
+                            .filter_map(|s| Some((s["pid"].as_i64()? as i32, s["ticks"].as_u64()?)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if let (Some(p), Some(t)) = (
+                    state["supervisor_pid"].as_i64(),
+                    state["supervisor_ticks"].as_u64(),
+                ) {
+                    v.push((p as i32, t));
+                }
+                v
+            })
+            .unwrap_or_default();
         let _ = self
             .cmd(&["stop"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        // Whatever is left: the groups and pids recorded, then our own.
-        for pid in recorded.iter().chain(&self.own_pids) {
+        // Whatever is left: the groups and pids recorded (if still the same
+        // processes), then our own.
+        let still_ours = recorded
+            .into_iter()
+            .filter(|&(pid, ticks)| fpctl::process::is_same_process(pid, ticks))
+            .map(|(pid, _)| pid);
+        for pid in still_ours.chain(self.own_pids.iter().copied()) {
             // SAFETY: kill(2) with a recorded pid or process group.
             unsafe {
                 libc::kill(-pid, libc::SIGKILL);
-                libc::kill(*pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
             }
         }
     }
