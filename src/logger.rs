@@ -31,35 +31,66 @@ pub fn run(path: &Path, rotation: LogRotation) -> io::Result<()> {
     let mut file = open(path)?;
     let mut size = file.metadata()?.len();
     let mut buf = vec![0u8; BUF];
+    // Only whole lines are written, so that fpctl's own notes, appended to
+    // the same file, never land inside a line; a partial line waits here.
+    let mut carry: Vec<u8> = Vec::new();
     loop {
         let n = match input.read(&mut buf) {
-            Ok(0) => return Ok(()),
+            Ok(0) => {
+                file.write_all(&carry)?;
+                return Ok(());
+            }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
         let chunk = &buf[..n];
-        if size + n as u64 >= rotation.max_size {
-            // Finish the current line in this file, then rotate.
-            let cut = chunk
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map(|i| i + 1)
-                .unwrap_or(n);
-            file.write_all(&chunk[..cut])?;
+        let Some(last_nl) = chunk.iter().rposition(|&b| b == b'\n') else {
+            carry.extend_from_slice(chunk);
+            if carry.len() >= BUF {
+                // A very long line: write it as it is rather than grow.
+                file.write_all(&carry)?;
+                size += carry.len() as u64;
+                carry.clear();
+            }
+            continue;
+        };
+        let (lines, rest) = chunk.split_at(last_nl + 1);
+        // The carried partial line, then complete lines up to the limit.
+        let mut pending: &[u8] = lines;
+        if !carry.is_empty() {
+            carry.extend_from_slice(lines);
+            pending = &carry;
+        }
+        let mut written = 0;
+        while written < pending.len() {
+            let room = rotation.max_size.saturating_sub(size);
+            let part = &pending[written..];
+            // Cut at the last line end that still fits; at least one line.
+            let cut = if (part.len() as u64) <= room {
+                part.len()
+            } else {
+                let fit = &part[..room as usize];
+                match fit.iter().rposition(|&b| b == b'\n') {
+                    Some(i) => i + 1,
+                    None => part
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map(|i| i + 1)
+                        .unwrap_or(part.len()),
+                }
+            };
+            file.write_all(&part[..cut])?;
             size += cut as u64;
+            written += cut;
             if size >= rotation.max_size {
                 drop(file);
                 rotate(path, rotation.keep)?;
                 file = open(path)?;
                 size = 0;
             }
-            file.write_all(&chunk[cut..])?;
-            size += (n - cut) as u64;
-        } else {
-            file.write_all(chunk)?;
-            size += n as u64;
         }
+        carry = rest.to_vec();
     }
 }
 

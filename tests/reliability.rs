@@ -119,7 +119,7 @@ fn supervisor_kill_9_stops_nothing_and_a_new_one_adopts() {
 
     // s0's log: every line, in order, across the supervisor's death.
     let lines = numbered_lines(&s.log("s0"));
-    assert!(lines.len() > 100, "too few lines: {}", lines.len());
+    assert!(lines.len() > 50, "too few lines: {}", lines.len());
     let expected: Vec<u64> = (0..lines.len() as u64).collect();
     assert_eq!(lines, expected, "s0's log lost or reordered lines");
 }

@@ -32,6 +32,8 @@ const BACKOFF_CAP: Duration = Duration::from_secs(10);
 /// While starting, probe this often at first, then back off to `interval`.
 const FAST_PROBE: Duration = Duration::from_millis(5);
 const FAST_PROBE_FOR: Duration = Duration::from_secs(1);
+/// A service without a health check is online once it has run this long.
+const ALIVE_GRACE: Duration = Duration::from_millis(500);
 /// How often services with `max_memory` are measured.
 const MEMORY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -68,6 +70,11 @@ pub enum Msg {
         gen: u64,
     },
     StopTimeout {
+        idx: usize,
+        gen: u64,
+    },
+    /// A service without a health check has stayed up for `ALIVE_GRACE`.
+    AliveFor {
         idx: usize,
         gen: u64,
     },
@@ -133,6 +140,9 @@ struct Svc {
     kill_reason: Option<String>,
     last_exit: Option<Exit>,
     tasks: Vec<AbortHandle>,
+    /// How many times it came to a stop on request; a stop waiter is done
+    /// once this moved, even if a concurrent start brought it back at once.
+    stops: u64,
 }
 
 impl Svc {
@@ -154,6 +164,7 @@ impl Svc {
             kill_reason: None,
             last_exit: None,
             tasks: Vec::new(),
+            stops: 0,
         }
     }
 
@@ -242,6 +253,8 @@ struct Waiter {
     reply: mpsc::UnboundedSender<Response>,
     since: Instant,
     shown: Vec<Option<(ServiceState, Option<String>)>>,
+    /// Each target's `stops` when the request came.
+    stops_before: Vec<u64>,
 }
 
 pub struct Supervisor {
@@ -429,6 +442,14 @@ impl Supervisor {
                     process::signal_group(pid, Signal::SIGKILL);
                 }
             }
+            Msg::AliveFor { idx, gen }
+                if self.svcs[idx].gen == gen && self.svcs[idx].phase == Phase::Starting =>
+            {
+                self.svcs[idx].phase = Phase::Running(ServiceState::Online);
+                self.svcs[idx].detail = Some("running".into());
+                self.event(idx, "online", "running");
+                self.dirty = true;
+            }
             Msg::Shutdown => self.stop_all(),
             Msg::MemoryTick => self.measure_memory(),
             Msg::Memory(usage) => self.memory(usage),
@@ -536,12 +557,14 @@ impl Supervisor {
         reply: mpsc::UnboundedSender<Response>,
     ) {
         let n = targets.len();
+        let stops_before = targets.iter().map(|&i| self.svcs[i].stops).collect();
         self.waiters.push(Waiter {
             targets,
             wait_for,
             reply,
             since: Instant::now(),
             shown: vec![None; n],
+            stops_before,
         });
     }
 
@@ -757,7 +780,13 @@ impl Supervisor {
                 self.svcs[i].tasks.extend([probe, timer]);
             }
             None if svc.oneshot => s.phase = Phase::Starting,
-            None => s.phase = Phase::Running(ServiceState::Online),
+            None => {
+                // No health check: alive = online, once it has outlived an
+                // immediate crash (like supervisord's startsecs).
+                s.phase = Phase::Starting;
+                let timer = self.timer(ALIVE_GRACE, Msg::AliveFor { idx: i, gen });
+                self.svcs[i].tasks.push(timer);
+            }
         }
     }
 
@@ -1139,6 +1168,7 @@ impl Supervisor {
         s.started_at = None;
         s.detail = None;
         s.latency_ms = None;
+        s.stops += 1;
         self.dirty = true;
         let again = s.start_after_stop;
         self.event(i, "stopped", if again { "for a restart" } else { "" });
@@ -1190,10 +1220,17 @@ impl Supervisor {
                     w.shown[k] = Some(now);
                 }
             }
-            let settled = w.targets.iter().all(|&i| match w.wait_for {
-                WaitFor::Up => self.settled_up(i),
-                WaitFor::Down => !self.svcs[i].active() && !self.svcs[i].stop_requested,
-            });
+            let settled = w
+                .targets
+                .iter()
+                .enumerate()
+                .all(|(k, &i)| match w.wait_for {
+                    WaitFor::Up => self.settled_up(i),
+                    WaitFor::Down => {
+                        let s = &self.svcs[i];
+                        (!s.active() && !s.stop_requested) || s.stops > w.stops_before[k]
+                    }
+                });
             if !settled {
                 return true;
             }
