@@ -176,6 +176,8 @@ fn steps(service: &Service) -> Vec<Vec<String>> {
 /// A line of fpctl's own in a service's log.
 pub fn note(mut log: &File, line: &str) {
     // One line per note, whatever the text holds (a multi-line command).
-    let line = line.replace('\n', "\\n");
-    let _ = writeln!(log, "[fpctl] {line}");
+    // One write(2) of the whole line: with O_APPEND it cannot interleave
+    // with the service's own output (writeln! would write it in pieces).
+    let line = format!("[fpctl] {}\n", line.replace('\n', "\\n"));
+    let _ = log.write_all(line.as_bytes());
 }

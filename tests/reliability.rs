@@ -118,8 +118,15 @@ fn supervisor_kill_9_stops_nothing_and_a_new_one_adopts() {
     );
 
     // s0's log: every line, in order, across the supervisor's death.
-    let lines = numbered_lines(&s.log("s0"));
+    let log = s.log("s0");
+    let lines = numbered_lines(&log);
     assert!(lines.len() > 50, "too few lines: {}", lines.len());
+    assert_eq!(
+        lines.first(),
+        Some(&0),
+        "the first line is missing; the log starts with:\n{}",
+        &log[..log.len().min(600)]
+    );
     let expected: Vec<u64> = (0..lines.len() as u64).collect();
     assert_eq!(lines, expected, "s0's log lost or reordered lines");
 }

@@ -85,7 +85,7 @@ pub fn check(
 }
 
 /// One look at the given services.
-async fn snapshot(config: &Arc<Config>, shown: &[usize], client: &reqwest::Client) -> Vec<Row> {
+async fn snapshot(config: &Arc<Config>, shown: &[usize], client: &health::Client) -> Vec<Row> {
     let from_supervisor = supervisor_status(config);
     let saved = if from_supervisor.is_none() {
         state::read(config)
@@ -114,7 +114,7 @@ async fn snapshot(config: &Arc<Config>, shown: &[usize], client: &reqwest::Clien
         .collect()
 }
 
-async fn probe_one(config: &Config, i: usize, client: &reqwest::Client) -> Option<ProbeResult> {
+async fn probe_one(config: &Config, i: usize, client: &health::Client) -> Option<ProbeResult> {
     let svc = &config.services[i];
     if svc.disabled {
         return None;

@@ -724,7 +724,10 @@ impl Validator<'_> {
             self.error(http.span(), format!("health http of service \"{name}\" must be a path starting with '/' or an http:// URL"));
             return None;
         };
-        if reqwest::Url::parse(&url).is_err() {
+        if url
+            .parse::<hyper::Uri>()
+            .map_or(true, |u| u.host().is_none())
+        {
             self.error(
                 http.span(),
                 format!("health http of service \"{name}\" is not a valid URL: {url}"),

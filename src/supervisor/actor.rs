@@ -265,7 +265,7 @@ pub struct Supervisor {
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
     waiters: Vec<Waiter>,
-    client: reqwest::Client,
+    client: health::Client,
     marker: String,
     /// Exit once everything is stopped.
     exiting: bool,
@@ -822,7 +822,13 @@ impl Supervisor {
                 } else {
                     (delay * 3 / 2).min(health.interval)
                 };
-                tokio::time::sleep(delay).await;
+                if healthy_once {
+                    // Online services are probed on one grid shared by the
+                    // whole supervisor, so one wakeup serves all of them.
+                    tokio::time::sleep_until(next_tick(health.interval)).await;
+                } else {
+                    tokio::time::sleep(delay).await;
+                }
             }
         })
         .abort_handle()
@@ -1311,6 +1317,16 @@ impl Supervisor {
     }
 }
 
+/// The next multiple of `interval` on a clock shared by every prober.
+fn next_tick(interval: Duration) -> tokio::time::Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let step = interval.as_nanos().max(1);
+    let k = epoch.elapsed().as_nanos() / step + 1;
+    let nanos = u64::try_from(k * step).unwrap_or(u64::MAX);
+    (epoch + Duration::from_nanos(nanos)).into()
+}
+
 fn backoff(streak: u32) -> Duration {
     if streak == 0 {
         Duration::ZERO
@@ -1349,7 +1365,7 @@ fn open_log(config: &Config, svc: &Service) -> std::io::Result<File> {
 async fn prepare(
     config: &Config,
     svc: &Service,
-    client: &reqwest::Client,
+    client: &health::Client,
 ) -> Result<Prepared, String> {
     if let Some(port) = svc.port {
         if health::tcp(port).await.0 == Verdict::Healthy {
