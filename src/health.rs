@@ -29,36 +29,20 @@ pub enum Verdict {
     Down,
 }
 
-/// The HTTP side of probing. Probes talk plain HTTP/1.1 to local services
-/// through hyper's connection API: one connection per probe, one request with
-/// `Connection: close`, no pool, proxy or redirect machinery. (A full client
-/// cost twice the kernel's own TCP work in idle CPU; see README, Performance.)
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Client;
-
-pub fn http_client() -> Client {
-    Client
-}
-
 /// Run one probe of `service` with its configured timeout.
-pub async fn probe(
-    service: &Service,
-    probe: &Probe,
-    timeout: Duration,
-    client: &Client,
-) -> ProbeResult {
+pub async fn probe(service: &Service, probe: &Probe, timeout: Duration) -> ProbeResult {
     let started = Instant::now();
-    let (verdict, detail) =
-        match tokio::time::timeout(timeout, run(service, probe, timeout, client)).await {
-            Ok(r) => r,
-            Err(_) => (
-                Verdict::Down,
-                format!(
-                    "no answer within {}",
-                    crate::output::duration_short(timeout)
-                ),
+    let (verdict, detail) = match tokio::time::timeout(timeout, run(service, probe, timeout)).await
+    {
+        Ok(r) => r,
+        Err(_) => (
+            Verdict::Down,
+            format!(
+                "no answer within {}",
+                crate::output::duration_short(timeout)
             ),
-        };
+        ),
+    };
     ProbeResult {
         verdict,
         detail,
@@ -66,19 +50,14 @@ pub async fn probe(
     }
 }
 
-async fn run(
-    service: &Service,
-    probe: &Probe,
-    timeout: Duration,
-    client: &Client,
-) -> (Verdict, String) {
+async fn run(service: &Service, probe: &Probe, timeout: Duration) -> (Verdict, String) {
     match probe {
         Probe::Tcp { port } => tcp(*port).await,
         Probe::Http {
             url,
             expect_status,
             expect_json,
-        } => http(client, url, expect_status, expect_json).await,
+        } => http(url, expect_status, expect_json).await,
         Probe::Exec { argv } => {
             exec(
                 argv,
@@ -99,12 +78,10 @@ pub async fn tcp(port: u16) -> (Verdict, String) {
 }
 
 async fn http(
-    client: &Client,
     url: &str,
     expect_status: &[u16],
     expect_json: &[(String, Vec<serde_json::Value>)],
 ) -> (Verdict, String) {
-    let _ = client;
     let (status, body) = match get(url).await {
         Ok(r) => r,
         Err(e) => return (Verdict::Down, e),
@@ -197,6 +174,11 @@ fn short_io_error(e: &std::io::Error) -> String {
     }
 }
 
+/// HTTP probes talk plain HTTP/1.1 to local services through hyper's
+/// connection API: one connection per probe, one request with `Connection:
+/// close`, and no pool, proxy or redirect machinery. (A full client cost twice
+/// the kernel's own TCP work in idle CPU; see README, Performance.)
+///
 /// The longest body a probe reads.
 const MAX_BODY: usize = 1 << 20;
 

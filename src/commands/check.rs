@@ -52,10 +52,9 @@ pub fn check(
         .map_err(|e| Error::other("cannot start the async runtime", e))?;
     let rows = rt.block_on(async {
         process::init();
-        let client = health::http_client();
         let deadline = wait.map(|w| Instant::now() + w);
         loop {
-            let rows = snapshot(&config, &shown, &client).await;
+            let rows = snapshot(&config, &shown).await;
             let counted_rows = || rows.iter().filter(|r| counted.contains(&r.index));
             let all_ok = counted_rows().all(|r| r.state.is_ok());
             let hopeless = counted_rows()
@@ -85,7 +84,7 @@ pub fn check(
 }
 
 /// One look at the given services.
-async fn snapshot(config: &Arc<Config>, shown: &[usize], client: &health::Client) -> Vec<Row> {
+async fn snapshot(config: &Arc<Config>, shown: &[usize]) -> Vec<Row> {
     let from_supervisor = supervisor_status(config);
     let saved = if from_supervisor.is_none() {
         state::read(config)
@@ -95,8 +94,7 @@ async fn snapshot(config: &Arc<Config>, shown: &[usize], client: &health::Client
     let mut probes = tokio::task::JoinSet::new();
     for &i in shown {
         let config = Arc::clone(config);
-        let client = client.clone();
-        probes.spawn(async move { (i, probe_one(&config, i, &client).await) });
+        probes.spawn(async move { (i, probe_one(&config, i).await) });
     }
     let mut results: HashMap<usize, Option<ProbeResult>> = HashMap::new();
     while let Some(Ok((i, r))) = probes.join_next().await {
@@ -114,16 +112,16 @@ async fn snapshot(config: &Arc<Config>, shown: &[usize], client: &health::Client
         .collect()
 }
 
-async fn probe_one(config: &Config, i: usize, client: &health::Client) -> Option<ProbeResult> {
+async fn probe_one(config: &Config, i: usize) -> Option<ProbeResult> {
     let svc = &config.services[i];
     if svc.disabled {
         return None;
     }
     match (&svc.health, svc.port) {
-        (Some(h), _) => Some(health::probe(svc, &h.probe, h.timeout, client).await),
+        (Some(h), _) => Some(health::probe(svc, &h.probe, h.timeout).await),
         (None, Some(port)) if !svc.oneshot => {
             let tcp = Probe::Tcp { port };
-            Some(health::probe(svc, &tcp, crate::config::defaults::HEALTH_TIMEOUT, client).await)
+            Some(health::probe(svc, &tcp, crate::config::defaults::HEALTH_TIMEOUT).await)
         }
         _ => None,
     }

@@ -265,7 +265,6 @@ pub struct Supervisor {
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
     waiters: Vec<Waiter>,
-    client: health::Client,
     marker: String,
     /// Exit once everything is stopped.
     exiting: bool,
@@ -288,7 +287,6 @@ impl Supervisor {
             tx: tx.clone(),
             rx,
             waiters: Vec::new(),
-            client: health::http_client(),
             marker,
             exiting: false,
             dirty: true,
@@ -680,7 +678,6 @@ impl Supervisor {
     fn launch(&mut self, i: usize) {
         let config = Arc::clone(&self.config);
         let tx = self.tx.clone();
-        let client = self.client.clone();
         let s = &mut self.svcs[i];
         s.abort_tasks();
         s.gen += 1;
@@ -693,7 +690,7 @@ impl Supervisor {
         let gen = s.gen;
         let task = tokio::spawn(async move {
             let svc = &config.services[i];
-            let result = prepare(&config, svc, &client).await;
+            let result = prepare(&config, svc).await;
             let _ = tx.send(Msg::Prepared {
                 idx: i,
                 gen,
@@ -793,7 +790,6 @@ impl Supervisor {
     fn spawn_prober(&self, i: usize, gen: u64) -> AbortHandle {
         let config = Arc::clone(&self.config);
         let tx = self.tx.clone();
-        let client = self.client.clone();
         tokio::spawn(async move {
             let svc = &config.services[i];
             let health = svc.health.as_ref().expect("prober needs a health check");
@@ -801,7 +797,7 @@ impl Supervisor {
             let mut delay = FAST_PROBE;
             let mut healthy_once = false;
             loop {
-                let result = health::probe(svc, &health.probe, health.timeout, &client).await;
+                let result = health::probe(svc, &health.probe, health.timeout).await;
                 healthy_once |= result.verdict == Verdict::Healthy;
                 if tx
                     .send(Msg::Probed {
@@ -1362,15 +1358,11 @@ fn open_log(config: &Config, svc: &Service) -> std::io::Result<File> {
 }
 
 /// Before a spawn: is the port free (or already served, healthy)? Then setup.
-async fn prepare(
-    config: &Config,
-    svc: &Service,
-    client: &health::Client,
-) -> Result<Prepared, String> {
+async fn prepare(config: &Config, svc: &Service) -> Result<Prepared, String> {
     if let Some(port) = svc.port {
         if health::tcp(port).await.0 == Verdict::Healthy {
             if let Some(h) = &svc.health {
-                let probe = health::probe(svc, &h.probe, h.timeout, client).await;
+                let probe = health::probe(svc, &h.probe, h.timeout).await;
                 if probe.verdict == Verdict::Healthy {
                     return Ok(Prepared::External(probe));
                 }
