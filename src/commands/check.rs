@@ -139,8 +139,21 @@ fn supervisor_status(config: &Config) -> Option<HashMap<String, ServiceStatus>> 
     }
 }
 
-/// Combine a live probe with what the supervisor (or its saved state) knows.
+/// Combine a live probe with what the supervisor (or its saved state) knows;
+/// secret values never reach the detail.
 fn row(
+    config: &Config,
+    i: usize,
+    probe: Option<ProbeResult>,
+    sup: Option<&ServiceStatus>,
+    saved: Option<&StateFile>,
+) -> Row {
+    let mut row = row_unredacted(config, i, probe, sup, saved);
+    row.detail = row.detail.map(|d| config.services[i].redact(&d));
+    row
+}
+
+fn row_unredacted(
     config: &Config,
     i: usize,
     probe: Option<ProbeResult>,

@@ -988,7 +988,7 @@ impl Supervisor {
         let svc = &self.config.services[i];
         tracing::warn!(service = %svc.name, %reason, "failed");
         if let Ok(log) = open_log(&self.config, svc) {
-            setup::note(&log, &format!("failed: {reason}"));
+            setup::note(&log, &format!("failed: {}", svc.redact(&reason)));
         }
         let s = &mut self.svcs[i];
         s.abort_tasks();
@@ -1195,7 +1195,10 @@ impl Supervisor {
                     .started_at
                     .filter(|_| s.pid.is_some())
                     .map(|t| (state::now_unix() - t).max(0.0)),
-                detail: s.reason().or_else(|| s.detail.clone()),
+                detail: s
+                    .reason()
+                    .or_else(|| s.detail.clone())
+                    .map(|d| svc.redact(&d)),
                 latency_ms: s.latency_ms,
                 external: matches!(s.phase, Phase::External(_)),
             })
@@ -1208,7 +1211,8 @@ impl Supervisor {
             let elapsed_ms = w.since.elapsed().as_millis() as u64;
             for (k, &i) in w.targets.iter().enumerate() {
                 let s = &self.svcs[i];
-                let now = (s.public(), s.label());
+                let svc = &self.config.services[i];
+                let now = (s.public(), s.label().map(|l| svc.redact(&l)));
                 if w.shown[k].as_ref() != Some(&now) {
                     let progress = Progress {
                         service: self.config.services[i].name.clone(),
@@ -1245,7 +1249,8 @@ impl Supervisor {
                     Failure {
                         service: self.config.services[i].name.clone(),
                         state: s.public(),
-                        reason: s.reason().or_else(|| s.detail.clone()).unwrap_or_default(),
+                        reason: self.config.services[i]
+                            .redact(&s.reason().or_else(|| s.detail.clone()).unwrap_or_default()),
                         log: self.config.log_path(&self.config.services[i].name),
                     }
                 })
@@ -1291,7 +1296,10 @@ impl Supervisor {
                     started_at: s.started_at,
                     restarts: s.restarts,
                     external: matches!(s.phase, Phase::External(_)),
-                    detail: s.reason().or_else(|| s.detail.clone()),
+                    detail: s
+                        .reason()
+                        .or_else(|| s.detail.clone())
+                        .map(|d| svc.redact(&d)),
                 },
             );
         }
