@@ -219,3 +219,32 @@ fn sigterm_to_the_supervisor_stops_everything_and_exits() {
         "{json}"
     );
 }
+
+#[test]
+fn a_probe_that_prints_a_secret_does_not_leak_it() {
+    let s = Stack::new(
+        r#"
+[services.api]
+command = ["sleep", "60"]
+env = { API_TOKEN = "tok-very-secret-42" }
+health = { exec = ["sh", "-c", "echo token is $API_TOKEN; exit 1"], start_timeout = "1s" }
+"#,
+    );
+    let start = s.run(&["start"]).expect(1);
+    let check = s.run(&["check"]);
+    let json = s.run(&["check", "--json"]);
+    let events = s.run(&["events"]);
+    for (what, out) in [
+        ("start", start.all()),
+        ("check", check.all()),
+        ("check --json", json.all()),
+        ("events", events.all()),
+    ] {
+        assert!(
+            !out.contains("tok-very-secret-42"),
+            "{what} leaked the secret:\n{out}"
+        );
+    }
+    // The detail is still there, with the value masked.
+    assert!(json.stdout().contains("token is ***"), "{}", json.all());
+}
