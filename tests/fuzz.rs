@@ -143,15 +143,7 @@ proptest! {
 #[test]
 fn supervisor_survives_hostile_socket_traffic() {
     let port = free_port();
-    let s = Stack::new(&format!(
-        r#"
-[services.web]
-command = "python3 {} --port ${{PORT}}"
-port = {port}
-health = {{ http = "/health" }}
-"#,
-        httpd()
-    ));
+    let s = Stack::new(&http_service("web", port, "", ""));
     s.run(&["start"]).expect(0);
     let supervisor = s.supervisor_pid().expect("supervisor pid");
     let socket = s.file(".fpctl/fpctl.sock");

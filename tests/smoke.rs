@@ -5,15 +5,7 @@ use common::*;
 #[test]
 fn start_check_stop_one_http_service() {
     let port = free_port();
-    let s = Stack::new(&format!(
-        r#"
-[services.web]
-command = "python3 {} --port ${{PORT}}"
-port = {port}
-health = {{ http = "/health" }}
-"#,
-        httpd()
-    ));
+    let s = Stack::new(&http_service("web", port, "", ""));
     s.run(&["start"]).expect(0);
     assert_eq!(s.state_of("web"), "online");
     let pid = s.pid_of("web").expect("a pid");

@@ -10,19 +10,6 @@ use common::*;
 
 /// One `[services.NAME]` table running httpd.py on `port` with `args`, an
 /// http health check on /health, and any `extra` TOML lines.
-fn http_service(name: &str, port: u16, args: &str, extra: &str) -> String {
-    format!(
-        r#"
-[services.{name}]
-command = "python3 {httpd} --port ${{PORT}} --name {name} {args}"
-port = {port}
-health = {{ http = "/health" }}
-{extra}
-"#,
-        httpd = httpd()
-    )
-}
-
 /// How many times fpctl launched the service, going by its log.
 fn starts_in_log(s: &Stack, service: &str) -> usize {
     s.log(service).matches("[fpctl] starting:").count()

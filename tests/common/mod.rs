@@ -17,6 +17,21 @@ pub fn httpd() -> String {
     format!("{}/tests/fixtures/httpd.py", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A `[services.NAME]` table running the test HTTP service on `port` with
+/// an http health check; `args` go to httpd.py, `extra` is more TOML.
+pub fn http_service(name: &str, port: u16, args: &str, extra: &str) -> String {
+    format!(
+        r#"
+[services.{name}]
+command = "python3 {httpd} --port ${{PORT}} --name {name} {args}"
+port = {port}
+health = {{ http = "/health" }}
+{extra}
+"#,
+        httpd = httpd()
+    )
+}
+
 /// A port nobody listens on right now (bound once to port 0, then freed).
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
