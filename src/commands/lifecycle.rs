@@ -127,15 +127,13 @@ pub fn connect_or_spawn(config: &Config) -> Result<Client> {
         .spawn()
         .map_err(|e| Error::other("cannot start the supervisor", e))?;
     let deadline = Instant::now() + SUPERVISOR_BOOT;
-    let mut exited = false;
     while Instant::now() < deadline {
         if let Some(c) = Client::connect(&socket) {
             return Ok(c);
         }
-        // Losing the lock to a concurrent start is fine: keep connecting.
-        if !exited {
-            exited = matches!(child.try_wait(), Ok(Some(_)));
-        }
+        // A child that lost the lock to a concurrent start exits at once:
+        // reap it, and keep connecting to the winner.
+        let _ = child.try_wait();
         std::thread::sleep(Duration::from_millis(5));
     }
     Err(Error::Other(format!(

@@ -138,7 +138,6 @@ struct Svc {
     /// Why fpctl killed it, when the exit in progress is fpctl's doing
     /// (failed liveness check, memory limit): it is restarted regardless.
     kill_reason: Option<String>,
-    last_exit: Option<Exit>,
     tasks: Vec<AbortHandle>,
     /// How many times it came to a stop on request; a stop waiter is done
     /// once this moved, even if a concurrent start brought it back at once.
@@ -162,7 +161,6 @@ impl Svc {
             stop_requested: false,
             start_after_stop: false,
             kill_reason: None,
-            last_exit: None,
             tasks: Vec::new(),
             stops: 0,
         }
@@ -1043,7 +1041,6 @@ impl Supervisor {
         self.event(i, "exited", format!("pid {pid} {exit}"));
         let svc = &self.config.services[i];
         let s = &mut self.svcs[i];
-        s.last_exit = Some(exit);
         s.abort_tasks();
         self.dirty = true;
         let phase = s.phase.clone();
