@@ -248,3 +248,38 @@ health = { exec = ["sh", "-c", "echo token is $API_TOKEN; exit 1"], start_timeou
     // The detail is still there, with the value masked.
     assert!(json.stdout().contains("token is ***"), "{}", json.all());
 }
+
+#[test]
+fn a_hung_service_is_restarted_by_its_liveness_check() {
+    let port = free_port();
+    let s = Stack::new(&format!(
+        r#"
+[services.web]
+command = "python3 {} --port ${{PORT}}"
+port = {port}
+health = {{ http = "/health", interval = "200ms", timeout = "200ms", retries = 2 }}
+stop_timeout = "500ms"
+"#,
+        httpd()
+    ));
+    s.run(&["start"]).expect(0);
+    let pid = s.pid_of("web").unwrap();
+    // Frozen: it holds its port but answers nothing, and ignores SIGTERM
+    // until killed.
+    // SAFETY: kill(2) on the pid fpctl reported.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    wait_until(
+        "web replaced by a fresh process",
+        Duration::from_secs(15),
+        || {
+            let svc = s.service("web");
+            svc["state"] == "online" && svc["pid"].as_i64().is_some_and(|p| p != pid as i64)
+        },
+    );
+    assert_eq!(s.service("web")["restarts"], 1);
+    wait_until("the frozen process is gone", Duration::from_secs(5), || {
+        !pid_alive(pid)
+    });
+    let events = s.run(&["events", "web"]).expect(0).stdout();
+    assert!(events.contains("health check failed"), "{events}");
+}
