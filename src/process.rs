@@ -281,10 +281,6 @@ pub fn signal_group(pgid: i32, sig: Signal) -> bool {
     pgid > 1 && killpg(Pid::from_raw(pgid), sig).is_ok()
 }
 
-pub fn group_alive(pgid: i32) -> bool {
-    pgid > 1 && killpg(Pid::from_raw(pgid), None).is_ok()
-}
-
 pub fn signal_pid(pid: i32, sig: Signal) -> bool {
     pid > 1 && nix::sys::signal::kill(Pid::from_raw(pid), sig).is_ok()
 }

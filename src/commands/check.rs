@@ -107,7 +107,10 @@ async fn snapshot(config: &Arc<Config>, shown: &[usize]) -> Vec<Row> {
             let status = from_supervisor
                 .as_ref()
                 .and_then(|m| m.get(&config.services[i].name));
-            row(config, i, probe, status, saved.as_ref())
+            let mut row = row(config, i, probe, status, saved.as_ref());
+            // Secret values never reach the detail.
+            row.detail = row.detail.map(|d| config.services[i].redact(&d));
+            row
         })
         .collect()
 }
@@ -139,21 +142,8 @@ fn supervisor_status(config: &Config) -> Option<HashMap<String, ServiceStatus>> 
     }
 }
 
-/// Combine a live probe with what the supervisor (or its saved state) knows;
-/// secret values never reach the detail.
+/// Combine a live probe with what the supervisor (or its saved state) knows.
 fn row(
-    config: &Config,
-    i: usize,
-    probe: Option<ProbeResult>,
-    sup: Option<&ServiceStatus>,
-    saved: Option<&StateFile>,
-) -> Row {
-    let mut row = row_unredacted(config, i, probe, sup, saved);
-    row.detail = row.detail.map(|d| config.services[i].redact(&d));
-    row
-}
-
-fn row_unredacted(
     config: &Config,
     i: usize,
     probe: Option<ProbeResult>,

@@ -116,7 +116,7 @@ enum Phase {
     Blocked(String),
     Completed,
     /// Healthy on its port though fpctl did not start it.
-    External(ServiceState),
+    External,
 }
 
 struct Svc {
@@ -170,7 +170,8 @@ impl Svc {
         match &self.phase {
             Phase::Idle | Phase::Stopping | Phase::Cleaning => ServiceState::Stopped,
             Phase::Waiting | Phase::Preparing | Phase::Starting => ServiceState::Starting,
-            Phase::Running(s) | Phase::External(s) => *s,
+            Phase::Running(s) => *s,
+            Phase::External => ServiceState::Online,
             Phase::Backoff => ServiceState::Offline,
             Phase::Failed(_) => ServiceState::Failed,
             Phase::Blocked(_) => ServiceState::Blocked,
@@ -182,9 +183,7 @@ impl Svc {
     fn ready(&self) -> bool {
         matches!(
             self.phase,
-            Phase::Running(ServiceState::Online)
-                | Phase::External(ServiceState::Online)
-                | Phase::Completed
+            Phase::Running(ServiceState::Online) | Phase::External | Phase::Completed
         )
     }
 
@@ -578,7 +577,7 @@ impl Supervisor {
             Phase::Waiting
             | Phase::Blocked(_)
             | Phase::Failed(_)
-            | Phase::External(_)
+            | Phase::External
             | Phase::Completed => {
                 s.phase = Phase::Idle;
                 s.abort_tasks();
@@ -706,7 +705,7 @@ impl Supervisor {
                 tracing::info!(service = %svc.name, "already answering on its port; not spawned");
                 self.event(i, "external", probe.detail.clone());
                 let s = &mut self.svcs[i];
-                s.phase = Phase::External(ServiceState::Online);
+                s.phase = Phase::External;
                 s.detail = Some(format!("external: {}", probe.detail));
                 s.latency_ms = Some(probe.latency.as_secs_f64() * 1000.0);
                 self.dirty = true;
@@ -1197,7 +1196,7 @@ impl Supervisor {
                     .or_else(|| s.detail.clone())
                     .map(|d| svc.redact(&d)),
                 latency_ms: s.latency_ms,
-                external: matches!(s.phase, Phase::External(_)),
+                external: matches!(s.phase, Phase::External),
             })
             .collect()
     }
@@ -1268,7 +1267,7 @@ impl Supervisor {
             && matches!(
                 s.phase,
                 Phase::Running(_)
-                    | Phase::External(_)
+                    | Phase::External
                     | Phase::Completed
                     | Phase::Failed(_)
                     | Phase::Blocked(_)
@@ -1292,7 +1291,7 @@ impl Supervisor {
                     ticks: s.ticks,
                     started_at: s.started_at,
                     restarts: s.restarts,
-                    external: matches!(s.phase, Phase::External(_)),
+                    external: matches!(s.phase, Phase::External),
                     detail: s
                         .reason()
                         .or_else(|| s.detail.clone())
