@@ -147,9 +147,19 @@ pub fn connect_or_spawn(config: &Config) -> Result<Client> {
 pub fn supervise(file: Option<&Path>) -> Result<Outcome> {
     let config = load(file)?;
     init_tracing();
-    let Some(lock) = supervisor::try_lock(&config)? else {
-        tracing::info!("another supervisor holds the lock; exiting");
-        return Ok(Outcome::Success);
+    // The lock may be held by a supervisor that serves (a concurrent start
+    // won: leave it to that one) or by one that is shutting down after a
+    // stop and no longer listens: wait for it to go, then take over.
+    let deadline = Instant::now() + SUPERVISOR_BOOT;
+    let lock = loop {
+        if let Some(lock) = supervisor::try_lock(&config)? {
+            break lock;
+        }
+        if Client::connect(&state::socket_path(&config)).is_some() || Instant::now() >= deadline {
+            tracing::info!("another supervisor holds the lock; exiting");
+            return Ok(Outcome::Success);
+        }
+        std::thread::sleep(Duration::from_millis(10));
     };
     supervisor::run(config, lock, None, false)?;
     Ok(Outcome::Success)
