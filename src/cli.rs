@@ -57,6 +57,12 @@ pub enum Command {
         #[arg(required = true)]
         services: Vec<String>,
     },
+    /// Apply the edits to services.toml to the running stack (what changed restarts)
+    Reload {
+        /// Print what would change, and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Stop services (dependents first); with no argument, everything and the supervisor
     Stop { services: Vec<String> },
     /// Print a service's log

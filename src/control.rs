@@ -40,6 +40,10 @@ pub enum Request {
         services: Vec<String>,
     },
     Status,
+    /// Re-read services.toml and apply the difference (or only show it).
+    Reload {
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,6 +53,10 @@ pub enum Response {
     Status {
         supervisor_pid: i32,
         services: Vec<ServiceStatus>,
+    },
+    /// What a reload changes, one entry per service (before its progress).
+    Plan {
+        changes: Vec<Change>,
     },
     Done {
         ok: bool,
@@ -133,6 +141,41 @@ pub struct Failure {
     pub log: PathBuf,
 }
 
+/// One line of a reload plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub service: String,
+    pub kind: ChangeKind,
+    /// What differs, for a changed service: `command`, `port`, `env`, …
+    /// or `FPCTL_PORT_X` for a dependent that sees a moved port.
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Added,
+    Removed,
+    Changed,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            ChangeKind::Added => write!(f, "+ {}", self.service),
+            ChangeKind::Removed => write!(f, "- {}", self.service),
+            ChangeKind::Changed => {
+                write!(
+                    f,
+                    "~ {} ({} changed)",
+                    self.service,
+                    self.reasons.join(", ")
+                )
+            }
+        }
+    }
+}
+
 /// A connection to a running supervisor.
 pub struct Client {
     reader: BufReader<UnixStream>,
@@ -157,6 +200,20 @@ impl Client {
         request: Request,
         mut on_progress: impl FnMut(&Progress),
     ) -> std::io::Result<Response> {
+        self.request_with(request, |r| {
+            if let Response::Progress(p) = r {
+                on_progress(p)
+            }
+        })
+    }
+
+    /// Like `request`, with every intermediate response (progress, a reload
+    /// plan) passed to `on_update`.
+    pub fn request_with(
+        &mut self,
+        request: Request,
+        mut on_update: impl FnMut(&Response),
+    ) -> std::io::Result<Response> {
         let mut line = serde_json::to_string(&Envelope {
             v: PROTOCOL_VERSION,
             body: request,
@@ -179,7 +236,7 @@ impl Client {
                 )
             })?;
             match reply.body {
-                Response::Progress(p) => on_progress(&p),
+                r @ (Response::Progress(_) | Response::Plan { .. }) => on_update(&r),
                 other => return Ok(other),
             }
         }

@@ -37,6 +37,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         } => commands::check(file, services, json, wait, profiles),
         Command::Restart { services } => commands::restart(file, services),
         Command::Stop { services } => commands::stop(file, services),
+        Command::Reload { dry_run } => commands::reload(file, dry_run),
         Command::Logs {
             service,
             follow,

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::control::ServiceState;
 
 pub const STATE_FILE: &str = "state.json";
 pub const SOCKET_FILE: &str = "fpctl.sock";
@@ -22,15 +23,21 @@ pub struct StateFile {
     pub services: BTreeMap<String, ServiceRecord>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// One service as the supervisor left it. Files written by earlier versions
+/// load too: the states were the same words, and newer fields default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceRecord {
-    pub state: String,
+    pub state: ServiceState,
     pub pid: Option<i32>,
     /// Start time of `pid` in clock ticks since boot: its identity.
     pub ticks: Option<u64>,
     /// Unix time, seconds, when the current process started.
     pub started_at: Option<f64>,
+    /// Restarts since the supervisor took the service over.
     pub restarts: u32,
+    /// Restarts in a row (the count `max_restarts` limits).
+    #[serde(default)]
+    pub restarts_in_row: Option<u32>,
     pub external: bool,
     pub detail: Option<String>,
 }

@@ -214,12 +214,14 @@ fn row(
         row.uptime_s = rec.started_at.map(|t| (state::now_unix() - t).max(0.0));
     }
     // What the last supervisor left it as, when that was on purpose or final.
-    let settled = rec.and_then(|r| match r.state.as_str() {
-        "stopped" => Some(ServiceState::Stopped),
-        "completed" => Some(ServiceState::Completed),
-        "failed" => Some(ServiceState::Failed),
-        "blocked" => Some(ServiceState::Blocked),
-        _ => None,
+    let settled = rec.map(|r| r.state).filter(|s| {
+        matches!(
+            s,
+            ServiceState::Stopped
+                | ServiceState::Completed
+                | ServiceState::Failed
+                | ServiceState::Blocked
+        )
     });
     row.state = match (verdict, settled) {
         (Some(Verdict::Healthy), _) => ServiceState::Online,

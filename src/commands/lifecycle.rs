@@ -19,8 +19,53 @@ const SUPERVISOR_BOOT: Duration = Duration::from_secs(10);
 pub fn start(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) -> Result<Outcome> {
     let config = load(file)?;
     graph::select(&config, &services, &profiles)?;
+    // A running supervisor first takes up the edits to services.toml.
+    if let Some(mut client) = Client::connect(&state::socket_path(&config)) {
+        let reply = client
+            .request_with(Request::Reload { dry_run: false }, print_update)
+            .map_err(|e| Error::other("lost the supervisor", e))?;
+        if let Response::Done {
+            ok: false,
+            failures,
+        } = &reply
+        {
+            report_failures(failures);
+        }
+    }
     let request = Request::Start { services, profiles };
     drive(&config, request, "online")
+}
+
+/// `reload`: apply the edits to services.toml to the running stack.
+pub fn reload(file: Option<&Path>, dry_run: bool) -> Result<Outcome> {
+    // An invalid file stops here, with file:line:column, before the
+    // supervisor hears of it.
+    let config = load(file)?;
+    let Some(mut client) = Client::connect(&state::socket_path(&config)) else {
+        println!("no supervisor is running; `fpctl start` reads services.toml afresh");
+        return Ok(Outcome::Success);
+    };
+    let started = Instant::now();
+    let reply = client
+        .request_with(Request::Reload { dry_run }, print_update)
+        .map_err(|e| Error::other("lost the supervisor", e))?;
+    finish(reply, started, if dry_run { "planned" } else { "reloaded" })
+}
+
+/// A progress line, or a reload plan (one line per changed service).
+fn print_update(r: &Response) {
+    match r {
+        Response::Progress(p) => output::print_progress(p),
+        Response::Plan { changes } if changes.is_empty() => {
+            println!("services.toml: no changes")
+        }
+        Response::Plan { changes } => {
+            for c in changes {
+                println!("{c}");
+            }
+        }
+        _ => {}
+    }
 }
 
 pub fn restart(file: Option<&Path>, services: Vec<String>) -> Result<Outcome> {
@@ -202,7 +247,7 @@ pub fn up(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) -> 
                     failures,
                 } => report_failures(&failures),
                 Response::Error { message } => eprintln!("error: {message}"),
-                Response::Status { .. } => {}
+                Response::Status { .. } | Response::Plan { .. } => {}
             }
         }
     });

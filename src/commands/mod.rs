@@ -38,5 +38,5 @@ mod logs;
 
 pub use check::check;
 pub use events::events;
-pub use lifecycle::{restart, start, stop, supervise, supervisor_if_needed, up};
+pub use lifecycle::{reload, restart, start, stop, supervise, supervisor_if_needed, up};
 pub use logs::logs;

@@ -1,39 +1,36 @@
-//! The supervisor's single owner of service state.
+//! The dispatcher: the single owner of every service's state.
 //!
-//! `Supervisor::run` is one task that receives every event on one channel:
-//! client requests, setup results, child exits, probe results and timers.
-//! Work that takes time (setup, probes, cleanup) runs in tasks that report
-//! back with a message tagged with the service's launch generation, so a late
-//! report about an earlier launch is recognised and dropped.
+//! `Supervisor::run` is one task that receives every event on two channels:
+//! messages (client requests, timers, signals) and unit reports. It owns the
+//! rules between services (dependencies, tiers, blocking, stop order), the
+//! waiters of client requests, persistence and the event history. What one
+//! service does with an event is decided by [`Svc::handle`] in `service.rs`;
+//! the processes themselves belong to unit tasks (`unit.rs`).
+//!
+//! Services are known by name ([`ServiceId`]). Every launch gets a number
+//! from one counter shared by all services, so a late report about an
+//! earlier launch never matches a later one, whatever the service.
 
-use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
 
-use crate::config::{Config, RestartPolicy, Service};
-use crate::control::{Failure, Progress, Request, Response, ServiceState, ServiceStatus};
+use super::reload::{self, Plan};
+use super::service::{BlockReason, Effect, Goal, Input, Phase, ServiceId, Svc};
+use super::unit::{self, Ctl, Launch, Report, Unit, UnitEvent};
+use crate::config::{Config, Service};
+use crate::control::{
+    ChangeKind, Failure, Progress, Request, Response, ServiceState, ServiceStatus,
+};
 use crate::events;
 use crate::graph;
-use crate::health::{self, ProbeResult, Verdict};
-use crate::process::{self, Exit, SpawnSpec};
+use crate::process;
 use crate::setup;
 use crate::state::{self, ServiceRecord, StateFile};
 
-/// A crash after this long online starts a new crash-loop count.
-const RESTART_WINDOW: Duration = Duration::from_secs(30);
-/// Backoff between crash restarts: none for the first, then doubling.
-const BACKOFF_BASE: Duration = Duration::from_millis(100);
-const BACKOFF_CAP: Duration = Duration::from_secs(10);
-/// While starting, probe this often at first, then back off to `interval`.
-const FAST_PROBE: Duration = Duration::from_millis(5);
-const FAST_PROBE_FOR: Duration = Duration::from_secs(1);
-/// A service without a health check is online once it has run this long.
-const ALIVE_GRACE: Duration = Duration::from_millis(500);
 /// How often services with `max_memory` are measured.
 const MEMORY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -42,200 +39,37 @@ pub enum Msg {
         request: Request,
         reply: mpsc::UnboundedSender<Response>,
     },
-    Prepared {
-        idx: usize,
-        gen: u64,
-        result: Result<Prepared, String>,
-    },
-    Exited {
-        idx: usize,
-        gen: u64,
-        exit: Exit,
-    },
-    Cleaned {
-        idx: usize,
-        gen: u64,
-    },
-    Probed {
-        idx: usize,
-        gen: u64,
-        result: ProbeResult,
-    },
-    StartTimeout {
-        idx: usize,
-        gen: u64,
-    },
     RestartDue {
-        idx: usize,
+        id: ServiceId,
         gen: u64,
     },
-    StopTimeout {
-        idx: usize,
-        gen: u64,
-    },
-    /// A service without a health check has stayed up for `ALIVE_GRACE`.
-    AliveFor {
-        idx: usize,
-        gen: u64,
-    },
-    /// SIGTERM / SIGINT to the supervisor: stop everything and exit.
+    /// SIGTERM / SIGINT to the supervisor: stop everything and exit; a
+    /// second one kills what is left at once.
     Shutdown,
+    /// SIGHUP: re-read services.toml and apply it.
+    Reload,
     /// Time to measure the memory of services with `max_memory`.
     MemoryTick,
     /// Resident memory (bytes) of each measured service's process group.
-    Memory(Vec<(usize, u64, u64)>),
+    Memory(Vec<MemoryUse>),
 }
 
-/// The outcome of the port check and setup that precede a spawn.
-pub enum Prepared {
-    /// Nothing is on the port: spawn.
-    Spawn,
-    /// A healthy service already answers on the port: adopt it as external.
-    External(ProbeResult),
-}
-
-/// Where a service is in its life, as the supervisor sees it.
-#[derive(Debug, Clone, PartialEq)]
-enum Phase {
-    /// Not running, on purpose (never started or stopped).
-    Idle,
-    /// Wanted; waiting for dependencies or an earlier tier.
-    Waiting,
-    /// Port check and setup running.
-    Preparing,
-    /// Spawned, not yet healthy.
-    Starting,
-    Running(ServiceState),
-    /// Crashed; a restart is scheduled.
-    Backoff,
-    /// Stop signal sent, waiting for the exit.
-    Stopping,
-    /// Exited; remnants of its process tree are being killed.
-    Cleaning,
-    Failed(String),
-    Blocked(String),
-    Completed,
-    /// Healthy on its port though fpctl did not start it.
-    External,
-}
-
-struct Svc {
-    phase: Phase,
+pub struct MemoryUse {
+    id: ServiceId,
     gen: u64,
-    pid: Option<i32>,
-    ticks: Option<u64>,
-    started_at: Option<f64>,
-    started: Option<Instant>,
-    restarts: u32,
-    streak: u32,
-    probe_fails: u32,
-    detail: Option<String>,
-    latency_ms: Option<f64>,
-    /// Stop was asked for; proceeds once dependents are down.
-    stop_requested: bool,
-    /// Start again once stopped (`restart`).
-    start_after_stop: bool,
-    /// Why fpctl killed it, when the exit in progress is fpctl's doing
-    /// (failed liveness check, memory limit): it is restarted regardless.
-    kill_reason: Option<String>,
-    tasks: Vec<AbortHandle>,
-    /// How many times it came to a stop on request; a stop waiter is done
-    /// once this moved, even if a concurrent start brought it back at once.
-    stops: u64,
+    rss: u64,
 }
 
-impl Svc {
-    fn new() -> Self {
-        Svc {
-            phase: Phase::Idle,
-            gen: 0,
-            pid: None,
-            ticks: None,
-            started_at: None,
-            started: None,
-            restarts: 0,
-            streak: 0,
-            probe_fails: 0,
-            detail: None,
-            latency_ms: None,
-            stop_requested: false,
-            start_after_stop: false,
-            kill_reason: None,
-            tasks: Vec::new(),
-            stops: 0,
-        }
-    }
-
-    fn public(&self) -> ServiceState {
-        match &self.phase {
-            Phase::Idle | Phase::Stopping | Phase::Cleaning => ServiceState::Stopped,
-            Phase::Waiting | Phase::Preparing | Phase::Starting => ServiceState::Starting,
-            Phase::Running(s) => *s,
-            Phase::External => ServiceState::Online,
-            Phase::Backoff => ServiceState::Offline,
-            Phase::Failed(_) => ServiceState::Failed,
-            Phase::Blocked(_) => ServiceState::Blocked,
-            Phase::Completed => ServiceState::Completed,
-        }
-    }
-
-    /// Ready for dependents to start.
-    fn ready(&self) -> bool {
-        matches!(
-            self.phase,
-            Phase::Running(ServiceState::Online) | Phase::External | Phase::Completed
-        )
-    }
-
-    /// Gave up, so dependents cannot start.
-    fn broken(&self) -> bool {
-        matches!(self.phase, Phase::Failed(_) | Phase::Blocked(_))
-    }
-
-    /// Some process of ours may be running.
-    fn active(&self) -> bool {
-        matches!(
-            self.phase,
-            Phase::Preparing
-                | Phase::Starting
-                | Phase::Running(_)
-                | Phase::Backoff
-                | Phase::Stopping
-                | Phase::Cleaning
-        )
-    }
-
-    /// Asked to stop, or stopping.
-    fn going_down(&self) -> bool {
-        self.stop_requested || matches!(self.phase, Phase::Stopping | Phase::Cleaning)
-    }
-
-    fn abort_tasks(&mut self) {
-        for t in self.tasks.drain(..) {
-            t.abort();
-        }
-    }
-
-    /// What a progress line says about the service now.
-    fn label(&self) -> Option<String> {
-        match &self.phase {
-            Phase::Waiting => Some("waiting for dependencies".into()),
-            Phase::Preparing => Some("preparing (port check, setup)".into()),
-            Phase::Starting => self
-                .pid
-                .map(|p| format!("launched as pid {p}, waiting for health")),
-            Phase::Stopping | Phase::Cleaning => Some("stopping".into()),
-            Phase::Idle => None,
-            _ => self.reason().or_else(|| self.detail.clone()),
-        }
-    }
-
-    fn reason(&self) -> Option<String> {
-        match &self.phase {
-            Phase::Failed(r) | Phase::Blocked(r) => Some(r.clone()),
-            _ => None,
-        }
-    }
+/// One service: its definition, its state and its running unit.
+struct Entry {
+    spec: Arc<Service>,
+    deps: Vec<ServiceId>,
+    /// Index into the current config's tiers.
+    tier: usize,
+    svc: Svc,
+    unit: Option<Unit>,
+    /// Gone from services.toml: stopped, then forgotten.
+    removed: bool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -245,7 +79,7 @@ enum WaitFor {
 }
 
 struct Waiter {
-    targets: Vec<usize>,
+    targets: Vec<ServiceId>,
     wait_for: WaitFor,
     reply: mpsc::UnboundedSender<Response>,
     since: Instant,
@@ -256,11 +90,14 @@ struct Waiter {
 
 pub struct Supervisor {
     config: Arc<Config>,
-    svcs: Vec<Svc>,
-    /// All services in start order.
-    order: Vec<usize>,
+    entries: BTreeMap<ServiceId, Entry>,
+    /// All services in start order (removed ones last, so they stop first).
+    order: Vec<ServiceId>,
+    next_gen: u64,
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
+    reports_tx: mpsc::UnboundedSender<Report>,
+    reports_rx: mpsc::UnboundedReceiver<Report>,
     waiters: Vec<Waiter>,
     marker: String,
     /// Exit once everything is stopped.
@@ -272,24 +109,86 @@ pub struct Supervisor {
 impl Supervisor {
     pub fn new(config: Arc<Config>) -> (Self, mpsc::UnboundedSender<Msg>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let all = (0..config.services.len()).collect();
-        let order = graph::plan(&config, &all).start_order();
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let marker = instance_marker(&config);
-        let svcs = config.services.iter().map(|_| Svc::new()).collect();
-        let config_for_events = Arc::clone(&config);
-        let sup = Supervisor {
-            config,
-            svcs,
-            order,
+        let events = events::Log::open(&config);
+        let mut sup = Supervisor {
+            config: Arc::clone(&config),
+            entries: BTreeMap::new(),
+            order: Vec::new(),
+            next_gen: 0,
             tx: tx.clone(),
             rx,
+            reports_tx,
+            reports_rx,
             waiters: Vec::new(),
             marker,
             exiting: false,
             dirty: true,
-            events: events::Log::open(&config_for_events),
+            events,
         };
+        sup.install(config);
         (sup, tx)
+    }
+
+    /// Make `config` the one in force: new entries for new services, new
+    /// definitions for kept ones (their state stays), removed ones marked.
+    fn install(&mut self, config: Arc<Config>) {
+        let names: BTreeSet<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+        for (id, e) in self.entries.iter_mut() {
+            if !names.contains(id.as_str()) {
+                e.removed = true;
+            }
+        }
+        for svc in &config.services {
+            let id = ServiceId::new(&svc.name);
+            let deps = svc
+                .depends_on
+                .iter()
+                .map(|&d| ServiceId::new(&config.services[d].name))
+                .collect();
+            let spec = Arc::new(svc.clone());
+            match self.entries.get_mut(&id) {
+                Some(e) => {
+                    e.spec = spec;
+                    e.deps = deps;
+                    e.tier = svc.tier;
+                    e.removed = false;
+                }
+                None => {
+                    self.entries.insert(
+                        id,
+                        Entry {
+                            spec,
+                            deps,
+                            tier: svc.tier,
+                            svc: Svc::new(),
+                            unit: None,
+                            removed: false,
+                        },
+                    );
+                }
+            }
+        }
+        let all = (0..config.services.len()).collect();
+        self.order = graph::plan(&config, &all)
+            .start_order()
+            .into_iter()
+            .map(|i| ServiceId::new(&config.services[i].name))
+            .collect();
+        self.order.extend(
+            self.entries
+                .iter()
+                .filter(|(_, e)| e.removed)
+                .map(|(id, _)| id.clone()),
+        );
+        self.config = config;
+        self.dirty = true;
+    }
+
+    fn gen(&mut self) -> u64 {
+        self.next_gen += 1;
+        self.next_gen
     }
 
     /// Take over what an earlier supervisor of this project left running, as
@@ -297,12 +196,15 @@ impl Supervisor {
     /// names the very process recorded (same start time), so a reused pid is
     /// never touched; one that died meanwhile is handled as a crash.
     pub fn adopt(&mut self, saved: &StateFile) {
-        for i in 0..self.config.services.len() {
-            let svc = &self.config.services[i];
-            let Some(rec) = saved.services.get(&svc.name) else {
+        let ids: Vec<ServiceId> = self.order.clone();
+        for id in ids {
+            let Some(rec) = saved.services.get(id.as_str()) else {
                 continue;
             };
-            self.svcs[i].restarts = rec.restarts;
+            let gen = self.gen();
+            let e = self.entries.get_mut(&id).expect("every id has an entry");
+            e.svc.restarts = rec.restarts;
+            e.svc.streak = rec.restarts_in_row.unwrap_or(0);
             let alive = match (rec.pid, rec.ticks) {
                 (Some(pid), Some(ticks)) if process::is_same_process(pid, ticks) => {
                     Some((pid, ticks))
@@ -310,76 +212,73 @@ impl Supervisor {
                 _ => None,
             };
             let was_wanted = matches!(
-                rec.state.as_str(),
-                "online" | "degraded" | "offline" | "starting"
+                rec.state,
+                ServiceState::Online
+                    | ServiceState::Degraded
+                    | ServiceState::Offline
+                    | ServiceState::Starting
             );
             match alive {
                 Some((pid, ticks)) => match process::watch_foreign(pid) {
-                    Ok(exit) => self.adopt_one(i, pid, ticks, rec.started_at, exit),
+                    Ok(exit) => {
+                        tracing::info!(service = %id, pid, "adopted");
+                        let s = &mut e.svc;
+                        s.gen = gen;
+                        s.pid = Some(pid);
+                        s.ticks = Some(ticks);
+                        s.started_at = rec.started_at;
+                        let age = rec
+                            .started_at
+                            .map(|t| (state::now_unix() - t).max(0.0))
+                            .unwrap_or(0.0);
+                        s.started = Instant::now()
+                            .checked_sub(Duration::from_secs_f64(age))
+                            .or(Some(Instant::now()));
+                        // Online until its probes say otherwise; a oneshot is
+                        // still running.
+                        s.phase = if e.spec.oneshot {
+                            Phase::Starting
+                        } else {
+                            Phase::Running {
+                                health: super::service::Health::Online,
+                                fails: 0,
+                            }
+                        };
+                        s.detail = Some("adopted".into());
+                        let launch = self.launch_of(&id, gen);
+                        let e = self.entries.get_mut(&id).expect("entry");
+                        e.unit = Some(unit::adopt(launch, self.reports_tx.clone(), pid, exit));
+                        self.record(&id, "adopted", format!("pid {pid}"));
+                    }
                     Err(e) => {
-                        tracing::warn!(service = %svc.name, pid, "cannot watch adopted process: {e}")
+                        tracing::warn!(service = %id, pid, "cannot watch adopted process: {e}")
                     }
                 },
                 None if was_wanted && rec.pid.is_some() && !rec.external => {
                     // It died while nobody supervised it: the restart policy decides.
-                    tracing::info!(service = %svc.name, "recorded process is gone");
-                    let s = &mut self.svcs[i];
-                    s.phase = Phase::Running(ServiceState::Offline);
-                    s.pid = None;
-                    self.exited(i, Exit::Unknown);
+                    tracing::info!(service = %id, "recorded process is gone");
+                    e.svc.gen = gen;
+                    e.svc.phase = Phase::Running {
+                        health: super::service::Health::Offline,
+                        fails: 0,
+                    };
+                    let pid = rec.pid;
+                    self.input(&id, Input::Ended { pid, exit: None });
                 }
                 None => {
-                    let s = &mut self.svcs[i];
-                    s.phase = match rec.state.as_str() {
-                        "completed" => Phase::Completed,
-                        "failed" => Phase::Failed(rec.detail.clone().unwrap_or_default()),
+                    e.svc.phase = match rec.state {
+                        ServiceState::Completed => Phase::Completed,
+                        ServiceState::Failed => {
+                            Phase::Failed(super::service::FailReason::Recorded(
+                                rec.detail.clone().unwrap_or_default(),
+                            ))
+                        }
                         _ => Phase::Idle,
                     };
                 }
             }
         }
         self.dirty = true;
-    }
-
-    fn adopt_one(
-        &mut self,
-        i: usize,
-        pid: i32,
-        ticks: u64,
-        started_at: Option<f64>,
-        exit: tokio::sync::oneshot::Receiver<Exit>,
-    ) {
-        let svc = &self.config.services[i];
-        tracing::info!(service = %svc.name, pid, "adopted");
-        let tx = self.tx.clone();
-        let s = &mut self.svcs[i];
-        s.gen += 1;
-        let gen = s.gen;
-        s.pid = Some(pid);
-        s.ticks = Some(ticks);
-        s.started_at = started_at;
-        let age = started_at
-            .map(|t| (state::now_unix() - t).max(0.0))
-            .unwrap_or(0.0);
-        s.started = Instant::now()
-            .checked_sub(Duration::from_secs_f64(age))
-            .or(Some(Instant::now()));
-        // Online until its probes say otherwise; a oneshot is still running.
-        s.phase = if svc.oneshot {
-            Phase::Starting
-        } else {
-            Phase::Running(ServiceState::Online)
-        };
-        s.detail = Some("adopted".into());
-        tokio::spawn(async move {
-            let exit = exit.await.unwrap_or(Exit::Unknown);
-            let _ = tx.send(Msg::Exited { idx: i, gen, exit });
-        });
-        if svc.health.is_some() && !svc.oneshot {
-            let probe = self.spawn_prober(i, gen);
-            self.svcs[i].tasks.push(probe);
-        }
-        self.event(i, "adopted", format!("pid {pid}"));
     }
 
     /// Handle messages until asked to exit and everything is stopped.
@@ -399,14 +298,18 @@ impl Supervisor {
         }
         self.reconcile();
         self.persist();
-        while let Some(msg) = self.rx.recv().await {
-            self.handle(msg);
+        loop {
+            tokio::select! {
+                Some(msg) = self.rx.recv() => self.handle(msg),
+                Some(report) = self.reports_rx.recv() => self.report(report),
+                else => break,
+            }
             self.reconcile();
             self.notify_waiters();
             if self.dirty {
                 self.persist();
             }
-            if self.exiting && self.svcs.iter().all(|s| !s.active()) && self.waiters.is_empty() {
+            if self.exiting && self.quiet() && self.waiters.is_empty() {
                 break;
             }
         }
@@ -414,41 +317,147 @@ impl Supervisor {
         self.persist();
     }
 
+    /// Nothing of ours runs and nothing is scheduled.
+    fn quiet(&self) -> bool {
+        self.entries
+            .values()
+            .all(|e| !e.svc.active() && e.unit.is_none())
+    }
+
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Client { request, reply } => self.request(request, reply),
-            Msg::Prepared { idx, gen, result } if self.svcs[idx].gen == gen => {
-                self.prepared(idx, result)
-            }
-            Msg::Exited { idx, gen, exit } if self.svcs[idx].gen == gen => self.exited(idx, exit),
-            Msg::Cleaned { idx, gen } if self.svcs[idx].gen == gen => self.cleaned(idx),
-            Msg::Probed { idx, gen, result } if self.svcs[idx].gen == gen => {
-                self.probed(idx, result)
-            }
-            Msg::StartTimeout { idx, gen } if self.svcs[idx].gen == gen => self.start_timeout(idx),
-            Msg::RestartDue { idx, gen }
-                if self.svcs[idx].gen == gen && self.svcs[idx].phase == Phase::Backoff =>
-            {
-                self.launch(idx)
-            }
-            Msg::StopTimeout { idx, gen } if self.svcs[idx].gen == gen => {
-                if let Some(pid) = self.svcs[idx].pid {
-                    tracing::warn!(service = %self.config.services[idx].name, "did not stop in time; sending SIGKILL");
-                    process::signal_group(pid, Signal::SIGKILL);
+            Msg::RestartDue { id, gen } => {
+                if self.entries.get(&id).is_some_and(|e| e.svc.gen == gen) {
+                    let gen = self.gen();
+                    self.input(&id, Input::RestartDue { gen });
                 }
             }
-            Msg::AliveFor { idx, gen }
-                if self.svcs[idx].gen == gen && self.svcs[idx].phase == Phase::Starting =>
-            {
-                self.svcs[idx].phase = Phase::Running(ServiceState::Online);
-                self.svcs[idx].detail = Some("running".into());
-                self.event(idx, "online", "running");
-                self.dirty = true;
+            Msg::Shutdown if self.exiting => {
+                tracing::warn!("second stop signal: killing everything now");
+                for e in self.entries.values() {
+                    if let Some(u) = &e.unit {
+                        u.send(Ctl::Kill);
+                    }
+                }
             }
             Msg::Shutdown => self.stop_all(),
+            Msg::Reload => {
+                if !self.exiting {
+                    let (tx, _rx) = mpsc::unbounded_channel();
+                    self.reload(false, tx);
+                }
+            }
             Msg::MemoryTick => self.measure_memory(),
-            Msg::Memory(usage) => self.memory(usage),
-            _ => {} // a report about an earlier launch
+            Msg::Memory(usage) => {
+                for m in usage {
+                    let Some(e) = self.entries.get(&m.id) else {
+                        continue;
+                    };
+                    let Some(limit) = e.spec.max_memory else {
+                        continue;
+                    };
+                    if e.svc.gen == m.gen && m.rss > limit {
+                        let input = Input::MemoryOver { rss: m.rss, limit };
+                        self.input(&m.id, input);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A unit's report: stale ones (an earlier launch) are dropped.
+    fn report(&mut self, r: Report) {
+        let Some(e) = self.entries.get_mut(&r.id) else {
+            return;
+        };
+        if matches!(r.event, UnitEvent::Ended { .. })
+            && e.unit.as_ref().is_some_and(|u| u.gen == r.gen)
+        {
+            e.unit = None;
+        }
+        if e.svc.gen != r.gen {
+            return;
+        }
+        let input = match r.event {
+            UnitEvent::External(p) => Input::External(p),
+            UnitEvent::PrepareFailed(reason) => Input::PrepareFailed(reason),
+            UnitEvent::Spawned { pid, ticks, at } => {
+                let shown = e.spec.redact(&shell_words::join(&e.spec.argv));
+                self.record(&r.id, "spawned", format!("pid {pid}: {shown}"));
+                Input::Spawned { pid, ticks, at }
+            }
+            UnitEvent::Probed(p) => Input::Probed(p),
+            UnitEvent::StartTimeout => Input::StartTimeout,
+            UnitEvent::AliveFor => Input::AliveFor,
+            UnitEvent::Ended { pid, exit } => Input::Ended { pid, exit },
+        };
+        self.input(&r.id, input);
+        if let Some(e) = self.entries.get(&r.id) {
+            if e.removed && e.unit.is_none() && !e.svc.active() {
+                self.entries.remove(&r.id);
+                self.order.retain(|x| x != &r.id);
+            }
+        }
+    }
+
+    /// Feed one service's state machine and carry out its effects.
+    fn input(&mut self, id: &ServiceId, input: Input) {
+        let Some(e) = self.entries.get_mut(id) else {
+            return;
+        };
+        let before = (e.svc.public(), e.svc.detail.clone(), e.svc.pid);
+        let effects = e.svc.handle(&e.spec, input, Instant::now());
+        if before != (e.svc.public(), e.svc.detail.clone(), e.svc.pid) || !effects.is_empty() {
+            self.dirty = true;
+        }
+        for effect in effects {
+            self.effect(id, effect);
+        }
+    }
+
+    fn effect(&mut self, id: &ServiceId, effect: Effect) {
+        match effect {
+            Effect::Launch => {
+                let gen = self.entries[id].svc.gen;
+                let launch = self.launch_of(id, gen);
+                let unit = unit::launch(launch, self.reports_tx.clone());
+                self.entries.get_mut(id).expect("entry").unit = Some(unit);
+            }
+            Effect::Stop | Effect::Kill => {
+                if let Some(u) = &self.entries[id].unit {
+                    u.send(if effect == Effect::Stop {
+                        Ctl::Stop
+                    } else {
+                        Ctl::Kill
+                    });
+                }
+            }
+            Effect::RestartAfter(delay) => {
+                let (tx, gen, id) = (self.tx.clone(), self.entries[id].svc.gen, id.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = tx.send(Msg::RestartDue { id, gen });
+                });
+            }
+            Effect::Note(text) => {
+                let spec = &self.entries[id].spec;
+                if let Ok(log) = unit::open_log(&self.config.log_path(id.as_str())) {
+                    setup::note(&log, &spec.redact(&text));
+                }
+            }
+            Effect::Record(kind, detail) => self.record(id, kind, detail),
+        }
+    }
+
+    fn launch_of(&self, id: &ServiceId, gen: u64) -> Launch {
+        Launch {
+            id: id.clone(),
+            gen,
+            svc: Arc::clone(&self.entries[id].spec),
+            log_path: self.config.log_path(id.as_str()),
+            marker: format!("{}:{}", self.marker, id),
+            config: Arc::clone(&self.config),
         }
     }
 
@@ -468,91 +477,153 @@ impl Supervisor {
             }
             Request::Start { services, profiles } => {
                 match graph::select(&self.config, &services, &profiles) {
-                    Ok(selected) => self.start(selected, reply),
-                    Err(e) => {
-                        let _ = reply.send(Response::Error {
-                            message: e.to_string(),
-                        });
+                    Ok(selected) => {
+                        let ids = self.ids(selected);
+                        for id in &ids {
+                            self.input(id, Input::Start);
+                        }
+                        self.add_waiter(ids, WaitFor::Up, reply);
                     }
+                    Err(e) => self.refuse(&reply, e),
                 }
             }
             Request::Restart { services } => match graph::select(&self.config, &services, &[]) {
                 Ok(_) => {
-                    let targets: Vec<usize> = services
+                    let roots: Vec<usize> = services
                         .iter()
                         .filter_map(|n| self.config.service(n).map(|(i, _)| i))
                         .collect();
-                    for &i in &targets {
-                        let s = &mut self.svcs[i];
-                        s.streak = 0;
-                        if s.active() {
-                            s.stop_requested = true;
-                            s.start_after_stop = true;
-                        } else {
-                            s.phase = Phase::Waiting;
-                        }
+                    for id in self.ids(roots.iter().copied()) {
+                        self.input(&id, Input::Restart);
                     }
                     // Their dependencies must be up too.
-                    let selected = graph::with_dependencies(&self.config, targets.iter().copied());
-                    self.start(selected, reply);
+                    let ids = self.ids(graph::with_dependencies(&self.config, roots));
+                    for id in &ids {
+                        self.input(id, Input::Start);
+                    }
+                    self.add_waiter(ids, WaitFor::Up, reply);
                 }
-                Err(e) => {
-                    let _ = reply.send(Response::Error {
-                        message: e.to_string(),
-                    });
-                }
+                Err(e) => self.refuse(&reply, e),
             },
             Request::Stop { services } if services.is_empty() => {
                 self.stop_all();
-                self.add_waiter((0..self.svcs.len()).collect(), WaitFor::Down, reply);
+                let all = self.entries.keys().cloned().collect();
+                self.add_waiter(all, WaitFor::Down, reply);
             }
             Request::Stop { services } => match graph::select(&self.config, &services, &[]) {
                 Ok(_) => {
                     let roots = services
                         .iter()
                         .filter_map(|n| self.config.service(n).map(|(i, _)| i));
-                    let targets = graph::with_dependents(&self.config, roots);
-                    for &i in &targets {
-                        self.request_stop(i);
+                    let ids = self.ids(graph::with_dependents(&self.config, roots));
+                    for id in &ids {
+                        self.input(id, Input::Stop);
                     }
-                    self.add_waiter(targets.into_iter().collect(), WaitFor::Down, reply);
+                    self.add_waiter(ids, WaitFor::Down, reply);
                 }
-                Err(e) => {
-                    let _ = reply.send(Response::Error {
-                        message: e.to_string(),
-                    });
-                }
+                Err(e) => self.refuse(&reply, e),
             },
+            Request::Reload { dry_run } => self.reload(dry_run, reply),
         }
     }
 
-    fn start(&mut self, selected: BTreeSet<usize>, reply: mpsc::UnboundedSender<Response>) {
-        for &i in &selected {
-            let s = &mut self.svcs[i];
-            match s.phase {
-                Phase::Idle | Phase::Failed(_) | Phase::Blocked(_) => {
-                    s.phase = Phase::Waiting;
-                    s.streak = 0;
-                    s.detail = None;
-                    self.dirty = true;
-                }
-                // A stop in progress is overridden: start again once down.
-                Phase::Stopping | Phase::Cleaning => s.start_after_stop = true,
-                _ => {}
+    fn refuse(&self, reply: &mpsc::UnboundedSender<Response>, e: impl std::fmt::Display) {
+        let _ = reply.send(Response::Error {
+            message: e.to_string(),
+        });
+    }
+
+    fn ids(&self, indices: impl IntoIterator<Item = usize>) -> Vec<ServiceId> {
+        indices
+            .into_iter()
+            .map(|i| ServiceId::new(&self.config.services[i].name))
+            .collect()
+    }
+
+    /// Re-read services.toml and apply the difference; the reply lists the
+    /// plan, then (unless a dry run) waits until the changed services settle.
+    fn reload(&mut self, dry_run: bool, reply: mpsc::UnboundedSender<Response>) {
+        let new = match crate::config::load(Some(&self.config.path)) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::warn!("reload refused: {e}");
+                let _ = reply.send(Response::Error {
+                    message: e.to_string(),
+                });
+                return;
             }
-            s.stop_requested = s.stop_requested && s.start_after_stop;
+        };
+        let plan = reload::plan(&self.config, &new, |svc| setup::stale(&new, svc));
+        let _ = reply.send(Response::Plan {
+            changes: plan.changes.clone(),
+        });
+        if dry_run {
+            let _ = reply.send(Response::Done {
+                ok: true,
+                failures: Vec::new(),
+            });
+            return;
         }
-        self.add_waiter(selected.into_iter().collect(), WaitFor::Up, reply);
+        tracing::info!(changes = plan.changes.len(), "reloading services.toml");
+        self.apply(plan, new, reply);
+    }
+
+    fn apply(&mut self, plan: Plan, new: Arc<Config>, reply: mpsc::UnboundedSender<Response>) {
+        self.install(new);
+        let mut targets = Vec::new();
+        for change in &plan.changes {
+            let id = ServiceId::new(&change.service);
+            self.record(&id, "reload", change.to_string());
+            let Some(e) = self.entries.get(&id) else {
+                continue;
+            };
+            match change.kind {
+                ChangeKind::Removed => self.input(&id, Input::Stop),
+                ChangeKind::Added => {
+                    let selected = graph::select(&self.config, &[], &[]).unwrap_or_default();
+                    if self
+                        .config
+                        .service(id.as_str())
+                        .is_some_and(|(i, _)| selected.contains(&i))
+                    {
+                        targets.push(id);
+                    }
+                }
+                // What runs restarts with its new definition; what gave up
+                // gets another chance; what is stopped stays stopped.
+                ChangeKind::Changed if e.svc.active() => {
+                    self.input(&id, Input::Restart);
+                    targets.push(id);
+                }
+                ChangeKind::Changed if e.svc.broken() || e.svc.phase == Phase::Waiting => {
+                    targets.push(id)
+                }
+                ChangeKind::Changed => {}
+            }
+        }
+        // They, and what they depend on, must be up.
+        let roots: Vec<usize> = targets
+            .iter()
+            .filter_map(|id| self.config.service(id.as_str()).map(|(i, _)| i))
+            .collect();
+        let ids = self.ids(graph::with_dependencies(&self.config, roots));
+        for id in &ids {
+            self.input(id, Input::Start);
+        }
+        self.add_waiter(ids, WaitFor::Up, reply);
     }
 
     fn add_waiter(
         &mut self,
-        targets: Vec<usize>,
+        targets: Vec<ServiceId>,
         wait_for: WaitFor,
         reply: mpsc::UnboundedSender<Response>,
     ) {
         let n = targets.len();
-        let stops_before = targets.iter().map(|&i| self.svcs[i].stops).collect();
+        let stops_before = targets
+            .iter()
+            .map(|id| self.entries.get(id).map_or(0, |e| e.svc.stops))
+            .collect();
         self.waiters.push(Waiter {
             targets,
             wait_for,
@@ -565,357 +636,95 @@ impl Supervisor {
 
     fn stop_all(&mut self) {
         self.exiting = true;
-        for i in 0..self.svcs.len() {
-            self.request_stop(i);
+        let ids: Vec<ServiceId> = self.entries.keys().cloned().collect();
+        for id in ids {
+            self.input(&id, Input::Stop);
         }
     }
 
-    fn request_stop(&mut self, i: usize) {
-        let s = &mut self.svcs[i];
-        s.start_after_stop = false;
-        match s.phase {
-            Phase::Waiting
-            | Phase::Blocked(_)
-            | Phase::Failed(_)
-            | Phase::External
-            | Phase::Completed => {
-                s.phase = Phase::Idle;
-                s.abort_tasks();
-                s.gen += 1;
-                s.detail = None;
-                self.dirty = true;
-            }
-            _ if s.active() => s.stop_requested = true,
-            _ => {}
-        }
-    }
-
-    /// Advance every service that can move: start what is ready, block what
-    /// cannot start, stop what was asked to stop once its dependents are down.
+    /// Advance every service that can move: stop what was asked to stop
+    /// once its dependents are down, block what cannot start, launch what is
+    /// ready.
     fn reconcile(&mut self) {
-        let config = Arc::clone(&self.config);
         for pos in (0..self.order.len()).rev() {
-            let i = self.order[pos];
-            if !self.svcs[i].stop_requested {
+            let id = self.order[pos].clone();
+            let e = &self.entries[&id];
+            if e.svc.goal == Goal::Run || e.svc.phase == Phase::Stopping {
                 continue;
             }
             // Dependents that are being stopped too go first. One that stays
             // (a `restart` of its dependency alone) does not hold it up.
-            let dependents_down = config
-                .services
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.depends_on.contains(&i))
-                .all(|(j, _)| !self.svcs[j].going_down());
+            let dependents_down = self
+                .entries
+                .values()
+                .filter(|d| !d.removed && d.deps.contains(&id))
+                .all(|d| !d.svc.going_down());
             if dependents_down {
-                self.begin_stop(i);
+                self.input(&id, Input::BeginStop);
             }
         }
         for pos in 0..self.order.len() {
-            let i = self.order[pos];
-            if self.svcs[i].phase != Phase::Waiting {
+            let id = self.order[pos].clone();
+            let e = &self.entries[&id];
+            if e.svc.phase != Phase::Waiting || e.unit.is_some() {
                 continue;
             }
-            let svc = &config.services[i];
-            if let Some(reason) = self.blocked_by(i) {
-                self.event(i, "blocked", reason.clone());
-                self.svcs[i].phase = Phase::Blocked(reason);
-                self.dirty = true;
+            if let Some(reason) = self.blocked_by(&id) {
+                self.input(&id, Input::Block(reason));
                 continue;
             }
-            let deps_ready = svc.depends_on.iter().all(|&d| self.svcs[d].ready());
-            let earlier_ready = self.earlier_tiers(svc.tier).all(|j| self.svcs[j].ready());
+            let deps_ready = e.deps.iter().all(|d| self.entries[d].svc.ready());
+            let earlier_ready = self.earlier_tiers(e.tier).all(|j| j.svc.ready());
             if deps_ready && earlier_ready {
-                self.launch(i);
+                let gen = self.gen();
+                self.input(&id, Input::Launch { gen });
             }
         }
     }
 
     /// Wanted services of tiers before `tier`.
-    fn earlier_tiers(&self, tier: usize) -> impl Iterator<Item = usize> + '_ {
-        (0..self.svcs.len()).filter(move |&j| self.config.services[j].tier < tier && self.wanted(j))
+    fn earlier_tiers(&self, tier: usize) -> impl Iterator<Item = &Entry> + '_ {
+        self.entries
+            .values()
+            .filter(move |e| !e.removed && e.tier < tier && e.svc.wanted())
     }
 
-    fn wanted(&self, j: usize) -> bool {
-        !matches!(self.svcs[j].phase, Phase::Idle) && !self.svcs[j].stop_requested
-    }
-
-    fn blocked_by(&self, i: usize) -> Option<String> {
-        let svc = &self.config.services[i];
-        for &d in &svc.depends_on {
-            let dep = &self.svcs[d];
-            let name = &self.config.services[d].name;
-            if dep.broken() {
-                return Some(format!(
-                    "dependency \"{name}\" is {}",
-                    dep.public().as_str()
-                ));
+    fn blocked_by(&self, id: &ServiceId) -> Option<BlockReason> {
+        let e = &self.entries[id];
+        for d in &e.deps {
+            let dep = &self.entries[d];
+            let name = d.to_string();
+            if dep.svc.broken() {
+                let state = dep.svc.public().as_str();
+                return Some(BlockReason::Dependency { name, state });
             }
-            if dep.phase == Phase::Idle {
-                let why = if self.config.services[d].disabled {
+            if dep.svc.phase == Phase::Idle {
+                let state = if dep.spec.disabled {
                     "disabled"
                 } else {
                     "stopped"
                 };
-                return Some(format!("dependency \"{name}\" is {why}"));
+                return Some(BlockReason::Dependency { name, state });
             }
         }
-        self.earlier_tiers(svc.tier)
-            .find(|&j| self.svcs[j].broken())
-            .map(|j| {
-                format!(
-                    "\"{}\" in an earlier tier is {}",
-                    self.config.services[j].name,
-                    self.svcs[j].public().as_str()
-                )
+        self.entries
+            .iter()
+            .find(|(_, j)| !j.removed && j.tier < e.tier && j.svc.wanted() && j.svc.broken())
+            .map(|(name, j)| BlockReason::EarlierTier {
+                name: name.to_string(),
+                state: j.svc.public().as_str(),
             })
-    }
-
-    /// Port check and setup, in a task; then `prepared` spawns.
-    fn launch(&mut self, i: usize) {
-        let config = Arc::clone(&self.config);
-        let tx = self.tx.clone();
-        let s = &mut self.svcs[i];
-        s.abort_tasks();
-        s.gen += 1;
-        s.phase = Phase::Preparing;
-        s.detail = Some("preparing".into());
-        s.probe_fails = 0;
-        s.kill_reason = None;
-        s.started = Some(Instant::now());
-        self.dirty = true;
-        let gen = s.gen;
-        let task = tokio::spawn(async move {
-            let svc = &config.services[i];
-            let result = prepare(&config, svc).await;
-            let _ = tx.send(Msg::Prepared {
-                idx: i,
-                gen,
-                result,
-            });
-        });
-        s.tasks.push(task.abort_handle());
-    }
-
-    fn prepared(&mut self, i: usize, result: Result<Prepared, String>) {
-        let svc = &self.config.services[i];
-        match result {
-            Err(reason) => self.fail(i, reason),
-            Ok(Prepared::External(probe)) => {
-                tracing::info!(service = %svc.name, "already answering on its port; not spawned");
-                self.event(i, "external", probe.detail.clone());
-                let s = &mut self.svcs[i];
-                s.phase = Phase::External;
-                s.detail = Some(format!("external: {}", probe.detail));
-                s.latency_ms = Some(probe.latency.as_secs_f64() * 1000.0);
-                self.dirty = true;
-            }
-            Ok(Prepared::Spawn) => self.spawn(i),
-        }
-    }
-
-    fn spawn(&mut self, i: usize) {
-        let svc = &self.config.services[i];
-        let log = match open_log(&self.config, svc) {
-            Ok(f) => f,
-            Err(e) => {
-                return self.fail(
-                    i,
-                    format!(
-                        "cannot open log {}: {e}",
-                        self.config.log_path(&svc.name).display()
-                    ),
-                )
-            }
-        };
-        let shown = svc.redact(&shell_words::join(&svc.argv));
-        setup::note(&log, &format!("starting: {shown}"));
-        let env = setup::service_env(svc);
-        let marker = format!("{}:{}", self.marker, svc.name);
-        let spec = SpawnSpec {
-            argv: &svc.argv,
-            dir: &svc.dir,
-            env: &env,
-            marker: Some(&marker),
-        };
-        let spawned = match svc.log_rotation {
-            None => process::spawn_logged(&spec, &log),
-            Some(rotation) => process::spawn_log_writer(&self.config.log_path(&svc.name), rotation)
-                .and_then(|pipe| process::spawn_logged(&spec, &pipe)),
-        };
-        let child = match spawned {
-            Ok(c) => c,
-            Err(e) => return self.fail(i, e.to_string()),
-        };
-        tracing::info!(service = %svc.name, pid = child.pid, "spawned");
-        self.event(i, "spawned", format!("pid {}: {shown}", child.pid));
-        let svc = &self.config.services[i];
-        let tx = self.tx.clone();
-        let s = &mut self.svcs[i];
-        let gen = s.gen;
-        s.pid = Some(child.pid);
-        s.ticks = child.start_ticks;
-        s.started_at = Some(state::now_unix());
-        s.started = Some(Instant::now());
-        s.detail = None;
-        self.dirty = true;
-        let exit = child.exit;
-        // The exit watcher is not aborted with the launch's other tasks: it
-        // must report the exit of this very process.
-        tokio::spawn(async move {
-            let exit = exit.await.unwrap_or(Exit::Signal(9));
-            let _ = tx.send(Msg::Exited { idx: i, gen, exit });
-        });
-        match &svc.health {
-            Some(_) => {
-                s.phase = Phase::Starting;
-                let probe = self.spawn_prober(i, gen);
-                let timer = self.timer(svc.start_timeout, Msg::StartTimeout { idx: i, gen });
-                self.svcs[i].tasks.extend([probe, timer]);
-            }
-            None if svc.oneshot => s.phase = Phase::Starting,
-            None => {
-                // No health check: alive = online, once it has outlived an
-                // immediate crash (like supervisord's startsecs).
-                s.phase = Phase::Starting;
-                let timer = self.timer(ALIVE_GRACE, Msg::AliveFor { idx: i, gen });
-                self.svcs[i].tasks.push(timer);
-            }
-        }
-    }
-
-    fn spawn_prober(&self, i: usize, gen: u64) -> AbortHandle {
-        let config = Arc::clone(&self.config);
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            let svc = &config.services[i];
-            let health = svc.health.as_ref().expect("prober needs a health check");
-            let begun = Instant::now();
-            let mut delay = FAST_PROBE;
-            let mut healthy_once = false;
-            loop {
-                let result = health::probe(svc, &health.probe, health.timeout).await;
-                healthy_once |= result.verdict == Verdict::Healthy;
-                if tx
-                    .send(Msg::Probed {
-                        idx: i,
-                        gen,
-                        result,
-                    })
-                    .is_err()
-                {
-                    return;
-                }
-                // Fast while starting, so readiness is seen within ms; then
-                // back off to the configured interval.
-                delay = if healthy_once {
-                    health.interval
-                } else if begun.elapsed() < FAST_PROBE_FOR {
-                    FAST_PROBE
-                } else {
-                    (delay * 3 / 2).min(health.interval)
-                };
-                if healthy_once {
-                    // Online services are probed on one grid shared by the
-                    // whole supervisor, so one wakeup serves all of them.
-                    tokio::time::sleep_until(next_tick(health.interval)).await;
-                } else {
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        })
-        .abort_handle()
-    }
-
-    fn timer(&self, after: Duration, msg: Msg) -> AbortHandle {
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let _ = tx.send(msg);
-        })
-        .abort_handle()
-    }
-
-    fn probed(&mut self, i: usize, result: ProbeResult) {
-        let svc = &self.config.services[i];
-        let retries = svc.health.as_ref().map(|h| h.retries).unwrap_or(1);
-        let s = &mut self.svcs[i];
-        let before = (s.public(), s.detail.clone());
-        let was = s.public();
-        s.latency_ms = Some(result.latency.as_secs_f64() * 1000.0);
-        s.detail = Some(result.detail.clone());
-        match (&s.phase, result.verdict) {
-            (Phase::Starting, Verdict::Healthy) => {
-                s.phase = Phase::Running(ServiceState::Online);
-                s.probe_fails = 0;
-                tracing::info!(service = %svc.name, after_ms = s.started.map(|t| t.elapsed().as_millis()).unwrap_or(0), "online");
-            }
-            (Phase::Running(_), Verdict::Healthy) => {
-                s.phase = Phase::Running(ServiceState::Online);
-                s.probe_fails = 0;
-            }
-            (Phase::Running(current), verdict) => {
-                s.probe_fails += 1;
-                if s.probe_fails >= retries {
-                    let new = if verdict == Verdict::Unhealthy {
-                        ServiceState::Degraded
-                    } else {
-                        ServiceState::Offline
-                    };
-                    if *current != new {
-                        tracing::warn!(service = %svc.name, detail = %result.detail, "now {}", new.as_str());
-                    }
-                    s.phase = Phase::Running(new);
-                    if new == ServiceState::Offline
-                        && svc.restart != RestartPolicy::No
-                        && s.kill_reason.is_none()
-                    {
-                        // Liveness failed: restart it through the crash path.
-                        let reason =
-                            format!("health check failed {retries} times: {}", result.detail);
-                        self.kill_for(i, reason);
-                    }
-                }
-            }
-            _ => {}
-        }
-        let now = self.svcs[i].public();
-        if now != was {
-            let detail = self.svcs[i].detail.clone().unwrap_or_default();
-            self.event(i, now.as_str(), detail);
-        }
-        if before != (self.svcs[i].public(), self.svcs[i].detail.clone()) {
-            self.dirty = true;
-        }
-    }
-
-    /// Stop a running service so that the crash path restarts it, and
-    /// remember why (a failed liveness check, the memory limit).
-    fn kill_for(&mut self, i: usize, reason: String) {
-        let svc = &self.config.services[i];
-        tracing::warn!(service = %svc.name, %reason, "killing for a restart");
-        let (stop_signal, stop_timeout) = (svc.stop_signal, svc.stop_timeout);
-        let s = &mut self.svcs[i];
-        s.kill_reason = Some(reason);
-        if let Some(pid) = s.pid {
-            process::signal_group(pid, stop_signal);
-        }
-        let gen = s.gen;
-        let timer = self.timer(stop_timeout, Msg::StopTimeout { idx: i, gen });
-        self.svcs[i].tasks.push(timer);
     }
 
     fn measure_memory(&mut self) {
-        let targets: Vec<(usize, u64, i32)> = self
-            .svcs
+        let targets: Vec<(ServiceId, u64, i32)> = self
+            .entries
             .iter()
-            .enumerate()
-            .filter(|(i, s)| {
-                self.config.services[*i].max_memory.is_some()
-                    && matches!(s.phase, Phase::Running(_) | Phase::Starting)
-                    && s.kill_reason.is_none()
+            .filter(|(_, e)| {
+                e.spec.max_memory.is_some()
+                    && matches!(e.svc.phase, Phase::Running { .. } | Phase::Starting)
             })
-            .filter_map(|(i, s)| Some((i, s.gen, s.pid?)))
+            .filter_map(|(id, e)| Some((id.clone(), e.svc.gen, e.svc.pid?)))
             .collect();
         if targets.is_empty() {
             return;
@@ -925,278 +734,55 @@ impl Supervisor {
             let by_group = process::rss_by_group();
             let usage = targets
                 .into_iter()
-                .map(|(i, gen, pgid)| (i, gen, by_group.get(&pgid).copied().unwrap_or(0)))
+                .map(|(id, gen, pgid)| MemoryUse {
+                    id,
+                    gen,
+                    rss: by_group.get(&pgid).copied().unwrap_or(0),
+                })
                 .collect();
             let _ = tx.send(Msg::Memory(usage));
         });
     }
 
-    fn memory(&mut self, usage: Vec<(usize, u64, u64)>) {
-        for (i, gen, rss) in usage {
-            let Some(limit) = self.config.services[i].max_memory else {
-                continue;
-            };
-            let s = &self.svcs[i];
-            if s.gen != gen
-                || rss <= limit
-                || s.kill_reason.is_some()
-                || !matches!(s.phase, Phase::Running(_) | Phase::Starting)
-            {
-                continue;
-            }
-            let reason = format!(
-                "memory {} over max_memory {}",
-                crate::output::bytes_short(rss),
-                crate::output::bytes_short(limit)
-            );
-            self.event(i, "memory", reason.clone());
-            self.kill_for(i, reason);
-        }
-    }
-
     /// Record an event (secrets redacted).
-    fn event(&mut self, i: usize, kind: &str, detail: impl Into<String>) {
-        let svc = &self.config.services[i];
+    fn record(&mut self, id: &ServiceId, kind: &str, detail: impl Into<String>) {
+        let detail = detail.into();
+        let detail = match self.entries.get(id) {
+            Some(e) => e.spec.redact(&detail),
+            None => detail,
+        };
         let event = events::Event {
             ts: state::now_unix(),
-            service: svc.name.clone(),
+            service: id.to_string(),
             kind: kind.to_string(),
-            detail: svc.redact(&detail.into()),
+            detail,
         };
         self.events.append(&event);
-    }
-
-    fn start_timeout(&mut self, i: usize) {
-        let s = &self.svcs[i];
-        if !matches!(s.phase, Phase::Starting | Phase::Preparing) {
-            return;
-        }
-        let svc = &self.config.services[i];
-        let last = s.detail.clone().unwrap_or_else(|| "no answer".into());
-        let reason = format!(
-            "not healthy after {} (start_timeout); last probe: {last}",
-            crate::output::duration_short(svc.start_timeout)
-        );
-        self.fail(i, reason);
-    }
-
-    /// Give up on a service: kill what runs of it and mark it failed.
-    fn fail(&mut self, i: usize, reason: String) {
-        let svc = &self.config.services[i];
-        tracing::warn!(service = %svc.name, %reason, "failed");
-        if let Ok(log) = open_log(&self.config, svc) {
-            setup::note(&log, &format!("failed: {}", svc.redact(&reason)));
-        }
-        let s = &mut self.svcs[i];
-        s.abort_tasks();
-        if let Some(pid) = s.pid.take() {
-            process::signal_group(pid, Signal::SIGKILL);
-            self.cleanup_in_background(i, false);
-        }
-        self.event(i, "failed", reason.clone());
-        let s = &mut self.svcs[i];
-        s.phase = Phase::Failed(reason);
-        self.dirty = true;
-    }
-
-    fn begin_stop(&mut self, i: usize) {
-        let svc = &self.config.services[i];
-        let s = &mut self.svcs[i];
-        s.stop_requested = false;
-        s.abort_tasks();
-        self.dirty = true;
-        match (s.phase.clone(), s.pid) {
-            (Phase::Running(_) | Phase::Starting, Some(pid)) => {
-                s.phase = Phase::Stopping;
-                tracing::info!(service = %svc.name, pid, "stopping");
-                process::signal_group(pid, svc.stop_signal);
-                let gen = s.gen;
-                let timer = self.timer(svc.stop_timeout, Msg::StopTimeout { idx: i, gen });
-                self.svcs[i].tasks.push(timer);
-            }
-            (Phase::Stopping | Phase::Cleaning, _) => {}
-            _ => {
-                // Preparing or in backoff: nothing of ours is running except
-                // perhaps a setup step, which the marker scan catches.
-                s.gen += 1;
-                s.pid = None;
-                s.phase = Phase::Cleaning;
-                self.cleanup_in_background(i, true);
-            }
-        }
-    }
-
-    fn exited(&mut self, i: usize, exit: Exit) {
-        let svc = &self.config.services[i];
-        let log = open_log(&self.config, svc).ok();
-        if let Some(log) = &log {
-            setup::note(
-                log,
-                &format!("process {} {exit}", self.svcs[i].pid.unwrap_or(0)),
-            );
-        }
-        tracing::info!(service = %svc.name, %exit, "exited");
-        let pid = self.svcs[i].pid.unwrap_or(0);
-        self.event(i, "exited", format!("pid {pid} {exit}"));
-        let svc = &self.config.services[i];
-        let s = &mut self.svcs[i];
-        s.abort_tasks();
-        self.dirty = true;
-        let phase = s.phase.clone();
-        if phase == Phase::Stopping {
-            s.phase = Phase::Cleaning;
-            self.cleanup_in_background(i, true);
-            return;
-        }
-        if !s.active() {
-            // Already failed (start timeout) or stopped: only clean up.
-            self.cleanup_in_background(i, false);
-            return;
-        }
-        if svc.oneshot {
-            s.phase = if exit.success() {
-                Phase::Completed
-            } else {
-                Phase::Failed(format!("{exit}"))
-            };
-            s.detail = Some(exit.to_string());
-            let kind = if exit.success() {
-                "completed"
-            } else {
-                "failed"
-            };
-            self.cleanup_in_background(i, false);
-            self.event(i, kind, exit.to_string());
-            return;
-        }
-        // A crash (or an exit on its own) of a service that should run.
-        if s.started.is_some_and(|t| t.elapsed() >= RESTART_WINDOW) {
-            s.streak = 0;
-        }
-        let restart = s.kill_reason.is_some()
-            || match svc.restart {
-                RestartPolicy::Always => true,
-                RestartPolicy::OnFailure => !exit.success(),
-                RestartPolicy::No => false,
-            };
-        let why = s.kill_reason.clone().unwrap_or_else(|| exit.to_string());
-        let pgid = s.pid;
-        if !restart {
-            let policy = match svc.restart {
-                RestartPolicy::No => "restart = \"no\"",
-                _ => "restart = \"on-failure\" does not restart a clean exit",
-            };
-            let reason = format!("{why} ({policy})");
-            s.phase = Phase::Failed(reason.clone());
-            self.event(i, "failed", reason);
-        } else if s.streak >= svc.max_restarts {
-            let reason = format!(
-                "{why}; gave up after {} restart{} (max_restarts)",
-                svc.max_restarts,
-                if svc.max_restarts == 1 { "" } else { "s" }
-            );
-            s.phase = Phase::Failed(reason.clone());
-            self.event(i, "failed", reason);
-        } else {
-            let delay = backoff(s.streak);
-            s.streak += 1;
-            s.restarts += 1;
-            s.phase = Phase::Backoff;
-            s.pid = None;
-            s.detail = Some(format!(
-                "{why}; restarting in {}",
-                crate::output::duration_short(delay)
-            ));
-            if let Some(log) = &log {
-                setup::note(
-                    log,
-                    &format!(
-                        "restart {} in {}",
-                        s.restarts,
-                        crate::output::duration_short(delay)
-                    ),
-                );
-            }
-            let restart_event = format!(
-                "restart {} in {}: {why}",
-                s.restarts,
-                crate::output::duration_short(delay)
-            );
-            // Remnants are killed first, then the restart timer runs.
-            let gen = s.gen;
-            let marker = format!("{}:{}", self.marker, svc.name);
-            let tx = self.tx.clone();
-            let task = tokio::spawn(async move {
-                let _ = tokio::task::spawn_blocking(move || kill_tree(pgid, &marker)).await;
-                tokio::time::sleep(delay).await;
-                let _ = tx.send(Msg::RestartDue { idx: i, gen });
-            });
-            self.svcs[i].tasks.push(task.abort_handle());
-            self.event(i, "restart", restart_event);
-            return;
-        }
-        self.svcs[i].pid = pgid;
-        self.cleanup_in_background(i, false);
-    }
-
-    /// Kill whatever is left of a service's process tree (its group and every
-    /// process carrying its marker); with `report`, send `Cleaned` after.
-    fn cleanup_in_background(&mut self, i: usize, report: bool) {
-        let s = &mut self.svcs[i];
-        let pgid = s.pid.take();
-        let gen = s.gen;
-        let marker = format!("{}:{}", self.marker, self.config.services[i].name);
-        let tx = self.tx.clone();
-        tokio::task::spawn_blocking(move || {
-            kill_tree(pgid, &marker);
-            if report {
-                let _ = tx.send(Msg::Cleaned { idx: i, gen });
-            }
-        });
-    }
-
-    fn cleaned(&mut self, i: usize) {
-        let s = &mut self.svcs[i];
-        if s.phase != Phase::Cleaning {
-            return;
-        }
-        s.phase = Phase::Idle;
-        s.pid = None;
-        s.ticks = None;
-        s.started_at = None;
-        s.detail = None;
-        s.latency_ms = None;
-        s.stops += 1;
-        self.dirty = true;
-        let again = s.start_after_stop;
-        self.event(i, "stopped", if again { "for a restart" } else { "" });
-        let s = &mut self.svcs[i];
-        if s.start_after_stop {
-            s.start_after_stop = false;
-            s.phase = Phase::Waiting;
-        }
     }
 
     fn statuses(&self) -> Vec<ServiceStatus> {
         self.config
             .services
             .iter()
-            .zip(&self.svcs)
-            .map(|(svc, s)| ServiceStatus {
-                name: svc.name.clone(),
-                state: s.public(),
-                pid: s.pid,
-                restarts: s.restarts,
-                uptime_s: s
-                    .started_at
-                    .filter(|_| s.pid.is_some())
-                    .map(|t| (state::now_unix() - t).max(0.0)),
-                detail: s
-                    .reason()
-                    .or_else(|| s.detail.clone())
-                    .map(|d| svc.redact(&d)),
-                latency_ms: s.latency_ms,
-                external: matches!(s.phase, Phase::External),
+            .filter_map(|svc| {
+                let e = self.entries.get(svc.name.as_str())?;
+                let s = &e.svc;
+                Some(ServiceStatus {
+                    name: svc.name.clone(),
+                    state: s.public(),
+                    pid: s.pid,
+                    restarts: s.restarts,
+                    uptime_s: s
+                        .started_at
+                        .filter(|_| s.pid.is_some())
+                        .map(|t| (state::now_unix() - t).max(0.0)),
+                    detail: s
+                        .reason()
+                        .or_else(|| s.detail.clone())
+                        .map(|d| e.spec.redact(&d)),
+                    latency_ms: s.latency_ms,
+                    external: matches!(s.phase, Phase::External),
+                })
             })
             .collect()
     }
@@ -1205,13 +791,14 @@ impl Supervisor {
         let mut waiters = std::mem::take(&mut self.waiters);
         waiters.retain_mut(|w| {
             let elapsed_ms = w.since.elapsed().as_millis() as u64;
-            for (k, &i) in w.targets.iter().enumerate() {
-                let s = &self.svcs[i];
-                let svc = &self.config.services[i];
-                let now = (s.public(), s.label().map(|l| svc.redact(&l)));
+            for (k, id) in w.targets.iter().enumerate() {
+                let Some(e) = self.entries.get(id) else {
+                    continue;
+                };
+                let now = (e.svc.public(), e.svc.label().map(|l| e.spec.redact(&l)));
                 if w.shown[k].as_ref() != Some(&now) {
                     let progress = Progress {
-                        service: self.config.services[i].name.clone(),
+                        service: id.to_string(),
                         state: now.0,
                         detail: now.1.clone(),
                         elapsed_ms,
@@ -1222,33 +809,36 @@ impl Supervisor {
                     w.shown[k] = Some(now);
                 }
             }
-            let settled = w
-                .targets
-                .iter()
-                .enumerate()
-                .all(|(k, &i)| match w.wait_for {
-                    WaitFor::Up => self.settled_up(i),
+            let settled = w.targets.iter().enumerate().all(|(k, id)| {
+                let Some(e) = self.entries.get(id) else {
+                    return true;
+                };
+                match w.wait_for {
+                    WaitFor::Up => e.svc.settled_up(),
                     WaitFor::Down => {
-                        let s = &self.svcs[i];
-                        (!s.active() && !s.stop_requested) || s.stops > w.stops_before[k]
+                        (!e.svc.active() && e.svc.goal == Goal::Run && e.unit.is_none())
+                            || e.svc.stops > w.stops_before[k]
                     }
-                });
+                }
+            });
             if !settled {
                 return true;
             }
             let failures: Vec<Failure> = w
                 .targets
                 .iter()
-                .filter(|&&i| w.wait_for == WaitFor::Up && !self.svcs[i].ready())
-                .map(|&i| {
-                    let s = &self.svcs[i];
-                    Failure {
-                        service: self.config.services[i].name.clone(),
-                        state: s.public(),
-                        reason: self.config.services[i]
-                            .redact(&s.reason().or_else(|| s.detail.clone()).unwrap_or_default()),
-                        log: self.config.log_path(&self.config.services[i].name),
-                    }
+                .filter_map(|id| Some((id, self.entries.get(id)?)))
+                .filter(|(_, e)| w.wait_for == WaitFor::Up && !e.svc.ready())
+                .map(|(id, e)| Failure {
+                    service: id.to_string(),
+                    state: e.svc.public(),
+                    reason: e.spec.redact(
+                        &e.svc
+                            .reason()
+                            .or_else(|| e.svc.detail.clone())
+                            .unwrap_or_default(),
+                    ),
+                    log: self.config.log_path(id.as_str()),
                 })
                 .collect();
             let _ = w.reply.send(Response::Done {
@@ -1260,21 +850,6 @@ impl Supervisor {
         self.waiters = waiters;
     }
 
-    fn settled_up(&self, i: usize) -> bool {
-        let s = &self.svcs[i];
-        !s.stop_requested
-            && !s.start_after_stop
-            && matches!(
-                s.phase,
-                Phase::Running(_)
-                    | Phase::External
-                    | Phase::Completed
-                    | Phase::Failed(_)
-                    | Phase::Blocked(_)
-                    | Phase::Idle
-            )
-    }
-
     fn persist(&mut self) {
         self.dirty = false;
         let mut file = StateFile {
@@ -1282,24 +857,29 @@ impl Supervisor {
             supervisor_ticks: process::start_ticks(std::process::id() as i32),
             services: Default::default(),
         };
-        for (svc, s) in self.config.services.iter().zip(&self.svcs) {
+        for svc in &self.config.services {
+            let Some(e) = self.entries.get(svc.name.as_str()) else {
+                continue;
+            };
+            let s = &e.svc;
             file.services.insert(
                 svc.name.clone(),
                 ServiceRecord {
-                    state: s.public().as_str().into(),
+                    state: s.public(),
                     pid: s.pid,
                     ticks: s.ticks,
                     started_at: s.started_at,
                     restarts: s.restarts,
+                    restarts_in_row: Some(s.streak),
                     external: matches!(s.phase, Phase::External),
                     detail: s
                         .reason()
                         .or_else(|| s.detail.clone())
-                        .map(|d| svc.redact(&d)),
+                        .map(|d| e.spec.redact(&d)),
                 },
             );
         }
-        if self.exiting && self.svcs.iter().all(|s| !s.active()) {
+        if self.exiting && self.quiet() {
             file.supervisor_pid = None;
             file.supervisor_ticks = None;
         }
@@ -1317,70 +897,9 @@ impl Supervisor {
     }
 }
 
-/// The next multiple of `interval` on a clock shared by every prober.
-fn next_tick(interval: Duration) -> tokio::time::Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    let step = interval.as_nanos().max(1);
-    let k = epoch.elapsed().as_nanos() / step + 1;
-    let nanos = u64::try_from(k * step).unwrap_or(u64::MAX);
-    (epoch + Duration::from_nanos(nanos)).into()
-}
-
-fn backoff(streak: u32) -> Duration {
-    if streak == 0 {
-        Duration::ZERO
-    } else {
-        BACKOFF_BASE
-            .saturating_mul(1 << (streak - 1).min(16))
-            .min(BACKOFF_CAP)
-    }
-}
-
-/// SIGKILL a service's process group and every process carrying its marker.
-fn kill_tree(pgid: Option<i32>, marker: &str) {
-    if let Some(pgid) = pgid {
-        process::signal_group(pgid, Signal::SIGKILL);
-    }
-    for pid in process::marked_pids(marker, false) {
-        process::signal_pid(pid, Signal::SIGKILL);
-    }
-}
-
 /// A marker unique to this project folder, shared by all its services.
 pub fn instance_marker(config: &Config) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(config.root.as_os_str().as_encoded_bytes());
     digest[..6].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn open_log(config: &Config, svc: &Service) -> std::io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(config.log_path(&svc.name))
-}
-
-/// Before a spawn: is the port free (or already served, healthy)? Then setup.
-async fn prepare(config: &Config, svc: &Service) -> Result<Prepared, String> {
-    if let Some(port) = svc.port {
-        if health::tcp(port).await.0 == Verdict::Healthy {
-            if let Some(h) = &svc.health {
-                let probe = health::probe(svc, &h.probe, h.timeout).await;
-                if probe.verdict == Verdict::Healthy {
-                    return Ok(Prepared::External(probe));
-                }
-            }
-            let holder = process::port_holder(port)
-                .map(|(pid, cmd)| format!(" by pid {pid} ({cmd})"))
-                .unwrap_or_default();
-            return Err(format!(
-                "port {port} is already in use{holder}, and it does not answer as \"{}\" should",
-                svc.name
-            ));
-        }
-    }
-    let log = open_log(config, svc).map_err(|e| format!("cannot open log: {e}"))?;
-    setup::run(config, svc, &log).await?;
-    Ok(Prepared::Spawn)
 }

@@ -3,6 +3,9 @@
 //! and serves the control socket; `actor` holds all service state.
 
 mod actor;
+mod reload;
+mod service;
+mod unit;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::PermissionsExt;
@@ -113,8 +116,13 @@ async fn signals(tx: mpsc::UnboundedSender<Msg>, foreground: bool) {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
-            // A background supervisor outlives the terminal that started it.
-            _ = hup.recv() => if !foreground { continue },
+            // A background supervisor outlives the terminal that started it:
+            // to it, SIGHUP means "re-read services.toml".
+            _ = hup.recv() => if !foreground {
+                tracing::info!("SIGHUP: reloading services.toml");
+                let _ = tx.send(Msg::Reload);
+                continue;
+            },
         }
         tracing::info!("signal received: stopping everything");
         let _ = tx.send(Msg::Shutdown);
@@ -191,7 +199,7 @@ async fn connection(stream: UnixStream, tx: mpsc::UnboundedSender<Msg>, _drain: 
         return;
     }
     while let Some(response) = reply_rx.recv().await {
-        let last = !matches!(response, Response::Progress(_));
+        let last = !matches!(response, Response::Progress(_) | Response::Plan { .. });
         if write
             .write_all(control::encode(response).as_bytes())
             .await
