@@ -53,6 +53,10 @@ pub enum Response {
     Status {
         supervisor_pid: i32,
         services: Vec<ServiceStatus>,
+        /// SHA-256 of the services.toml the supervisor runs, so a client can
+        /// tell when the file on disk differs from it.
+        #[serde(default)]
+        config_digest: Option<String>,
     },
     /// What a reload changes, one entry per service (before its progress).
     Plan {
@@ -125,7 +129,14 @@ pub struct ServiceStatus {
     pub name: String,
     pub state: ServiceState,
     pub pid: Option<i32>,
+    /// The port of the config the supervisor runs (not of the file on disk).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Restarts since the supervisor took the service over.
     pub restarts: u32,
+    /// Restarts in a row, the count `max_restarts` limits; `start` resets it.
+    #[serde(default)]
+    pub restarts_in_row: u32,
     pub uptime_s: Option<f64>,
     pub detail: Option<String>,
     pub latency_ms: Option<f64>,
@@ -246,6 +257,13 @@ impl Client {
         let _ = self.writer.set_read_timeout(t);
         let _ = self.reader.get_ref().set_read_timeout(t);
     }
+}
+
+/// SHA-256 (hex) of a file's bytes; None when it cannot be read.
+pub fn file_digest(path: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).ok()?;
+    Some(format!("{:x}", Sha256::digest(bytes)))
 }
 
 /// Encode one response line.

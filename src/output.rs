@@ -135,7 +135,10 @@ pub struct Row {
     pub index: usize,
     pub state: crate::control::ServiceState,
     pub pid: Option<i32>,
+    /// The port the process was started with.
+    pub port: Option<u16>,
     pub restarts: u32,
+    pub restarts_in_row: u32,
     pub uptime_s: Option<f64>,
     pub detail: Option<String>,
     pub latency_ms: Option<f64>,
@@ -170,15 +173,17 @@ pub fn status_table(config: &Config, rows: &[Row]) -> String {
             let svc = &config.services[r.index];
             [
                 svc.name.clone(),
-                svc.port
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| "-".into()),
+                r.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 r.state.as_str().to_string(),
                 r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 r.uptime_s
                     .map(|u| duration_short(std::time::Duration::from_secs_f64(u)))
                     .unwrap_or_else(|| "-".into()),
-                r.restarts.to_string(),
+                if r.restarts_in_row > 0 && r.restarts_in_row != r.restarts {
+                    format!("{} ({} in a row)", r.restarts, r.restarts_in_row)
+                } else {
+                    r.restarts.to_string()
+                },
                 r.latency_ms
                     .map(|l| format!("{l:.1}ms"))
                     .unwrap_or_else(|| "-".into()),
@@ -280,8 +285,9 @@ pub fn status_json(config: &Config, rows: &[Row]) -> String {
                 "tier": config.tiers[svc.tier].name,
                 "state": r.state.as_str(),
                 "pid": r.pid,
-                "port": svc.port,
+                "port": r.port,
                 "restarts": r.restarts,
+                "restarts_in_row": r.restarts_in_row,
                 "uptime_s": r.uptime_s.map(round),
                 "detail": r.detail,
                 "latency_ms": r.latency_ms.map(round),

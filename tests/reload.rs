@@ -258,3 +258,36 @@ fn twenty_reloads_during_a_crash_loop_never_double_spawn() {
     assert_eq!(r.code(), 0, "{}", r.all());
     assert!(!pid_alive(web_pid));
 }
+
+#[test]
+fn check_between_edit_and_reload_shows_the_running_config() {
+    let ports = free_ports(4);
+    let s = started(&three(&ports, ""));
+    let web = s.pid_of("web").unwrap();
+    // web's port moves in the file, and a service is added; nothing reloads.
+    let mut edited = three(&[ports[0], ports[1], ports[3]], "");
+    edited.push_str("[services.extra]\ncommand = \"sleep 100\"\n");
+    s.write("services.toml", &edited);
+    let r = s.run(&["check", "--json"]);
+    assert!(r.stderr().contains("fpctl reload"), "{}", r.all());
+    let v: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap();
+    let svc = |name: &str| {
+        v["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let w = svc("web");
+    assert_eq!(w["pid"], web, "{w}");
+    assert_eq!(w["port"], ports[2], "the running port, not the file's: {w}");
+    assert_eq!(w["state"], "online", "{w}");
+    assert_eq!(svc("extra")["state"], "stopped");
+    // Once reloaded, the file and the stack agree again.
+    assert_eq!(s.run(&["reload"]).code(), 0);
+    let r = s.run(&["check", "--json"]);
+    assert!(!r.stderr().contains("fpctl reload"), "{}", r.all());
+    assert_eq!(s.service("web")["port"], ports[3]);
+}

@@ -85,14 +85,22 @@ pub fn check(
 
 /// One look at the given services.
 async fn snapshot(config: &Arc<Config>, shown: &[usize]) -> Vec<Row> {
-    let from_supervisor = supervisor_status(config);
+    let (from_supervisor, digest) = supervisor_status(config).unzip();
+    // The file changed since the supervisor read it: its ports and commands
+    // may not be the running ones, so only the supervisor's own view counts.
+    let stale = digest
+        .flatten()
+        .is_some_and(|d| crate::control::file_digest(&config.path).is_some_and(|now| now != d));
+    if stale {
+        note_stale_once(config);
+    }
     let saved = if from_supervisor.is_none() {
         state::read(config)
     } else {
         None
     };
     let mut probes = tokio::task::JoinSet::new();
-    for &i in shown {
+    for &i in shown.iter().filter(|_| !stale) {
         let config = Arc::clone(config);
         probes.spawn(async move { (i, probe_one(&config, i).await) });
     }
@@ -108,6 +116,10 @@ async fn snapshot(config: &Arc<Config>, shown: &[usize]) -> Vec<Row> {
                 .as_ref()
                 .and_then(|m| m.get(&config.services[i].name));
             let mut row = row(config, i, probe, status, saved.as_ref());
+            if stale && status.is_none() {
+                row.state = ServiceState::Stopped;
+                row.detail = Some("not in the running config; `fpctl reload` applies it".into());
+            }
             // Secret values never reach the detail.
             row.detail = row.detail.map(|d| config.services[i].redact(&d));
             row
@@ -130,14 +142,32 @@ async fn probe_one(config: &Config, i: usize) -> Option<ProbeResult> {
     }
 }
 
-fn supervisor_status(config: &Config) -> Option<HashMap<String, ServiceStatus>> {
+/// Say once per `check` that the file on disk is not the one running.
+fn note_stale_once(config: &Config) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        eprintln!(
+            "note: {} changed since the supervisor read it; this shows the running config. \
+             `fpctl reload --dry-run` shows what would change, `fpctl reload` applies it",
+            config.path.display()
+        )
+    });
+}
+
+/// What the supervisor knows, and the digest of the config it runs.
+fn supervisor_status(config: &Config) -> Option<(HashMap<String, ServiceStatus>, Option<String>)> {
     // A supervisor that died is replaced here, adopting what it left running.
     let mut client = super::supervisor_if_needed(config).ok().flatten()?;
     client.set_timeout(Some(Duration::from_secs(5)));
     match client.request(Request::Status, |_| {}) {
-        Ok(Response::Status { services, .. }) => {
-            Some(services.into_iter().map(|s| (s.name.clone(), s)).collect())
-        }
+        Ok(Response::Status {
+            services,
+            config_digest,
+            ..
+        }) => Some((
+            services.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            config_digest,
+        )),
         _ => None,
     }
 }
@@ -155,7 +185,9 @@ fn row(
         index: i,
         state: ServiceState::Offline,
         pid: None,
+        port: svc.port,
         restarts: 0,
+        restarts_in_row: 0,
         uptime_s: None,
         detail: None,
         latency_ms: probe.as_ref().map(|p| p.latency.as_secs_f64() * 1000.0),
@@ -178,7 +210,9 @@ fn row(
         .filter(|d| !d.is_empty());
     if let Some(st) = sup {
         row.pid = st.pid;
+        row.port = st.port;
         row.restarts = st.restarts;
+        row.restarts_in_row = st.restarts_in_row;
         row.uptime_s = st.uptime_s;
         row.external = st.external;
         row.state = match (st.state, verdict) {
@@ -211,6 +245,7 @@ fn row(
     if let (Some((pid, _)), Some(rec)) = (alive, rec) {
         row.pid = Some(pid);
         row.restarts = rec.restarts;
+        row.restarts_in_row = rec.restarts_in_row.unwrap_or(0);
         row.uptime_s = rec.started_at.map(|t| (state::now_unix() - t).max(0.0));
     }
     // What the last supervisor left it as, when that was on purpose or final.

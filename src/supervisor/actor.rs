@@ -104,6 +104,8 @@ pub struct Supervisor {
     exiting: bool,
     dirty: bool,
     events: events::Log,
+    /// Digest of the services.toml in force (see `control::file_digest`).
+    digest: Option<String>,
 }
 
 impl Supervisor {
@@ -126,6 +128,7 @@ impl Supervisor {
             exiting: false,
             dirty: true,
             events,
+            digest: None,
         };
         sup.install(config);
         (sup, tx)
@@ -182,6 +185,7 @@ impl Supervisor {
                 .filter(|(_, e)| e.removed)
                 .map(|(id, _)| id.clone()),
         );
+        self.digest = crate::control::file_digest(&config.path);
         self.config = config;
         self.dirty = true;
     }
@@ -473,6 +477,7 @@ impl Supervisor {
                 let _ = reply.send(Response::Status {
                     supervisor_pid: std::process::id() as i32,
                     services: self.statuses(),
+                    config_digest: self.digest.clone(),
                 });
             }
             Request::Start { services, profiles } => {
@@ -771,7 +776,9 @@ impl Supervisor {
                     name: svc.name.clone(),
                     state: s.public(),
                     pid: s.pid,
+                    port: e.spec.port,
                     restarts: s.restarts,
+                    restarts_in_row: s.streak,
                     uptime_s: s
                         .started_at
                         .filter(|_| s.pid.is_some())
