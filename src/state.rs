@@ -46,8 +46,62 @@ pub fn state_path(config: &Config) -> PathBuf {
     config.state_dir().join(STATE_FILE)
 }
 
+/// The longest Unix socket path the kernel takes (`sun_path` is 108 bytes,
+/// the terminating NUL included).
+pub const SOCKET_PATH_MAX: usize = 107;
+
+/// Where the project's supervisor listens: `.fpctl/fpctl.sock`, or, for a
+/// folder too deep for that to fit in `sun_path`, a short name derived from
+/// the project's path in a runtime folder only this user can enter.
 pub fn socket_path(config: &Config) -> PathBuf {
-    config.state_dir().join(SOCKET_FILE)
+    let local = config.state_dir().join(SOCKET_FILE);
+    if local.as_os_str().len() <= SOCKET_PATH_MAX {
+        return local;
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(config.root.as_os_str().as_encoded_bytes());
+    let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    runtime_dir().join(format!("{name}.sock"))
+}
+
+/// `$XDG_RUNTIME_DIR/fpctl`, or `/tmp/fpctl-UID`.
+fn runtime_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("fpctl"),
+        None => PathBuf::from(format!("/tmp/fpctl-{}", nix::unistd::getuid())),
+    }
+}
+
+/// Create the socket's folder when it is not `.fpctl/` (owner-only, and
+/// refused when someone else owns it), and refuse a path that cannot fit.
+pub fn prepare_socket_dir(socket: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if socket.as_os_str().len() > SOCKET_PATH_MAX {
+        return Err(std::io::Error::other(format!(
+            "the socket path {} is {} bytes, over the {SOCKET_PATH_MAX}-byte limit of Unix sockets; \
+             set XDG_RUNTIME_DIR to a shorter folder",
+            socket.display(),
+            socket.as_os_str().len()
+        )));
+    }
+    let Some(dir) = socket.parent() else {
+        return Ok(());
+    };
+    if dir.file_name() == Some(std::ffi::OsStr::new(".fpctl")) {
+        return Ok(());
+    }
+    let _ = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir);
+    let meta = std::fs::metadata(dir)?;
+    if meta.uid() != nix::unistd::getuid().as_raw() {
+        return Err(std::io::Error::other(format!(
+            "{} belongs to another user; set XDG_RUNTIME_DIR to a folder of your own",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Create `.fpctl/` (owner-only) and the log folder.

@@ -142,6 +142,9 @@ pub fn connect_or_spawn(config: &Config) -> Result<Client> {
     if let Some(c) = Client::connect(&socket) {
         return Ok(c);
     }
+    // A limit that remains fails now, not after the boot timeout.
+    state::prepare_socket_dir(&socket)
+        .map_err(|e| Error::other("cannot place the supervisor's socket", e))?;
     state::ensure_dirs(config)
         .map_err(|e| Error::other(format!("cannot create {}", config.state_dir().display()), e))?;
     let log_path = supervisor::log_path(config);

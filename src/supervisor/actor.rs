@@ -48,6 +48,12 @@ pub enum Msg {
     Shutdown,
     /// SIGHUP: re-read services.toml and apply it.
     Reload,
+    /// The setups a `restart` runs first are done.
+    SetupsDone {
+        services: Vec<ServiceId>,
+        failed: Vec<(ServiceId, String)>,
+        reply: mpsc::UnboundedSender<Response>,
+    },
     /// Time to measure the memory of services with `max_memory`.
     MemoryTick,
     /// Resident memory (bytes) of each measured service's process group.
@@ -86,6 +92,8 @@ struct Waiter {
     shown: Vec<Option<(ServiceState, Option<String>)>>,
     /// Each target's `stops` when the request came.
     stops_before: Vec<u64>,
+    /// Known before waiting (a restart whose setup failed).
+    failures: Vec<Failure>,
 }
 
 pub struct Supervisor {
@@ -318,6 +326,7 @@ impl Supervisor {
             }
         }
         self.kill_all_marked();
+        kill_own_children();
         self.persist();
     }
 
@@ -350,6 +359,17 @@ impl Supervisor {
                 if !self.exiting {
                     let (tx, _rx) = mpsc::unbounded_channel();
                     self.reload(false, tx);
+                }
+            }
+            Msg::SetupsDone {
+                services,
+                failed,
+                reply,
+            } => {
+                if self.exiting {
+                    self.refuse(&reply, "the supervisor is shutting down");
+                } else {
+                    self.restart(services, failed, reply);
                 }
             }
             Msg::MemoryTick => self.measure_memory(),
@@ -494,19 +514,35 @@ impl Supervisor {
             }
             Request::Restart { services } => match graph::select(&self.config, &services, &[]) {
                 Ok(_) => {
-                    let roots: Vec<usize> = services
+                    let ids: Vec<ServiceId> = services.iter().map(|n| ServiceId::new(n)).collect();
+                    // A running service's setup runs first, while it serves:
+                    // a broken setup must not take a working service down.
+                    let setups: Vec<Launch> = ids
                         .iter()
-                        .filter_map(|n| self.config.service(n).map(|(i, _)| i))
+                        .filter(|id| {
+                            let e = &self.entries[*id];
+                            e.svc.active() && e.spec.setup != crate::config::Setup::None
+                        })
+                        .map(|id| self.launch_of(id, 0))
                         .collect();
-                    for id in self.ids(roots.iter().copied()) {
-                        self.input(&id, Input::Restart);
+                    if setups.is_empty() {
+                        self.restart(ids, Vec::new(), reply);
+                    } else {
+                        let tx = self.tx.clone();
+                        tokio::spawn(async move {
+                            let mut failed = Vec::new();
+                            for l in setups {
+                                if let Err(reason) = unit::setup_only(&l).await {
+                                    failed.push((l.id, reason));
+                                }
+                            }
+                            let _ = tx.send(Msg::SetupsDone {
+                                services: ids,
+                                failed,
+                                reply,
+                            });
+                        });
                     }
-                    // Their dependencies must be up too.
-                    let ids = self.ids(graph::with_dependencies(&self.config, roots));
-                    for id in &ids {
-                        self.input(id, Input::Start);
-                    }
-                    self.add_waiter(ids, WaitFor::Up, reply);
                 }
                 Err(e) => self.refuse(&reply, e),
             },
@@ -529,6 +565,52 @@ impl Supervisor {
                 Err(e) => self.refuse(&reply, e),
             },
             Request::Reload { dry_run } => self.reload(dry_run, reply),
+        }
+    }
+
+    /// Restart `ids`, except those whose setup failed (they keep running
+    /// and are reported as failures of this request).
+    fn restart(
+        &mut self,
+        ids: Vec<ServiceId>,
+        failed: Vec<(ServiceId, String)>,
+        reply: mpsc::UnboundedSender<Response>,
+    ) {
+        let mut failures = Vec::new();
+        for (id, reason) in failed {
+            let Some(e) = self.entries.get(&id) else {
+                continue;
+            };
+            let reason = match e.svc.pid {
+                Some(pid) => format!("{reason}; pid {pid} keeps running the previous version"),
+                None => reason,
+            };
+            failures.push(Failure {
+                service: id.to_string(),
+                state: e.svc.public(),
+                reason: e.spec.redact(&reason),
+                log: self.config.log_path(id.as_str()),
+            });
+            self.effect(&id, Effect::Note(format!("restart refused: {reason}")));
+        }
+        let go: Vec<ServiceId> = ids
+            .into_iter()
+            .filter(|id| !failures.iter().any(|f| f.service == id.as_str()))
+            .collect();
+        for id in &go {
+            self.input(id, Input::Restart);
+        }
+        // Their dependencies must be up too.
+        let roots = go
+            .iter()
+            .filter_map(|id| self.config.service(id.as_str()).map(|(i, _)| i));
+        let targets = self.ids(graph::with_dependencies(&self.config, roots));
+        for id in &targets {
+            self.input(id, Input::Start);
+        }
+        self.add_waiter(targets, WaitFor::Up, reply);
+        if let Some(w) = self.waiters.last_mut() {
+            w.failures = failures;
         }
     }
 
@@ -636,6 +718,7 @@ impl Supervisor {
             since: Instant::now(),
             shown: vec![None; n],
             stops_before,
+            failures: Vec::new(),
         });
     }
 
@@ -670,6 +753,12 @@ impl Supervisor {
         }
         for pos in 0..self.order.len() {
             let id = self.order[pos].clone();
+            let e = &self.entries[&id];
+            // A blocker that came back (by a restart, or by itself) lets a
+            // blocked dependent start.
+            if matches!(e.svc.phase, Phase::Blocked(_)) && self.blocked_by(&id).is_none() {
+                self.input(&id, Input::Start);
+            }
             let e = &self.entries[&id];
             if e.svc.phase != Phase::Waiting || e.unit.is_some() {
                 continue;
@@ -831,22 +920,25 @@ impl Supervisor {
             if !settled {
                 return true;
             }
-            let failures: Vec<Failure> = w
-                .targets
-                .iter()
-                .filter_map(|id| Some((id, self.entries.get(id)?)))
-                .filter(|(_, e)| w.wait_for == WaitFor::Up && !e.svc.ready())
-                .map(|(id, e)| Failure {
-                    service: id.to_string(),
-                    state: e.svc.public(),
-                    reason: e.spec.redact(
-                        &e.svc
-                            .reason()
-                            .or_else(|| e.svc.detail.clone())
-                            .unwrap_or_default(),
-                    ),
-                    log: self.config.log_path(id.as_str()),
-                })
+            let failures: Vec<Failure> = std::mem::take(&mut w.failures)
+                .into_iter()
+                .chain(
+                    w.targets
+                        .iter()
+                        .filter_map(|id| Some((id, self.entries.get(id)?)))
+                        .filter(|(_, e)| w.wait_for == WaitFor::Up && !e.svc.ready())
+                        .map(|(id, e)| Failure {
+                            service: id.to_string(),
+                            state: e.svc.public(),
+                            reason: e.spec.redact(
+                                &e.svc
+                                    .reason()
+                                    .or_else(|| e.svc.detail.clone())
+                                    .unwrap_or_default(),
+                            ),
+                            log: self.config.log_path(id.as_str()),
+                        }),
+                )
                 .collect();
             let _ = w.reply.send(Response::Done {
                 ok: failures.is_empty(),
@@ -901,6 +993,29 @@ impl Supervisor {
         for pid in process::marked_pids(&prefix, true) {
             process::signal_pid(pid, Signal::SIGKILL);
         }
+    }
+}
+
+/// Kill every process still parented to the supervisor: as a subreaper it
+/// inherits descendants that left their group and cleared their
+/// environment, so neither a group signal nor the marker reaches them. Log
+/// writers are spared: they finish on their own once their service is gone.
+fn kill_own_children() {
+    let me = std::process::id() as i32;
+    for _ in 0..5 {
+        let left: Vec<i32> = process::children_of(me)
+            .into_iter()
+            .filter(|&pid| !process::cmdline(pid).is_some_and(|c| c.contains("__log")))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        for pid in left {
+            tracing::info!(pid, "killing a leftover descendant");
+            process::signal_pid(pid, Signal::SIGKILL);
+        }
+        // Its own children are re-parented to us in turn.
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

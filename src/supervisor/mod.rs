@@ -73,6 +73,8 @@ async fn serve(
         tracing::warn!("cannot become a child subreaper: {e}");
     }
     let socket = state::socket_path(&config);
+    state::prepare_socket_dir(&socket)
+        .map_err(|e| Error::other(format!("cannot listen on {}", socket.display()), e))?;
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)
         .map_err(|e| Error::other(format!("cannot listen on {}", socket.display()), e))?;

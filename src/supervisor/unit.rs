@@ -96,7 +96,12 @@ pub fn launch(l: Launch, sink: Sink) -> Unit {
     let (tx, rx) = mpsc::unbounded_channel();
     let gen = l.gen;
     tokio::spawn(async move {
-        let mut task = Task { l, sink, ctl: rx };
+        let mut task = Task {
+            l,
+            sink,
+            ctl: rx,
+            writer: None,
+        };
         task.fresh().await;
     });
     Unit { gen, ctl: tx }
@@ -107,7 +112,12 @@ pub fn adopt(l: Launch, sink: Sink, pid: i32, exit: oneshot::Receiver<Exit>) -> 
     let (tx, rx) = mpsc::unbounded_channel();
     let gen = l.gen;
     tokio::spawn(async move {
-        let mut task = Task { l, sink, ctl: rx };
+        let mut task = Task {
+            l,
+            sink,
+            ctl: rx,
+            writer: None,
+        };
         let probing = task.l.svc.health.is_some() && !task.l.svc.oneshot;
         task.watch(pid, exit, probing, false).await;
     });
@@ -118,6 +128,8 @@ struct Task {
     l: Launch,
     sink: Sink,
     ctl: mpsc::UnboundedReceiver<Ctl>,
+    /// The log writer, when the service's log rotates.
+    writer: Option<process::Child>,
 }
 
 impl Task {
@@ -156,7 +168,7 @@ impl Task {
                 });
             }
         }
-        let child = match spawn(&self.l) {
+        let (child, writer) = match spawn(&self.l) {
             Ok(c) => c,
             Err(reason) => {
                 self.report(UnitEvent::PrepareFailed(reason));
@@ -172,6 +184,7 @@ impl Task {
             at: state::now_unix(),
         });
         let probing = self.l.svc.health.is_some();
+        self.writer = writer;
         self.watch(child.pid, child.exit, probing, true).await;
     }
 
@@ -214,6 +227,10 @@ impl Task {
             }
         };
         sweep(Some(pid), &self.l.marker).await;
+        // The exit is noted after the service's last line is in the file.
+        if let Some(writer) = self.writer.take() {
+            let _ = tokio::time::timeout(LOG_DRAIN, writer.exit).await;
+        }
         self.report(UnitEvent::Ended {
             pid: Some(pid),
             exit: Some(status),
@@ -311,7 +328,15 @@ async fn prepare(l: &Launch) -> Result<Prepared, String> {
     Ok(Prepared::Spawn)
 }
 
-fn spawn(l: &Launch) -> Result<process::Child, String> {
+/// Only the setup (for a `restart`, while the old process still serves).
+pub async fn setup_only(l: &Launch) -> Result<(), String> {
+    let log = open_log(&l.log_path).map_err(|e| format!("cannot open log: {e}"))?;
+    setup::run(&l.config, &l.svc, &log, Some(&l.marker))
+        .await
+        .map(drop)
+}
+
+fn spawn(l: &Launch) -> Result<(process::Child, Option<process::Child>), String> {
     let svc = &l.svc;
     let log = open_log(&l.log_path)
         .map_err(|e| format!("cannot open log {}: {e}", l.log_path.display()))?;
@@ -325,14 +350,21 @@ fn spawn(l: &Launch) -> Result<process::Child, String> {
         marker: Some(&l.marker),
     };
     let spawned = match svc.log_rotation {
-        None => process::spawn_logged(&spec, &log),
-        Some(rotation) => process::spawn_log_writer(&l.log_path, rotation)
-            .and_then(|pipe| process::spawn_logged(&spec, &pipe)),
+        None => process::spawn_logged(&spec, &log).map(|c| (c, None)),
+        Some(rotation) => {
+            process::spawn_log_writer(&l.log_path, rotation).and_then(|(pipe, writer)| {
+                process::spawn_logged(&spec, &pipe).map(|c| (c, Some(writer)))
+            })
+        }
     };
-    let child = spawned.map_err(|e| e.to_string())?;
+    let (child, writer) = spawned.map_err(|e| e.to_string())?;
     tracing::info!(service = %svc.name, pid = child.pid, "spawned");
-    Ok(child)
+    Ok((child, writer))
 }
+
+/// How long the last output of a service may take to reach its log file
+/// through a log writer before fpctl notes the exit anyway.
+const LOG_DRAIN: Duration = Duration::from_secs(2);
 
 fn spawn_prober(svc: Arc<Service>, sink: Sink, l: &Launch) -> tokio::task::JoinHandle<()> {
     let (id, gen) = (l.id.clone(), l.gen);
