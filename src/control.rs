@@ -67,8 +67,38 @@ pub enum Response {
         failures: Vec<Failure>,
     },
     Error {
+        /// What went wrong, for the client to branch on (never the text).
+        #[serde(default)]
+        kind: ErrorKind,
         message: String,
     },
+}
+
+/// The kinds of refusal a supervisor answers with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// It is stopping everything and exiting: ask the next one.
+    ShuttingDown,
+    /// A name that is not in services.toml.
+    UnknownService,
+    /// services.toml does not validate (a reload).
+    InvalidConfig,
+    /// Malformed, too long, wrong protocol version.
+    BadRequest,
+    /// Another user's supervisor.
+    PermissionDenied,
+    #[default]
+    Internal,
+}
+
+impl Response {
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
+        Response::Error {
+            kind,
+            message: message.into(),
+        }
+    }
 }
 
 /// The states of SPEC.md, exactly.

@@ -139,3 +139,47 @@ pub fn now_unix() -> f64 {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state.json as the previous version wrote it: the state as a plain
+    /// word, no count in a row.
+    const PREVIOUS: &str = r#"{
+  "supervisor_pid": 4242,
+  "supervisor_ticks": 99,
+  "services": {
+    "web": {"state": "online", "pid": 4300, "ticks": 1234, "started_at": 1700000000.5,
+            "restarts": 2, "external": false, "detail": null},
+    "job": {"state": "completed", "pid": null, "ticks": null, "started_at": null,
+            "restarts": 0, "external": false, "detail": "exited with code 0"},
+    "db": {"state": "failed", "pid": null, "ticks": null, "started_at": null,
+           "restarts": 5, "external": false, "detail": "gave up"}
+  }
+}"#;
+
+    #[test]
+    fn the_previous_format_still_loads() {
+        let file: StateFile = serde_json::from_str(PREVIOUS).expect("loads");
+        assert_eq!(file.supervisor_pid, Some(4242));
+        let web = &file.services["web"];
+        assert_eq!(web.state, ServiceState::Online);
+        assert_eq!(
+            (web.pid, web.ticks, web.restarts),
+            (Some(4300), Some(1234), 2)
+        );
+        assert_eq!(web.restarts_in_row, None);
+        assert_eq!(file.services["job"].state, ServiceState::Completed);
+        assert_eq!(file.services["db"].state, ServiceState::Failed);
+    }
+
+    #[test]
+    fn a_record_survives_a_round_trip() {
+        let file: StateFile = serde_json::from_str(PREVIOUS).unwrap();
+        let again: StateFile =
+            serde_json::from_str(&serde_json::to_string(&file).unwrap()).unwrap();
+        assert_eq!(again.services["web"].state, ServiceState::Online);
+        assert_eq!(again.services.len(), 3);
+    }
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::load;
 use crate::config::Config;
-use crate::control::{Client, Failure, Request, Response};
+use crate::control::{Client, ErrorKind, Failure, Request, Response};
 use crate::{graph, output, process, state, supervisor};
 use crate::{Error, Outcome, Result};
 
@@ -99,8 +99,13 @@ fn drive(config: &Config, request: Request, goal: &str) -> Result<Outcome> {
             .request(request.clone(), output::print_progress)
             .map_err(|e| Error::other("lost the supervisor", e))?;
         // A supervisor that is shutting down hands over to a new one.
-        if matches!(&reply, Response::Error { message } if message.contains("shutting down"))
-            && Instant::now() < deadline
+        if matches!(
+            &reply,
+            Response::Error {
+                kind: ErrorKind::ShuttingDown,
+                ..
+            }
+        ) && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(50));
             continue;
@@ -122,7 +127,13 @@ fn finish(reply: Response, started: Instant, goal: &str) -> Result<Outcome> {
             report_failures(&failures);
             Ok(Outcome::NotOnline)
         }
-        Response::Error { message } => Err(Error::Usage(message)),
+        // Bad names and bad files are the user's to fix (exit 2); the rest
+        // is a runtime failure (exit 1).
+        Response::Error {
+            kind: ErrorKind::UnknownService | ErrorKind::InvalidConfig | ErrorKind::BadRequest,
+            message,
+        } => Err(Error::Usage(message)),
+        Response::Error { message, .. } => Err(Error::Other(message)),
         other => Err(Error::Other(format!(
             "unexpected reply from the supervisor: {other:?}"
         ))),
@@ -249,7 +260,7 @@ pub fn up(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) -> 
                     ok: false,
                     failures,
                 } => report_failures(&failures),
-                Response::Error { message } => eprintln!("error: {message}"),
+                Response::Error { message, .. } => eprintln!("error: {message}"),
                 Response::Status { .. } | Response::Plan { .. } => {}
             }
         }

@@ -23,9 +23,9 @@ use super::service::{BlockReason, Effect, Goal, Input, Phase, ServiceId, Svc};
 use super::unit::{self, Ctl, Launch, Report, Unit, UnitEvent};
 use crate::config::{Config, Service};
 use crate::control::{
-    ChangeKind, Failure, Progress, Request, Response, ServiceState, ServiceStatus,
+    ChangeKind, ErrorKind, Failure, Progress, Request, Response, ServiceState, ServiceStatus,
 };
-use crate::events;
+use crate::events::{self, EventKind};
 use crate::graph;
 use crate::process;
 use crate::setup;
@@ -260,7 +260,7 @@ impl Supervisor {
                         let launch = self.launch_of(&id, gen);
                         let e = self.entries.get_mut(&id).expect("entry");
                         e.unit = Some(unit::adopt(launch, self.reports_tx.clone(), pid, exit));
-                        self.record(&id, "adopted", format!("pid {pid}"));
+                        self.record(&id, EventKind::Adopted, format!("pid {pid}"));
                     }
                     Err(e) => {
                         tracing::warn!(service = %id, pid, "cannot watch adopted process: {e}")
@@ -367,7 +367,11 @@ impl Supervisor {
                 reply,
             } => {
                 if self.exiting {
-                    self.refuse(&reply, "the supervisor is shutting down");
+                    self.refuse(
+                        &reply,
+                        ErrorKind::ShuttingDown,
+                        "the supervisor is shutting down",
+                    );
                 } else {
                     self.restart(services, failed, reply);
                 }
@@ -408,7 +412,7 @@ impl Supervisor {
             UnitEvent::PrepareFailed(reason) => Input::PrepareFailed(reason),
             UnitEvent::Spawned { pid, ticks, at } => {
                 let shown = e.spec.redact(&shell_words::join(&e.spec.argv));
-                self.record(&r.id, "spawned", format!("pid {pid}: {shown}"));
+                self.record(&r.id, EventKind::Spawned, format!("pid {pid}: {shown}"));
                 Input::Spawned { pid, ticks, at }
             }
             UnitEvent::Probed(p) => Input::Probed(p),
@@ -487,9 +491,10 @@ impl Supervisor {
 
     fn request(&mut self, request: Request, reply: mpsc::UnboundedSender<Response>) {
         if self.exiting {
-            let _ = reply.send(Response::Error {
-                message: "the supervisor is shutting down".into(),
-            });
+            let _ = reply.send(Response::error(
+                ErrorKind::ShuttingDown,
+                "the supervisor is shutting down",
+            ));
             return;
         }
         match request {
@@ -509,7 +514,7 @@ impl Supervisor {
                         }
                         self.add_waiter(ids, WaitFor::Up, reply);
                     }
-                    Err(e) => self.refuse(&reply, e),
+                    Err(e) => self.refuse(&reply, ErrorKind::UnknownService, e),
                 }
             }
             Request::Restart { services } => match graph::select(&self.config, &services, &[]) {
@@ -544,7 +549,7 @@ impl Supervisor {
                         });
                     }
                 }
-                Err(e) => self.refuse(&reply, e),
+                Err(e) => self.refuse(&reply, ErrorKind::UnknownService, e),
             },
             Request::Stop { services } if services.is_empty() => {
                 self.stop_all();
@@ -562,7 +567,7 @@ impl Supervisor {
                     }
                     self.add_waiter(ids, WaitFor::Down, reply);
                 }
-                Err(e) => self.refuse(&reply, e),
+                Err(e) => self.refuse(&reply, ErrorKind::UnknownService, e),
             },
             Request::Reload { dry_run } => self.reload(dry_run, reply),
         }
@@ -614,10 +619,13 @@ impl Supervisor {
         }
     }
 
-    fn refuse(&self, reply: &mpsc::UnboundedSender<Response>, e: impl std::fmt::Display) {
-        let _ = reply.send(Response::Error {
-            message: e.to_string(),
-        });
+    fn refuse(
+        &self,
+        reply: &mpsc::UnboundedSender<Response>,
+        kind: ErrorKind,
+        e: impl std::fmt::Display,
+    ) {
+        let _ = reply.send(Response::error(kind, e.to_string()));
     }
 
     fn ids(&self, indices: impl IntoIterator<Item = usize>) -> Vec<ServiceId> {
@@ -634,9 +642,7 @@ impl Supervisor {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 tracing::warn!("reload refused: {e}");
-                let _ = reply.send(Response::Error {
-                    message: e.to_string(),
-                });
+                self.refuse(&reply, ErrorKind::InvalidConfig, e);
                 return;
             }
         };
@@ -660,7 +666,7 @@ impl Supervisor {
         let mut targets = Vec::new();
         for change in &plan.changes {
             let id = ServiceId::new(&change.service);
-            self.record(&id, "reload", change.to_string());
+            self.record(&id, EventKind::Reload, change.to_string());
             let Some(e) = self.entries.get(&id) else {
                 continue;
             };
@@ -839,7 +845,7 @@ impl Supervisor {
     }
 
     /// Record an event (secrets redacted).
-    fn record(&mut self, id: &ServiceId, kind: &str, detail: impl Into<String>) {
+    fn record(&mut self, id: &ServiceId, kind: EventKind, detail: impl Into<String>) {
         let detail = detail.into();
         let detail = match self.entries.get(id) {
             Some(e) => e.spec.redact(&detail),
@@ -848,7 +854,7 @@ impl Supervisor {
         let event = events::Event {
             ts: state::now_unix(),
             service: id.to_string(),
-            kind: kind.to_string(),
+            kind,
             detail,
         };
         self.events.append(&event);

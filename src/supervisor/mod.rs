@@ -1,6 +1,10 @@
 //! The long-running supervisor of one project: it owns every service as its
 //! child. This module sets the process up (lock, subreaper, socket, signals)
-//! and serves the control socket; `actor` holds all service state.
+//! and serves the control socket. `actor` is the dispatcher (the rules
+//! between services, requests, persistence), `service` one service's state
+//! machine, `unit` one launch of one service, `reload` the comparison of two
+//! configs. docs/supervisor.md is the theory of operation: who owns what,
+//! the states and the transition table.
 
 mod actor;
 mod reload;
@@ -150,10 +154,10 @@ async fn accept(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>, drain: m
                 let mut s = stream;
                 let _ = s
                     .write_all(
-                        control::encode(Response::Error {
-                            message: "permission denied: this supervisor belongs to another user"
-                                .into(),
-                        })
+                        control::encode(Response::error(
+                            control::ErrorKind::PermissionDenied,
+                            "permission denied: this supervisor belongs to another user",
+                        ))
                         .as_bytes(),
                     )
                     .await;
@@ -185,7 +189,10 @@ async fn connection(stream: UnixStream, tx: mpsc::UnboundedSender<Msg>, _drain: 
         Ok(r) => r,
         Err(message) => {
             let _ = write
-                .write_all(control::encode(Response::Error { message }).as_bytes())
+                .write_all(
+                    control::encode(Response::error(control::ErrorKind::BadRequest, message))
+                        .as_bytes(),
+                )
                 .await;
             return;
         }

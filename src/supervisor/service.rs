@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{RestartPolicy, Service};
 use crate::control::ServiceState;
+use crate::events::EventKind;
 use crate::health::{ProbeResult, Verdict};
 use crate::output::{bytes_short, duration_short};
 use crate::process::Exit;
@@ -273,7 +274,7 @@ pub enum Effect {
     /// A line of fpctl's own in the service's log.
     Note(String),
     /// An entry in the event history.
-    Record(&'static str, String),
+    Record(EventKind, String),
 }
 
 /// One service, as the supervisor sees it.
@@ -470,7 +471,7 @@ impl Svc {
                 fx.push(Effect::Launch);
             }
             Input::Block(reason) => {
-                fx.push(Effect::Record("blocked", reason.to_string()));
+                fx.push(Effect::Record(EventKind::Blocked, reason.to_string()));
                 self.phase = Phase::Blocked(reason);
             }
             Input::BeginStop => match self.phase {
@@ -490,7 +491,7 @@ impl Svc {
             },
             Input::External(probe) => {
                 if self.phase == Phase::Preparing {
-                    fx.push(Effect::Record("external", probe.detail.clone()));
+                    fx.push(Effect::Record(EventKind::External, probe.detail.clone()));
                     self.phase = Phase::External;
                     self.detail = Some(format!("external: {}", probe.detail));
                     self.latency_ms = Some(probe.latency.as_secs_f64() * 1000.0);
@@ -530,13 +531,13 @@ impl Svc {
                         fails: 0,
                     };
                     self.detail = Some("running".into());
-                    fx.push(Effect::Record("online", "running".into()));
+                    fx.push(Effect::Record(EventKind::Online, "running".into()));
                 }
             }
             Input::MemoryOver { rss, limit } => {
                 if matches!(self.phase, Phase::Starting | Phase::Running { .. }) {
                     let reason = KillReason::Memory { rss, limit };
-                    fx.push(Effect::Record("memory", reason.to_string()));
+                    fx.push(Effect::Record(EventKind::Memory, reason.to_string()));
                     self.recycle(reason, &mut fx);
                 }
             }
@@ -548,7 +549,7 @@ impl Svc {
     fn fail(&mut self, reason: FailReason, fx: &mut Vec<Effect>) {
         let text = reason.to_string();
         fx.push(Effect::Note(format!("failed: {text}")));
-        fx.push(Effect::Record("failed", text));
+        fx.push(Effect::Record(EventKind::Failed, text));
         self.phase = Phase::Failed(reason);
     }
 
@@ -584,7 +585,7 @@ impl Svc {
                     // Liveness failed: restart it through the crash path.
                     let now = self.public();
                     if now != was {
-                        fx.push(Effect::Record("offline", result.detail.clone()));
+                        fx.push(Effect::Record(EventKind::Offline, result.detail.clone()));
                     }
                     let reason = KillReason::Liveness {
                         retries,
@@ -598,7 +599,12 @@ impl Svc {
         }
         let now = self.public();
         if now != was {
-            fx.push(Effect::Record(now.as_str(), result.detail));
+            let kind = match now {
+                ServiceState::Online => EventKind::Online,
+                ServiceState::Degraded => EventKind::Degraded,
+                _ => EventKind::Offline,
+            };
+            fx.push(Effect::Record(kind, result.detail));
         }
     }
 
@@ -616,7 +622,10 @@ impl Svc {
         };
         if let Some(pid) = pid {
             fx.push(Effect::Note(format!("process {pid} {exit_text}")));
-            fx.push(Effect::Record("exited", format!("pid {pid} {exit_text}")));
+            fx.push(Effect::Record(
+                EventKind::Exited,
+                format!("pid {pid} {exit_text}"),
+            ));
         }
         self.pid = None;
         self.ticks = None;
@@ -634,7 +643,7 @@ impl Svc {
                 self.detail = Some(exit.to_string());
                 if exit.success() {
                     self.phase = Phase::Completed;
-                    fx.push(Effect::Record("completed", exit.to_string()));
+                    fx.push(Effect::Record(EventKind::Completed, exit.to_string()));
                 } else {
                     self.fail(FailReason::Oneshot(exit), fx);
                 }
@@ -687,7 +696,7 @@ impl Svc {
             let count = format!("restart {} of {}", self.streak, spec.max_restarts);
             fx.push(Effect::Note(format!("{count} in {shown}")));
             fx.push(Effect::Record(
-                "restart",
+                EventKind::Restart,
                 format!("{count} in {shown}: {why}"),
             ));
             fx.push(Effect::RestartAfter(delay));
@@ -705,7 +714,7 @@ impl Svc {
         self.latency_ms = None;
         self.stops += 1;
         let detail = if again { "for a restart" } else { "" };
-        fx.push(Effect::Record("stopped", detail.into()));
+        fx.push(Effect::Record(EventKind::Stopped, detail.into()));
     }
 }
 
@@ -747,7 +756,7 @@ mod tests {
     fn kinds(fx: &[Effect]) -> Vec<&'static str> {
         fx.iter()
             .filter_map(|e| match e {
-                Effect::Record(k, _) => Some(*k),
+                Effect::Record(k, _) => Some(k.as_str()),
                 _ => None,
             })
             .collect()
@@ -979,7 +988,7 @@ mod tests {
         assert_eq!(
             fx,
             [Effect::Record(
-                "blocked",
+                EventKind::Blocked,
                 "dependency \"db\" is failed".into()
             )]
         );
