@@ -21,6 +21,24 @@ fn events_of(s: &Stack, service: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The pid a process of the test wrote to `file`, once it is there; it is
+/// killed with the stack.
+fn pid_written_to(s: &mut Stack, file: &str) -> i32 {
+    let read = |s: &Stack| -> Option<i32> {
+        std::fs::read_to_string(s.file(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    wait_until(&format!("a pid in {file}"), Duration::from_secs(10), || {
+        read(s).is_some()
+    });
+    let pid = read(s).unwrap();
+    s.own_pids.push(pid);
+    pid
+}
+
 #[test]
 fn a_restart_whose_setup_fails_keeps_the_running_process() {
     let port = free_port();
@@ -203,15 +221,7 @@ command = '''sh -c 'setsid env -i sh -c "echo \$\$ > gc.pid; exec sleep 1000" & 
 "#,
     );
     s.run(&["start"]).expect(0);
-    wait_until("the grandchild to start", Duration::from_secs(5), || {
-        std::fs::read_to_string(s.file("gc.pid")).is_ok_and(|t| t.trim().parse::<i32>().is_ok())
-    });
-    let gc: i32 = std::fs::read_to_string(s.file("gc.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    s.own_pids.push(gc);
+    let gc = pid_written_to(&mut s, "gc.pid");
     assert!(pid_alive(gc));
     s.run(&["stop"]).expect(0);
     wait_until("the grandchild to be gone", Duration::from_secs(3), || {
@@ -247,4 +257,30 @@ log_max_size = "1MB"
         );
     }
     assert_eq!(exits, 6, "{log}");
+}
+
+#[test]
+fn a_stop_during_setup_kills_the_setup_too() {
+    let mut s = Stack::new(
+        r#"
+[services.slowsetup]
+setup = ["echo $$ > setup.pid; exec sleep 60"]
+command = "sleep 1000"
+"#,
+    );
+    let mut waiting = s
+        .cmd(&["start"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let setup = pid_written_to(&mut s, "setup.pid");
+    assert!(pid_alive(setup));
+    let r = s.run(&["stop"]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    let _ = waiting.wait();
+    wait_until("the setup step to be gone", Duration::from_secs(3), || {
+        !pid_alive(setup)
+    });
+    assert_eq!(s.state_of("slowsetup"), "stopped");
 }

@@ -22,7 +22,12 @@ pub fn start(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) 
     // A running supervisor first takes up the edits to services.toml.
     if let Some(mut client) = Client::connect(&state::socket_path(&config)) {
         let reply = client
-            .request_with(Request::Reload { dry_run: false }, print_update)
+            .request_with(Request::Reload { dry_run: false }, |r| {
+                // Quiet when the file did not change.
+                if !matches!(r, Response::Plan { changes } if changes.is_empty()) {
+                    print_update(r)
+                }
+            })
             .map_err(|e| Error::other("lost the supervisor", e))?;
         if let Response::Done {
             ok: false,

@@ -317,6 +317,7 @@ impl Supervisor {
                 else => break,
             }
             self.reconcile();
+            self.forget_removed();
             self.notify_waiters();
             if self.dirty {
                 self.persist();
@@ -421,11 +422,19 @@ impl Supervisor {
             UnitEvent::Ended { pid, exit } => Input::Ended { pid, exit },
         };
         self.input(&r.id, input);
-        if let Some(e) = self.entries.get(&r.id) {
-            if e.removed && e.unit.is_none() && !e.svc.active() {
-                self.entries.remove(&r.id);
-                self.order.retain(|x| x != &r.id);
-            }
+    }
+
+    /// Drop services removed from services.toml once nothing of them runs.
+    fn forget_removed(&mut self) {
+        let gone: Vec<ServiceId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.removed && e.unit.is_none() && !e.svc.active())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            self.entries.remove(&id);
+            self.order.retain(|x| x != &id);
         }
     }
 
