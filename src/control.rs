@@ -168,7 +168,11 @@ pub struct ServiceStatus {
     #[serde(default)]
     pub restarts_in_row: u32,
     pub uptime_s: Option<f64>,
+    /// In words: the reason when failed or blocked, else the last probe.
     pub detail: Option<String>,
+    /// Why it is failed or blocked, as data.
+    #[serde(default)]
+    pub reason: Option<Reason>,
     pub latency_ms: Option<f64>,
     /// Answering on its port, but not started by fpctl.
     pub external: bool,
@@ -178,8 +182,113 @@ pub struct ServiceStatus {
 pub struct Failure {
     pub service: String,
     pub state: ServiceState,
+    /// The reason in words (secrets masked).
     pub reason: String,
     pub log: PathBuf,
+}
+
+/// Why a service is failed or blocked, as data; `output.rs` words it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Reason {
+    Failed(FailReason),
+    Blocked(BlockReason),
+}
+
+impl Reason {
+    /// The same reason with `mask` applied to every text in it (secrets).
+    pub fn masked(self, mask: impl Fn(&str) -> String) -> Reason {
+        match self {
+            Reason::Blocked(b) => Reason::Blocked(b),
+            Reason::Failed(f) => Reason::Failed(match f {
+                FailReason::Prepare { message } => FailReason::Prepare {
+                    message: mask(&message),
+                },
+                FailReason::Recorded { message } => FailReason::Recorded {
+                    message: mask(&message),
+                },
+                FailReason::StartTimeout {
+                    after_ms,
+                    last_probe,
+                } => FailReason::StartTimeout {
+                    after_ms,
+                    last_probe: mask(&last_probe),
+                },
+                FailReason::NotRestarted { why, policy } => FailReason::NotRestarted {
+                    why: mask(&why),
+                    policy,
+                },
+                FailReason::GaveUp { why, max_restarts } => FailReason::GaveUp {
+                    why: mask(&why),
+                    max_restarts,
+                },
+                other @ FailReason::Oneshot { .. } => other,
+            }),
+        }
+    }
+}
+
+/// Why fpctl gave up on a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FailReason {
+    /// The port check, setup or spawn failed (its words).
+    Prepare {
+        message: String,
+    },
+    StartTimeout {
+        after_ms: u64,
+        last_probe: String,
+    },
+    /// Exited, and the restart policy says not to restart.
+    NotRestarted {
+        why: String,
+        policy: crate::config::RestartPolicy,
+    },
+    /// Restarted `max_restarts` times in a row.
+    GaveUp {
+        why: String,
+        max_restarts: u32,
+    },
+    /// A oneshot that exited non-zero.
+    Oneshot {
+        exit: crate::process::Exit,
+    },
+    /// As an earlier supervisor recorded it.
+    Recorded {
+        message: String,
+    },
+}
+
+/// Why a service cannot start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BlockReason {
+    /// A dependency gave up, or is stopped or disabled.
+    Dependency { service: String, state: DepState },
+    /// A service of an earlier tier gave up.
+    EarlierTier { service: String, state: DepState },
+}
+
+/// What a blocker is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DepState {
+    Failed,
+    Blocked,
+    Stopped,
+    Disabled,
+}
+
+impl DepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DepState::Failed => "failed",
+            DepState::Blocked => "blocked",
+            DepState::Stopped => "stopped",
+            DepState::Disabled => "disabled",
+        }
+    }
 }
 
 /// One line of a reload plan.

@@ -140,6 +140,8 @@ pub struct Row {
     pub restarts: u32,
     pub restarts_in_row: u32,
     pub uptime_s: Option<f64>,
+    /// Why it is failed or blocked, as data (when a supervisor knows).
+    pub reason: Option<crate::control::Reason>,
     pub detail: Option<String>,
     pub latency_ms: Option<f64>,
     pub external: bool,
@@ -290,6 +292,7 @@ pub fn status_json(config: &Config, rows: &[Row]) -> String {
                 "restarts_in_row": r.restarts_in_row,
                 "uptime_s": r.uptime_s.map(round),
                 "detail": r.detail,
+                "reason": r.reason,
                 "latency_ms": r.latency_ms.map(round),
                 "external": r.external,
             })
@@ -423,5 +426,59 @@ pub fn bytes_short(n: u64) -> String {
         format!("{:.1} KB", n / 1e3)
     } else {
         format!("{n} B")
+    }
+}
+
+impl std::fmt::Display for crate::control::FailReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::config::RestartPolicy;
+        use crate::control::FailReason as R;
+        match self {
+            R::Prepare { message } | R::Recorded { message } => f.write_str(message),
+            R::StartTimeout {
+                after_ms,
+                last_probe,
+            } => write!(
+                f,
+                "not healthy after {} (start_timeout); last probe: {last_probe}",
+                duration_short(std::time::Duration::from_millis(*after_ms))
+            ),
+            R::NotRestarted { why, policy } => {
+                let policy = match policy {
+                    RestartPolicy::No => "restart = \"no\"",
+                    _ => "restart = \"on-failure\" does not restart a clean exit",
+                };
+                write!(f, "{why} ({policy})")
+            }
+            R::GaveUp { why, max_restarts } => write!(
+                f,
+                "{why}; gave up after {max_restarts} restart{} (max_restarts)",
+                if *max_restarts == 1 { "" } else { "s" }
+            ),
+            R::Oneshot { exit } => write!(f, "{exit}"),
+        }
+    }
+}
+
+impl std::fmt::Display for crate::control::BlockReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::control::BlockReason as R;
+        match self {
+            R::Dependency { service, state } => {
+                write!(f, "dependency \"{service}\" is {}", state.as_str())
+            }
+            R::EarlierTier { service, state } => {
+                write!(f, "\"{service}\" in an earlier tier is {}", state.as_str())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for crate::control::Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            crate::control::Reason::Failed(r) => r.fmt(f),
+            crate::control::Reason::Blocked(r) => r.fmt(f),
+        }
     }
 }

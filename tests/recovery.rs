@@ -101,6 +101,17 @@ depends_on = ["db"]
     s.run(&["start"]).expect(1);
     assert_eq!(s.state_of("db"), "failed");
     assert_eq!(s.state_of("api"), "blocked");
+    // The reasons are data as well as words.
+    let db = s.service("db");
+    assert_eq!(db["reason"]["kind"], "not_restarted", "{db}");
+    assert_eq!(db["reason"]["policy"], "no", "{db}");
+    let api = s.service("api");
+    assert_eq!(
+        api["reason"],
+        serde_json::json!({"kind": "dependency", "service": "db", "state": "failed"}),
+        "{api}"
+    );
+    assert_eq!(api["detail"], "dependency \"db\" is failed", "{api}");
     std::fs::remove_file(s.file("broken")).unwrap();
     let r = s.run(&["restart", "db"]);
     assert_eq!(r.code(), 0, "{}", r.all());

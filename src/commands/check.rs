@@ -188,6 +188,7 @@ fn row(
         port: svc.port,
         restarts: 0,
         restarts_in_row: 0,
+        reason: None,
         uptime_s: None,
         detail: None,
         latency_ms: probe.as_ref().map(|p| p.latency.as_secs_f64() * 1000.0),
@@ -218,6 +219,7 @@ fn row(
         row.state = match (st.state, verdict) {
             (ServiceState::Failed | ServiceState::Blocked | ServiceState::Completed, _) => {
                 row.detail = st.detail.clone();
+                row.reason = st.reason.clone();
                 st.state
             }
             (ServiceState::Stopped, Some(Verdict::Healthy)) => {

@@ -19,11 +19,12 @@ use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 
 use super::reload::{self, Plan};
-use super::service::{BlockReason, Effect, Goal, Input, Phase, ServiceId, Svc};
+use super::service::{Effect, Goal, Input, Phase, ServiceId, Svc};
 use super::unit::{self, Ctl, Launch, Report, Unit, UnitEvent};
 use crate::config::{Config, Service};
 use crate::control::{
-    ChangeKind, ErrorKind, Failure, Progress, Request, Response, ServiceState, ServiceStatus,
+    BlockReason, ChangeKind, DepState, ErrorKind, FailReason, Failure, Progress, Request, Response,
+    ServiceState, ServiceStatus,
 };
 use crate::events::{self, EventKind};
 use crate::graph;
@@ -280,11 +281,9 @@ impl Supervisor {
                 None => {
                     e.svc.phase = match rec.state {
                         ServiceState::Completed => Phase::Completed,
-                        ServiceState::Failed => {
-                            Phase::Failed(super::service::FailReason::Recorded(
-                                rec.detail.clone().unwrap_or_default(),
-                            ))
-                        }
+                        ServiceState::Failed => Phase::Failed(FailReason::Recorded {
+                            message: rec.detail.clone().unwrap_or_default(),
+                        }),
                         _ => Phase::Idle,
                     };
                 }
@@ -800,28 +799,25 @@ impl Supervisor {
 
     fn blocked_by(&self, id: &ServiceId) -> Option<BlockReason> {
         let e = &self.entries[id];
+        let state_of = |j: &Entry| match j.svc.phase {
+            Phase::Blocked(_) => DepState::Blocked,
+            Phase::Idle if j.spec.disabled => DepState::Disabled,
+            Phase::Idle => DepState::Stopped,
+            _ => DepState::Failed,
+        };
         for d in &e.deps {
             let dep = &self.entries[d];
-            let name = d.to_string();
-            if dep.svc.broken() {
-                let state = dep.svc.public().as_str();
-                return Some(BlockReason::Dependency { name, state });
-            }
-            if dep.svc.phase == Phase::Idle {
-                let state = if dep.spec.disabled {
-                    "disabled"
-                } else {
-                    "stopped"
-                };
-                return Some(BlockReason::Dependency { name, state });
+            if dep.svc.broken() || dep.svc.phase == Phase::Idle {
+                let (service, state) = (d.to_string(), state_of(dep));
+                return Some(BlockReason::Dependency { service, state });
             }
         }
         self.entries
             .iter()
             .find(|(_, j)| !j.removed && j.tier < e.tier && j.svc.wanted() && j.svc.broken())
             .map(|(name, j)| BlockReason::EarlierTier {
-                name: name.to_string(),
-                state: j.svc.public().as_str(),
+                service: name.to_string(),
+                state: state_of(j),
             })
     }
 
@@ -891,6 +887,7 @@ impl Supervisor {
                         .reason()
                         .or_else(|| s.detail.clone())
                         .map(|d| e.spec.redact(&d)),
+                    reason: s.typed_reason().map(|r| r.masked(|t| e.spec.redact(t))),
                     latency_ms: s.latency_ms,
                     external: matches!(s.phase, Phase::External),
                 })

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{RestartPolicy, Service};
-use crate::control::ServiceState;
+use crate::control::{BlockReason, FailReason, Reason, ServiceState};
 use crate::events::EventKind;
 use crate::health::{ProbeResult, Verdict};
 use crate::output::{bytes_short, duration_short};
@@ -117,78 +117,6 @@ pub enum Goal {
     Stop,
     /// Stop once its dependents are down, then start again.
     Restart,
-}
-
-/// Why fpctl gave up on a service.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FailReason {
-    /// The port check or setup failed (its words).
-    Prepare(String),
-    StartTimeout {
-        after: Duration,
-        last: String,
-    },
-    /// Exited and the restart policy says not to restart.
-    NotRestarted {
-        why: String,
-        policy: RestartPolicy,
-    },
-    GaveUp {
-        why: String,
-        max_restarts: u32,
-    },
-    /// A oneshot that failed.
-    Oneshot(Exit),
-    /// Recorded by an earlier supervisor.
-    Recorded(String),
-}
-
-impl fmt::Display for FailReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FailReason::Prepare(s) | FailReason::Recorded(s) => f.write_str(s),
-            FailReason::StartTimeout { after, last } => write!(
-                f,
-                "not healthy after {} (start_timeout); last probe: {last}",
-                duration_short(*after)
-            ),
-            FailReason::NotRestarted { why, policy } => {
-                let policy = match policy {
-                    RestartPolicy::No => "restart = \"no\"",
-                    _ => "restart = \"on-failure\" does not restart a clean exit",
-                };
-                write!(f, "{why} ({policy})")
-            }
-            FailReason::GaveUp { why, max_restarts } => write!(
-                f,
-                "{why}; gave up after {max_restarts} restart{} (max_restarts)",
-                if *max_restarts == 1 { "" } else { "s" }
-            ),
-            FailReason::Oneshot(exit) => write!(f, "{exit}"),
-        }
-    }
-}
-
-/// Why a service cannot start.
-#[derive(Debug, Clone, PartialEq)]
-pub enum BlockReason {
-    /// A dependency is failed, blocked, stopped or disabled.
-    Dependency { name: String, state: &'static str },
-    /// A service of an earlier tier gave up.
-    EarlierTier { name: String, state: &'static str },
-}
-
-impl fmt::Display for BlockReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BlockReason::Dependency { name, state } => {
-                write!(f, "dependency \"{name}\" is {state}")
-            }
-            BlockReason::EarlierTier { name, state } => {
-                write!(f, "\"{name}\" in an earlier tier is {state}")
-            }
-        }
-    }
 }
 
 /// Why fpctl stops a service so that it is restarted.
@@ -401,6 +329,15 @@ impl Svc {
         }
     }
 
+    /// Why it failed or is blocked, as data.
+    pub fn typed_reason(&self) -> Option<Reason> {
+        match &self.phase {
+            Phase::Failed(r) => Some(Reason::Failed(r.clone())),
+            Phase::Blocked(r) => Some(Reason::Blocked(r.clone())),
+            _ => None,
+        }
+    }
+
     /// What a progress line says about the service now.
     pub fn label(&self) -> Option<String> {
         match &self.phase {
@@ -499,7 +436,7 @@ impl Svc {
             }
             Input::PrepareFailed(reason) => {
                 if matches!(self.phase, Phase::Preparing | Phase::Starting) {
-                    self.fail(FailReason::Prepare(reason), &mut fx);
+                    self.fail(FailReason::Prepare { message: reason }, &mut fx);
                 }
             }
             Input::Spawned { pid, ticks, at } => {
@@ -517,8 +454,8 @@ impl Svc {
                 if matches!(self.phase, Phase::Starting | Phase::Preparing) {
                     let last = self.detail.clone().unwrap_or_else(|| "no answer".into());
                     let reason = FailReason::StartTimeout {
-                        after: spec.start_timeout,
-                        last,
+                        after_ms: spec.start_timeout.as_millis() as u64,
+                        last_probe: last,
                     };
                     self.fail(reason, &mut fx);
                     fx.push(Effect::Kill);
@@ -645,7 +582,7 @@ impl Svc {
                     self.phase = Phase::Completed;
                     fx.push(Effect::Record(EventKind::Completed, exit.to_string()));
                 } else {
-                    self.fail(FailReason::Oneshot(exit), fx);
+                    self.fail(FailReason::Oneshot { exit }, fx);
                 }
             }
             Phase::Starting | Phase::Running { .. } | Phase::Recycling(_) => {
@@ -733,6 +670,7 @@ pub fn backoff(streak: u32) -> Duration {
 mod tests {
     use super::*;
     use crate::config::load_str;
+    use crate::control::DepState;
     use std::path::Path;
 
     fn spec_from(extra: &str) -> Service {
@@ -807,10 +745,12 @@ mod tests {
         let now = Instant::now();
         for phase in [
             Phase::Idle,
-            Phase::Failed(FailReason::Prepare("x".into())),
+            Phase::Failed(FailReason::Prepare {
+                message: "x".into(),
+            }),
             Phase::Blocked(BlockReason::Dependency {
-                name: "db".into(),
-                state: "failed",
+                service: "db".into(),
+                state: DepState::Failed,
             }),
         ] {
             let mut s = Svc::new();
@@ -888,7 +828,9 @@ mod tests {
             Phase::Waiting,
             Phase::External,
             Phase::Completed,
-            Phase::Failed(FailReason::Prepare("x".into())),
+            Phase::Failed(FailReason::Prepare {
+                message: "x".into(),
+            }),
         ] {
             let mut s = Svc::new();
             s.phase = phase;
@@ -981,8 +923,8 @@ mod tests {
         let mut s = Svc::new();
         s.handle(&spec, Input::Start, Instant::now());
         let reason = BlockReason::Dependency {
-            name: "db".into(),
-            state: "failed",
+            service: "db".into(),
+            state: DepState::Failed,
         };
         let fx = s.handle(&spec, Input::Block(reason), Instant::now());
         assert_eq!(
