@@ -91,6 +91,12 @@ pub enum Command {
         #[arg(long)]
         dot: bool,
     },
+    /// Show every port, its service and tier range, and who holds it now; exit 1 on a conflict
+    Ports {
+        /// Print one JSON object instead of the table
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the supervisor in this process (used by `start`)
     #[command(name = "__supervise", hide = true)]
     Supervise,

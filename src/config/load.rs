@@ -57,8 +57,12 @@ pub fn load_str(path: &Path, text: String) -> Result<Config, ConfigError> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    match validate::validate(path, &root, &text) {
-        Ok(config) => Ok(config),
+    let registry = crate::ports::Registry::open(&root);
+    match validate::validate(path, &root, &text, &registry) {
+        Ok(config) => {
+            registry.remember(&config);
+            Ok(config)
+        }
         Err(diagnostics) => Err(ConfigError::Invalid {
             path: path.to_path_buf(),
             text,
