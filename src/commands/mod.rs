@@ -35,8 +35,10 @@ mod check;
 mod events;
 mod lifecycle;
 mod logs;
+mod probe;
 
 pub use check::check;
 pub use events::events;
 pub use lifecycle::{restart, start, stop, supervise, supervisor_if_needed, up};
 pub use logs::logs;
+pub use probe::probe;

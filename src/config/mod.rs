@@ -215,6 +215,21 @@ pub fn port_var_name(service: &str) -> String {
     service_var_name("FPCTL_PORT_", service)
 }
 
+/// A service's name as a host name (and Kubernetes object name): lower
+/// case, with every character other than a letter, digit or `-` as `-`.
+pub fn dns_name(service: &str) -> String {
+    service
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
 /// `FPCTL_HOST_<NAME>`, named like [`port_var_name`].
 pub fn host_var_name(service: &str) -> String {
     service_var_name("FPCTL_HOST_", service)

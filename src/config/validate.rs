@@ -146,10 +146,13 @@ impl Validator<'_> {
             .flat_map(|d| {
                 let host = match hosts {
                     Hosts::Loopback => "127.0.0.1".to_string(),
-                    Hosts::ServiceNames => d.name.clone(),
+                    Hosts::ServiceNames => super::dns_name(&d.name),
                 };
                 [
-                    (port_var_name(&d.name), d.port.unwrap_or_default().to_string()),
+                    (
+                        port_var_name(&d.name),
+                        d.port.unwrap_or_default().to_string(),
+                    ),
                     (host_var_name(&d.name), host),
                 ]
             })
