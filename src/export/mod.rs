@@ -194,7 +194,36 @@ fn joined(target: Target, files: &[&OutFile]) -> String {
     }
 }
 
-/// A JSON value as a YAML document.
+/// A JSON value as a YAML document that YAML 1.1 readers (docker-compose's
+/// PyYAML, Kubernetes' Go parser) read back the same: the YAML writer quotes
+/// only what YAML 1.2 would misread, so `no`, `on`, `y`… are quoted here.
 fn yaml(value: &serde_json::Value) -> String {
-    serde_yaml_ng::to_string(value).unwrap_or_else(|e| format!("# cannot write YAML: {e}\n"))
+    let mut value = value.clone();
+    let mut words = Vec::new();
+    hide_yaml11_words(&mut value, &mut words);
+    let mut text =
+        serde_yaml_ng::to_string(&value).unwrap_or_else(|e| format!("# cannot write YAML: {e}\n"));
+    for (i, word) in words.iter().enumerate().rev() {
+        text = text.replace(&placeholder(i), &format!("'{word}'"));
+    }
+    text
+}
+
+fn placeholder(i: usize) -> String {
+    format!("fpctl-yaml11-word-{i}-")
+}
+
+fn hide_yaml11_words(v: &mut serde_json::Value, words: &mut Vec<String>) {
+    const YAML11: [&str; 11] = [
+        "y", "yes", "n", "no", "on", "off", "true", "false", "null", "~", "",
+    ];
+    match v {
+        serde_json::Value::String(s) if YAML11.contains(&s.to_ascii_lowercase().as_str()) => {
+            let word = std::mem::replace(s, placeholder(words.len()));
+            words.push(word);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| hide_yaml11_words(x, words)),
+        serde_json::Value::Object(o) => o.values_mut().for_each(|x| hide_yaml11_words(x, words)),
+        _ => {}
+    }
 }
