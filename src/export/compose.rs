@@ -204,10 +204,8 @@ fn notes(plan: &mut Plan, svc: &Service, image: &Image) {
         ),
         Setup::Venv | Setup::Npm => {}
     }
-    if image.build.is_some() && svc.container.is_none() {
-        plan.note_stack(
-            "a service's dir holding a Dockerfile becomes its build context; the image's WORKDIR is the working directory",
-        );
+    if svc.dir != plan.config.root {
+        plan.note_stack(super::DIR_NOTE);
     }
     if svc.log_rotation.is_some() {
         plan.note(

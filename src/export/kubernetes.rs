@@ -355,6 +355,9 @@ fn notes(plan: &mut Plan, svc: &Service, image: &Image) {
             ),
         );
     }
+    if svc.dir != plan.config.root {
+        plan.note_stack(super::DIR_NOTE);
+    }
     if image.name.is_none() {
         plan.note(
             &name,

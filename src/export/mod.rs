@@ -53,6 +53,9 @@ impl OutFile {
     }
 }
 
+/// What becomes of `dir` in a container.
+const DIR_NOTE: &str = "a service's dir is not a working directory in a container: the image's WORKDIR is; without an image, the dir holding the Dockerfile is the build context";
+
 /// Where the files go.
 enum Dest {
     Stdout,
@@ -113,7 +116,8 @@ pub fn export(file: Option<&Path>, opts: Options) -> Result<Outcome> {
         eprintln!("warning: {}", note.line());
     }
     if let Some(where_) = written {
-        eprintln!("wrote {} file(s) to {}", files.len(), where_.display());
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        eprintln!("wrote {} ({})", where_.display(), names.join(", "));
     }
     Ok(Outcome::Success)
 }
