@@ -126,7 +126,7 @@ impl<'a> Plan<'a> {
 
     /// What `i` waits for: its dependencies, and (as fpctl starts a tier only
     /// once the tier before it is up) every exported service of the nearest
-    /// earlier tier that has one.
+    /// earlier tier that has one, but for services of other profiles.
     pub fn waits_for(&self, i: usize) -> Vec<(usize, Gate)> {
         let me = self.svc(i);
         let mut deps: Vec<usize> = me
@@ -143,7 +143,12 @@ impl<'a> Plan<'a> {
             .max();
         if let Some(t) = previous_tier {
             for &j in &self.services {
-                if self.svc(j).tier == t && !deps.contains(&j) {
+                let other = self.svc(j);
+                // A service of a profile the dependent is not in may be
+                // absent where the stack runs (compose without --profile).
+                let present = other.profiles.is_empty()
+                    || other.profiles.iter().any(|p| me.profiles.contains(p));
+                if other.tier == t && present && !deps.contains(&j) {
                     deps.push(j);
                 }
             }
