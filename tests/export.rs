@@ -645,3 +645,32 @@ fn probe_of_a_service_with_nothing_to_probe_is_a_usage_error() {
         r.all()
     );
 }
+
+#[test]
+fn an_env_file_value_expanded_into_the_env_table_is_warned_about() {
+    let stack = Stack::new(
+        r#"
+[services.app]
+command = "python3 -c pass"
+env_file = ".env"
+env = { URL = "http://user:${API_TOKEN}@db", MY_KEY = "abcdef" }
+container = { image = "python:3.12-slim" }
+"#,
+    );
+    stack.write(".env", "API_TOKEN=s3cr3t-value\n");
+    let r = export(&stack, &["compose"]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert!(
+        r.stderr()
+            .contains("warning: app: env URL holds a value from its env_file"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stdout().contains("#   - app: env URL holds a value"),
+        "{}",
+        r.all()
+    );
+    // A secret-looking name in the env table is its own value, not a leak.
+    assert!(!r.stderr().contains("env MY_KEY"), "{}", r.all());
+}

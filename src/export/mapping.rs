@@ -200,9 +200,17 @@ impl<'a> Plan<'a> {
     /// the env table: those would be written out in the clear.
     pub fn check_inlined_secrets(&mut self, i: usize) {
         let svc = self.svc(i);
+        // Keys set by an env_file (and not overridden by the env table).
+        let from_files: Vec<&str> = svc
+            .secret_keys
+            .iter()
+            .filter(|k| !svc.env_keys.contains(k))
+            .filter_map(|k| svc.env_value(k))
+            .filter(|v| v.len() >= 3)
+            .collect();
         let mut found = Vec::new();
         for (place, text) in written_values(svc) {
-            if svc.redact(&text) != text {
+            if from_files.iter().any(|v| text.contains(v)) {
                 found.push(format!(
                     "{place} holds a value from its env_file, expanded by ${{...}}; the export writes it in the clear: read the variable at run time instead"
                 ));
