@@ -674,3 +674,42 @@ container = { image = "python:3.12-slim" }
     // A secret-looking name in the env table is its own value, not a leak.
     assert!(!r.stderr().contains("env MY_KEY"), "{}", r.all());
 }
+
+#[test]
+fn fpctl_host_is_the_loopback_under_fpctl_and_the_service_name_in_exports() {
+    let stack = Stack::new(
+        r#"
+[services.db_main]
+command = "true"
+port = 15432
+disabled = true
+
+[services.task]
+command = "echo \"$FPCTL_HOST_DB_MAIN:$FPCTL_PORT_DB_MAIN $URL\" > seen.txt"
+shell = true
+oneshot = true
+env = { URL = "postgres://${FPCTL_HOST_DB_MAIN}:${FPCTL_PORT_DB_MAIN}/app" }
+container = { image = "alpine:3" }
+"#,
+    );
+    let r = stack.run(&["start", "task"]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    let seen = std::fs::read_to_string(stack.file("seen.txt")).unwrap();
+    assert_eq!(
+        seen.trim(),
+        "127.0.0.1:15432 postgres://127.0.0.1:15432/app"
+    );
+    let r = export(&stack, &["compose", "task"]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    // In compose a service is reached by its (host-safe) name.
+    assert!(
+        r.stdout().contains("URL: postgres://db-main:15432/app"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stdout().contains("FPCTL_HOST_DB_MAIN: db-main"),
+        "{}",
+        r.all()
+    );
+}

@@ -441,3 +441,26 @@ pub fn header(title: &str, notes: &[&Note]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(relative(&p("/a/b"), &p("/a/b")), ".");
+        assert_eq!(relative(&p("/a/b/deploy"), &p("/a/b/api")), "../api");
+        assert_eq!(relative(&p("/a/b"), &p("/a/b/./api/.env")), "api/.env");
+        assert_eq!(relative(&p("/x/y"), &p("/a/../a/b")), "../../a/b");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration_text(Duration::from_secs(60)), "60s");
+        assert_eq!(duration_text(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(whole_seconds(Duration::from_millis(1500), 1), 2);
+        assert_eq!(whole_seconds(Duration::from_millis(0), 1), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(0), 0), 0);
+    }
+}

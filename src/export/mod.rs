@@ -231,3 +231,19 @@ fn hide_yaml11_words(v: &mut serde_json::Value, words: &mut Vec<String>) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn yaml_quotes_what_yaml_1_1_would_misread() {
+        let text = super::yaml(&json!({
+            "restart": "no", "a": ["on", "Off", "y"], "b": "nothing", "c": "no way"
+        }));
+        assert_eq!(
+            text,
+            "restart: 'no'\na:\n- 'on'\n- 'Off'\n- 'y'\nb: nothing\nc: no way\n"
+        );
+    }
+}

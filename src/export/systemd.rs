@@ -266,3 +266,20 @@ fn command_line(argv: &[String]) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_keep_words_and_literal_dollars() {
+        let argv: Vec<String> = ["sh", "-c", "echo \"$HOME\" 100%", "a\\b", ""]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            command_line(&argv),
+            r#"sh -c "echo \"$$HOME\" 100%%" "a\\b" """#
+        );
+    }
+}
