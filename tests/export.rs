@@ -246,7 +246,7 @@ restart = "always"
 [services.queue]
 tier = "apps"
 dir = "queue"
-command = "python3 -m http.server ${PORT}"
+command = "python3 -m http.server ${PORT} --bind 127.0.0.1"
 port = 18081
 health = { tcp = true }
 restart = "no"
@@ -280,6 +280,12 @@ fn a_stack_with_every_feature_exports_to_valid_files() {
     assert!(
         r.stderr()
             .contains("warning: api: env OLD_URL reaches cache at the literal 127.0.0.1:16379"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stderr()
+            .contains("warning: queue: its command has the literal address 127.0.0.1"),
         "{}",
         r.all()
     );

@@ -170,6 +170,7 @@ impl<'a> Plan<'a> {
             .collect();
         let mut found = Vec::new();
         for (place, text) in written_values(svc) {
+            let mut other_service = false;
             for host in ["127.0.0.1:", "localhost:"] {
                 for (at, _) in text.match_indices(host) {
                     let digits: String = text[at + host.len()..]
@@ -181,6 +182,7 @@ impl<'a> Plan<'a> {
                         .ok()
                         .and_then(|p| ports.iter().find(|(q, _)| *q == p))
                     {
+                        other_service = true;
                         let var = crate::config::host_var_name(other);
                         let pvar = crate::config::port_var_name(other);
                         found.push(format!(
@@ -188,6 +190,11 @@ impl<'a> Plan<'a> {
                         ));
                     }
                 }
+            }
+            if !other_service && text.contains("127.0.0.1") {
+                found.push(format!(
+                    "{place} has the literal address 127.0.0.1, which is this container itself here: a server listening there cannot be reached from other services (listen on 0.0.0.0)"
+                ));
             }
         }
         let name = svc.name.clone();
