@@ -372,7 +372,28 @@ fn a_stack_with_every_feature_exports_to_valid_files() {
             ["tcpSocket"]
             .is_mapping()
     );
-    assert!(all["kustomization.yaml"].contains("secretGenerator"));
+    // What the kustomization names is there: each resource, and each env
+    // file its Secrets are generated from (relative to the kustomization).
+    let kustomization: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&all["kustomization.yaml"]).unwrap();
+    let resources = kustomization["resources"].as_sequence().unwrap();
+    assert_eq!(resources.len(), 4, "{kustomization:?}");
+    for r in resources {
+        assert!(all.contains_key(r.as_str().unwrap()), "{r:?}");
+    }
+    let secrets = kustomization["secretGenerator"].as_sequence().unwrap();
+    for s in secrets {
+        let env = k8s.join(s["envs"][0].as_str().unwrap());
+        assert_eq!(
+            std::fs::canonicalize(env).unwrap(),
+            stack.file("api/.env").canonicalize().unwrap()
+        );
+    }
+    let names: Vec<&str> = secrets
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["migrate-env", "api-env"]);
     assert!(!all.values().any(|t| t.contains("s3cr3t")));
 
     let units = out.join("systemd");
