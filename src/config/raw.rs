@@ -67,6 +67,16 @@ pub struct RawService {
     pub max_memory: Option<Spanned<Scalar>>,
     pub log_max_size: Option<Spanned<Scalar>>,
     pub log_keep: Option<Spanned<i64>>,
+    pub container: Option<Spanned<RawContainer>>,
+}
+
+/// `[services.X.container]`: how the service runs under a container engine
+/// (only `fpctl export` reads it).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContainer {
+    pub image: Option<Spanned<String>>,
+    pub build: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
