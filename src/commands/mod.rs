@@ -35,8 +35,12 @@ mod check;
 mod events;
 mod lifecycle;
 mod logs;
+mod ports;
+mod probe;
 
 pub use check::check;
 pub use events::events;
 pub use lifecycle::{reload, restart, start, stop, supervise, supervisor_if_needed, up};
 pub use logs::logs;
+pub use ports::ports;
+pub use probe::probe;
