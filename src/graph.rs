@@ -44,7 +44,7 @@ pub fn select(
             }
         }
     } else {
-        for name in names {
+        for name in &config.expand_names(names) {
             let (i, _) = config.service(name).ok_or_else(|| {
                 let hint =
                     crate::config::suggest(name, config.services.iter().map(|s| s.name.as_str()))

@@ -174,7 +174,11 @@ pub fn status_table(config: &Config, rows: &[Row]) -> String {
         .map(|r| {
             let svc = &config.services[r.index];
             [
-                svc.name.clone(),
+                // Instances sit under their service's line.
+                match &svc.group {
+                    Some(_) => format!("  {}", svc.name),
+                    None => svc.name.clone(),
+                },
                 r.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 r.state.as_str().to_string(),
                 r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
@@ -221,7 +225,14 @@ pub fn status_table(config: &Config, rows: &[Row]) -> String {
             .map(|(h, w)| pad(h, h.len(), w))
             .collect();
         let _ = writeln!(out, "  {}", header.join("  ").trim_end().dimmed());
+        let mut group_shown: Option<&str> = None;
         for k in members {
+            if let Some((group, _)) = &config.services[rows[k].index].group {
+                if group_shown != Some(group.as_str()) {
+                    group_shown = Some(group.as_str());
+                    let _ = writeln!(out, "  {}", group_line(config, rows, group));
+                }
+            }
             let c = &cells[k];
             let mut line = Vec::with_capacity(8);
             for (col, cell) in c.iter().enumerate() {
@@ -276,6 +287,32 @@ pub fn summary_line(rows: &[Row]) -> String {
 }
 
 /// `check --json`, as SPEC.md describes.
+/// The line above a replicated service's instances: its name, and how many
+/// of the instances shown are in each state.
+fn group_line(config: &Config, rows: &[Row], group: &str) -> String {
+    let states: Vec<crate::control::ServiceState> = rows
+        .iter()
+        .filter(|r| {
+            config.services[r.index]
+                .group
+                .as_ref()
+                .is_some_and(|(g, _)| g == group)
+        })
+        .map(|r| r.state)
+        .collect();
+    let mut counts: indexmap::IndexMap<&str, usize> = indexmap::IndexMap::new();
+    for state in &states {
+        *counts.entry(state.as_str()).or_default() += 1;
+    }
+    let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    format!(
+        "{}  {} replicas: {}",
+        group.bold(),
+        states.len(),
+        parts.join(", ")
+    )
+}
+
 pub fn status_json(config: &Config, rows: &[Row]) -> String {
     let round = |x: f64| (x * 10.0).round() / 10.0;
     let services: Vec<serde_json::Value> = rows
@@ -295,6 +332,8 @@ pub fn status_json(config: &Config, rows: &[Row]) -> String {
                 "reason": r.reason,
                 "latency_ms": r.latency_ms.map(round),
                 "external": r.external,
+                "group": svc.group.as_ref().map(|(g, _)| g),
+                "replica": svc.group.as_ref().map(|(_, i)| i),
             })
         })
         .collect();

@@ -33,7 +33,7 @@ pub fn check(
         )
     } else {
         let mut idx = Vec::new();
-        for name in &services {
+        for name in &config.expand_names(&services) {
             let (i, _) = config.service(name).ok_or_else(|| {
                 Error::Usage(
                     graph::select(&config, std::slice::from_ref(name), &[])

@@ -34,6 +34,8 @@ pub mod defaults {
     pub const TIER_NAME: &str = "default";
     /// Rotated log files kept beside the live one, when rotation is on.
     pub const LOG_KEEP: u32 = 3;
+    /// Quiet time after a watched file changes before the restart.
+    pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(300);
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +169,16 @@ pub struct Service {
     pub log_rotation: Option<LogRotation>,
     /// `[services.X.container]`, when given.
     pub container: Option<Container>,
+    /// For an instance of a service with `replicas`: the service's name as
+    /// written, and this instance's number (1-based).
+    pub group: Option<(String, u32)>,
+    /// Globs relative to `dir` whose changes restart the service; a
+    /// leading `!` excludes.
+    pub watch: Vec<String>,
+    pub watch_debounce: Duration,
+    /// Stop a stale, unhealthy copy of this service's own command that
+    /// holds its port, instead of refusing to start.
+    pub replace_stale: bool,
 }
 
 /// The image a container engine runs the service from: a published image, a
@@ -235,6 +247,25 @@ impl Config {
             .find(|(_, s)| s.name == name)
     }
 
+    /// The services a name given on the command line means: a replicated
+    /// service's name means all its instances. Unknown names pass through.
+    pub fn expand_names(&self, names: &[String]) -> Vec<String> {
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let instances: Vec<&Service> = self
+                .services
+                .iter()
+                .filter(|s| s.group.as_ref().is_some_and(|(g, _)| g == name))
+                .collect();
+            if instances.is_empty() || self.service(name).is_some() {
+                out.push(name.clone());
+            } else {
+                out.extend(instances.iter().map(|s| s.name.clone()));
+            }
+        }
+        out
+    }
+
     /// Where fpctl keeps its socket, state and setup stamps.
     pub fn state_dir(&self) -> PathBuf {
         self.root.join(".fpctl")
@@ -287,6 +318,11 @@ pub fn dns_name(service: &str) -> String {
             }
         })
         .collect()
+}
+
+/// `FPCTL_PORTS_<NAME>`: every port of a replicated service's instances.
+pub fn ports_var_name(service: &str) -> String {
+    service_var_name("FPCTL_PORTS_", service)
 }
 
 /// `FPCTL_HOST_<NAME>`, named like [`port_var_name`].

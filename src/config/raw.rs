@@ -68,6 +68,15 @@ pub struct RawService {
     pub log_max_size: Option<Spanned<Scalar>>,
     pub log_keep: Option<Spanned<i64>>,
     pub container: Option<Spanned<RawContainer>>,
+    /// Run this many instances, `NAME-1` to `NAME-N`.
+    pub replicas: Option<Spanned<i64>>,
+    /// Globs (relative to `dir`; `!` excludes) whose changes restart it.
+    #[serde(default)]
+    pub watch: Vec<Spanned<String>>,
+    pub watch_debounce: Option<Spanned<Scalar>>,
+    /// Stop a stale, unhealthy copy of this service holding its port.
+    #[serde(default)]
+    pub replace_stale: bool,
 }
 
 /// `[services.X.container]`: how the service runs under a container engine

@@ -19,7 +19,7 @@ use super::raw::{
     IntOrList, RawFile, RawHealth, RawRestart, RawService, Scalar, ScalarOrList, StringOrList,
 };
 use super::{
-    defaults, expand, host_var_name, looks_secret, port_var_name, Config, Container, Diagnostic,
+    defaults, expand, host_var_name, looks_secret, port_var_name, ports_var_name, Config, Container, Diagnostic,
     Health, Hosts, PortBook, PortRange, Probe, Project, RestartPolicy, Service, Setup, Tier,
 };
 
@@ -69,7 +69,14 @@ struct Declared {
     port: Option<u16>,
     port_auto: bool,
     tier: usize,
+    /// Index into the file's services.
+    raw: usize,
+    /// A replica: the service's written name and the instance's number.
+    group: Option<(String, u32)>,
 }
+
+/// More instances than this are surely a typo.
+const MAX_REPLICAS: u32 = 1000;
 
 /// What a service's `port` says.
 enum PortSpec {
@@ -94,47 +101,73 @@ impl Validator<'_> {
             );
         }
 
-        // First pass: names, tiers and ports, which every service may refer to.
-        let mut declared = Vec::with_capacity(raw.services.len());
+        // First pass: names, tiers and ports, which every service may refer
+        // to. A service with `replicas = N` declares N instances here.
+        let raw_services: Vec<(Spanned<String>, Spanned<RawService>)> =
+            raw.services.into_iter().collect();
+        let mut declared: Vec<Declared> = Vec::with_capacity(raw_services.len());
         let mut by_port: HashMap<u16, usize> = HashMap::new();
         let mut auto = Vec::new();
-        for (name, svc) in &raw.services {
+        for (r, (name, svc)) in raw_services.iter().enumerate() {
             self.service_name(name);
             let tier = self.service_tier(name.get_ref(), svc.get_ref(), &tiers);
-            let here = declared.len();
-            let port = match svc.get_ref().port.as_ref() {
-                None => None,
-                Some(p) => match self.port(p, name.get_ref(), &tiers[tier]) {
-                    PortSpec::Fixed(port) => {
-                        if let Some(&other) = by_port.get(&port) {
-                            let other: &Declared = &declared[other];
-                            self.error(
-                                p.span(),
-                                format!(
-                                    "port {port} of service \"{}\" is already used by service \"{}\"",
-                                    name.get_ref(),
-                                    other.name
-                                ),
-                            );
-                        } else {
-                            by_port.insert(port, here);
-                        }
-                        Some(port)
-                    }
-                    PortSpec::Auto(range) => {
-                        auto.push((here, range, p.span()));
+            let replicas = svc.get_ref().replicas.as_ref().map(|n| {
+                let whose = format!("service \"{}\"", name.get_ref());
+                let count = self.count(n, "replicas", &whose, 1);
+                if count > MAX_REPLICAS {
+                    self.error(
+                        n.span(),
+                        format!("replicas of {whose} must be at most {MAX_REPLICAS}"),
+                    );
+                }
+                count.min(MAX_REPLICAS)
+            });
+            let spec = svc
+                .get_ref()
+                .port
+                .as_ref()
+                .map(|p| (p.span(), self.port(p, name.get_ref(), &tiers[tier])));
+            for replica in replicas.map_or(vec![None], |n| (1..=n).map(Some).collect()) {
+                let here = declared.len();
+                let instance = match replica {
+                    Some(i) => format!("{}-{i}", name.get_ref()),
+                    None => name.get_ref().clone(),
+                };
+                let offset = replica.map_or(0, |i| i - 1);
+                let port = match &spec {
+                    None | Some((_, PortSpec::Invalid)) => None,
+                    Some((span, PortSpec::Auto(range))) => {
+                        auto.push((here, *range, span.clone()));
                         None
                     }
-                    PortSpec::Invalid => None,
-                },
-            };
-            declared.push(Declared {
-                name: name.get_ref().clone(),
-                span: name.span(),
-                port,
-                port_auto: false,
-                tier,
-            });
+                    Some((span, PortSpec::Fixed(base))) => {
+                        self.instance_port(*base, offset, span, &instance, &tiers[tier])
+                            .and_then(|port| match by_port.get(&port) {
+                                Some(&other) => {
+                                    let other = declared[other].name.clone();
+                                    self.error(
+                                        span.clone(),
+                                        format!("port {port} of service \"{instance}\" is already used by service \"{other}\""),
+                                    );
+                                    None
+                                }
+                                None => {
+                                    by_port.insert(port, here);
+                                    Some(port)
+                                }
+                            })
+                    }
+                };
+                declared.push(Declared {
+                    name: instance,
+                    span: name.span(),
+                    port,
+                    port_auto: false,
+                    tier,
+                    raw: r,
+                    group: replica.map(|i| (name.get_ref().clone(), i)),
+                });
+            }
         }
         // Then `port = "auto"`, in file order, around the fixed ones.
         for (i, range, span) in auto {
@@ -163,36 +196,41 @@ impl Validator<'_> {
                 ),
             }
         }
-        let index: HashMap<&str, usize> = declared
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (d.name.as_str(), i))
-            .collect();
-        // One list shared by every service (a copy each would be quadratic).
-        let hosts = self.hosts;
-        let port_vars: Arc<[(String, String)]> = declared
-            .iter()
-            .filter(|d| d.port.is_some())
-            .flat_map(|d| {
-                let host = match hosts {
-                    Hosts::Loopback => "127.0.0.1".to_string(),
-                    Hosts::ServiceNames => super::dns_name(&d.name),
-                };
-                [
-                    (
-                        port_var_name(&d.name),
-                        d.port.unwrap_or_default().to_string(),
+        // Every name a dependency or a command may use: each service, each
+        // instance, and a replicated service's name for all its instances.
+        let mut index: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, d) in declared.iter().enumerate() {
+            if let Some((group, _)) = &d.group {
+                index.entry(group.as_str()).or_default().push(i);
+            }
+            let same = index.entry(d.name.as_str()).or_default();
+            if !same.is_empty() {
+                let first = same[0];
+                self.diags.push(Diagnostic::at(
+                    d.span.clone(),
+                    format!(
+                        "service name \"{}\" is also the name of an instance of \"{}\" (replicas); rename one of them",
+                        d.name,
+                        declared[first].group.as_ref().map_or(declared[first].name.as_str(), |(g, _)| g.as_str())
                     ),
-                    (host_var_name(&d.name), host),
-                ]
-            })
-            .collect();
+                ));
+            }
+            same.push(i);
+        }
+        // One list shared by every service (a copy each would be quadratic).
+        let port_vars = self.port_vars(&declared);
         self.port_vars = Arc::clone(&port_vars);
 
         let mut services = Vec::with_capacity(declared.len());
         let mut dep_spans = Vec::with_capacity(declared.len());
-        for (i, (_, svc)) in raw.services.into_iter().enumerate() {
+        for i in 0..declared.len() {
+            let before = self.diags.len();
+            let svc = raw_services[declared[i].raw].1.get_ref();
             let (service, spans) = self.service(i, svc, &declared, &index, &port_vars, &tiers);
+            // Instances share their definition: report its problems once.
+            if declared[i].group.as_ref().is_some_and(|(_, n)| *n > 1) {
+                self.diags.truncate(before);
+            }
             services.push(service);
             dep_spans.push(spans);
         }
@@ -348,6 +386,67 @@ impl Validator<'_> {
         PortSpec::Fixed(fixed)
     }
 
+    /// The port of a service's instance `offset` (0 for the first): the
+    /// written port plus the offset, which must stay a port in the tier.
+    fn instance_port(
+        &mut self,
+        base: u16,
+        offset: u32,
+        span: &Range<usize>,
+        instance: &str,
+        tier: &Tier,
+    ) -> Option<u16> {
+        if offset == 0 {
+            return Some(base);
+        }
+        let port = u32::from(base) + offset;
+        let outside = match tier.ports {
+            _ if port > 65535 => Some("1-65535".to_string()),
+            Some(range) if !range.contains(port as u16) => {
+                Some(format!("{range} of its tier \"{}\"", tier.name))
+            }
+            _ => None,
+        };
+        match outside {
+            Some(range) => {
+                self.error(
+                    span.clone(),
+                    format!("port {port} of replica \"{instance}\" (port + {offset}) is outside the range {range}"),
+                );
+                None
+            }
+            None => Some(port as u16),
+        }
+    }
+
+    /// `FPCTL_PORT_<NAME>` and `FPCTL_HOST_<NAME>` of every service and
+    /// instance with a port; for a replicated service, also its first
+    /// instance's under its own name and `FPCTL_PORTS_<NAME>`, every
+    /// instance's port separated by commas.
+    fn port_vars(&self, declared: &[Declared]) -> Arc<[(String, String)]> {
+        let host = |name: &str| match self.hosts {
+            Hosts::Loopback => "127.0.0.1".to_string(),
+            Hosts::ServiceNames => super::dns_name(name),
+        };
+        let mut vars = Vec::new();
+        let mut groups: indexmap::IndexMap<&str, Vec<u16>> = indexmap::IndexMap::new();
+        for d in declared {
+            let Some(port) = d.port else { continue };
+            vars.push((port_var_name(&d.name), port.to_string()));
+            vars.push((host_var_name(&d.name), host(&d.name)));
+            if let Some((group, _)) = &d.group {
+                groups.entry(group.as_str()).or_default().push(port);
+            }
+        }
+        for (group, ports) in groups {
+            vars.push((port_var_name(group), ports[0].to_string()));
+            vars.push((host_var_name(group), host(group)));
+            let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+            vars.push((ports_var_name(group), list.join(",")));
+        }
+        vars.into()
+    }
+
     fn service_name(&mut self, name: &Spanned<String>) {
         let n = name.get_ref();
         let ok = !n.is_empty()
@@ -391,16 +490,15 @@ impl Validator<'_> {
     fn service(
         &mut self,
         i: usize,
-        svc: Spanned<RawService>,
+        svc: &RawService,
         declared: &[Declared],
-        index: &HashMap<&str, usize>,
+        index: &HashMap<&str, Vec<usize>>,
         port_vars: &Arc<[(String, String)]>,
         tiers: &[Tier],
     ) -> (Service, Vec<Range<usize>>) {
         let me = &declared[i];
         let name = me.name.clone();
         let header = me.span.clone();
-        let svc = svc.into_inner();
 
         let dir = match &svc.dir {
             Some(d) => {
@@ -427,6 +525,9 @@ impl Validator<'_> {
         let mut env_keys = Vec::new();
         if let Some(p) = me.port {
             env.push(("PORT".into(), p.to_string()));
+        }
+        if let Some((_, replica)) = &me.group {
+            env.push(("FPCTL_REPLICA".into(), replica.to_string()));
         }
         if let Some(files) = &svc.env_file {
             let span = files.span();
@@ -464,7 +565,7 @@ impl Validator<'_> {
             env.push((k.clone(), expanded));
         }
 
-        let argv = self.command(&svc, &header, &name, &env);
+        let argv = self.command(svc, &header, &name, &env);
         let setup = self.setup(svc.setup.as_ref(), &name);
         let (health, start_timeout) =
             self.health(svc.health.as_ref(), me.port, &name, &env, svc.oneshot);
@@ -474,8 +575,8 @@ impl Validator<'_> {
         let mut dep_spans = Vec::new();
         for dep in &svc.depends_on {
             let d = dep.get_ref();
-            match index.get(d.as_str()) {
-                None => {
+            match index.get(d.as_str()).map(Vec::as_slice) {
+                None | Some([]) => {
                     let hint = suggest(d, declared.iter().map(|x| x.name.as_str()))
                         .map(|s| format!(" (did you mean \"{s}\"?)"))
                         .unwrap_or_default();
@@ -484,10 +585,11 @@ impl Validator<'_> {
                         format!("unknown dependency \"{d}\" of service \"{name}\"{hint}"),
                     );
                 }
-                Some(&j) if j == i => {
+                Some(js) if js.iter().any(|&j| declared[j].raw == me.raw) => {
                     self.error(dep.span(), format!("service \"{name}\" depends on itself"));
                 }
-                Some(&j) => {
+                Some(js) => {
+                    let j = js[0];
                     if declared[j].tier > me.tier {
                         self.error(
                             dep.span(),
@@ -496,9 +598,13 @@ impl Validator<'_> {
                                 tiers[me.tier].name, tiers[declared[j].tier].name
                             ),
                         );
-                    } else if !depends_on.contains(&j) {
-                        depends_on.push(j);
-                        dep_spans.push(dep.span());
+                    } else {
+                        for &j in js {
+                            if !depends_on.contains(&j) {
+                                depends_on.push(j);
+                                dep_spans.push(dep.span());
+                            }
+                        }
                     }
                 }
             }
@@ -555,7 +661,18 @@ impl Validator<'_> {
         };
 
         let container = svc.container.as_ref().map(|c| self.container(c, &name));
+        let watch = self.watch(&svc.watch, &name);
+        let watch_debounce = self.duration(
+            svc.watch_debounce.as_ref(),
+            "watch_debounce",
+            &name,
+            defaults::WATCH_DEBOUNCE,
+        );
         let service = Service {
+            group: me.group.clone(),
+            watch,
+            watch_debounce,
+            replace_stale: svc.replace_stale,
             env_files,
             env_keys,
             container,
@@ -583,6 +700,26 @@ impl Validator<'_> {
             log_rotation,
         };
         (service, dep_spans)
+    }
+
+    /// `watch` globs: each must parse; `!` in front excludes.
+    fn watch(&mut self, raw: &[Spanned<String>], name: &str) -> Vec<String> {
+        for glob in raw {
+            let pattern = glob.get_ref();
+            let body = pattern.strip_prefix('!').unwrap_or(pattern);
+            if body.is_empty() || body.starts_with('/') || body.split('/').any(|c| c == "..") {
+                self.error(
+                    glob.span(),
+                    format!("watch pattern {pattern:?} of service \"{name}\" must be a glob relative to the service's dir, like \"src/**/*.py\""),
+                );
+            } else if let Err(e) = globset::Glob::new(body) {
+                self.error(
+                    glob.span(),
+                    format!("invalid watch pattern {pattern:?} of service \"{name}\": {}", e.kind()),
+                );
+            }
+        }
+        raw.iter().map(|g| g.get_ref().clone()).collect()
     }
 
     fn container(&mut self, raw: &Spanned<super::raw::RawContainer>, name: &str) -> Container {

@@ -12,6 +12,20 @@ impl Supervisor {
             ));
             return;
         }
+        // A replicated service's name means all its instances.
+        let request = match request {
+            Request::Start { services, profiles } => Request::Start {
+                services: self.config.expand_names(&services),
+                profiles,
+            },
+            Request::Restart { services } => Request::Restart {
+                services: self.config.expand_names(&services),
+            },
+            Request::Stop { services } => Request::Stop {
+                services: self.config.expand_names(&services),
+            },
+            other => other,
+        };
         match request {
             Request::Status => {
                 let _ = reply.send(Response::Status {
