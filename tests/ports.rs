@@ -6,20 +6,6 @@ use std::net::TcpListener;
 
 use common::*;
 
-/// `n` consecutive ports that are all free right now.
-fn free_range(n: u16) -> u16 {
-    for _ in 0..200 {
-        let first = free_port();
-        if first.checked_add(n).is_none() {
-            continue;
-        }
-        if (first..first + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
-            return first;
-        }
-    }
-    panic!("no {n} consecutive free ports found");
-}
-
 fn auto_stack(first: u16, last: u16) -> String {
     format!(
         r#"

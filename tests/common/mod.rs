@@ -46,6 +46,20 @@ pub fn free_ports(n: usize) -> Vec<u16> {
     ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
+/// `n` consecutive ports that are all free right now.
+pub fn free_range(n: u16) -> u16 {
+    for _ in 0..200 {
+        let first = free_port();
+        if first.checked_add(n).is_none() {
+            continue;
+        }
+        if (first..first + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return first;
+        }
+    }
+    panic!("no {n} consecutive free ports found");
+}
+
 /// Poll `cond` until it holds or `timeout` passes; panics with `what`.
 pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;

@@ -1,0 +1,94 @@
+//! `replicas = N`: instances NAME-1..NAME-N with their own ports, probed on
+//! their own, waited for together, and scaled live.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// Three workers on consecutive ports; worker-i becomes ready after i
+/// seconds, so a dependent started after the first alone would find the
+/// others down (and exit, since it needs all three).
+fn stack(base: u16) -> String {
+    format!(
+        r#"
+[services.worker]
+command = "python3 {httpd} --port ${{PORT}} --name r${{FPCTL_REPLICA}} --ready-after ${{FPCTL_REPLICA}} --stamp stamps"
+port = {base}
+replicas = 3
+health = {{ http = "/health", interval = "100ms" }}
+
+[services.client]
+command = "python3 {httpd} --port ${{PORT}} --name ports=${{FPCTL_PORTS_WORKER}} --stamp stamps --needs http://127.0.0.1:${{FPCTL_PORT_WORKER_1}}/health --needs http://127.0.0.1:${{FPCTL_PORT_WORKER_2}}/health --needs http://127.0.0.1:${{FPCTL_PORT_WORKER_3}}/health"
+port = {client}
+depends_on = ["worker"]
+restart = "no"
+health = {{ http = "/health" }}
+"#,
+        httpd = httpd(),
+        client = free_port(),
+    )
+}
+
+#[test]
+fn three_replicas_get_their_own_ports_and_a_dependent_waits_for_all() {
+    let base = free_range(3);
+    let s = Stack::new(&stack(base));
+    s.run_within(&["start"], Duration::from_secs(30)).expect(0);
+    let mut pids = Vec::new();
+    for i in 1..=3u16 {
+        let name = format!("worker-{i}");
+        assert_eq!(s.state_of(&name), "online", "{name}");
+        let port = s.service(&name)["port"].as_u64().unwrap() as u16;
+        assert_eq!(port, base + i - 1, "{name}'s port");
+        assert!(http_get(port, "/health").is_some(), "{name} does not answer");
+        pids.push(s.pid_of(&name).unwrap());
+    }
+    pids.sort();
+    pids.dedup();
+    assert_eq!(pids.len(), 3, "the instances share a pid");
+    assert_eq!(s.state_of("client"), "online", "{}", s.log("client"));
+    let stamps = std::fs::read_to_string(s.file("stamps")).unwrap();
+    let ports = format!("ports={},{},{} start", base, base + 1, base + 2);
+    assert!(stamps.contains(&ports), "FPCTL_PORTS_WORKER wrong:\n{stamps}");
+    for i in 1..=3 {
+        assert!(stamps.contains(&format!("r{i} start")), "no FPCTL_REPLICA={i}:\n{stamps}");
+    }
+
+    // check groups the instances under the service, and NAME means all.
+    let table = s.run(&["check", "worker"]).expect(0).stdout();
+    assert!(table.contains("worker  3 replicas: 3 online"), "{table}");
+    assert_eq!(count_lines(&table, "  worker-"), 3, "{table}");
+    // NAME-2 means one instance.
+    s.run(&["stop", "worker-2"]).expect(0);
+    assert_eq!(s.state_of("worker-2"), "stopped");
+    assert_eq!(s.state_of("worker-1"), "online");
+    s.run(&["stop", "worker"]).expect(0);
+    for i in 1..=3 {
+        assert_eq!(s.state_of(&format!("worker-{i}")), "stopped");
+    }
+}
+
+#[test]
+fn replica_ports_past_the_tier_range_are_rejected_with_their_position() {
+    let s = Stack::new(
+        r#"
+[[tier]]
+name = "apps"
+ports = "8000-8001"
+
+[services.worker]
+tier = "apps"
+command = "sleep 60"
+port = 8000
+replicas = 3
+"#,
+    );
+    let r = s.run(&["validate"]).expect(2);
+    assert!(
+        r.all().contains("services.toml:9:8") && r.all().contains("port 8002 of replica \"worker-3\""),
+        "{}",
+        r.all()
+    );
+}
