@@ -45,6 +45,8 @@ pub enum EventKind {
     Memory,
     /// Changed, added or removed by a reload.
     Reload,
+    /// Restarted because a watched file changed.
+    Watch,
     /// Written by a newer fpctl.
     #[serde(other)]
     Other,
@@ -67,6 +69,7 @@ impl EventKind {
             EventKind::External => "external",
             EventKind::Memory => "memory",
             EventKind::Reload => "reload",
+            EventKind::Watch => "watch",
             EventKind::Other => "other",
         }
     }

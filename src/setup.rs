@@ -56,28 +56,30 @@ fn stamp_path(config: &Config, service: &Service) -> PathBuf {
         .join(format!("{}.hash", service.name))
 }
 
+/// The files in a service's dir whose content a setup depends on.
+pub fn inputs(setup: &Setup) -> &'static [&'static str] {
+    match setup {
+        Setup::Venv => &["requirements.txt"],
+        Setup::Npm => &["package.json", "package-lock.json"],
+        Setup::None | Setup::Commands(_) => &[],
+    }
+}
+
 /// The hash of what this setup depends on; None when there is no setup.
 fn inputs_hash(service: &Service) -> Option<String> {
     let mut h = Sha256::new();
-    let files: &[&str] = match &service.setup {
+    match &service.setup {
         Setup::None => return None,
-        Setup::Venv => {
-            h.update(b"venv\0");
-            &["requirements.txt"]
-        }
-        Setup::Npm => {
-            h.update(b"npm\0");
-            &["package.json", "package-lock.json"]
-        }
+        Setup::Venv => h.update(b"venv\0"),
+        Setup::Npm => h.update(b"npm\0"),
         Setup::Commands(cmds) => {
             for c in cmds {
                 h.update(c.as_bytes());
                 h.update(b"\0");
             }
-            &[]
         }
-    };
-    for f in files {
+    }
+    for f in inputs(&service.setup) {
         h.update(f.as_bytes());
         match std::fs::read(service.dir.join(f)) {
             Ok(bytes) => {

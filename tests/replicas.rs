@@ -42,7 +42,10 @@ fn three_replicas_get_their_own_ports_and_a_dependent_waits_for_all() {
         assert_eq!(s.state_of(&name), "online", "{name}");
         let port = s.service(&name)["port"].as_u64().unwrap() as u16;
         assert_eq!(port, base + i - 1, "{name}'s port");
-        assert!(http_get(port, "/health").is_some(), "{name} does not answer");
+        assert!(
+            http_get(port, "/health").is_some(),
+            "{name} does not answer"
+        );
         pids.push(s.pid_of(&name).unwrap());
     }
     pids.sort();
@@ -51,9 +54,15 @@ fn three_replicas_get_their_own_ports_and_a_dependent_waits_for_all() {
     assert_eq!(s.state_of("client"), "online", "{}", s.log("client"));
     let stamps = std::fs::read_to_string(s.file("stamps")).unwrap();
     let ports = format!("ports={},{},{} start", base, base + 1, base + 2);
-    assert!(stamps.contains(&ports), "FPCTL_PORTS_WORKER wrong:\n{stamps}");
+    assert!(
+        stamps.contains(&ports),
+        "FPCTL_PORTS_WORKER wrong:\n{stamps}"
+    );
     for i in 1..=3 {
-        assert!(stamps.contains(&format!("r{i} start")), "no FPCTL_REPLICA={i}:\n{stamps}");
+        assert!(
+            stamps.contains(&format!("r{i} start")),
+            "no FPCTL_REPLICA={i}:\n{stamps}"
+        );
     }
 
     // check groups the instances under the service, and NAME means all.
@@ -87,7 +96,8 @@ replicas = 3
     );
     let r = s.run(&["validate"]).expect(2);
     assert!(
-        r.all().contains("services.toml:9:8") && r.all().contains("port 8002 of replica \"worker-3\""),
+        r.all().contains("services.toml:9:8")
+            && r.all().contains("port 8002 of replica \"worker-3\""),
         "{}",
         r.all()
     );

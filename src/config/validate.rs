@@ -19,8 +19,9 @@ use super::raw::{
     IntOrList, RawFile, RawHealth, RawRestart, RawService, Scalar, ScalarOrList, StringOrList,
 };
 use super::{
-    defaults, expand, host_var_name, looks_secret, port_var_name, ports_var_name, Config, Container, Diagnostic,
-    Health, Hosts, PortBook, PortRange, Probe, Project, RestartPolicy, Service, Setup, Tier,
+    defaults, expand, host_var_name, looks_secret, port_var_name, ports_var_name, Config,
+    Container, Diagnostic, Health, Hosts, PortBook, PortRange, Probe, Project, RestartPolicy,
+    Service, Setup, Tier,
 };
 
 pub fn validate(
@@ -715,7 +716,10 @@ impl Validator<'_> {
             } else if let Err(e) = globset::Glob::new(body) {
                 self.error(
                     glob.span(),
-                    format!("invalid watch pattern {pattern:?} of service \"{name}\": {}", e.kind()),
+                    format!(
+                        "invalid watch pattern {pattern:?} of service \"{name}\": {}",
+                        e.kind()
+                    ),
                 );
             }
         }

@@ -10,6 +10,7 @@ mod actor;
 mod reload;
 mod service;
 mod unit;
+mod watch;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::PermissionsExt;

@@ -66,6 +66,11 @@ pub enum Msg {
     MemoryTick,
     /// Resident memory (bytes) of each measured service's process group.
     Memory(Vec<MemoryUse>),
+    /// A watched file of the service changed (`path`, relative to its dir).
+    Watched {
+        id: ServiceId,
+        path: std::path::PathBuf,
+    },
 }
 
 pub struct MemoryUse {
@@ -104,6 +109,8 @@ pub struct Supervisor {
     events: events::Log,
     /// Digest of the services.toml in force (see `control::file_digest`).
     digest: Option<String>,
+    /// The file watches of services with `watch`, for the config in force.
+    watches: Option<super::watch::Watches>,
 }
 
 impl Supervisor {
@@ -127,6 +134,7 @@ impl Supervisor {
             dirty: true,
             events,
             digest: None,
+            watches: None,
         };
         sup.install(config);
         (sup, tx)
@@ -208,6 +216,7 @@ impl Supervisor {
                 }
             });
         }
+        self.watches = super::watch::start(&self.config, self.tx.clone());
         self.reconcile();
         self.persist();
         loop {
@@ -278,6 +287,17 @@ impl Supervisor {
                 }
             }
             Msg::MemoryTick => self.measure_memory(),
+            Msg::Watched { id, path } => {
+                // Only a running service restarts; a stopped one stays down.
+                if self.exiting || !self.entries.get(&id).is_some_and(|e| e.svc.active()) {
+                    return;
+                }
+                let detail = format!("{} changed: restarting", path.display());
+                self.record(&id, EventKind::Watch, detail.clone());
+                self.effect(&id, Effect::Note(detail));
+                let (reply, _) = mpsc::unbounded_channel();
+                self.restart_request(vec![id], reply);
+            }
             Msg::Memory(usage) => {
                 for m in usage {
                     let Some(e) = self.entries.get(&m.id) else {

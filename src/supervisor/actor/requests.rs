@@ -49,34 +49,7 @@ impl Supervisor {
             Request::Restart { services } => match graph::select(&self.config, &services, &[]) {
                 Ok(_) => {
                     let ids: Vec<ServiceId> = services.iter().map(|n| ServiceId::new(n)).collect();
-                    // A running service's setup runs first, while it serves:
-                    // a broken setup must not take a working service down.
-                    let setups: Vec<Launch> = ids
-                        .iter()
-                        .filter(|id| {
-                            let e = &self.entries[*id];
-                            e.svc.active() && e.spec.setup != crate::config::Setup::None
-                        })
-                        .map(|id| self.launch_of(id, 0))
-                        .collect();
-                    if setups.is_empty() {
-                        self.restart(ids, Vec::new(), reply);
-                    } else {
-                        let tx = self.tx.clone();
-                        tokio::spawn(async move {
-                            let mut failed = Vec::new();
-                            for l in setups {
-                                if let Err(reason) = unit::setup_only(&l).await {
-                                    failed.push((l.id, reason));
-                                }
-                            }
-                            let _ = tx.send(Msg::SetupsDone {
-                                services: ids,
-                                failed,
-                                reply,
-                            });
-                        });
-                    }
+                    self.restart_request(ids, reply);
                 }
                 Err(e) => self.refuse(&reply, ErrorKind::UnknownService, e),
             },
@@ -100,6 +73,41 @@ impl Supervisor {
             },
             Request::Reload { dry_run } => self.reload(dry_run, reply),
         }
+    }
+
+    /// Restart `ids`. A running service's setup runs first, while it
+    /// serves: a broken setup must not take a working service down.
+    pub(super) fn restart_request(
+        &mut self,
+        ids: Vec<ServiceId>,
+        reply: mpsc::UnboundedSender<Response>,
+    ) {
+        let setups: Vec<Launch> = ids
+            .iter()
+            .filter(|id| {
+                let e = &self.entries[*id];
+                e.svc.active() && e.spec.setup != crate::config::Setup::None
+            })
+            .map(|id| self.launch_of(id, 0))
+            .collect();
+        if setups.is_empty() {
+            self.restart(ids, Vec::new(), reply);
+            return;
+        }
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let mut failed = Vec::new();
+            for l in setups {
+                if let Err(reason) = unit::setup_only(&l).await {
+                    failed.push((l.id, reason));
+                }
+            }
+            let _ = tx.send(Msg::SetupsDone {
+                services: ids,
+                failed,
+                reply,
+            });
+        });
     }
 
     /// Restart `ids`, except those whose setup failed (they keep running
@@ -197,6 +205,9 @@ impl Supervisor {
         reply: mpsc::UnboundedSender<Response>,
     ) {
         self.install(new);
+        // Watches follow the new globs and dirs.
+        self.watches = None;
+        self.watches = super::super::watch::start(&self.config, self.tx.clone());
         let mut targets = Vec::new();
         for change in &plan.changes {
             let id = ServiceId::new(&change.service);
