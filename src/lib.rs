@@ -22,7 +22,8 @@ pub use error::{Error, Outcome, Result};
 use cli::{Cli, Command};
 
 pub fn run(cli: Cli) -> Result<Outcome> {
-    output::init_color(cli.no_color);
+    output::init_color(cli.no_color, cli.color);
+    config::dotenv::export_choice(cli.env_file.as_deref(), cli.no_dotenv);
     let file = cli.file.as_deref();
     match cli.command {
         Command::Validate => commands::validate(file),
@@ -48,6 +49,10 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             follow,
             lines,
         } => commands::events(file, service.as_deref(), json, follow, lines),
+        Command::Exec { service, command } => commands::exec(file, &service, &command),
+        Command::Completions { shell } => commands::completions(shell),
+        Command::Man => commands::man(),
+        Command::Schema => commands::schema(),
         Command::Supervise => commands::supervise(file),
         Command::Log {
             path,

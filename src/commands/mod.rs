@@ -33,10 +33,14 @@ pub fn graph(file: Option<&Path>, dot: bool) -> Result<Outcome> {
 
 mod check;
 mod events;
+mod exec;
 mod lifecycle;
 mod logs;
+mod tools;
 
 pub use check::check;
 pub use events::events;
+pub use exec::exec;
 pub use lifecycle::{restart, start, stop, supervise, supervisor_if_needed, up};
 pub use logs::logs;
+pub use tools::{completion_names, completions, man, schema};

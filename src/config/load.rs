@@ -57,7 +57,8 @@ pub fn load_str(path: &Path, text: String) -> Result<Config, ConfigError> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    match validate::validate(path, &root, &text) {
+    let dotenv = super::dotenv::load(&root).map_err(|(_, e)| ConfigError::EnvFile(e))?;
+    match validate::validate(path, &root, &text, &dotenv) {
         Ok(config) => Ok(config),
         Err(diagnostics) => Err(ConfigError::Invalid {
             path: path.to_path_buf(),
