@@ -72,12 +72,40 @@ pub fn completion_names(kind: Names) -> Vec<CompletionCandidate> {
 }
 
 pub fn man() -> Result<Outcome> {
-    let mut page = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut page)
-        .and_then(|()| std::io::stdout().write_all(&page))
+    let page = man_page().map_err(|e| Error::other("cannot render the man page", e))?;
+    std::io::stdout()
+        .write_all(&page)
         .map_err(|e| Error::other("cannot write the man page", e))?;
     Ok(Outcome::Success)
+}
+
+/// One page: fpctl's own, then a section per command (with its aliases and
+/// options), all generated from the CLI definition.
+fn man_page() -> std::io::Result<Vec<u8>> {
+    let cli = Cli::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cli.clone()).render(&mut page)?;
+    for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = sub.get_name();
+        let aliases: Vec<&str> = sub.get_visible_aliases().collect();
+        writeln!(page, ".SH \"COMMAND: {}\"", name.to_uppercase())?;
+        if !aliases.is_empty() {
+            writeln!(page, "Aliases: {}", aliases.join(", "))?;
+            writeln!(page, ".PP")?;
+        }
+        let man = clap_mangen::Man::new(sub.clone().bin_name(format!("fpctl {name}")));
+        let mut part = Vec::new();
+        man.render_synopsis_section(&mut part)?;
+        man.render_description_section(&mut part)?;
+        man.render_options_section(&mut part)?;
+        // Sections of a command are subsections of the page.
+        let part = String::from_utf8_lossy(&part).replace("\n.SH ", "\n.SS ");
+        let part = part
+            .strip_prefix(".SH ")
+            .map_or(part.clone(), |p| format!(".SS {p}"));
+        page.extend_from_slice(part.as_bytes());
+    }
+    Ok(page)
 }
 
 pub fn schema() -> Result<Outcome> {

@@ -730,6 +730,7 @@ impl Validator<'_> {
                 Err(e) => {
                     let why = e.to_string();
                     let why = why.lines().last().unwrap_or_default().trim();
+                    let why = why.trim_start_matches("error: ");
                     self.error(
                         log.span(),
                         format!("health log of service \"{name}\" is not a valid regular expression: {why}"),

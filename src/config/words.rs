@@ -89,8 +89,16 @@ impl Place {
                 keys.push(unquote(k));
             }
         }
-        let field = keys.pop();
+        let mut field = keys.pop();
         table.extend(keys);
+        // `env.NODE_ENV` of service "web", rather than a table of its own.
+        if table.len() > 2 && table[0] == "services" && table[2] != "health" {
+            let inner = table.split_off(2).join(".");
+            field = Some(match field {
+                Some(f) => format!("{inner}.{f}"),
+                None => inner,
+            });
+        }
         Place { table, field }
     }
 
@@ -128,7 +136,8 @@ fn expected_words(field: &str, expected: &str) -> String {
         "port" => "an integer from 1 to 65535",
         "max_restarts" | "retries" | "log_keep" | "expect_status" => "a whole number",
         "shell" | "oneshot" | "disabled" | "insecure" => "true or false",
-        "depends_on" | "profiles" => "an array of service or profile names (strings)",
+        "depends_on" => "an array of service names (strings)",
+        "profiles" => "an array of profile names (strings)",
         "env" => "a table of NAME = value",
         "health" => "a table like { http = \"/health\" }",
         "services" => "tables like [services.NAME]",
