@@ -116,6 +116,12 @@ pub enum Command {
         #[arg(long)]
         dot: bool,
     },
+    /// Show every port, its service and tier range, and who holds it now; exit 1 on a conflict
+    Ports {
+        /// Print one JSON object instead of the table
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a command in a service's environment (its dir, env, venv/npm PATH,
     /// variables), as fpctl would launch the service; exits with its code
     Exec {

@@ -12,6 +12,7 @@ pub mod graph;
 pub mod health;
 pub mod logger;
 pub mod output;
+pub mod ports;
 pub mod process;
 pub mod setup;
 pub mod state;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             follow,
             lines,
         } => commands::events(file, service.as_deref(), json, follow, lines),
+        Command::Ports { json } => commands::ports(file, json),
         Command::Exec { service, command } => commands::exec(file, &service, &command),
         Command::Completions { shell } => commands::completions(shell),
         Command::Man => commands::man(),

@@ -36,6 +36,7 @@ mod events;
 mod exec;
 mod lifecycle;
 mod logs;
+mod ports;
 mod tools;
 
 pub use check::check;
@@ -43,4 +44,5 @@ pub use events::events;
 pub use exec::exec;
 pub use lifecycle::{restart, start, stop, supervise, supervisor_if_needed, up};
 pub use logs::logs;
+pub use ports::ports;
 pub use tools::{completion_names, completions, man, schema};

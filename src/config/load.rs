@@ -58,8 +58,12 @@ pub fn load_str(path: &Path, text: String) -> Result<Config, ConfigError> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let dotenv = super::dotenv::load(&root).map_err(|(_, e)| ConfigError::EnvFile(e))?;
-    match validate::validate(path, &root, &text, &dotenv) {
-        Ok(config) => Ok(config),
+    let registry = crate::ports::Registry::open(&root);
+    match validate::validate(path, &root, &text, &dotenv, &registry) {
+        Ok(config) => {
+            registry.remember(&config);
+            Ok(config)
+        }
         Err(diagnostics) => Err(ConfigError::Invalid {
             path: path.to_path_buf(),
             text,

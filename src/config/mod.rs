@@ -70,6 +70,63 @@ pub struct LogRotation {
 pub struct Tier {
     pub name: String,
     pub title: Option<String>,
+    /// The ports this tier's services may use (`[[tier]] ports`).
+    pub ports: Option<PortRange>,
+}
+
+/// An inclusive range of TCP ports, written `"8000-8099"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = u16> {
+        self.first..=self.last
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.last - self.first) + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+/// Where `port = "auto"` comes from: the ports earlier runs chose, and what
+/// holds a port now. The config stays free of I/O; `load` passes the real
+/// registry (`crate::ports`).
+pub trait PortBook {
+    /// The port an earlier run chose for `service`.
+    fn recorded(&self, service: &str) -> Option<u16>;
+    /// Whether `port` may be given to `service`: nothing listens on it, or
+    /// only that service itself.
+    fn available(&self, port: u16, service: &str) -> bool;
+}
+
+/// A book with no records in which every port is available (for parsing
+/// without a project folder).
+pub struct NoPortBook;
+
+impl PortBook for NoPortBook {
+    fn recorded(&self, _: &str) -> Option<u16> {
+        None
+    }
+    fn available(&self, _: u16, _: &str) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +138,8 @@ pub struct Service {
     pub argv: Vec<String>,
     pub dir: PathBuf,
     pub port: Option<u16>,
+    /// The port was chosen from the tier's range (`port = "auto"`).
+    pub port_auto: bool,
     /// `FPCTL_PORT_<NAME>` of every service with a port (shared by all).
     pub port_env: std::sync::Arc<[(String, String)]>,
     /// Extra environment, resolved: `PORT`, env_file, env.

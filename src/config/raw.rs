@@ -48,6 +48,9 @@ pub struct RawTier {
     #[schemars(with = "String")]
     pub name: Spanned<String>,
     pub title: Option<String>,
+    /// The tier's port range, `"8000-8099"`.
+    #[schemars(with = "Option<String>")]
+    pub ports: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -59,8 +62,10 @@ pub struct RawService {
     pub shell: bool,
     #[schemars(with = "Option<String>")]
     pub dir: Option<Spanned<String>>,
-    #[schemars(with = "Option<i64>")]
-    pub port: Option<Spanned<i64>>,
+    /// A port number, or `"auto"` for a free one from the tier's range.
+    #[serde(default)]
+    #[schemars(schema_with = "port_schema")]
+    pub port: Option<Spanned<Scalar>>,
     #[serde(default)]
     #[schemars(with = "IndexMap<String, Scalar>")]
     pub env: IndexMap<Spanned<String>, Spanned<Scalar>>,
@@ -195,6 +200,18 @@ impl StringOrList {
             StringOrList::Many(v) => v,
         }
     }
+}
+
+/// What `port` accepts: 1-65535 or "auto" (the parser reads any scalar, to
+/// say what is wrong with it in words).
+fn port_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "A port number, or \"auto\" for a free one from the tier's range.",
+        "anyOf": [
+            { "type": "integer", "minimum": 1, "maximum": 65535 },
+            { "const": "auto" }
+        ]
+    })
 }
 
 /// The JSON Schema (draft 2020-12) of services.toml, pretty-printed.

@@ -133,7 +133,7 @@ fn unquote(k: &str) -> String {
 /// What the parser expected, for a person.
 fn expected_words(field: &str, expected: &str) -> String {
     let specific = match field {
-        "port" => "an integer from 1 to 65535",
+        "port" => "an integer from 1 to 65535 or \"auto\"",
         "max_restarts" | "retries" | "log_keep" | "expect_status" => "a whole number",
         "shell" | "oneshot" | "disabled" | "insecure" => "true or false",
         "depends_on" => "an array of service names (strings)",
@@ -199,7 +199,7 @@ mod tests {
         let text = "[services.a]\ncommand = \"x\"\nport = \"eighty\"\n";
         assert_eq!(
             explained(text, "\"eighty\"", "invalid type: string \"eighty\", expected i64"),
-            "`port` of service \"a\" must be an integer from 1 to 65535, found the string \"eighty\""
+            "`port` of service \"a\" must be an integer from 1 to 65535 or \"auto\", found the string \"eighty\""
         );
     }
 
