@@ -117,3 +117,17 @@ health = { log = "worker ready", start_timeout = "1500ms" }
         stack.state_of("worker") == "failed"
     });
 }
+
+#[test]
+fn tls_needs_no_system_openssl() {
+    let out = std::process::Command::new("ldd")
+        .arg(common::BIN)
+        .output()
+        .expect("run ldd");
+    let libs = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{libs}");
+    assert!(
+        !libs.contains("libssl") && !libs.contains("libcrypto"),
+        "fpctl links OpenSSL:\n{libs}"
+    );
+}
