@@ -213,7 +213,18 @@ impl Validator<'_> {
     fn project(&mut self, raw: Option<Spanned<super::raw::RawProject>>) -> Project {
         let mut raw = raw.map(Spanned::into_inner);
         if let Some(p) = raw.as_mut() {
-            self.project_env = std::mem::take(&mut p.env).into_iter().collect();
+            // A bad name is reported once here, not once per service.
+            for (key, value) in std::mem::take(&mut p.env) {
+                if valid_env_name(key.get_ref()) {
+                    self.project_env.push((key, value));
+                } else {
+                    let message = format!(
+                        "invalid environment variable name {:?} in [project] env",
+                        key.get_ref()
+                    );
+                    self.error(key.span(), message);
+                }
+            }
         }
         let name = match raw.as_ref().and_then(|p| p.name.as_ref()) {
             Some(n) if n.get_ref().trim().is_empty() => {
@@ -453,7 +464,7 @@ impl Validator<'_> {
         let entries = project_env.iter().map(|(k, v)| (k, v)).chain(&svc.env);
         for (key, value) in entries {
             let k = key.get_ref();
-            if k.is_empty() || k.contains('=') || k.contains('\0') {
+            if !valid_env_name(k) {
                 self.error(
                     key.span(),
                     format!("invalid environment variable name {k:?} in service \"{name}\""),
@@ -1123,6 +1134,10 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+fn valid_env_name(k: &str) -> bool {
+    !(k.is_empty() || k.contains('=') || k.contains('\0'))
 }
 
 fn keep_span(keep: &Option<Spanned<i64>>) -> Range<usize> {
