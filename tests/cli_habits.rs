@@ -97,7 +97,7 @@ fn other_shells_get_a_script_that_calls_fpctl_back() {
         let r = stack.run(&["completions", shell]).expect(0);
         let script = r.stdout();
         assert!(
-            script.contains(BIN) && script.contains("COMPLETE"),
+            script.contains(BIN) && script.contains("FPCTL_COMPLETE"),
             "{shell} script does not call fpctl back:\n{script}"
         );
     }

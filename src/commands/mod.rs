@@ -45,4 +45,4 @@ pub use exec::exec;
 pub use lifecycle::{restart, start, stop, supervise, supervisor_if_needed, up};
 pub use logs::logs;
 pub use ports::ports;
-pub use tools::{completion_names, completions, man, schema};
+pub use tools::{completion_names, completions, man, schema, COMPLETE_VAR};

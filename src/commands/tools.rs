@@ -12,8 +12,9 @@ use crate::cli::{Cli, Names, Shell};
 use crate::{config, Error, Outcome, Result};
 
 /// The variable the generated scripts set when they call back into fpctl
-/// for candidates (clap_complete's protocol).
-const COMPLETE_VAR: &str = "COMPLETE";
+/// for candidates (clap_complete's protocol; its default name, COMPLETE, is
+/// too common to claim).
+pub const COMPLETE_VAR: &str = "FPCTL_COMPLETE";
 
 pub fn completions(shell: Shell) -> Result<Outcome> {
     let completer: &dyn EnvCompleter = match shell {
