@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod graph;
 pub mod health;
 pub mod logger;
@@ -51,6 +52,23 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             lines,
         } => commands::events(file, service.as_deref(), json, follow, lines),
         Command::Ports { json } => commands::ports(file, json),
+        Command::Export {
+            target,
+            services,
+            output,
+            profiles,
+            dockerfiles,
+        } => export::export(
+            file,
+            export::Options {
+                target,
+                services,
+                profiles,
+                output,
+                dockerfiles,
+            },
+        ),
+        Command::Probe { service, wait } => commands::probe(file, &service, wait),
         Command::Exec { service, command } => commands::exec(file, &service, &command),
         Command::Completions { shell } => commands::completions(shell),
         Command::Man => commands::man(),

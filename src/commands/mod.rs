@@ -37,6 +37,7 @@ mod exec;
 mod lifecycle;
 mod logs;
 mod ports;
+mod probe;
 mod tools;
 
 pub use check::check;
@@ -45,4 +46,5 @@ pub use exec::exec;
 pub use lifecycle::{restart, start, stop, supervise, supervisor_if_needed, up};
 pub use logs::logs;
 pub use ports::ports;
+pub use probe::probe;
 pub use tools::{completion_names, completions, man, schema, COMPLETE_VAR};

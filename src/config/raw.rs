@@ -101,6 +101,19 @@ pub struct RawService {
     pub log_max_size: Option<Spanned<Scalar>>,
     #[schemars(with = "Option<i64>")]
     pub log_keep: Option<Spanned<i64>>,
+    #[schemars(with = "Option<RawContainer>")]
+    pub container: Option<Spanned<RawContainer>>,
+}
+
+/// `[services.X.container]`: how the service runs under a container engine
+/// (only `fpctl export` reads it).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawContainer {
+    #[schemars(with = "Option<String>")]
+    pub image: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub build: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -19,8 +19,9 @@ use super::raw::{
     IntOrList, RawFile, RawHealth, RawRestart, RawService, Scalar, ScalarOrList, StringOrList,
 };
 use super::{
-    defaults, expand, looks_secret, port_var_name, Config, Diagnostic, ExpandError, Health,
-    PortBook, PortRange, Probe, Project, RestartPolicy, Service, Setup, Tier,
+    defaults, expand, host_var_name, looks_secret, port_var_name, Config, Container, Diagnostic,
+    ExpandError, Health, Hosts, PortBook, PortRange, Probe, Project, RestartPolicy, Service, Setup,
+    Tier,
 };
 
 pub fn validate(
@@ -28,6 +29,7 @@ pub fn validate(
     root: &Path,
     text: &str,
     dotenv: &[(String, String)],
+    hosts: Hosts,
     book: &dyn PortBook,
 ) -> Result<Config, Vec<Diagnostic>> {
     let raw: RawFile = toml::from_str(text).map_err(|e| {
@@ -53,6 +55,7 @@ pub fn validate(
             .map(|(_, v)| v.clone())
             .collect(),
         log_dir: PathBuf::new(),
+        hosts,
     };
     let config = v.file(path, raw, book);
     if v.diags.is_empty() {
@@ -76,6 +79,7 @@ struct Validator<'a> {
     dotenv: &'a [(String, String)],
     dotenv_secrets: Arc<[String]>,
     log_dir: PathBuf,
+    hosts: Hosts,
 }
 
 /// What the second pass needs to know about every service.
@@ -186,9 +190,23 @@ impl Validator<'_> {
             .map(|(i, d)| (d.name.as_str(), i))
             .collect();
         // One list shared by every service (a copy each would be quadratic).
+        let hosts = self.hosts;
         let port_vars: Arc<[(String, String)]> = declared
             .iter()
-            .filter_map(|d| d.port.map(|p| (port_var_name(&d.name), p.to_string())))
+            .filter(|d| d.port.is_some())
+            .flat_map(|d| {
+                let host = match hosts {
+                    Hosts::Loopback => "127.0.0.1".to_string(),
+                    Hosts::ServiceNames => super::dns_name(&d.name),
+                };
+                [
+                    (
+                        port_var_name(&d.name),
+                        d.port.unwrap_or_default().to_string(),
+                    ),
+                    (host_var_name(&d.name), host),
+                ]
+            })
             .collect();
         self.port_vars = Arc::clone(&port_vars);
 
@@ -440,12 +458,15 @@ impl Validator<'_> {
         // Environment: PORT, every FPCTL_PORT_*, env_file, then env.
         let mut env: Vec<(String, String)> = Vec::new();
         let mut secret_keys = Vec::new();
+        let mut env_files = Vec::new();
+        let mut env_keys = Vec::new();
         if let Some(p) = me.port {
             env.push(("PORT".into(), p.to_string()));
         }
         if let Some(files) = &svc.env_file {
             let span = files.span();
             for f in files.get_ref().clone().into_vec() {
+                env_files.push(self.root.join(&f));
                 match super::dotenv::read(&self.root.join(&f)) {
                     Ok(pairs) => {
                         for (k, v) in pairs {
@@ -476,6 +497,7 @@ impl Validator<'_> {
             if looks_secret(k) {
                 secret_keys.push(k.clone());
             }
+            env_keys.push(k.clone());
             env.push((k.clone(), expanded));
         }
         self.project_env = project_env;
@@ -570,7 +592,11 @@ impl Validator<'_> {
             }
         };
 
+        let container = svc.container.as_ref().map(|c| self.container(c, &name));
         let service = Service {
+            env_files,
+            env_keys,
+            container,
             name,
             tier: me.tier,
             port_env: Arc::clone(port_vars),
@@ -596,6 +622,42 @@ impl Validator<'_> {
             log_rotation,
         };
         (service, dep_spans)
+    }
+
+    fn container(&mut self, raw: &Spanned<super::raw::RawContainer>, name: &str) -> Container {
+        let c = raw.get_ref();
+        let image = c.image.as_ref().and_then(|i| {
+            let ok = !i.get_ref().trim().is_empty() && !i.get_ref().contains(char::is_whitespace);
+            if !ok {
+                self.error(
+                    i.span(),
+                    format!("container image of service \"{name}\" must be an image reference like \"redis:7\" (no spaces)"),
+                );
+            }
+            ok.then(|| i.get_ref().clone())
+        });
+        let build = c.build.as_ref().and_then(|b| {
+            let p = self.root.join(b.get_ref());
+            if p.is_dir() {
+                Some(p)
+            } else {
+                self.error(
+                    b.span(),
+                    format!(
+                        "container build of service \"{name}\" is not a folder ({}); give the folder holding its Dockerfile",
+                        p.display()
+                    ),
+                );
+                None
+            }
+        });
+        if c.image.is_none() && c.build.is_none() {
+            self.error(
+                raw.span(),
+                format!("container of service \"{name}\" needs image = \"...\", build = \"DIR\", or both"),
+            );
+        }
+        Container { image, build }
     }
 
     fn expand_at(
