@@ -127,12 +127,13 @@ pub enum Command {
         #[arg(value_enum)]
         target: crate::export::Target,
         /// Export these services and their dependencies (default: all)
+        #[arg(add = names(Names::Services))]
         services: Vec<String>,
         /// A folder (or, for compose and kubernetes, a .yaml file); default: stdout
         #[arg(short = 'o', long = "output", value_name = "DIR|FILE")]
         output: Option<PathBuf>,
         /// Export the services of this profile too (repeatable)
-        #[arg(long = "profile", short = 'p')]
+        #[arg(long = "profile", short = 'p', env = "FPCTL_PROFILES", value_delimiter = ',', add = names(Names::Profiles))]
         profiles: Vec<String>,
         /// Write a minimal Dockerfile for venv/npm services that have none
         #[arg(long)]
@@ -140,6 +141,7 @@ pub enum Command {
     },
     /// Run one service's health check; exit 0 when it passes
     Probe {
+        #[arg(add = names(Names::Services))]
         service: String,
         /// Keep probing until it passes (default up to 60s)
         #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "60s", value_parser = parse_duration, value_name = "DUR")]

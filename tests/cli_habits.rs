@@ -85,6 +85,8 @@ fn bash_completes_service_names_and_profiles_from_the_file_in_scope() {
         profiles.contains(&"batch".to_string()) && profiles.contains(&"debug".to_string()),
         "{profiles:?}"
     );
+    let probe = complete_in_bash(&stack, &["fpctl", "probe", "wo"]);
+    assert_eq!(probe, vec!["worker".to_string()]);
     // Aliases complete like the command.
     let ps = complete_in_bash(&stack, &["fpctl", "ps", "a"]);
     assert_eq!(ps, vec!["api".to_string()]);
