@@ -33,10 +33,12 @@ pub fn graph(file: Option<&Path>, dot: bool) -> Result<Outcome> {
 
 mod check;
 mod events;
+mod generate;
 mod lifecycle;
 mod logs;
 
 pub use check::check;
 pub use events::events;
+pub use generate::{import, init};
 pub use lifecycle::{restart, start, stop, supervise, supervisor_if_needed, up};
 pub use logs::logs;

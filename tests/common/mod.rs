@@ -86,6 +86,13 @@ impl Stack {
         }
     }
 
+    /// A project folder with no services.toml yet (for `init` / `import`).
+    pub fn empty() -> Stack {
+        let s = Stack::new("");
+        std::fs::remove_file(s.file("services.toml")).unwrap();
+        s
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

@@ -1,0 +1,625 @@
+//! docker compose files. A service with a `build` or a `command` becomes a
+//! native service (its command from the compose file, or from its
+//! Dockerfile's ENTRYPOINT / CMD). An image-only service becomes redis-server
+//! run natively where that is obvious, else a commented stub with a note.
+
+use std::path::Path;
+
+use serde_yaml_ng::{Mapping, Value};
+
+use crate::draft::{inline, setup_for, strings, Draft, DraftService};
+
+use super::{convert_vars, env_pairs, http_probe_url, keys, scalar, Ctx};
+
+/// Images fpctl can replace by the same program run natively:
+/// (image, command, health exec, default port).
+const NATIVE: &[(&str, &str, &str, u16)] = &[
+    (
+        "redis",
+        "redis-server --port ${PORT} --save '' --appendonly no",
+        "redis-cli -p ${PORT} ping",
+        6379,
+    ),
+    (
+        "valkey",
+        "valkey-server --port ${PORT} --save '' --appendonly no",
+        "valkey-cli -p ${PORT} ping",
+        6379,
+    ),
+];
+
+/// Images with a well-known native command, written as a stub because they
+/// need a one-time initialisation first: (image, command, first step).
+const STUB_HINTS: &[(&str, &str, &str)] = &[(
+    "postgres",
+    "postgres -D .fpctl/pgdata -p ${PORT} -k /tmp",
+    "initdb -D .fpctl/pgdata",
+)];
+
+pub fn convert(doc: &Value, ctx: &mut Ctx) -> Draft {
+    let mut draft = Draft::default();
+    let Some(top) = doc.as_mapping() else {
+        return draft;
+    };
+    for (key, _) in keys(top) {
+        match key.as_str() {
+            "services" | "version" | "name" => {}
+            k if k.starts_with("x-") => {}
+            k => ctx.warn(format!(
+                "top-level `{k}` skipped: no equivalent in services.toml"
+            )),
+        }
+    }
+    let mut completed = Vec::new();
+    let services = top.get("services").and_then(Value::as_mapping);
+    for (name, def) in services.into_iter().flat_map(keys) {
+        let Some(def) = def.as_mapping() else {
+            ctx.warn(format!("service \"{name}\" is not a mapping; skipped"));
+            continue;
+        };
+        let svc = service(&name, def, ctx, &mut completed);
+        draft.services.push(svc);
+    }
+    finish(&mut draft, &completed, ctx);
+    draft
+}
+
+/// What both YAML formats do once every service is converted: a service
+/// others wait to see finish becomes a oneshot, and dependencies on
+/// commented stubs are dropped (with a warning).
+pub fn finish(draft: &mut Draft, completed: &[String], ctx: &mut Ctx) {
+    for name in completed {
+        if let Some(s) = draft.service_mut(name) {
+            if !s.table.contains_key("oneshot") {
+                s.set("oneshot", true);
+                s.note("a task: others wait for it to finish successfully");
+            }
+        }
+    }
+    let stubs: Vec<String> = draft
+        .services
+        .iter()
+        .filter(|s| s.stub)
+        .map(|s| s.name.clone())
+        .collect();
+    for svc in draft.services.iter_mut().filter(|s| !s.stub) {
+        let deps = svc.depends_on();
+        let (kept, dropped): (Vec<_>, Vec<_>) = deps.into_iter().partition(|d| !stubs.contains(d));
+        for d in &dropped {
+            ctx.warn(format!(
+                "service \"{}\": dependency on \"{d}\" dropped: \"{d}\" is only a commented stub; \
+                 add it back once it runs",
+                svc.name
+            ));
+        }
+        if !dropped.is_empty() {
+            if kept.is_empty() {
+                svc.table.remove("depends_on");
+            } else {
+                svc.set("depends_on", strings(kept));
+            }
+        }
+    }
+}
+
+fn service(name: &str, def: &Mapping, ctx: &mut Ctx, completed: &mut Vec<String>) -> DraftService {
+    let mut svc = DraftService::new(name);
+    let image = def.get("image").and_then(Value::as_str);
+    let build = build_context(def.get("build"), name, ctx);
+    let mut port = published_port(def.get("ports"), name, ctx);
+    let mut command = compose_command(def, name, ctx);
+
+    let runs_natively = build.is_some() || command.is_some();
+    if let Some((dir, dockerfile)) = &build {
+        let here = ctx.source_path(dir);
+        let rel = ctx.rel(&here);
+        if rel != "." {
+            svc.set("dir", rel.as_str());
+        }
+        if let Some(setup) = setup_for(&here) {
+            svc.set_noted(
+                "setup",
+                setup,
+                "guess: from the build folder's requirements.txt / package.json",
+            );
+        }
+        let from_docker = dockerfile_command(&here.join(dockerfile));
+        if command.is_none() {
+            match from_docker.command {
+                Some(c) => {
+                    svc.note(format!("command from {dockerfile}'s ENTRYPOINT / CMD"));
+                    command = Some(c);
+                }
+                None => ctx.warn(format!(
+                    "service \"{name}\": no command in the compose file or in {}; \
+                     written as a stub",
+                    here.join(dockerfile).display()
+                )),
+            }
+        }
+        if port.is_none() {
+            port = from_docker.expose.map(|p| (p, p));
+        }
+    }
+    if port.is_none() {
+        port = exposed_port(def.get("expose"));
+    }
+
+    let mut native_image = false;
+    if let Some((cmd, shell)) = command.filter(|_| runs_natively) {
+        svc.set("command", cmd);
+        if shell {
+            svc.set("shell", true);
+        }
+        if let Some((published, target)) = port {
+            if published != target {
+                svc.note(format!(
+                    "published on {published}, listening on {target} in the container: \
+                     natively it listens on {target}"
+                ));
+            }
+            set_port(&mut svc, target, ctx);
+        }
+    } else if build.is_some() {
+        svc.stub = true;
+        svc.note("no command found: fill it in, then uncomment this service.");
+        svc.set("command", "...");
+    } else {
+        native_image = image_only(&mut svc, image, port, ctx);
+    }
+
+    for (key, value) in keys(def) {
+        match key.as_str() {
+            "build" | "command" | "entrypoint" | "ports" | "expose" => {}
+            "image" if !runs_natively => {}
+            "image" => ctx.unsupported(
+                name,
+                "image",
+                "the service runs natively from its build folder, not from an image",
+            ),
+            "working_dir" if build.is_none() && runs_natively => {}
+            "environment" => {
+                for (k, v) in env_pairs(value) {
+                    // A bare KEY passes the caller's value through; fpctl
+                    // passes its own environment to every service anyway.
+                    if let Some(v) = v {
+                        let v = vars(&v, name, ctx);
+                        svc.set_env(&k, &v);
+                    }
+                }
+            }
+            "env_file" => env_files(&mut svc, value, ctx),
+            "depends_on" => depends_on(&mut svc, value, ctx, completed),
+            "healthcheck" if native_image => svc.note(
+                "its compose healthcheck probed the container's port; replaced by the check above",
+            ),
+            "healthcheck" => {
+                if let Some(hc) = value.as_mapping() {
+                    healthcheck(&mut svc, hc, ctx);
+                }
+            }
+            "restart" => restart(&mut svc, value, ctx),
+            "deploy" => deploy(&mut svc, value, ctx),
+            "profiles" => {
+                let p: Vec<String> = value
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(scalar)
+                    .collect();
+                svc.set("profiles", strings(p));
+            }
+            "stop_signal" => {
+                if let Some(s) = scalar(value) {
+                    svc.set("stop_signal", s.as_str());
+                }
+            }
+            "stop_grace_period" => {
+                if let Some(s) = scalar(value) {
+                    svc.set("stop_timeout", s.as_str());
+                }
+            }
+            "working_dir" => ctx.unsupported(
+                name,
+                "working_dir",
+                "a path inside the container; the service runs in its build folder",
+            ),
+            other => ctx.unsupported(name, other, ""),
+        }
+    }
+    svc
+}
+
+fn set_port(svc: &mut DraftService, port: u16, ctx: &mut Ctx) {
+    let got = ctx.ports.reserve(port);
+    if got != port {
+        svc.note(format!(
+            "port {port} is taken by another service here; given {got} (the program \
+             must honour $PORT)"
+        ));
+        ctx.warn(format!(
+            "service \"{}\": port {port} is used twice; given {got}",
+            svc.name
+        ));
+    }
+    svc.set("port", i64::from(got));
+}
+
+fn vars(value: &str, service: &str, ctx: &mut Ctx) -> String {
+    convert_vars(value, false).unwrap_or_else(|e| {
+        ctx.warn(format!("service \"{service}\": {e}; kept as written"));
+        value.to_string()
+    })
+}
+
+/// `build: DIR` or `build: { context, dockerfile }`: the folder and the
+/// Dockerfile's name.
+fn build_context(v: Option<&Value>, name: &str, ctx: &mut Ctx) -> Option<(String, String)> {
+    match v? {
+        Value::String(dir) => Some((dir.clone(), "Dockerfile".into())),
+        Value::Mapping(m) => {
+            for (k, _) in keys(m) {
+                if !matches!(k.as_str(), "context" | "dockerfile") {
+                    ctx.unsupported(name, &format!("build.{k}"), "");
+                }
+            }
+            let dir = m
+                .get("context")
+                .and_then(scalar)
+                .unwrap_or_else(|| ".".into());
+            let file = m
+                .get("dockerfile")
+                .and_then(scalar)
+                .unwrap_or_else(|| "Dockerfile".into());
+            Some((dir, file))
+        }
+        _ => None,
+    }
+}
+
+/// `entrypoint` + `command`, as a TOML value and whether it needs a shell.
+/// A string is split like a shell (as compose does), so it stays a string.
+fn compose_command(def: &Mapping, name: &str, ctx: &mut Ctx) -> Option<(toml_edit::Value, bool)> {
+    let words = |v: &Value, ctx: &mut Ctx| -> Vec<String> {
+        match v {
+            Value::String(s) => shell_words::split(s).unwrap_or_else(|_| vec![s.clone()]),
+            Value::Sequence(items) => items.iter().filter_map(scalar).collect(),
+            _ => Vec::new(),
+        }
+        .into_iter()
+        .map(|w| vars(&w, name, ctx))
+        .collect()
+    };
+    let command = def.get("command");
+    match def.get("entrypoint") {
+        Some(ep) => {
+            let mut argv = words(ep, ctx);
+            if let Some(c) = command {
+                argv.extend(words(c, ctx));
+            }
+            (!argv.is_empty()).then(|| (strings(argv), false))
+        }
+        None => match command? {
+            Value::String(s) => Some((vars(s, name, ctx).as_str().into(), false)),
+            other => {
+                let argv = words(other, ctx);
+                (!argv.is_empty()).then(|| (strings(argv), false))
+            }
+        },
+    }
+}
+
+/// The first `ports` entry: (published, container) port.
+fn published_port(v: Option<&Value>, name: &str, ctx: &mut Ctx) -> Option<(u16, u16)> {
+    let items = v?.as_sequence()?;
+    if items.len() > 1 {
+        ctx.warn(format!(
+            "service \"{name}\": only the first of {} `ports` is kept (a service has one port)",
+            items.len()
+        ));
+    }
+    match items.first()? {
+        Value::Mapping(m) => {
+            let target: u16 = m.get("target").and_then(scalar)?.parse().ok()?;
+            let published = m
+                .get("published")
+                .and_then(scalar)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(target);
+            Some((published, target))
+        }
+        other => {
+            let spec = scalar(other)?;
+            let spec = spec.split('/').next().unwrap_or_default();
+            let parts: Vec<&str> = spec.split(':').collect();
+            let target: u16 = parts.last()?.split('-').next()?.parse().ok()?;
+            let published = parts
+                .len()
+                .checked_sub(2)
+                .and_then(|i| parts[i].split('-').next()?.parse().ok())
+                .unwrap_or(target);
+            Some((published, target))
+        }
+    }
+}
+
+fn exposed_port(v: Option<&Value>) -> Option<(u16, u16)> {
+    let first = v?.as_sequence()?.first()?;
+    let p: u16 = scalar(first)?.split('/').next()?.parse().ok()?;
+    Some((p, p))
+}
+
+/// Whether the image is run natively (else the service is a stub).
+fn image_only(
+    svc: &mut DraftService,
+    image: Option<&str>,
+    port: Option<(u16, u16)>,
+    ctx: &mut Ctx,
+) -> bool {
+    let image = image.unwrap_or("(no image)");
+    let base = image
+        .split('@')
+        .next()
+        .unwrap_or(image)
+        .rsplit('/')
+        .next()
+        .unwrap_or(image);
+    let base = base.split(':').next().unwrap_or(base);
+    if let Some((_, command, check, default)) = NATIVE.iter().find(|n| n.0 == base) {
+        svc.note(format!(
+            "the image {image}, run natively: `{}` must be installed",
+            command.split_whitespace().next().unwrap_or_default()
+        ));
+        svc.set("command", *command);
+        set_port(svc, port.map_or(*default, |p| p.0), ctx);
+        svc.set("health", inline([("exec", (*check).into())]));
+        return true;
+    }
+    svc.stub = true;
+    svc.note(format!(
+        "the image {image}: fpctl runs programs, not containers. Install it natively,"
+    ));
+    svc.note("check the command, then uncomment this service.");
+    match STUB_HINTS.iter().find(|h| h.0 == base) {
+        Some((_, command, first)) => {
+            svc.note(format!("Once, before the first start: {first}"));
+            svc.set("command", *command);
+        }
+        None => svc.set("command", format!("the program inside {image}")),
+    }
+    if let Some((published, _)) = port {
+        svc.set("port", i64::from(published));
+    }
+    ctx.warn(format!(
+        "service \"{}\": the image {image} is written as a commented stub (fpctl does not run containers)",
+        svc.name
+    ));
+    false
+}
+
+fn env_files(svc: &mut DraftService, v: &Value, ctx: &mut Ctx) {
+    let entries: Vec<(String, bool)> = match v {
+        Value::Sequence(items) => items
+            .iter()
+            .filter_map(|i| match i {
+                Value::Mapping(m) => Some((
+                    m.get("path").and_then(scalar)?,
+                    m.get("required").and_then(Value::as_bool).unwrap_or(true),
+                )),
+                other => Some((scalar(other)?, true)),
+            })
+            .collect(),
+        other => scalar(other).map(|s| (s, true)).into_iter().collect(),
+    };
+    let mut files = Vec::new();
+    for (path, required) in entries {
+        let full = ctx.source_path(&path);
+        if full.is_file() {
+            files.push(ctx.rel(&full));
+        } else {
+            let what = if required { "required" } else { "optional" };
+            ctx.warn(format!(
+                "service \"{}\": env_file {path} ({what}) does not exist; skipped",
+                svc.name
+            ));
+        }
+    }
+    match files.len() {
+        0 => {}
+        1 => svc.set("env_file", files[0].as_str()),
+        _ => svc.set("env_file", strings(files)),
+    }
+}
+
+fn depends_on(svc: &mut DraftService, v: &Value, ctx: &mut Ctx, completed: &mut Vec<String>) {
+    let name = svc.name.clone();
+    match v {
+        Value::Sequence(items) => {
+            for d in items.iter().filter_map(scalar) {
+                svc.add_dependency(&d);
+            }
+        }
+        Value::Mapping(m) => {
+            for (dep, spec) in keys(m) {
+                svc.add_dependency(&dep);
+                let Some(spec) = spec.as_mapping() else {
+                    continue;
+                };
+                for (k, val) in keys(spec) {
+                    match (k.as_str(), val.as_str()) {
+                        ("condition", Some("service_healthy")) => {}
+                        ("condition", Some("service_started")) => svc.note(format!(
+                            "compose waited only for \"{dep}\" to start; fpctl waits until it is healthy"
+                        )),
+                        ("condition", Some("service_completed_successfully")) => {
+                            completed.push(dep.clone())
+                        }
+                        _ => ctx.unsupported(&name, &format!("depends_on.{dep}.{k}"), ""),
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn healthcheck(svc: &mut DraftService, hc: &Mapping, ctx: &mut Ctx) {
+    let name = svc.name.clone();
+    if hc.get("disable").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    let (argv, shell) = match hc.get("test") {
+        Some(Value::String(s)) => (vec![s.clone()], true),
+        Some(Value::Sequence(items)) => {
+            let words: Vec<String> = items.iter().filter_map(scalar).collect();
+            match words.split_first() {
+                Some((kind, rest)) if kind == "CMD" => (rest.to_vec(), false),
+                Some((kind, rest)) if kind == "CMD-SHELL" => (vec![rest.join(" ")], true),
+                _ => return,
+            }
+        }
+        _ => return,
+    };
+    let words = if shell {
+        shell_words::split(&argv[0]).unwrap_or_default()
+    } else {
+        argv.clone()
+    };
+    let mut health = toml_edit::InlineTable::new();
+    match http_probe_url(&words) {
+        Some(url) => {
+            let path = svc.port().and_then(|p| {
+                url.strip_prefix(&format!("http://127.0.0.1:{p}"))
+                    .map(str::to_string)
+            });
+            health.insert("http", path.unwrap_or(url).into());
+        }
+        None => {
+            let argv: Vec<String> = if shell {
+                vec!["sh".into(), "-c".into(), argv[0].clone()]
+            } else {
+                argv
+            };
+            let argv: Vec<String> = argv.iter().map(|a| vars(a, &name, ctx)).collect();
+            health.insert("exec", strings(argv));
+        }
+    }
+    for (k, v) in keys(hc) {
+        match k.as_str() {
+            "test" | "disable" => {}
+            "interval" | "timeout" => {
+                if let Some(s) = scalar(v) {
+                    health.insert(&k, s.into());
+                }
+            }
+            "retries" => {
+                if let Some(n) = v.as_i64() {
+                    health.insert("retries", n.into());
+                }
+            }
+            "start_period" => ctx.unsupported(
+                &name,
+                "healthcheck.start_period",
+                "fpctl waits up to health.start_timeout (60s by default) for the first success",
+            ),
+            other => ctx.unsupported(&name, &format!("healthcheck.{other}"), ""),
+        }
+    }
+    svc.set("health", toml_edit::Value::InlineTable(health));
+}
+
+fn restart(svc: &mut DraftService, v: &Value, ctx: &mut Ctx) {
+    let Some(policy) = scalar(v) else { return };
+    let (kind, max) = policy.split_once(':').unwrap_or((&policy, ""));
+    let mapped = match kind {
+        "no" | "false" => "no",
+        "always" => "always",
+        "unless-stopped" => "always",
+        "on-failure" => "on-failure",
+        other => {
+            let name = svc.name.clone();
+            ctx.unsupported(&name, "restart", &format!("unknown policy {other:?}"));
+            return;
+        }
+    };
+    svc.set("restart", mapped);
+    if let Ok(n) = max.parse::<i64>() {
+        svc.set("max_restarts", n);
+    }
+}
+
+fn deploy(svc: &mut DraftService, v: &Value, ctx: &mut Ctx) {
+    let name = svc.name.clone();
+    let Some(m) = v.as_mapping() else { return };
+    for (k, val) in keys(m) {
+        if k != "restart_policy" {
+            ctx.unsupported(&name, &format!("deploy.{k}"), "");
+            continue;
+        }
+        for (rk, rv) in val.as_mapping().into_iter().flat_map(keys) {
+            match (rk.as_str(), rv) {
+                ("condition", Value::String(c)) => {
+                    let mapped = match c.as_str() {
+                        "none" => "no",
+                        "any" => "always",
+                        _ => "on-failure",
+                    };
+                    svc.set("restart", mapped);
+                }
+                ("max_attempts", n) if n.as_i64().is_some() => {
+                    svc.set("max_restarts", n.as_i64().unwrap_or_default());
+                }
+                _ => ctx.unsupported(&name, &format!("deploy.restart_policy.{rk}"), ""),
+            }
+        }
+    }
+}
+
+/// What a Dockerfile says the container runs, and the port it exposes.
+#[derive(Default)]
+struct DockerCommand {
+    command: Option<(toml_edit::Value, bool)>,
+    expose: Option<u16>,
+}
+
+fn dockerfile_command(path: &Path) -> DockerCommand {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return DockerCommand::default();
+    };
+    let joined = text.replace("\\\n", " ");
+    let (mut entrypoint, mut cmd, mut expose) = (None, None, None);
+    for line in joined.lines().map(str::trim) {
+        let (instr, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let rest = rest.trim();
+        match instr.to_ascii_uppercase().as_str() {
+            // A later FROM starts a new stage: only the last one runs.
+            "FROM" => (entrypoint, cmd) = (None, None),
+            "ENTRYPOINT" => entrypoint = Some(exec_or_shell(rest)),
+            "CMD" => cmd = Some(exec_or_shell(rest)),
+            "EXPOSE" => {
+                expose = rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|p| p.split('/').next()?.parse().ok())
+            }
+            _ => {}
+        }
+    }
+    let command = match (entrypoint, cmd) {
+        (Some(Ok(mut ep)), Some(Ok(c))) => {
+            ep.extend(c);
+            Some((strings(ep), false))
+        }
+        (Some(Ok(ep)), None) => Some((strings(ep), false)),
+        (Some(Err(sh)), _) | (None, Some(Err(sh))) => Some((sh.as_str().into(), true)),
+        (None, Some(Ok(c))) => Some((strings(c), false)),
+        (Some(Ok(ep)), Some(Err(_))) => Some((strings(ep), false)),
+        (None, None) => None,
+    };
+    DockerCommand { command, expose }
+}
+
+/// `["a", "b"]` (exec form) or a shell command line (shell form).
+fn exec_or_shell(rest: &str) -> Result<Vec<String>, String> {
+    serde_json::from_str::<Vec<String>>(rest).map_err(|_| rest.to_string())
+}
