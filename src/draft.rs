@@ -145,7 +145,7 @@ impl Draft {
         if !out.is_empty() {
             out.push('\n');
         }
-        out.push_str(&doc.to_string());
+        out.push_str(doc.to_string().trim_start_matches('\n'));
         for s in self.services.iter().filter(|s| s.stub) {
             let mut one = DocumentMut::new();
             let mut services = Table::new();
@@ -253,8 +253,7 @@ mod tests {
         db.set("command", "postgres");
         d.services.push(db);
         let text = d.render();
-        let expected = r#"
-# found in api/
+        let expected = r#"# found in api/
 [services.api]
 command = "python app.py"
 port = 8000

@@ -175,7 +175,7 @@ fn service(name: &str, def: &Mapping, ctx: &mut Ctx, completed: &mut Vec<String>
             "image" => ctx.unsupported(
                 name,
                 "image",
-                "the service runs natively from its build folder, not from an image",
+                "the service runs natively, not in a container",
             ),
             "working_dir" if build.is_none() && runs_natively => {}
             "environment" => {
@@ -190,9 +190,9 @@ fn service(name: &str, def: &Mapping, ctx: &mut Ctx, completed: &mut Vec<String>
             }
             "env_file" => env_files(&mut svc, value, ctx),
             "depends_on" => depends_on(&mut svc, value, ctx, completed),
-            "healthcheck" if native_image => svc.note(
-                "its compose healthcheck probed the container's port; replaced by the check above",
-            ),
+            "healthcheck" if native_image => {
+                svc.note("its compose healthcheck is replaced by a ping on the port fpctl gives it")
+            }
             "healthcheck" => {
                 if let Some(hc) = value.as_mapping() {
                     healthcheck(&mut svc, hc, ctx);
