@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 
 /// Starts only after the migration ran; reports what it was given.
@@ -236,11 +234,7 @@ fn compose_file_converts_validates_and_starts() {
     assert_eq!(std::fs::read_to_string(s.file("migrated")).unwrap(), "shop");
     assert_eq!(http_get(web_p, "/health").map(|r| r.0), Some(200));
 
-    let pids = s.recorded_pids();
-    s.run(&["stop"]).expect(0);
-    wait_until("every process is gone", Duration::from_secs(15), || {
-        pids.iter().all(|&p| !pid_alive(p))
-    });
+    s.stop_all();
 }
 
 const PROCESS_COMPOSE: &str = r#"
@@ -365,11 +359,7 @@ fn process_compose_file_converts_validates_and_starts() {
         "the global environment did not reach the process"
     );
     assert_eq!(http_get(api_p, "/health").map(|r| r.0), Some(200));
-    let pids = s.recorded_pids();
-    s.run(&["stop"]).expect(0);
-    wait_until("every process is gone", Duration::from_secs(15), || {
-        pids.iter().all(|&p| !pid_alive(p))
-    });
+    s.stop_all();
 }
 
 #[test]
@@ -407,11 +397,7 @@ fn procfile_converts_validates_and_starts() {
     assert_eq!(s.state_of("worker"), "online");
     assert!(s.file("released").exists());
     assert_eq!(http_get(port, "/health").map(|r| r.0), Some(200));
-    let pids = s.recorded_pids();
-    s.run(&["stop"]).expect(0);
-    wait_until("every process is gone", Duration::from_secs(15), || {
-        pids.iter().all(|&p| !pid_alive(p))
-    });
+    s.stop_all();
 }
 
 #[test]

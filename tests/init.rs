@@ -337,3 +337,38 @@ fn init_with_nothing_to_find_exits_2() {
     assert!(r.stderr().contains("found no services"), "{}", r.all());
     assert!(!s.file("services.toml").exists());
 }
+
+#[test]
+fn init_reads_a_compose_file_through_import() {
+    let s = Stack::empty();
+    let port = free_port();
+    s.write(
+        "docker-compose.yml",
+        &format!(
+            "services:\n  api:\n    build: ./api\n    ports: [\"{port}:{port}\"]\n    \
+             volumes: [\"./api:/app\"]\n  cache:\n    image: redis:7\n"
+        ),
+    );
+    s.write(
+        "api/Dockerfile",
+        "FROM python:3.12\nCMD [\"python\", \"app.py\"]\n",
+    );
+    s.write("api/requirements.txt", "six==1.16.0\n");
+    s.write("api/app.py", &users_app(port));
+    let r = s.run(&["init"]).expect(0);
+    assert!(
+        r.stderr()
+            .contains("docker-compose.yml: service \"api\": `volumes` skipped"),
+        "{}",
+        r.all()
+    );
+    s.run(&["validate"]).expect(0);
+    let t = generated(&s);
+    let services = t["services"].as_table().unwrap();
+    let mut names: Vec<&str> = services.keys().map(String::as_str).collect();
+    names.sort();
+    // The api folder is the compose service's, not a second Python app.
+    assert_eq!(names, ["api", "cache"]);
+    assert_eq!(services["api"]["port"].as_integer(), Some(i64::from(port)));
+    assert_eq!(services["cache"]["tier"].as_str(), Some("infra"));
+}

@@ -94,7 +94,10 @@ pub fn discover(root: &Path) -> Result<(Draft, Report), Error> {
                 imported.format.label(),
                 imported.draft.services.len()
             ));
-            report.undecided.extend(imported.warnings);
+            let prefix = format!("{}/", root.display());
+            report
+                .undecided
+                .extend(imported.warnings.iter().map(|w| w.replacen(&prefix, "", 1)));
             for svc in imported.draft.services {
                 if let Some(d) = svc.get_str("dir") {
                     covered.push(root.join(d));

@@ -183,6 +183,17 @@ impl Stack {
         pids
     }
 
+    /// `fpctl stop`, then wait until every process it recorded is gone.
+    pub fn stop_all(&self) {
+        let pids = self.recorded_pids();
+        self.run(&["stop"]).expect(0);
+        wait_until(
+            "every process fpctl started is gone",
+            Duration::from_secs(15),
+            || pids.iter().all(|&p| !pid_alive(p)),
+        );
+    }
+
     pub fn log(&self, service: &str) -> String {
         std::fs::read_to_string(self.file(&format!(".fpctl/logs/{service}.log")))
             .unwrap_or_default()
