@@ -197,9 +197,7 @@ impl PortPlan {
         self.taken.insert(port);
         port
     }
-}
 
-impl PortPlan {
     /// `port` as written, unless another service here has it already; then
     /// the next free one. Unlike [`PortPlan::claim`], a port some process
     /// holds now is kept: the file says what it should be.

@@ -9,7 +9,7 @@ use serde_yaml_ng::{Mapping, Value};
 
 use crate::draft::{inline, setup_for, strings, Draft, DraftService};
 
-use super::{convert_vars, env_pairs, http_probe_url, keys, scalar, Ctx};
+use super::{convert_vars, env_pairs, finish, http_probe_url, keys, scalar, Ctx};
 
 /// Images fpctl can replace by the same program run natively:
 /// (image, command, health exec, default port).
@@ -62,44 +62,6 @@ pub fn convert(doc: &Value, ctx: &mut Ctx) -> Draft {
     }
     finish(&mut draft, &completed, ctx);
     draft
-}
-
-/// What both YAML formats do once every service is converted: a service
-/// others wait to see finish becomes a oneshot, and dependencies on
-/// commented stubs are dropped (with a warning).
-pub fn finish(draft: &mut Draft, completed: &[String], ctx: &mut Ctx) {
-    for name in completed {
-        if let Some(s) = draft.service_mut(name) {
-            if !s.table.contains_key("oneshot") {
-                s.set("oneshot", true);
-                s.note("a task: others wait for it to finish successfully");
-            }
-        }
-    }
-    let stubs: Vec<String> = draft
-        .services
-        .iter()
-        .filter(|s| s.stub)
-        .map(|s| s.name.clone())
-        .collect();
-    for svc in draft.services.iter_mut().filter(|s| !s.stub) {
-        let deps = svc.depends_on();
-        let (kept, dropped): (Vec<_>, Vec<_>) = deps.into_iter().partition(|d| !stubs.contains(d));
-        for d in &dropped {
-            ctx.warn(format!(
-                "service \"{}\": dependency on \"{d}\" dropped: \"{d}\" is only a commented stub; \
-                 add it back once it runs",
-                svc.name
-            ));
-        }
-        if !dropped.is_empty() {
-            if kept.is_empty() {
-                svc.table.remove("depends_on");
-            } else {
-                svc.set("depends_on", strings(kept));
-            }
-        }
-    }
 }
 
 fn service(name: &str, def: &Mapping, ctx: &mut Ctx, completed: &mut Vec<String>) -> DraftService {

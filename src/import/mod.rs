@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::draft::{Draft, PortPlan};
+use crate::draft::{strings, Draft, PortPlan};
 use crate::Error;
 
 /// The formats `import` reads.
@@ -248,6 +248,44 @@ pub fn convert_vars(input: &str, keep_bare: bool) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// What both YAML formats do once every service is converted: a service
+/// others wait to see finish becomes a oneshot, and dependencies on
+/// commented stubs are dropped (with a warning).
+pub fn finish(draft: &mut Draft, completed: &[String], ctx: &mut Ctx) {
+    for name in completed {
+        if let Some(s) = draft.service_mut(name) {
+            if !s.table.contains_key("oneshot") {
+                s.set("oneshot", true);
+                s.note("a task: others wait for it to finish successfully");
+            }
+        }
+    }
+    let stubs: Vec<String> = draft
+        .services
+        .iter()
+        .filter(|s| s.stub)
+        .map(|s| s.name.clone())
+        .collect();
+    for svc in draft.services.iter_mut().filter(|s| !s.stub) {
+        let deps = svc.depends_on();
+        let (kept, dropped): (Vec<_>, Vec<_>) = deps.into_iter().partition(|d| !stubs.contains(d));
+        for d in &dropped {
+            ctx.warn(format!(
+                "service \"{}\": dependency on \"{d}\" dropped: \"{d}\" is only a commented stub; \
+                 add it back once it runs",
+                svc.name
+            ));
+        }
+        if !dropped.is_empty() {
+            if kept.is_empty() {
+                svc.table.remove("depends_on");
+            } else {
+                svc.set("depends_on", strings(kept));
+            }
+        }
+    }
 }
 
 /// A YAML scalar as text (strings, numbers, booleans); None for the rest.

@@ -6,8 +6,7 @@ use serde_yaml_ng::{Mapping, Value};
 
 use crate::draft::{strings, Draft, DraftService};
 
-use super::compose::finish;
-use super::{convert_vars, env_pairs, keys, scalar, Ctx};
+use super::{convert_vars, env_pairs, finish, keys, scalar, Ctx};
 
 pub fn convert(doc: &Value, ctx: &mut Ctx) -> Draft {
     let mut draft = Draft::default();
