@@ -372,3 +372,37 @@ fn init_reads_a_compose_file_through_import() {
     assert_eq!(services["api"]["port"].as_integer(), Some(i64::from(port)));
     assert_eq!(services["cache"]["tier"].as_str(), Some("infra"));
 }
+
+#[test]
+fn init_probes_a_running_service_for_its_health_route() {
+    let mut s = Stack::empty();
+    let port = free_port();
+    s.write("svc/requirements.txt", "six==1.16.0\n");
+    // No route names in the code: only the running copy can tell.
+    s.write(
+        "svc/app.py",
+        &format!(
+            "import os\nfrom http.server import HTTPServer\n\
+             port = int(os.environ.get(\"PORT\", \"{port}\"))\n"
+        ),
+    );
+    // The running copy: /health says 503, every other path 200.
+    s.spawn_httpd(&["--port", &port.to_string(), "--status", "503"]);
+    wait_until("the running copy listens", Duration::from_secs(10), || {
+        port_open(port)
+    });
+    let r = s.run(&["init", "--dry-run"]).expect(0);
+    let text = r.stdout();
+    assert!(
+        text.contains(&format!("# /healthz answered on port {port}"))
+            && text.contains(r#"health = { http = "/healthz" }"#),
+        "{}",
+        r.all()
+    );
+    let t: toml::Table = text.parse().unwrap();
+    assert_ne!(
+        t["services"]["svc"]["port"].as_integer(),
+        Some(i64::from(port)),
+        "the port in use was kept"
+    );
+}
