@@ -81,95 +81,8 @@ pub fn discover(root: &Path) -> Result<(Draft, Report), Error> {
     let mut report = Report::default();
     let mut ports = PortPlan::default();
     let mut draft = Draft::default();
-    let mut covered: Vec<PathBuf> = Vec::new();
-
-    // Compose and process-compose files first: they say the most.
-    for (dir, folder) in &folders {
-        for name in COMPOSE_FILES.iter().filter(|n| folder.has(n)) {
-            let file = dir.join(name);
-            let imported = import::import_file(&file, &root, &mut ports)?;
-            report.found.push(format!(
-                "{}: a {} with {} service(s)",
-                import::relative(&file, &root),
-                imported.format.label(),
-                imported.draft.services.len()
-            ));
-            let prefix = format!("{}/", root.display());
-            report
-                .undecided
-                .extend(imported.warnings.iter().map(|w| w.replacen(&prefix, "", 1)));
-            for svc in imported.draft.services {
-                if let Some(d) = svc.get_str("dir") {
-                    covered.push(root.join(d));
-                }
-                if draft.service(&svc.name).is_none() {
-                    draft.services.push(svc);
-                }
-            }
-        }
-    }
-
-    let mut found: Vec<Found> = Vec::new();
-    for (dir, folder) in &folders {
-        if covered.contains(dir) {
-            continue;
-        }
-        let rel = import::relative(dir, &root);
-        let folder_name = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .filter(|n| apps::valid_name(n))
-            .unwrap_or("app")
-            .to_string();
-        let env = if folder.has(".env") {
-            match crate::config::read_env_file(&dir.join(".env")) {
-                Ok(env) => env,
-                Err(e) => {
-                    report.undecided.push(format!("{e}; .env not read"));
-                    Vec::new()
-                }
-            }
-        } else {
-            Vec::new()
-        };
-        let code = apps::read_sources(dir);
-        if folder.has("Procfile") {
-            let text = std::fs::read_to_string(dir.join("Procfile")).unwrap_or_default();
-            let mut ctx = import::Ctx::new(&dir.join("Procfile"), &root, &mut ports);
-            let procs = import::procfile::convert_in(&text, dir, Some(&folder_name), &mut ctx);
-            report.undecided.extend(ctx.warnings);
-            report.found.push(format!(
-                "{rel}/Procfile: {} process(es)",
-                procs.services.len()
-            ));
-            for svc in procs.services {
-                let written_port = svc.port();
-                found.push(Found {
-                    svc,
-                    written_port,
-                    port_settled: true,
-                    env: env.clone(),
-                    code: code.clone(),
-                });
-            }
-            continue;
-        }
-        let app = if folder.has("package.json") {
-            apps::node(dir, &folder_name)
-        } else if folder.has("requirements.txt") || folder.has("pyproject.toml") {
-            apps::python(dir, &folder_name)
-        } else {
-            continue;
-        };
-        let app = match app {
-            Ok(app) => app,
-            Err(e) => {
-                report.undecided.push(e);
-                continue;
-            }
-        };
-        found.push(app_service(app, &rel, env, code, &mut report));
-    }
+    let covered = compose_services(&root, &folders, &mut draft, &mut ports, &mut report)?;
+    let mut found = folder_services(&root, &folders, &covered, &mut ports, &mut report);
 
     // Ports: as written where free, else the next free one.
     for f in &mut found {
@@ -206,6 +119,115 @@ pub fn discover(root: &Path) -> Result<(Draft, Report), Error> {
         "Comments starting with \"guess\" mark what fpctl guessed: check them.".into(),
     ];
     Ok((draft, report))
+}
+
+/// Services from compose and process-compose files (they say the most), and
+/// the folders they cover.
+fn compose_services(
+    root: &Path,
+    folders: &BTreeMap<PathBuf, Folder>,
+    draft: &mut Draft,
+    ports: &mut PortPlan,
+    report: &mut Report,
+) -> Result<Vec<PathBuf>, Error> {
+    let mut covered = Vec::new();
+    for (dir, folder) in folders {
+        for name in COMPOSE_FILES.iter().filter(|n| folder.has(n)) {
+            let file = dir.join(name);
+            let imported = import::import_file(&file, root, ports)?;
+            report.found.push(format!(
+                "{}: a {} with {} service(s)",
+                import::relative(&file, root),
+                imported.format.label(),
+                imported.draft.services.len()
+            ));
+            let prefix = format!("{}/", root.display());
+            report
+                .undecided
+                .extend(imported.warnings.iter().map(|w| w.replacen(&prefix, "", 1)));
+            for svc in imported.draft.services {
+                if let Some(d) = svc.get_str("dir") {
+                    covered.push(root.join(d));
+                }
+                if draft.service(&svc.name).is_none() {
+                    draft.services.push(svc);
+                }
+            }
+        }
+    }
+    Ok(covered)
+}
+
+/// The apps of every other folder: Procfiles, package.json, Python.
+fn folder_services(
+    root: &Path,
+    folders: &BTreeMap<PathBuf, Folder>,
+    covered: &[PathBuf],
+    ports: &mut PortPlan,
+    report: &mut Report,
+) -> Vec<Found> {
+    let mut found: Vec<Found> = Vec::new();
+    for (dir, folder) in folders {
+        if covered.contains(dir) {
+            continue;
+        }
+        let rel = import::relative(dir, root);
+        let folder_name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| apps::valid_name(n))
+            .unwrap_or("app")
+            .to_string();
+        let env = if folder.has(".env") {
+            match crate::config::read_env_file(&dir.join(".env")) {
+                Ok(env) => env,
+                Err(e) => {
+                    report.undecided.push(format!("{e}; .env not read"));
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let code = apps::read_sources(dir);
+        if folder.has("Procfile") {
+            let text = std::fs::read_to_string(dir.join("Procfile")).unwrap_or_default();
+            let mut ctx = import::Ctx::new(&dir.join("Procfile"), root, ports);
+            let procs = import::procfile::convert_in(&text, dir, Some(&folder_name), &mut ctx);
+            report.undecided.extend(ctx.warnings);
+            report.found.push(format!(
+                "{rel}/Procfile: {} process(es)",
+                procs.services.len()
+            ));
+            for svc in procs.services {
+                let written_port = svc.port();
+                found.push(Found {
+                    svc,
+                    written_port,
+                    port_settled: true,
+                    env: env.clone(),
+                    code: code.clone(),
+                });
+            }
+            continue;
+        }
+        let app = if folder.has("package.json") {
+            apps::node(dir, &folder_name)
+        } else if folder.has("requirements.txt") || folder.has("pyproject.toml") {
+            apps::python(dir, &folder_name)
+        } else {
+            continue;
+        };
+        let app = match app {
+            Ok(app) => app,
+            Err(e) => {
+                report.undecided.push(e);
+                continue;
+            }
+        };
+        found.push(app_service(app, &rel, env, code, report));
+    }
+    found
 }
 
 fn walk(root: &Path) -> Result<BTreeMap<PathBuf, Folder>, Error> {
