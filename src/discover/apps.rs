@@ -343,6 +343,56 @@ mod tests {
         assert_eq!(port_assignment("PORT=4100 node server.js"), Some(4100));
     }
 
+    fn python_command(files: &[(&str, &str)]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        python(dir.path(), "svc").unwrap().command
+    }
+
+    #[test]
+    fn python_commands_follow_the_framework() {
+        assert_eq!(
+            python_command(&[
+                ("requirements.txt", "fastapi==0.110\nuvicorn[standard]\n"),
+                ("main.py", "from fastapi import FastAPI\napi = FastAPI()\n"),
+            ]),
+            "python -m uvicorn main:api --host 127.0.0.1 --port ${PORT}"
+        );
+        assert_eq!(
+            python_command(&[
+                ("requirements.txt", "Flask>=3\n"),
+                ("app.py", "from flask import Flask\napp = Flask(__name__)\n"),
+            ]),
+            "python -m flask --app app run --host 127.0.0.1 --port ${PORT}"
+        );
+        assert_eq!(
+            python_command(&[
+                ("requirements.txt", "flask\ngunicorn\n"),
+                (
+                    "app.py",
+                    "from flask import Flask\nserver = Flask(__name__)\n"
+                ),
+            ]),
+            "gunicorn -b 127.0.0.1:${PORT} app:server"
+        );
+        assert_eq!(
+            python_command(&[("requirements.txt", "Django>=5\n"), ("manage.py", "")]),
+            "python manage.py runserver 127.0.0.1:${PORT}"
+        );
+        assert_eq!(
+            python_command(&[
+                ("requirements.txt", "fastapi\nuvicorn\n"),
+                (
+                    "main.py",
+                    "import uvicorn\nif __name__ == \"__main__\":\n    uvicorn.run(app)\n"
+                ),
+            ]),
+            "python main.py"
+        );
+    }
+
     #[test]
     fn the_app_variable() {
         assert_eq!(

@@ -585,3 +585,62 @@ fn dockerfile_command(path: &Path) -> DockerCommand {
 fn exec_or_shell(rest: &str) -> Result<Vec<String>, String> {
     serde_json::from_str::<Vec<String>>(rest).map_err(|_| rest.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn docker(text: &str) -> (Option<String>, Option<u16>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Dockerfile");
+        std::fs::write(&path, text).unwrap();
+        let d = dockerfile_command(&path);
+        (
+            d.command.map(|(v, shell)| format!("{v} shell={shell}")),
+            d.expose,
+        )
+    }
+
+    #[test]
+    fn dockerfile_entrypoint_and_cmd_of_the_last_stage() {
+        let (cmd, port) = docker(
+            "FROM node:20 AS build\nCMD [\"npm\", \"test\"]\n\
+             FROM python:3.12\nEXPOSE 8080/tcp\nENTRYPOINT [\"python\", \"-m\"]\n\
+             CMD [\"api\", \\\n  \"--reload\"]\n",
+        );
+        assert_eq!(
+            cmd.as_deref(),
+            Some(r#"["python", "-m", "api", "--reload"] shell=false"#)
+        );
+        assert_eq!(port, Some(8080));
+        let (cmd, _) = docker("FROM node:20\nCMD node server.js --port $PORT\n");
+        assert_eq!(
+            cmd.as_deref(),
+            Some(r#""node server.js --port $PORT" shell=true"#)
+        );
+        assert_eq!(docker("FROM scratch\n"), (None, None));
+    }
+
+    #[test]
+    fn ports_published_and_in_the_container() {
+        let mut plan = crate::draft::PortPlan::default();
+        let mut ctx = Ctx::new(Path::new("compose.yaml"), Path::new("."), &mut plan);
+        let p = |yaml: &str, ctx: &mut Ctx| {
+            let v: Value = serde_yaml_ng::from_str(yaml).unwrap();
+            published_port(Some(&v), "svc", ctx)
+        };
+        assert_eq!(p("[\"8080:80\"]", &mut ctx), Some((8080, 80)));
+        assert_eq!(
+            p("[\"127.0.0.1:9000:9000/tcp\"]", &mut ctx),
+            Some((9000, 9000))
+        );
+        assert_eq!(p("[3000]", &mut ctx), Some((3000, 3000)));
+        assert_eq!(
+            p("[{target: 80, published: 8081}]", &mut ctx),
+            Some((8081, 80))
+        );
+        assert!(ctx.warnings.is_empty());
+        assert_eq!(p("[\"1:1\", \"2:2\"]", &mut ctx), Some((1, 1)));
+        assert_eq!(ctx.warnings.len(), 1, "{:?}", ctx.warnings);
+    }
+}
