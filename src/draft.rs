@@ -38,6 +38,21 @@ impl DraftService {
         self.table.insert(key, Item::Value(value.into()));
     }
 
+    /// Set `key` as the table's first entry (where `tier` reads best).
+    pub fn set_first(&mut self, key: &str, value: impl Into<Value>) {
+        let mut table = Table::new();
+        table.insert(key, Item::Value(value.into()));
+        for (k, item) in self.table.iter() {
+            if k != key {
+                if let Some((full, _)) = self.table.get_key_value(k) {
+                    table.insert_formatted(full, item.clone());
+                }
+            }
+        }
+        table.decor_mut().clone_from(self.table.decor());
+        self.table = table;
+    }
+
     /// Set `key` with a comment line above it (a guess says so here).
     pub fn set_noted(&mut self, key: &str, value: impl Into<Value>, comment: &str) {
         self.set(key, value);

@@ -244,11 +244,6 @@ environment:
   - "STACK=demo"
 
 processes:
-  seed:
-    command: python3 -c "open('seeded', 'w').write('$STACK')"
-    availability:
-      restart: "no"
-
   api:
     description: The public API
     command: python3 HTTPD --port @API@ --name api
@@ -291,10 +286,18 @@ processes:
       exec:
         command: test -f worker.ready
     log_location: ./worker.log
+    namespace: backend
 
   docs:
     command: python3 -m http.server 9
     disabled: true
+    namespace: docs
+
+  seed:
+    command: python3 -c "open('seeded', 'w').write('$STACK')"
+    availability:
+      restart: "no"
+    namespace: setup
 "#;
 
 #[test]
@@ -322,14 +325,13 @@ fn process_compose_file_converts_validates_and_starts() {
             "\"api\": `liveness_probe`",
             "\"api\": `availability.backoff_seconds`",
             "\"api\": `shutdown.command`",
-            "\"api\": `namespace`",
             "\"api\": `is_tty`",
             "\"worker\": `log_location`",
         ],
     );
     assert_eq!(
         err.lines().filter(|l| l.starts_with("warning:")).count(),
-        8,
+        7,
         "unexpected warnings:\n{err}"
     );
     s.run(&["validate"]).expect(0);
@@ -347,6 +349,15 @@ fn process_compose_file_converts_validates_and_starts() {
     assert_eq!(api["env"]["STACK"].as_str(), Some("demo"));
     assert_eq!(t["services"]["seed"]["oneshot"].as_bool(), Some(true));
     assert_eq!(t["services"]["docs"]["disabled"].as_bool(), Some(true));
+    // Namespaces are tiers, in dependency order: seed's, written last, first.
+    let tiers: Vec<&str> = t["tier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(tiers, ["setup", "backend", "docs"], "{text}");
+    assert_eq!(api["tier"].as_str(), Some("backend"));
 
     s.run(&["start"]).expect(0);
     assert_eq!(s.state_of("seed"), "completed");

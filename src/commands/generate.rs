@@ -33,11 +33,14 @@ pub fn import(file: &Path, output: Option<&Path>, dry_run: bool, force: bool) ->
     for w in &imported.warnings {
         eprintln!("warning: {w}");
     }
-    imported.draft.header = vec![format!(
-        "Converted by `fpctl import` from the {} {}.",
-        imported.format.label(),
-        file.display()
-    )];
+    imported.draft.header.insert(
+        0,
+        format!(
+            "Converted by `fpctl import` from the {} {}.",
+            imported.format.label(),
+            file.display()
+        ),
+    );
     emit(&imported.draft, &out, dry_run)
 }
 

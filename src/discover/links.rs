@@ -275,14 +275,7 @@ pub fn tiers(draft: &mut Draft) {
     };
     for s in &mut draft.services {
         let t = tier_of(&s.name);
-        let mut table = toml_edit::Table::new();
-        table.insert("tier", toml_edit::value(names[t].0.as_str()));
-        for (k, _) in s.table.clone().iter() {
-            if let Some((key, item)) = s.table.get_key_value(k) {
-                table.insert_formatted(key, item.clone());
-            }
-        }
-        s.table = table;
+        s.set_first("tier", names[t].0.as_str());
     }
     draft.services.sort_by_key(|s| tier_of(&s.name));
     draft.tiers = names;

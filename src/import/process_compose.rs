@@ -24,6 +24,7 @@ pub fn convert(doc: &Value, ctx: &mut Ctx) -> Draft {
         }
     }
     let mut completed = Vec::new();
+    let mut namespaces: Vec<(String, String)> = Vec::new();
     let processes = top.get("processes").and_then(Value::as_mapping);
     for (name, def) in processes.into_iter().flat_map(keys) {
         let Some(def) = def.as_mapping() else {
@@ -38,10 +39,93 @@ pub fn convert(doc: &Value, ctx: &mut Ctx) -> Draft {
             }
         }
         process(&mut svc, def, ctx, &mut completed);
+        let namespace = def.get("namespace").and_then(scalar);
+        namespaces.push((name, namespace.unwrap_or_else(|| "default".into())));
         draft.services.push(svc);
     }
     finish(&mut draft, &completed, ctx);
+    namespace_tiers(&mut draft, &namespaces, ctx);
     draft
+}
+
+/// Put `n` into `order` after the namespaces it needs; false on a cycle.
+fn place<'a>(
+    n: &'a str,
+    edges: &[(&'a str, &'a str)],
+    order: &mut Vec<&'a str>,
+    visiting: &mut Vec<&'a str>,
+) -> bool {
+    if order.contains(&n) {
+        return true;
+    }
+    if visiting.contains(&n) {
+        return false;
+    }
+    visiting.push(n);
+    for &(later, earlier) in edges {
+        if later == n && !place(earlier, edges, order, visiting) {
+            return false;
+        }
+    }
+    visiting.pop();
+    order.push(n);
+    true
+}
+
+/// Namespaces become tiers, ordered so that every dependency is in the same
+/// or an earlier tier. Namespaces that need
+/// each other both ways cannot be ordered: then no tiers, and a warning.
+fn namespace_tiers(draft: &mut Draft, namespaces: &[(String, String)], ctx: &mut Ctx) {
+    let mut names: Vec<&str> = Vec::new();
+    for (_, ns) in namespaces {
+        if !names.contains(&ns.as_str()) {
+            names.push(ns);
+        }
+    }
+    if names == ["default"] {
+        return;
+    }
+    let ns_of = |svc: &str| {
+        namespaces
+            .iter()
+            .find(|(s, _)| s == svc)
+            .map(|(_, ns)| ns.as_str())
+    };
+    // (later, earlier): a service in `later` depends on one in `earlier`.
+    let mut edges: Vec<(&str, &str)> = Vec::new();
+    for svc in &draft.services {
+        for dep in svc.depends_on() {
+            if let (Some(a), Some(b)) = (ns_of(&svc.name), ns_of(&dep)) {
+                if a != b {
+                    edges.push((a, b));
+                }
+            }
+        }
+    }
+    // Each namespace in first-appearance order, right after what it needs.
+    let mut order: Vec<&str> = Vec::new();
+    for n in &names {
+        if !place(n, &edges, &mut order, &mut Vec::new()) {
+            ctx.warn(format!(
+                "namespaces {} depend on each other both ways; not written as tiers",
+                names.join(", ")
+            ));
+            return;
+        }
+    }
+    draft.tiers = order
+        .iter()
+        .map(|n| (n.to_string(), format!("namespace {n}")))
+        .collect();
+    for svc in &mut draft.services {
+        if let Some(ns) = ns_of(&svc.name) {
+            svc.set_first("tier", ns);
+        }
+    }
+    draft.header.push(
+        "process-compose namespaces are tiers: a tier starts once the tiers before it are online."
+            .into(),
+    );
 }
 
 fn vars(value: &str, service: &str, ctx: &mut Ctx) -> String {
@@ -141,11 +225,7 @@ fn process(svc: &mut DraftService, def: &Mapping, ctx: &mut Ctx, completed: &mut
                     svc.note(d);
                 }
             }
-            "namespace" => ctx.unsupported(
-                &name,
-                "namespace",
-                "fpctl profiles would keep the service from starting by default; use tiers or profiles by hand",
-            ),
+            "namespace" => {}
             other => ctx.unsupported(&name, other, ""),
         }
     }
@@ -273,5 +353,42 @@ fn shutdown(svc: &mut DraftService, v: &Value, ctx: &mut Ctx) {
             }
             _ => ctx.unsupported(&name, &format!("shutdown.{k}"), ""),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::draft::PortPlan;
+
+    fn convert_yaml(yaml: &str) -> (Draft, Vec<String>) {
+        let mut plan = PortPlan::default();
+        let mut ctx = Ctx::new(
+            std::path::Path::new("pc.yaml"),
+            std::path::Path::new("."),
+            &mut plan,
+        );
+        let doc: Value = serde_yaml_ng::from_str(yaml).unwrap();
+        let draft = convert(&doc, &mut ctx);
+        (draft, ctx.warnings)
+    }
+
+    #[test]
+    fn namespaces_that_need_each_other_both_ways_are_not_tiers() {
+        let (draft, warnings) = convert_yaml(
+            "processes:\n  a: {command: x, namespace: one, depends_on: {b: {}}}\n  \
+             b: {command: y, namespace: two}\n  c: {command: z, namespace: two, depends_on: {a: {}}}\n",
+        );
+        assert!(draft.tiers.is_empty());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("both ways"), "{warnings:?}");
+
+        let (draft, warnings) = convert_yaml(
+            "processes:\n  a: {command: x, namespace: one, depends_on: {b: {}}}\n  \
+             b: {command: y, namespace: two}\n",
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let tiers: Vec<&str> = draft.tiers.iter().map(|t| t.0.as_str()).collect();
+        assert_eq!(tiers, ["two", "one"]);
     }
 }
