@@ -128,6 +128,21 @@ fn require_tools() {
     }
 }
 
+/// Listeners on ports below the kernel's ephemeral range, 10 apart. The
+/// services' ports stay unbound while their setup runs (pip, npm); ports
+/// init derives from these (the next free ones up) are then never taken
+/// meanwhile by an outgoing connection of some other test on this machine.
+fn hold_low_ports(n: usize) -> Vec<TcpListener> {
+    let start = 20_000 + (std::process::id() % 1_000) as u16 * 10;
+    let held: Vec<TcpListener> = (start..32_000)
+        .step_by(10)
+        .filter_map(|p| TcpListener::bind(("127.0.0.1", p)).ok())
+        .take(n)
+        .collect();
+    assert_eq!(held.len(), n, "no free ports from {start} up");
+    held
+}
+
 /// The tree, with the ports its files name. Both Python apps default to the
 /// same port, on purpose.
 fn write_tree(s: &Stack, code_port: u16, web_port: u16, redis_port: u16) {
@@ -195,12 +210,10 @@ fn deps(t: &toml::Table, name: &str) -> Vec<String> {
 fn init_drafts_a_stack_that_validates_and_starts() {
     require_tools();
     let s = Stack::empty();
-    let code_port = free_port();
+    let mut held = hold_low_ports(3);
+    // Free at init: a Python app keeps it.
+    let code_port = held.pop().unwrap().local_addr().unwrap().port();
     // Ports a .env names but something holds now: init must move away.
-    let held = [
-        TcpListener::bind("127.0.0.1:0").unwrap(),
-        TcpListener::bind("127.0.0.1:0").unwrap(),
-    ];
     let web_port = held[0].local_addr().unwrap().port();
     let redis_port = held[1].local_addr().unwrap().port();
     write_tree(&s, code_port, web_port, redis_port);
