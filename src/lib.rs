@@ -10,11 +10,13 @@ pub mod discover;
 pub mod draft;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod graph;
 pub mod health;
 pub mod import;
 pub mod logger;
 pub mod output;
+pub mod ports;
 pub mod process;
 pub mod setup;
 pub mod state;
@@ -62,6 +64,24 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             follow,
             lines,
         } => commands::events(file, service.as_deref(), json, follow, lines),
+        Command::Ports { json } => commands::ports(file, json),
+        Command::Export {
+            target,
+            services,
+            output,
+            profiles,
+            dockerfiles,
+        } => export::export(
+            file,
+            export::Options {
+                target,
+                services,
+                profiles,
+                output,
+                dockerfiles,
+            },
+        ),
+        Command::Probe { service, wait } => commands::probe(file, &service, wait),
         Command::Supervise => commands::supervise(file),
         Command::Log {
             path,

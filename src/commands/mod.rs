@@ -36,9 +36,13 @@ mod events;
 mod generate;
 mod lifecycle;
 mod logs;
+mod ports;
+mod probe;
 
 pub use check::check;
 pub use events::events;
 pub use generate::{import, init};
 pub use lifecycle::{restart, start, stop, supervise, supervisor_if_needed, up};
 pub use logs::logs;
+pub use ports::ports;
+pub use probe::probe;
