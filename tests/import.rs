@@ -24,6 +24,7 @@ body = json.dumps({
     "redis": redis,
     "greeting": os.environ["GREETING"],
     "app_mode": os.environ["APP_MODE"],
+    "redis_port_seen": os.environ["REDIS_PORT_SEEN"],
     "has_token": os.environ.get("SECRET_TOKEN") == "abc123",
     "six": six.__version__,
 }).encode()
@@ -85,7 +86,8 @@ services:
         PYVER: "3.12"
     ports: ["@API@:@API@"]
     environment:
-      REDIS_URL: redis://127.0.0.1:${REDIS_PORT:-6379}
+      REDIS_URL: redis://redis:6379
+      REDIS_PORT_SEEN: ${REDIS_PORT:-6379}
       GREETING: "$${NOT_EXPANDED}"
       APP_MODE: ${APP_MODE}
     env_file: .env
@@ -207,7 +209,7 @@ fn compose_file_converts_validates_and_starts() {
     assert!(text.contains("# [services.db]"), "no db stub:\n{text}");
 
     // Compose's `${REDIS_PORT:-6379}` reads fpctl's environment, as compose
-    // reads its own.
+    // reads its own; the service name `redis` as a host is 127.0.0.1.
     let r = s
         .cmd(&["start", "--profile", "frontend"])
         .env("REDIS_PORT", redis_p.to_string())
@@ -223,7 +225,8 @@ fn compose_file_converts_validates_and_starts() {
     let (code, body) = http_get(api_p, "/health").expect("api answers");
     assert_eq!(code, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["redis"], "+PONG");
+    assert_eq!(v["redis"], "+PONG", "redis://redis:6379 was not made local");
+    assert_eq!(v["redis_port_seen"], redis_p.to_string());
     assert_eq!(v["greeting"], "${NOT_EXPANDED}", "$$ is not a literal $");
     assert_eq!(
         v["app_mode"], "",

@@ -60,8 +60,105 @@ pub fn convert(doc: &Value, ctx: &mut Ctx) -> Draft {
         let svc = service(&name, def, ctx, &mut completed);
         draft.services.push(svc);
     }
+    service_hosts(&mut draft);
     finish(&mut draft, &completed, ctx);
     draft
+}
+
+/// In compose, services reach each other by name (`redis://cache:6379`);
+/// natively they are all on 127.0.0.1. Such addresses in `env` and
+/// `command` are rewritten to the service's port variable (or, for a stub,
+/// to 127.0.0.1 and the port as written).
+fn service_hosts(draft: &mut Draft) {
+    let hosts: Vec<(String, bool)> = draft
+        .services
+        .iter()
+        .filter(|s| s.port().is_some())
+        .map(|s| (s.name.clone(), s.stub))
+        .collect();
+    let rewrite = |text: &str| -> String {
+        let mut out = text.to_string();
+        for (name, stub) in &hosts {
+            out = rewrite_host(&out, name, *stub);
+        }
+        out
+    };
+    for svc in draft.services.iter_mut().filter(|s| !s.stub) {
+        let mut notes = Vec::new();
+        if let Some(env) = svc
+            .table
+            .get_mut("env")
+            .and_then(|e| e.as_inline_table_mut())
+        {
+            for (key, value) in env.iter_mut() {
+                let Some(text) = value.as_str() else { continue };
+                let new = rewrite(text);
+                if new != text {
+                    notes.push(format!("{key}: {text} -> {new}"));
+                    *value = new.into();
+                }
+            }
+        }
+        match svc.table.get_mut("command").and_then(|c| c.as_value_mut()) {
+            Some(toml_edit::Value::String(s)) => {
+                let text = s.value().clone();
+                let new = rewrite(&text);
+                if new != text {
+                    notes.push(format!("command: {text} -> {new}"));
+                    *s = toml_edit::Formatted::new(new);
+                }
+            }
+            Some(toml_edit::Value::Array(argv)) => {
+                for arg in argv.iter_mut() {
+                    let Some(text) = arg.as_str().map(str::to_string) else {
+                        continue;
+                    };
+                    let new = rewrite(&text);
+                    if new != text {
+                        notes.push(format!("command: {text} -> {new}"));
+                        *arg = new.into();
+                    }
+                }
+            }
+            _ => {}
+        }
+        if !notes.is_empty() {
+            svc.note("service names as host names, rewritten to 127.0.0.1:");
+            for n in notes {
+                svc.note(format!("  {n}"));
+            }
+        }
+    }
+}
+
+/// `NAME:PORT` after `//`, `@`, `=`, a space or at the start, as
+/// `127.0.0.1:` and the service's port variable (a stub keeps its port as
+/// written).
+fn rewrite_host(text: &str, name: &str, stub: bool) -> String {
+    let needle = format!("{name}:");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find(&needle) {
+        let before = rest[..pos].chars().last().or_else(|| out.chars().last());
+        let after = &rest[pos + needle.len()..];
+        let digits = after.chars().take_while(char::is_ascii_digit).count();
+        let at_host = matches!(before, None | Some('/' | '@' | '=' | ' '));
+        out.push_str(&rest[..pos]);
+        if at_host && digits > 0 {
+            let port = if stub {
+                after[..digits].to_string()
+            } else {
+                format!("${{{}}}", crate::config::port_var_name(name))
+            };
+            out.push_str(&format!("127.0.0.1:{port}"));
+            rest = &after[digits..];
+        } else {
+            out.push_str(&needle);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn service(name: &str, def: &Mapping, ctx: &mut Ctx, completed: &mut Vec<String>) -> DraftService {
@@ -619,6 +716,28 @@ mod tests {
             Some(r#""node server.js --port $PORT" shell=true"#)
         );
         assert_eq!(docker("FROM scratch\n"), (None, None));
+    }
+
+    #[test]
+    fn service_names_as_hosts_become_local_addresses() {
+        assert_eq!(
+            rewrite_host("redis://cache:6379/0", "cache", false),
+            "redis://127.0.0.1:${FPCTL_PORT_CACHE}/0"
+        );
+        assert_eq!(
+            rewrite_host("postgres://u:p@db:5432/app", "db", true),
+            "postgres://u:p@127.0.0.1:5432/app"
+        );
+        assert_eq!(
+            rewrite_host("cache:6379", "cache", false),
+            "127.0.0.1:${FPCTL_PORT_CACHE}"
+        );
+        // Not a host: another word ending in the name, or no port.
+        assert_eq!(
+            rewrite_host("http://mycache:80", "cache", false),
+            "http://mycache:80"
+        );
+        assert_eq!(rewrite_host("cache: on", "cache", false), "cache: on");
     }
 
     #[test]
