@@ -115,7 +115,7 @@ pub fn discover(root: &Path) -> Result<(Draft, Report), Error> {
         )));
     }
     draft.header = vec![
-        format!("Written by `fpctl init` from {}.", root.display()),
+        "Written by `fpctl init` from the services found in this folder.".into(),
         "Comments starting with \"guess\" mark what fpctl guessed: check them.".into(),
     ];
     Ok((draft, report))
