@@ -34,6 +34,7 @@ pub fn graph(file: Option<&Path>, dot: bool) -> Result<Outcome> {
 mod check;
 mod events;
 mod exec;
+mod generate;
 mod lifecycle;
 mod logs;
 mod ports;
@@ -43,6 +44,7 @@ mod tools;
 pub use check::check;
 pub use events::events;
 pub use exec::exec;
+pub use generate::{import, init};
 pub use lifecycle::{restart, start, stop, supervise, supervisor_if_needed, up};
 pub use logs::logs;
 pub use ports::ports;
