@@ -49,6 +49,10 @@ pub enum Command {
         /// also: FPCTL_PROFILES)
         #[arg(long = "profile", short = 'p', env = "FPCTL_PROFILES", value_delimiter = ',', add = names(Names::Profiles))]
         profiles: Vec<String>,
+        /// Stop a stale, unhealthy copy of a service's own command that holds
+        /// its port (never a foreign process), then start the service
+        #[arg(long)]
+        replace: bool,
     },
     /// Like start, in the foreground, with every service's log interleaved; Ctrl-C stops everything
     Up {

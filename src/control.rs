@@ -30,6 +30,9 @@ pub enum Request {
     Start {
         services: Vec<String>,
         profiles: Vec<String>,
+        /// Stop a stale copy of a service that holds its port.
+        #[serde(default)]
+        replace: bool,
     },
     /// Stop these and their dependents; none = everything and the supervisor.
     Stop {

@@ -44,7 +44,11 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             force,
         } => commands::import(&file, output.as_deref(), dry_run, force),
         Command::Graph { dot } => commands::graph(file, dot),
-        Command::Start { services, profiles } => commands::start(file, services, profiles),
+        Command::Start {
+            services,
+            profiles,
+            replace,
+        } => commands::start(file, services, profiles, replace),
         Command::Up { services, profiles } => commands::up(file, services, profiles),
         Command::Check {
             services,

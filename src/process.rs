@@ -320,15 +320,42 @@ pub fn pid_alive(pid: i32) -> bool {
 /// Live children of `pid`; for a child subreaper, that includes orphans of
 /// its descendants that were re-parented to it.
 pub fn children_of(pid: i32) -> Vec<i32> {
-    let parent = |c: i32| -> Option<i32> {
-        let stat = std::fs::read_to_string(format!("/proc/{c}/stat")).ok()?;
-        // After the command name: state, then ppid.
-        stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
-    };
     all_pids()
         .into_iter()
-        .filter(|&c| parent(c) == Some(pid) && !is_zombie(c))
+        .filter(|&c| parent_of(c) == Some(pid) && !is_zombie(c))
         .collect()
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name: state, then ppid.
+    stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+}
+
+/// Whether `pid` is `ancestor` or one of its descendants.
+pub fn descends_from(pid: i32, ancestor: i32) -> bool {
+    let mut p = pid;
+    for _ in 0..256 {
+        if p == ancestor {
+            return true;
+        }
+        match parent_of(p) {
+            Some(parent) if parent > 0 && parent != p => p = parent,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The argument vector of a process.
+pub fn argv(pid: i32) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = raw
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    (!args.is_empty()).then_some(args)
 }
 
 fn all_pids() -> Vec<i32> {
@@ -418,13 +445,7 @@ pub fn set_subreaper() -> io::Result<()> {
 
 /// The command line of a process, for messages.
 pub fn cmdline(pid: i32) -> Option<String> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let s: Vec<String> = raw
-        .split(|b| *b == 0)
-        .filter(|p| !p.is_empty())
-        .map(|p| String::from_utf8_lossy(p).into_owned())
-        .collect();
-    (!s.is_empty()).then(|| s.join(" "))
+    argv(pid).map(|a| a.join(" "))
 }
 
 /// The process listening on a local TCP port, where /proc tells.

@@ -16,7 +16,12 @@ use crate::{Error, Outcome, Result};
 /// How long a client waits for a new supervisor to answer.
 const SUPERVISOR_BOOT: Duration = Duration::from_secs(10);
 
-pub fn start(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) -> Result<Outcome> {
+pub fn start(
+    file: Option<&Path>,
+    services: Vec<String>,
+    profiles: Vec<String>,
+    replace: bool,
+) -> Result<Outcome> {
     let config = load(file)?;
     graph::select(&config, &services, &profiles)?;
     // A running supervisor first takes up the edits to services.toml.
@@ -37,7 +42,11 @@ pub fn start(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) 
             report_failures(failures);
         }
     }
-    let request = Request::Start { services, profiles };
+    let request = Request::Start {
+        services,
+        profiles,
+        replace,
+    };
     drive(&config, request, "online")
 }
 
@@ -273,7 +282,14 @@ pub fn up(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) -> 
     supervisor::run(
         config,
         lock,
-        Some((Request::Start { services, profiles }, tx)),
+        Some((
+            Request::Start {
+                services,
+                profiles,
+                replace: false,
+            },
+            tx,
+        )),
         true,
     )?;
     Ok(Outcome::Success)

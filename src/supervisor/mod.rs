@@ -9,6 +9,7 @@
 mod actor;
 mod reload;
 mod service;
+mod stale;
 mod unit;
 mod watch;
 

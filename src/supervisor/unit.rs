@@ -87,6 +87,9 @@ pub struct Launch {
     pub marker: String,
     /// Where the setup stamps live (`.fpctl/`).
     pub config: Arc<crate::config::Config>,
+    /// Stop a stale copy of the service holding its port (`replace_stale`,
+    /// `start --replace`).
+    pub replace: bool,
 }
 
 type Sink = mpsc::UnboundedSender<Report>;
@@ -314,13 +317,26 @@ async fn prepare(l: &Launch) -> Result<Prepared, String> {
                     return Ok(Prepared::External(probe));
                 }
             }
-            let holder = process::port_holder(port)
-                .map(|(pid, cmd)| format!(" by pid {pid} ({cmd})"))
-                .unwrap_or_default();
-            return Err(format!(
-                "port {port} is already in use{holder}, and it does not answer as \"{}\" should",
+            let holder = process::port_holder(port);
+            let refusal = format!(
+                "port {port} is already in use{}, and it does not answer as \"{}\" should",
+                holder
+                    .as_ref()
+                    .map(|(pid, cmd)| format!(" by pid {pid} ({cmd})"))
+                    .unwrap_or_default(),
                 svc.name
-            ));
+            );
+            match holder {
+                Some((pid, _)) if l.replace => match super::stale::replace(svc, pid, port).await {
+                    Ok(note) => {
+                        let log =
+                            open_log(&l.log_path).map_err(|e| format!("cannot open log: {e}"))?;
+                        setup::note(&log, &note);
+                    }
+                    Err(why) => return Err(format!("{refusal}; {why}")),
+                },
+                _ => return Err(refusal),
+            }
         }
     }
     let log = open_log(&l.log_path).map_err(|e| format!("cannot open log: {e}"))?;

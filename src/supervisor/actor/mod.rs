@@ -109,6 +109,9 @@ pub struct Supervisor {
     events: events::Log,
     /// Digest of the services.toml in force (see `control::file_digest`).
     digest: Option<String>,
+    /// Services whose next launch may replace a stale copy on their port
+    /// (`start --replace`).
+    replace: BTreeSet<ServiceId>,
     /// The file watches of services with `watch`, for the config in force.
     watches: Option<super::watch::Watches>,
 }
@@ -135,6 +138,7 @@ impl Supervisor {
             events,
             digest: None,
             watches: None,
+            replace: BTreeSet::new(),
         };
         sup.install(config);
         (sup, tx)
@@ -377,7 +381,8 @@ impl Supervisor {
         match effect {
             Effect::Launch => {
                 let gen = self.entries[id].svc.gen;
-                let launch = self.launch_of(id, gen);
+                let mut launch = self.launch_of(id, gen);
+                launch.replace |= self.replace.remove(id);
                 let unit = unit::launch(launch, self.reports_tx.clone());
                 self.entries.get_mut(id).expect("entry").unit = Some(unit);
             }
@@ -415,6 +420,7 @@ impl Supervisor {
             log_path: self.config.log_path(id.as_str()),
             marker: format!("{}:{}", self.marker, id),
             config: Arc::clone(&self.config),
+            replace: self.entries[id].spec.replace_stale,
         }
     }
 

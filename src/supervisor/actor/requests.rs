@@ -14,9 +14,14 @@ impl Supervisor {
         }
         // A replicated service's name means all its instances.
         let request = match request {
-            Request::Start { services, profiles } => Request::Start {
+            Request::Start {
+                services,
+                profiles,
+                replace,
+            } => Request::Start {
                 services: self.config.expand_names(&services),
                 profiles,
+                replace,
             },
             Request::Restart { services } => Request::Restart {
                 services: self.config.expand_names(&services),
@@ -34,18 +39,23 @@ impl Supervisor {
                     config_digest: self.digest.clone(),
                 });
             }
-            Request::Start { services, profiles } => {
-                match graph::select(&self.config, &services, &profiles) {
-                    Ok(selected) => {
-                        let ids = self.ids(selected);
-                        for id in &ids {
-                            self.input(id, Input::Start);
-                        }
-                        self.add_waiter(ids, WaitFor::Up, reply);
+            Request::Start {
+                services,
+                profiles,
+                replace,
+            } => match graph::select(&self.config, &services, &profiles) {
+                Ok(selected) => {
+                    let ids = self.ids(selected);
+                    if replace {
+                        self.replace.extend(ids.iter().cloned());
                     }
-                    Err(e) => self.refuse(&reply, ErrorKind::UnknownService, e),
+                    for id in &ids {
+                        self.input(id, Input::Start);
+                    }
+                    self.add_waiter(ids, WaitFor::Up, reply);
                 }
-            }
+                Err(e) => self.refuse(&reply, ErrorKind::UnknownService, e),
+            },
             Request::Restart { services } => match graph::select(&self.config, &services, &[]) {
                 Ok(_) => {
                     let ids: Vec<ServiceId> = services.iter().map(|n| ServiceId::new(n)).collect();
