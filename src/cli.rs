@@ -80,6 +80,12 @@ pub enum Command {
         #[arg(required = true, add = names(Names::Services))]
         services: Vec<String>,
     },
+    /// Run N instances of a service with replicas (NAME=N…), live
+    Scale {
+        /// NAME=N: the service and its new instance count
+        #[arg(required = true, value_name = "NAME=N")]
+        counts: Vec<String>,
+    },
     /// Apply the edits to services.toml to the running stack (what changed restarts)
     Reload {
         /// Print what would change, and change nothing

@@ -18,6 +18,7 @@ pub mod logger;
 pub mod output;
 pub mod ports;
 pub mod process;
+pub mod scale;
 pub mod setup;
 pub mod state;
 pub mod supervisor;
@@ -59,6 +60,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Restart { services } => commands::restart(file, services),
         Command::Stop { services } => commands::stop(file, services),
         Command::Reload { dry_run } => commands::reload(file, dry_run),
+        Command::Scale { counts } => commands::scale(file, counts),
         Command::Logs {
             service,
             follow,

@@ -102,3 +102,56 @@ replicas = 3
         r.all()
     );
 }
+
+#[test]
+fn scale_goes_from_three_to_one_and_back_live() {
+    let base = free_range(3);
+    let s = Stack::new(&format!(
+        r#"
+[services.worker]
+command = "python3 {httpd} --port ${{PORT}} --name w${{FPCTL_REPLICA}}"
+port = {base}
+replicas = 3
+health = {{ http = "/health", interval = "100ms" }}
+"#,
+        httpd = httpd()
+    ));
+    s.run_within(&["start"], Duration::from_secs(30)).expect(0);
+    let first = s.pid_of("worker-1").unwrap();
+    let (second, third) = (s.pid_of("worker-2").unwrap(), s.pid_of("worker-3").unwrap());
+
+    let r = s.run_within(&["scale", "worker=1"], Duration::from_secs(30));
+    assert_eq!(r.code(), 0, "{}", r.all());
+    let (_, check) = s.check_json();
+    let names: Vec<&str> = check["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["worker-1"], "{check}");
+    assert!(
+        !pid_alive(second) && !pid_alive(third),
+        "extra instances still run"
+    );
+    assert!(!port_open(base + 1) && !port_open(base + 2));
+    assert_eq!(s.pid_of("worker-1"), Some(first), "worker-1 was restarted");
+
+    let r = s.run_within(&["scale", "worker=3"], Duration::from_secs(30));
+    assert_eq!(r.code(), 0, "{}", r.all());
+    for i in 1..=3u16 {
+        assert_eq!(s.state_of(&format!("worker-{i}")), "online");
+        assert!(http_get(base + i - 1, "/health").is_some());
+    }
+    assert_eq!(s.pid_of("worker-1"), Some(first), "worker-1 was restarted");
+
+    // Only a replicated service scales; the count must be a number from 1.
+    let r = s.run(&["scale", "worker=0"]).expect(2);
+    assert!(r.all().contains("from 1 up"), "{}", r.all());
+    let r = s.run(&["scale", "nope=2"]).expect(2);
+    assert!(
+        r.all().contains("no replicated service named \"nope\""),
+        "{}",
+        r.all()
+    );
+}

@@ -39,6 +39,7 @@ mod lifecycle;
 mod logs;
 mod ports;
 mod probe;
+mod scale;
 mod tools;
 
 pub use check::check;
@@ -49,4 +50,5 @@ pub use lifecycle::{reload, restart, start, stop, supervise, supervisor_if_neede
 pub use logs::logs;
 pub use ports::ports;
 pub use probe::probe;
+pub use scale::scale;
 pub use tools::{completion_names, completions, man, schema, COMPLETE_VAR};

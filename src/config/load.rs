@@ -68,7 +68,8 @@ fn load_text(path: &Path, text: String, hosts: Hosts) -> Result<Config, ConfigEr
         .unwrap_or_else(|| PathBuf::from("."));
     let dotenv = super::dotenv::load(&root).map_err(|(_, e)| ConfigError::EnvFile(e))?;
     let registry = crate::ports::Registry::open(&root);
-    match validate::validate(path, &root, &text, &dotenv, hosts, &registry) {
+    let scale = crate::scale::read(&root);
+    match validate::validate(path, &root, &text, &dotenv, hosts, &registry, &scale) {
         Ok(config) => {
             registry.remember(&config);
             Ok(config)

@@ -31,6 +31,7 @@ pub fn validate(
     dotenv: &[(String, String)],
     hosts: Hosts,
     book: &dyn PortBook,
+    scale: &crate::scale::Counts,
 ) -> Result<Config, Vec<Diagnostic>> {
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let message = e.message().trim();
@@ -43,6 +44,7 @@ pub fn validate(
         }]
     })?;
     let mut v = Validator {
+        scale,
         root,
         diags: Vec::new(),
         port_vars: Arc::from(Vec::new()),
@@ -68,6 +70,8 @@ pub fn validate(
 }
 
 struct Validator<'a> {
+    /// `fpctl scale` counts, over `replicas`.
+    scale: &'a crate::scale::Counts,
     root: &'a Path,
     diags: Vec<Diagnostic>,
     /// `FPCTL_PORT_*` of every service, once known.
@@ -141,6 +145,7 @@ impl Validator<'_> {
                         format!("replicas of {whose} must be at most {MAX_REPLICAS}"),
                     );
                 }
+                let count = self.scale.get(name.get_ref()).copied().unwrap_or(count);
                 count.min(MAX_REPLICAS)
             });
             let spec = svc

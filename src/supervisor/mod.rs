@@ -102,6 +102,8 @@ async fn serve(
     let acceptor = tokio::spawn(accept(listener, tx.clone(), drain));
     tokio::spawn(signals(tx.clone(), foreground));
     supervisor.run().await;
+    // `fpctl scale` lasts as long as the supervisor.
+    crate::scale::clear(&config.root);
     let _ = std::fs::remove_file(&socket);
     acceptor.abort();
     let _ = acceptor.await;

@@ -1,0 +1,54 @@
+//! `fpctl scale NAME=N`: instance counts that override `replicas` in
+//! services.toml while a supervisor runs, kept in `.fpctl/scale.json` so
+//! every reader of the config (supervisor, `check`, `ports`) sees the same
+//! instances. The supervisor removes the file when it exits: the next start
+//! follows the file again.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Service name → instance count.
+pub type Counts = BTreeMap<String, u32>;
+
+fn path(root: &Path) -> PathBuf {
+    root.join(".fpctl").join("scale.json")
+}
+
+/// The counts in force (none when the file is missing or unreadable).
+pub fn read(root: &Path) -> Counts {
+    std::fs::read(path(root))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+pub fn write(root: &Path, counts: &Counts) -> std::io::Result<()> {
+    let p = path(root);
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = p.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(counts).unwrap_or_default())?;
+    std::fs::rename(tmp, p)
+}
+
+/// Forget every override.
+pub fn clear(root: &Path) {
+    let _ = std::fs::remove_file(path(root));
+}
+
+/// `NAME=N`, as given on the command line.
+pub fn parse(arg: &str) -> Result<(String, u32), String> {
+    let (name, n) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=N, like worker=3, found {arg:?}"))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| {
+            format!("the count in {arg:?} must be a whole number from 1 up (`fpctl stop {name}` stops them all)")
+        })?;
+    Ok((name.trim().to_string(), n))
+}
