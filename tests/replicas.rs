@@ -155,3 +155,37 @@ health = {{ http = "/health", interval = "100ms" }}
         r.all()
     );
 }
+
+#[test]
+fn auto_ports_give_each_replica_a_free_port_of_the_range_kept_across_stop_and_start() {
+    let first = free_range(6);
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", first)).unwrap();
+    let s = Stack::new(&format!(
+        r#"
+[[tier]]
+name = "apps"
+ports = "{first}-{last}"
+
+[services.worker]
+tier = "apps"
+command = "python3 {httpd} --port ${{PORT}} --name w${{FPCTL_REPLICA}}"
+port = "auto"
+replicas = 2
+health = {{ http = "/health" }}
+"#,
+        last = first + 5,
+        httpd = httpd()
+    ));
+    s.run_within(&["start"], Duration::from_secs(30)).expect(0);
+    let port = |name: &str| s.service(name)["port"].as_u64().unwrap() as u16;
+    let ports = (port("worker-1"), port("worker-2"));
+    assert_eq!(ports, (first + 1, first + 2), "not the lowest free ports");
+    s.run(&["stop"]).expect(0);
+    drop(squatter);
+    s.run_within(&["start"], Duration::from_secs(30)).expect(0);
+    assert_eq!(
+        (port("worker-1"), port("worker-2")),
+        ports,
+        "auto ports moved"
+    );
+}
