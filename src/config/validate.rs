@@ -137,14 +137,19 @@ impl Validator<'_> {
             self.service_name(name);
             let tier = self.service_tier(name.get_ref(), svc.get_ref(), &tiers);
             let replicas = svc.get_ref().replicas.as_ref().map(|n| {
-                let whose = format!("service \"{}\"", name.get_ref());
-                let count = self.count(n, "replicas", &whose, 1);
-                if count > MAX_REPLICAS {
-                    self.error(
-                        n.span(),
-                        format!("replicas of {whose} must be at most {MAX_REPLICAS}"),
-                    );
-                }
+                let count = match u32::try_from(*n.get_ref()) {
+                    Ok(count) if (1..=MAX_REPLICAS).contains(&count) => count,
+                    _ => {
+                        self.error(
+                            n.span(),
+                            format!(
+                                "replicas of service \"{}\" must be a whole number from 1 to {MAX_REPLICAS}",
+                                name.get_ref()
+                            ),
+                        );
+                        1
+                    }
+                };
                 let count = self.scale.get(name.get_ref()).copied().unwrap_or(count);
                 count.min(MAX_REPLICAS)
             });
