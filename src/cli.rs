@@ -91,6 +91,34 @@ pub enum Command {
     },
     /// Check services.toml and print a summary
     Validate,
+    /// Write a services.toml for the services found under DIR (default: here)
+    Init {
+        dir: Option<PathBuf>,
+        /// Print the file instead of writing it
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace an existing services.toml
+        #[arg(long)]
+        force: bool,
+    },
+    /// Convert a Procfile, docker compose file or process-compose file into a services.toml
+    Import {
+        file: PathBuf,
+        /// Where to write it
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FILE",
+            default_value = "services.toml"
+        )]
+        output: Option<PathBuf>,
+        /// Print the file instead of writing it
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace an existing file
+        #[arg(long)]
+        force: bool,
+    },
     /// Show tiers, start levels and dependencies
     Graph {
         /// Print Graphviz dot instead of text

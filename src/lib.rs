@@ -6,11 +6,14 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod control;
+pub mod discover;
+pub mod draft;
 pub mod error;
 pub mod events;
 pub mod export;
 pub mod graph;
 pub mod health;
+pub mod import;
 pub mod logger;
 pub mod output;
 pub mod ports;
@@ -28,6 +31,17 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     let file = cli.file.as_deref();
     match cli.command {
         Command::Validate => commands::validate(file),
+        Command::Init {
+            dir,
+            dry_run,
+            force,
+        } => commands::init(dir.as_deref(), dry_run, force),
+        Command::Import {
+            file,
+            output,
+            dry_run,
+            force,
+        } => commands::import(&file, output.as_deref(), dry_run, force),
         Command::Graph { dot } => commands::graph(file, dot),
         Command::Start { services, profiles } => commands::start(file, services, profiles),
         Command::Up { services, profiles } => commands::up(file, services, profiles),

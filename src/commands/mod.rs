@@ -33,6 +33,7 @@ pub fn graph(file: Option<&Path>, dot: bool) -> Result<Outcome> {
 
 mod check;
 mod events;
+mod generate;
 mod lifecycle;
 mod logs;
 mod ports;
@@ -40,6 +41,7 @@ mod probe;
 
 pub use check::check;
 pub use events::events;
+pub use generate::{import, init};
 pub use lifecycle::{reload, restart, start, stop, supervise, supervisor_if_needed, up};
 pub use logs::logs;
 pub use ports::ports;

@@ -17,7 +17,7 @@ use std::time::Duration;
 pub use diag::{ConfigError, Diagnostic};
 pub use expand::expand;
 pub use load::{discover, load, load_str, load_with, FILE_NAME};
-pub use validate::suggest;
+pub use validate::{read_env_file, suggest};
 
 /// Defaults, documented once; the README's reference table follows these.
 pub mod defaults {

@@ -1157,7 +1157,7 @@ pub fn suggest<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> Op
 
 /// `KEY=VALUE` lines; `#` comments, blank lines and `export ` are allowed,
 /// and matching quotes around a value are removed.
-fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
+pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut out = Vec::new();
