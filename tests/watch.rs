@@ -54,6 +54,9 @@ depends_on = ["api"]
     s.write("app/src/main.py", "print(1)\n");
     s.write("app/.gitignore", "generated/\n");
     s.write("app/generated/out.py", "x = 1\n");
+    // The project's own .gitignore counts too, relative to its folder.
+    s.write(".gitignore", "app/build/\n");
+    s.write("app/build/out.py", "x = 1\n");
     s.write("app/vendor/lib.py", "x = 1\n");
     s.run(&["start"]).expect(0);
     let api = s.pid_of("api").unwrap();
@@ -61,6 +64,7 @@ depends_on = ["api"]
 
     // Edits the globs exclude, .gitignore excludes, or no glob matches.
     s.write("app/generated/out.py", "x = 2\n");
+    s.write("app/build/out.py", "x = 2\n");
     s.write("app/vendor/lib.py", "x = 2\n");
     s.write("app/src/notes.txt", "hello\n");
     std::thread::sleep(Duration::from_millis(1200));

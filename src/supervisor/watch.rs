@@ -48,7 +48,9 @@ struct Target {
     dir: PathBuf,
     include: GlobSet,
     exclude: GlobSet,
-    gitignore: Gitignore,
+    /// The `.gitignore` files from the dir up to the project's folder, each
+    /// with its own folder as root.
+    gitignores: Vec<Gitignore>,
     setup_inputs: &'static [&'static str],
     debounce: Duration,
 }
@@ -64,12 +66,15 @@ impl Target {
             };
             set.add(GlobBuilder::new(body).literal_separator(true).build()?);
         }
-        // The .gitignore files from the project's folder down to the dir.
-        let mut gitignore = GitignoreBuilder::new(&svc.dir);
+        let mut gitignores = Vec::new();
         for folder in svc.dir.ancestors() {
             let file = folder.join(".gitignore");
             if file.is_file() {
-                gitignore.add(file);
+                let mut builder = GitignoreBuilder::new(folder);
+                builder.add(file);
+                if let Ok(g) = builder.build() {
+                    gitignores.push(g);
+                }
             }
             if folder == config.root {
                 break;
@@ -80,7 +85,7 @@ impl Target {
             dir: svc.dir.clone(),
             include: include.build()?,
             exclude: exclude.build()?,
-            gitignore: gitignore.build().unwrap_or_else(|_| Gitignore::empty()),
+            gitignores,
             setup_inputs: crate::setup::inputs(&svc.setup),
             debounce: svc.watch_debounce,
         })
@@ -99,9 +104,9 @@ impl Target {
     }
 
     fn ignored(&self, path: &Path, is_dir: bool) -> bool {
-        self.gitignore
-            .matched_path_or_any_parents(path, is_dir)
-            .is_ignore()
+        self.gitignores.iter().any(|g| {
+            path.starts_with(g.path()) && g.matched_path_or_any_parents(path, is_dir).is_ignore()
+        })
     }
 }
 

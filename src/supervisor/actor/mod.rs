@@ -292,8 +292,13 @@ impl Supervisor {
             }
             Msg::MemoryTick => self.measure_memory(),
             Msg::Watched { id, path } => {
-                // Only a running service restarts; a stopped one stays down.
-                if self.exiting || !self.entries.get(&id).is_some_and(|e| e.svc.active()) {
+                // A running service restarts, and a failed one gets another
+                // chance (the edit may be the fix); a stopped one stays down.
+                let wanted = self
+                    .entries
+                    .get(&id)
+                    .is_some_and(|e| e.svc.active() || matches!(e.svc.phase, Phase::Failed(_)));
+                if self.exiting || !wanted {
                     return;
                 }
                 let detail = format!("{} changed: restarting", path.display());
