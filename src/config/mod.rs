@@ -53,6 +53,9 @@ pub struct Project {
     pub name: String,
     pub log_dir: PathBuf,
     pub log_rotation: Option<LogRotation>,
+    /// How many setups may run at once (`max_parallel_setup`; default: the
+    /// number of cores).
+    pub max_parallel_setup: usize,
 }
 
 /// Rotate a service's log once it reaches `max_size` bytes, keeping `keep`

@@ -26,6 +26,7 @@ pub struct RawProject {
     pub log_dir: Option<Spanned<String>>,
     pub log_max_size: Option<Spanned<Scalar>>,
     pub log_keep: Option<Spanned<i64>>,
+    pub max_parallel_setup: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -435,7 +435,11 @@ impl Svc {
                 }
             }
             Input::PrepareFailed(reason) => {
-                if matches!(self.phase, Phase::Preparing | Phase::Starting) {
+                // Waiting: a setup begun ahead of readiness failed.
+                if matches!(
+                    self.phase,
+                    Phase::Waiting | Phase::Preparing | Phase::Starting
+                ) {
                     self.fail(FailReason::Prepare { message: reason }, &mut fx);
                 }
             }

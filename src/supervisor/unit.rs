@@ -87,6 +87,48 @@ pub struct Launch {
     pub marker: String,
     /// Where the setup stamps live (`.fpctl/`).
     pub config: Arc<crate::config::Config>,
+    /// Who may run a setup now.
+    pub gate: Arc<setup::Gate>,
+    /// The setup the dispatcher began ahead of readiness, if any.
+    pub ahead: Option<Ahead>,
+}
+
+/// A setup begun before the launch (see `actor/ahead.rs`). Dropping it
+/// aborts the task; the caller sweeps what it spawned.
+pub struct Ahead {
+    pub token: u64,
+    /// Its result arrived at the dispatcher.
+    pub finished: bool,
+    task: tokio::task::JoinHandle<()>,
+    done: tokio::sync::watch::Receiver<Option<Result<(), String>>>,
+}
+
+impl Ahead {
+    pub fn new(
+        token: u64,
+        task: tokio::task::JoinHandle<()>,
+        done: tokio::sync::watch::Receiver<Option<Result<(), String>>>,
+    ) -> Self {
+        Ahead {
+            token,
+            finished: false,
+            task,
+            done,
+        }
+    }
+
+    /// Wait for its result; None when it was cut short.
+    async fn outcome(&self) -> Option<Result<(), String>> {
+        let mut done = self.done.clone();
+        let result = done.wait_for(|r| r.is_some()).await.ok()?;
+        result.clone()
+    }
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 type Sink = mpsc::UnboundedSender<Report>;
@@ -323,15 +365,22 @@ async fn prepare(l: &Launch) -> Result<Prepared, String> {
             ));
         }
     }
-    let log = open_log(&l.log_path).map_err(|e| format!("cannot open log: {e}"))?;
-    setup::run(&l.config, svc, &log, Some(&l.marker)).await?;
+    // A setup begun ahead: its failure is this launch's; after its success
+    // the run below finds everything up to date.
+    if let Some(ahead) = &l.ahead {
+        if let Some(Err(reason)) = ahead.outcome().await {
+            return Err(reason);
+        }
+    }
+    setup_only(l).await?;
     Ok(Prepared::Spawn)
 }
 
-/// Only the setup (for a `restart`, while the old process still serves).
+/// Only the setup (ahead of readiness, or for a `restart` while the old
+/// process still serves).
 pub async fn setup_only(l: &Launch) -> Result<(), String> {
     let log = open_log(&l.log_path).map_err(|e| format!("cannot open log: {e}"))?;
-    setup::run(&l.config, &l.svc, &log, Some(&l.marker))
+    setup::run(&l.config, &l.gate, &l.svc, &log, Some(&l.marker))
         .await
         .map(drop)
 }

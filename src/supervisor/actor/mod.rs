@@ -13,6 +13,7 @@
 //! from one counter shared by all services, so a late report about an
 //! earlier launch never matches a later one, whatever the service.
 
+mod ahead;
 mod persist;
 mod requests;
 mod waiters;
@@ -66,6 +67,12 @@ pub enum Msg {
     MemoryTick,
     /// Resident memory (bytes) of each measured service's process group.
     Memory(Vec<MemoryUse>),
+    /// A setup begun ahead of readiness is over.
+    SetupAhead {
+        id: ServiceId,
+        token: u64,
+        result: std::result::Result<(), String>,
+    },
 }
 
 pub struct MemoryUse {
@@ -82,6 +89,8 @@ struct Entry {
     tier: usize,
     svc: Svc,
     unit: Option<Unit>,
+    /// Its setup, begun while it waits for its dependencies.
+    ahead: Option<unit::Ahead>,
     /// Gone from services.toml: stopped, then forgotten.
     removed: bool,
 }
@@ -104,6 +113,10 @@ pub struct Supervisor {
     events: events::Log,
     /// Digest of the services.toml in force (see `control::file_digest`).
     digest: Option<String>,
+    /// Who may run a setup now (`max_parallel_setup`, shared folders).
+    gate: Arc<setup::Gate>,
+    /// Numbers setups begun ahead, so a late result matches its own.
+    next_ahead: u64,
 }
 
 impl Supervisor {
@@ -127,6 +140,8 @@ impl Supervisor {
             dirty: true,
             events,
             digest: None,
+            gate: setup::Gate::new(config.project.max_parallel_setup),
+            next_ahead: 0,
         };
         sup.install(config);
         (sup, tx)
@@ -151,6 +166,10 @@ impl Supervisor {
             let spec = Arc::new(svc.clone());
             match self.entries.get_mut(&id) {
                 Some(e) => {
+                    // A setup begun for the old definition is not this one's.
+                    if e.spec.setup != spec.setup || e.spec.dir != spec.dir {
+                        e.ahead = None;
+                    }
                     e.spec = spec;
                     e.deps = deps;
                     e.tier = svc.tier;
@@ -165,6 +184,7 @@ impl Supervisor {
                             tier: svc.tier,
                             svc: Svc::new(),
                             unit: None,
+                            ahead: None,
                             removed: false,
                         },
                     );
@@ -235,7 +255,7 @@ impl Supervisor {
     fn quiet(&self) -> bool {
         self.entries
             .values()
-            .all(|e| !e.svc.active() && e.unit.is_none())
+            .all(|e| !e.svc.active() && e.unit.is_none() && e.ahead.is_none())
     }
 
     fn handle(&mut self, msg: Msg) {
@@ -277,6 +297,7 @@ impl Supervisor {
                     self.restart(services, failed, reply);
                 }
             }
+            Msg::SetupAhead { id, token, result } => self.ahead_done(&id, token, result),
             Msg::MemoryTick => self.measure_memory(),
             Msg::Memory(usage) => {
                 for m in usage {
@@ -357,7 +378,8 @@ impl Supervisor {
         match effect {
             Effect::Launch => {
                 let gen = self.entries[id].svc.gen;
-                let launch = self.launch_of(id, gen);
+                let mut launch = self.launch_of(id, gen);
+                launch.ahead = self.entries.get_mut(id).expect("entry").ahead.take();
                 let unit = unit::launch(launch, self.reports_tx.clone());
                 self.entries.get_mut(id).expect("entry").unit = Some(unit);
             }
@@ -395,6 +417,8 @@ impl Supervisor {
             log_path: self.config.log_path(id.as_str()),
             marker: format!("{}:{}", self.marker, id),
             config: Arc::clone(&self.config),
+            gate: Arc::clone(&self.gate),
+            ahead: None,
         }
     }
 
@@ -435,6 +459,11 @@ impl Supervisor {
                 self.input(&id, Input::Block(reason));
                 continue;
             }
+            self.set_up_ahead(&id);
+            let e = &self.entries[&id];
+            if e.svc.phase != Phase::Waiting {
+                continue;
+            }
             let deps_ready = e.deps.iter().all(|d| self.entries[d].svc.ready());
             let earlier_ready = self.earlier_tiers(e.tier).all(|j| j.svc.ready());
             if deps_ready && earlier_ready {
@@ -442,6 +471,7 @@ impl Supervisor {
                 self.input(&id, Input::Launch { gen });
             }
         }
+        self.cancel_stale_aheads();
     }
 
     /// Wanted services of tiers before `tier`.

@@ -50,11 +50,16 @@ impl Supervisor {
                     } else {
                         let tx = self.tx.clone();
                         tokio::spawn(async move {
-                            let mut failed = Vec::new();
+                            // In parallel, as far as the gate lets them.
+                            let mut running = tokio::task::JoinSet::new();
                             for l in setups {
-                                if let Err(reason) = unit::setup_only(&l).await {
-                                    failed.push((l.id, reason));
-                                }
+                                running.spawn(async move {
+                                    unit::setup_only(&l).await.err().map(|r| (l.id, r))
+                                });
+                            }
+                            let mut failed = Vec::new();
+                            while let Some(done) = running.join_next().await {
+                                failed.extend(done.ok().flatten());
                             }
                             let _ = tx.send(Msg::SetupsDone {
                                 services: ids,
