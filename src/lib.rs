@@ -15,6 +15,7 @@ pub mod logger;
 pub mod output;
 pub mod ports;
 pub mod process;
+pub mod service_log;
 pub mod setup;
 pub mod state;
 pub mod supervisor;

@@ -330,6 +330,20 @@ pub fn print_done(goal: &str, took: std::time::Duration) {
     );
 }
 
+/// A warning: the file is valid, but probably not what was meant.
+pub fn print_warning(text: &str) {
+    eprintln!("{} {text}", "warning:".yellow().bold());
+}
+
+/// A start that was cut short: why, once, and what it left unstarted.
+pub fn print_interrupted(reason: &str, services: &[&str]) {
+    eprintln!(
+        "{} the start was interrupted: {reason} (not started: {})",
+        "error:".red().bold(),
+        services.join(", ")
+    );
+}
+
 /// A failed service: why, its log's last lines and where the log is.
 pub fn print_failure(f: &crate::control::Failure, tail: &str) {
     eprintln!(
@@ -438,11 +452,18 @@ impl std::fmt::Display for crate::control::FailReason {
             R::StartTimeout {
                 after_ms,
                 last_probe,
-            } => write!(
-                f,
-                "not healthy after {} (start_timeout); last probe: {last_probe}",
-                duration_short(std::time::Duration::from_millis(*after_ms))
-            ),
+                elsewhere,
+            } => {
+                write!(
+                    f,
+                    "not healthy after {} (start_timeout); last probe: {last_probe}",
+                    duration_short(std::time::Duration::from_millis(*after_ms))
+                )?;
+                match elsewhere {
+                    Some(hint) => write!(f, "; {hint}"),
+                    None => Ok(()),
+                }
+            }
             R::NotRestarted { why, policy } => {
                 let policy = match policy {
                     RestartPolicy::No => "restart = \"no\"",

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +14,7 @@ use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{Config, Service, Setup};
 use crate::process::{self, SpawnSpec};
+use crate::service_log;
 
 /// Variables a set-up service needs at every start (PATH, VIRTUAL_ENV).
 pub fn runtime_env(service: &Service) -> Vec<(String, String)> {
@@ -206,7 +206,7 @@ pub async fn run(
     let _ = std::fs::remove_file(&stamp);
     let env = service_env(service);
     for argv in steps(service) {
-        note(log, &format!("setup: {}", shell_words::join(&argv)));
+        service_log::note(log, &format!("setup: {}", shell_words::join(&argv)));
         let spec = SpawnSpec {
             argv: &argv,
             dir: &service.dir,
@@ -227,7 +227,7 @@ pub async fn run(
     }
     crate::state::write_atomic(&stamp, after.as_bytes())
         .map_err(|e| format!("cannot record setup: {e}"))?;
-    note(log, "setup: done");
+    service_log::note(log, "setup: done");
     Ok(SetupOutcome::Ran)
 }
 
@@ -265,13 +265,4 @@ fn steps(service: &Service) -> Vec<Vec<String>> {
         }
         Setup::Commands(cmds) => cmds.iter().map(|c| s(&["sh", "-c", c])).collect(),
     }
-}
-
-/// A line of fpctl's own in a service's log.
-pub fn note(mut log: &File, line: &str) {
-    // One line per note, whatever the text holds (a multi-line command).
-    // One write(2) of the whole line: with O_APPEND it cannot interleave
-    // with the service's own output (writeln! would write it in pieces).
-    let line = format!("[fpctl] {}\n", line.replace('\n', "\\n"));
-    let _ = log.write_all(line.as_bytes());
 }

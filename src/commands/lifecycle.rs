@@ -96,6 +96,7 @@ pub fn stop(file: Option<&Path>, services: Vec<String>) -> Result<Outcome> {
 /// Send a request to the project's supervisor (starting one if needed) and
 /// report its progress and outcome.
 fn drive(config: &Config, request: Request, goal: &str) -> Result<Outcome> {
+    say_detached_on_interrupt();
     let started = Instant::now();
     let deadline = started + SUPERVISOR_BOOT;
     loop {
@@ -146,9 +147,43 @@ fn finish(reply: Response, started: Instant, goal: &str) -> Result<Outcome> {
 }
 
 fn report_failures(failures: &[Failure]) {
-    for f in failures {
-        let tail = super::logs::last_lines(&f.log, 10);
+    // Services stopped while starting share one reason: say it once.
+    let (stopped, failed): (Vec<&Failure>, Vec<&Failure>) = failures
+        .iter()
+        .partition(|f| f.state == crate::control::ServiceState::Stopped);
+    if let Some(first) = stopped.first() {
+        let names: Vec<&str> = stopped.iter().map(|f| f.service.as_str()).collect();
+        output::print_interrupted(&first.reason, &names);
+    }
+    for f in failed {
+        let tail = crate::service_log::current_run(&f.log, 10);
         output::print_failure(f, &tail);
+    }
+}
+
+/// What Ctrl-C during `start` or `restart` prints: the supervisor carries
+/// on without this command.
+const DETACHED: &[u8] = b"\ninterrupted: the stack goes on starting in the background.\n  see how it goes: fpctl check\n  stop it:         fpctl stop\n";
+
+/// On SIGINT, say that the stack goes on starting, then exit 130.
+fn say_detached_on_interrupt() {
+    extern "C" fn on_sigint(_: libc::c_int) {
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; the message
+        // is a static buffer.
+        unsafe {
+            libc::write(2, DETACHED.as_ptr().cast(), DETACHED.len());
+            libc::_exit(130);
+        }
+    }
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_sigint),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only calls async-signal-safe functions.
+    if let Err(e) = unsafe { sigaction(Signal::SIGINT, &action) } {
+        tracing::debug!("cannot catch Ctrl-C: {e}");
     }
 }
 

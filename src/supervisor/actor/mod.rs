@@ -40,6 +40,10 @@ use crate::process;
 use crate::setup;
 use crate::state::{self, ServiceRecord, StateFile};
 
+/// Why a start ended with services stopped, as its waiter reports it.
+const STOPPED_BY_STOP: &str = "stopped by `fpctl stop` while starting";
+const STOPPED_BY_SIGNAL: &str = "the supervisor was told to stop while starting";
+
 /// How often services with `max_memory` are measured.
 const MEMORY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -65,6 +69,8 @@ pub enum Msg {
     },
     /// Time to measure the memory of services with `max_memory`.
     MemoryTick,
+    /// Once a second: waiters say what goes on (see `waiters::STILL`).
+    Tick,
     /// Resident memory (bytes) of each measured service's process group.
     Memory(Vec<MemoryUse>),
     /// A setup begun ahead of readiness is over.
@@ -117,6 +123,8 @@ pub struct Supervisor {
     gate: Arc<setup::Gate>,
     /// Numbers setups begun ahead, so a late result matches its own.
     next_ahead: u64,
+    /// What last stopped services, for starts that were waiting on them.
+    stopped_by: Option<&'static str>,
 }
 
 impl Supervisor {
@@ -142,6 +150,7 @@ impl Supervisor {
             digest: None,
             gate: setup::Gate::new(config.project.max_parallel_setup),
             next_ahead: 0,
+            stopped_by: None,
         };
         sup.install(config);
         (sup, tx)
@@ -228,6 +237,17 @@ impl Supervisor {
                 }
             });
         }
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if tx.send(Msg::Tick).is_err() {
+                    return;
+                }
+            }
+        });
         self.reconcile();
         self.persist();
         loop {
@@ -275,7 +295,10 @@ impl Supervisor {
                     }
                 }
             }
-            Msg::Shutdown => self.stop_all(),
+            Msg::Shutdown => {
+                self.stopped_by = Some(STOPPED_BY_SIGNAL);
+                self.stop_all();
+            }
             Msg::Reload => {
                 if !self.exiting {
                     let (tx, _rx) = mpsc::unbounded_channel();
@@ -299,6 +322,7 @@ impl Supervisor {
             }
             Msg::SetupAhead { id, token, result } => self.ahead_done(&id, token, result),
             Msg::MemoryTick => self.measure_memory(),
+            Msg::Tick => {}
             Msg::Memory(usage) => {
                 for m in usage {
                     let Some(e) = self.entries.get(&m.id) else {
@@ -338,7 +362,7 @@ impl Supervisor {
                 Input::Spawned { pid, ticks, at }
             }
             UnitEvent::Probed(p) => Input::Probed(p),
-            UnitEvent::StartTimeout => Input::StartTimeout,
+            UnitEvent::StartTimeout { elsewhere } => Input::StartTimeout { elsewhere },
             UnitEvent::AliveFor => Input::AliveFor,
             UnitEvent::Ended { pid, exit } => Input::Ended { pid, exit },
         };
@@ -401,8 +425,8 @@ impl Supervisor {
             }
             Effect::Note(text) => {
                 let spec = &self.entries[id].spec;
-                if let Ok(log) = unit::open_log(&self.config.log_path(id.as_str())) {
-                    setup::note(&log, &spec.redact(&text));
+                if let Ok(log) = crate::service_log::open(&self.config.log_path(id.as_str())) {
+                    crate::service_log::note(&log, &spec.redact(&text));
                 }
             }
             Effect::Record(kind, detail) => self.record(id, kind, detail),

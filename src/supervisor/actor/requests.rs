@@ -72,12 +72,14 @@ impl Supervisor {
                 Err(e) => self.refuse(&reply, ErrorKind::UnknownService, e),
             },
             Request::Stop { services } if services.is_empty() => {
+                self.stopped_by = Some(STOPPED_BY_STOP);
                 self.stop_all();
                 let all = self.entries.keys().cloned().collect();
                 self.add_waiter(all, WaitFor::Down, reply);
             }
             Request::Stop { services } => match graph::select(&self.config, &services, &[]) {
                 Ok(_) => {
+                    self.stopped_by = Some(STOPPED_BY_STOP);
                     let roots = services
                         .iter()
                         .filter_map(|n| self.config.service(n).map(|(i, _)| i));
