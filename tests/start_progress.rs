@@ -88,7 +88,7 @@ depends_on = ["app"]
 #[test]
 fn ctrl_c_during_start_says_the_stack_goes_on() {
     let s = slow_setup_stack();
-    let mut child = s
+    let child = s
         .cmd(&["start"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
