@@ -57,10 +57,10 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Stop { services } => commands::stop(file, services),
         Command::Reload { dry_run } => commands::reload(file, dry_run),
         Command::Logs {
-            service,
+            services,
             follow,
             lines,
-        } => commands::logs(file, &service, follow, lines),
+        } => commands::logs(file, &services, follow, lines),
         Command::Events {
             service,
             json,

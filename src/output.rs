@@ -421,8 +421,8 @@ impl LogTailer {
         LogTailer { files, width }
     }
 
-    pub fn run(mut self) {
-        use std::io::{Read, Seek, SeekFrom, Write};
+    /// `name |` in the service's colour.
+    fn prefix(&self, k: usize) -> colored::ColoredString {
         const COLORS: [colored::Color; 6] = [
             colored::Color::Cyan,
             colored::Color::Magenta,
@@ -431,10 +431,30 @@ impl LogTailer {
             colored::Color::Green,
             colored::Color::BrightRed,
         ];
+        format!("{:<w$} |", self.files[k].0, w = self.width).color(COLORS[k % COLORS.len()])
+    }
+
+    /// The last `n` lines of each log, service by service, behind the
+    /// prefix (what was written before the tailer began).
+    pub fn print_last(&self, n: usize) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for (k, (_, path, _)) in self.files.iter().enumerate() {
+            let tail = crate::service_log::last_lines(path, n);
+            for line in tail.lines() {
+                let _ = writeln!(out, "{} {line}", self.prefix(k));
+            }
+        }
+        let _ = out.flush();
+    }
+
+    pub fn run(mut self) {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let prefixes: Vec<_> = (0..self.files.len()).map(|k| self.prefix(k)).collect();
         let mut partial: Vec<Vec<u8>> = vec![Vec::new(); self.files.len()];
         loop {
             let mut out = std::io::stdout().lock();
-            for (k, (name, path, offset)) in self.files.iter_mut().enumerate() {
+            for (k, (_, path, offset)) in self.files.iter_mut().enumerate() {
                 let Ok(mut f) = std::fs::File::open(&*path) else {
                     continue;
                 };
@@ -450,8 +470,7 @@ impl LogTailer {
                     *offset += n as u64;
                 }
                 partial[k].extend_from_slice(&buf);
-                let prefix =
-                    format!("{:<w$} |", name, w = self.width).color(COLORS[k % COLORS.len()]);
+                let prefix = &prefixes[k];
                 while let Some(pos) = partial[k].iter().position(|&b| b == b'\n') {
                     let line: Vec<u8> = partial[k].drain(..=pos).collect();
                     let _ = write!(out, "{prefix} ");

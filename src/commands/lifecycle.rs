@@ -96,7 +96,7 @@ pub fn stop(file: Option<&Path>, services: Vec<String>) -> Result<Outcome> {
 /// Send a request to the project's supervisor (starting one if needed) and
 /// report its progress and outcome.
 fn drive(config: &Config, request: Request, goal: &str) -> Result<Outcome> {
-    say_detached_on_interrupt();
+    on_interrupt_say(DETACHED, 130);
     let started = Instant::now();
     let deadline = started + SUPERVISOR_BOOT;
     loop {
@@ -165,14 +165,26 @@ fn report_failures(failures: &[Failure]) {
 /// on without this command.
 const DETACHED: &[u8] = b"\ninterrupted: the stack goes on starting in the background.\n  see how it goes: fpctl check\n  stop it:         fpctl stop\n";
 
-/// On SIGINT, say that the stack goes on starting, then exit 130.
-fn say_detached_on_interrupt() {
+/// What Ctrl-C in `up` attached to a running stack prints.
+const UP_DETACHED: &[u8] =
+    b"\ndetached: the stack keeps running (fpctl check shows it, fpctl stop stops it)\n";
+
+/// On SIGINT, print `message` to stderr, then exit with `code`.
+fn on_interrupt_say(message: &'static [u8], code: i32) {
+    use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
+    static MESSAGE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+    static LEN: AtomicUsize = AtomicUsize::new(0);
+    static CODE: AtomicI32 = AtomicI32::new(130);
+    MESSAGE.store(message.as_ptr().cast_mut(), Ordering::SeqCst);
+    LEN.store(message.len(), Ordering::SeqCst);
+    CODE.store(code, Ordering::SeqCst);
     extern "C" fn on_sigint(_: libc::c_int) {
-        // SAFETY: write(2) and _exit(2) are async-signal-safe; the message
-        // is a static buffer.
+        // SAFETY: atomics, write(2) and _exit(2) are async-signal-safe; the
+        // message is a static buffer.
         unsafe {
-            libc::write(2, DETACHED.as_ptr().cast(), DETACHED.len());
-            libc::_exit(130);
+            let message = MESSAGE.load(Ordering::SeqCst);
+            libc::write(2, message.cast(), LEN.load(Ordering::SeqCst));
+            libc::_exit(CODE.load(Ordering::SeqCst));
         }
     }
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
@@ -278,15 +290,13 @@ fn init_tracing() {
 pub fn up(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) -> Result<Outcome> {
     let config = load(file)?;
     let selected = graph::select(&config, &services, &profiles)?;
-    let Some(lock) = supervisor::try_lock(&config)? else {
-        return Err(Error::Other(
-            "a supervisor is already running for this project; use `fpctl logs -f`, or `fpctl stop` first".into(),
-        ));
-    };
     let names: Vec<String> = selected
         .iter()
         .map(|&i| config.services[i].name.clone())
         .collect();
+    let Some(lock) = supervisor::try_lock(&config)? else {
+        return attach(&config, &names);
+    };
     let tailer = output::LogTailer::new(&config, &names);
     std::thread::spawn(move || tailer.run());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -311,6 +321,34 @@ pub fn up(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) -> 
         Some((Request::Start { services, profiles }, tx)),
         true,
     )?;
+    Ok(Outcome::Success)
+}
+
+/// `up` while a supervisor runs: show every log live; Ctrl-C detaches and
+/// leaves the stack running; the command ends when the supervisor does.
+fn attach(config: &Config, names: &[String]) -> Result<Outcome> {
+    let socket = state::socket_path(config);
+    let Some(mut client) = Client::connect(&socket) else {
+        return Err(Error::Other(
+            "a supervisor holds this project but does not answer (it may be stopping); try again, or `fpctl stop`".into(),
+        ));
+    };
+    let pid = match client.request(Request::Status, |_| {}) {
+        Ok(Response::Status { supervisor_pid, .. }) => supervisor_pid.to_string(),
+        _ => "?".into(),
+    };
+    println!(
+        "attached to the running stack (supervisor pid {pid}); Ctrl-C detaches and leaves it running"
+    );
+    on_interrupt_say(UP_DETACHED, 0);
+    let tailer = output::LogTailer::new(config, names);
+    std::thread::spawn(move || tailer.run());
+    while Client::connect(&socket).is_some() {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Lines written last are printed before saying so.
+    std::thread::sleep(Duration::from_millis(200));
+    println!("the supervisor stopped");
     Ok(Outcome::Success)
 }
 

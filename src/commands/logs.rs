@@ -1,4 +1,5 @@
-//! `fpctl logs SVC [-f] [-n N]`.
+//! `fpctl logs [SVC…] [-f] [-n N]`: one service's log as it is, or several
+//! (default: all) behind a coloured `name |` prefix.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -8,17 +9,50 @@ use std::time::Duration;
 use super::load;
 use crate::{Error, Outcome, Result};
 
-pub fn logs(file: Option<&Path>, service: &str, follow: bool, lines: usize) -> Result<Outcome> {
-    let config = load(file)?;
-    if config.service(service).is_none() {
-        let hint = crate::config::suggest(service, config.services.iter().map(|s| s.name.as_str()))
-            .map(|n| format!(" (did you mean \"{n}\"?)"))
-            .unwrap_or_default();
-        return Err(Error::Usage(format!(
-            "no service named \"{service}\" in {}{hint}",
-            config.path.display()
-        )));
+pub fn logs(
+    file: Option<&Path>,
+    services: &[String],
+    follow: bool,
+    lines: usize,
+) -> Result<Outcome> {
+    if let [service] = services {
+        return one(file, service, follow, lines);
     }
+    let config = load(file)?;
+    let names: Vec<String> = if services.is_empty() {
+        config.services.iter().map(|s| s.name.clone()).collect()
+    } else {
+        for name in services {
+            known(&config, name)?;
+        }
+        services.to_vec()
+    };
+    let tailer = crate::output::LogTailer::new(&config, &names);
+    tailer.print_last(lines);
+    if follow {
+        tailer.run();
+    }
+    Ok(Outcome::Success)
+}
+
+/// An error naming the file (and the nearest name) when `service` is not
+/// in it.
+fn known(config: &crate::config::Config, service: &str) -> Result<()> {
+    if config.service(service).is_some() {
+        return Ok(());
+    }
+    let hint = crate::config::suggest(service, config.services.iter().map(|s| s.name.as_str()))
+        .map(|n| format!(" (did you mean \"{n}\"?)"))
+        .unwrap_or_default();
+    Err(Error::Usage(format!(
+        "no service named \"{service}\" in {}{hint}",
+        config.path.display()
+    )))
+}
+
+fn one(file: Option<&Path>, service: &str, follow: bool, lines: usize) -> Result<Outcome> {
+    let config = load(file)?;
+    known(&config, service)?;
     let path = config.log_path(service);
     let mut f = match File::open(&path) {
         Ok(f) => f,
