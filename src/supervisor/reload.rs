@@ -128,6 +128,16 @@ fn same_probe(a: &Probe, b: &Probe) -> bool {
                 insecure: i2,
             },
         ) => u1 == u2 && s1 == s2 && j1 == j2 && i1 == i2,
+        (
+            Probe::Log {
+                pattern: p1,
+                log: l1,
+            },
+            Probe::Log {
+                pattern: p2,
+                log: l2,
+            },
+        ) => p1.as_str() == p2.as_str() && l1 == l2,
         (Probe::Tcp { port: p1 }, Probe::Tcp { port: p2 }) => p1 == p2,
         (Probe::Exec { argv: a1 }, Probe::Exec { argv: a2 }) => a1 == a2,
         _ => false,
