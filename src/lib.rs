@@ -18,6 +18,7 @@ pub mod logger;
 pub mod output;
 pub mod ports;
 pub mod process;
+pub mod progress;
 pub mod service_log;
 pub mod setup;
 pub mod state;

@@ -276,7 +276,7 @@ pub fn status_table(config: &Config, rows: &[Row]) -> String {
     out
 }
 
-fn truncate(s: &str, max: usize) -> String {
+pub fn truncate(s: &str, max: usize) -> String {
     let one_line = s.lines().next().unwrap_or_default();
     if one_line.chars().count() <= max {
         one_line.to_string()

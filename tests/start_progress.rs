@@ -150,3 +150,28 @@ fn a_start_interrupted_by_stop_says_why_once() {
     assert!(!text.contains("is stopped: \n"), "{text}");
     assert!(!text.contains("is stopped:"), "{text}");
 }
+
+#[test]
+fn on_a_terminal_a_live_line_shows_the_setup_step_and_its_last_output() {
+    let s = Stack::new(
+        r#"
+[services.app]
+command = "sleep 600"
+setup = ["echo unpacking wheels; sleep 2"]
+"#,
+    );
+    // `script` gives fpctl a pseudo-terminal as its stdout.
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &format!("{BIN} start"), "/dev/null"])
+        .current_dir(s.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    let out = output_within(cmd, Duration::from_secs(60)).expect("start through script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("setup: sh -c ") && text.contains("| unpacking wheels"),
+        "no live setup line:\n{text}"
+    );
+    assert!(text.contains("everything online"), "{text}");
+}

@@ -99,11 +99,13 @@ fn drive(config: &Config, request: Request, goal: &str) -> Result<Outcome> {
     on_interrupt_say(DETACHED, 130);
     let started = Instant::now();
     let deadline = started + SUPERVISOR_BOOT;
+    let display = crate::progress::Display::for_stdout(config);
     loop {
         let mut client = connect_or_spawn(config)?;
         let reply = client
-            .request(request.clone(), output::print_progress)
+            .request(request.clone(), |p| display.show(p))
             .map_err(|e| Error::other("lost the supervisor", e))?;
+        display.finish();
         // A supervisor that is shutting down hands over to a new one.
         if matches!(
             &reply,

@@ -60,7 +60,12 @@ impl Supervisor {
                 let Some(e) = self.entries.get(id) else {
                     continue;
                 };
-                let now = (e.svc.public(), e.svc.label().map(|l| e.spec.redact(&l)));
+                let label = if setting_up_ahead(e) {
+                    Some("setting up (its dependencies are not ready yet)".to_string())
+                } else {
+                    e.svc.label()
+                };
+                let now = (e.svc.public(), label.map(|l| e.spec.redact(&l)));
                 if w.shown[k].as_ref() != Some(&now) {
                     let progress = Progress {
                         service: id.to_string(),
@@ -137,13 +142,19 @@ impl Supervisor {
         });
         self.waiters = waiters;
     }
+}
 
+/// Waiting for its dependencies while its setup runs ahead.
+fn setting_up_ahead(e: &Entry) -> bool {
+    e.svc.phase == Phase::Waiting && e.ahead.as_ref().is_some_and(|a| !a.finished)
+}
+
+impl Supervisor {
     /// What a service that is still setting up or waiting for health is
     /// doing, for a line every [`STILL`].
     fn still(&self, id: &ServiceId, e: &Entry, since: Instant) -> Option<String> {
         let secs = |from: Instant| from.elapsed().as_secs();
-        let setting_up = e.svc.phase == Phase::Preparing
-            || (e.svc.phase == Phase::Waiting && e.ahead.as_ref().is_some_and(|a| !a.finished));
+        let setting_up = e.svc.phase == Phase::Preparing || setting_up_ahead(e);
         if setting_up {
             let (step, last) =
                 crate::service_log::setup_status(&self.config.log_path(id.as_str()))?;
