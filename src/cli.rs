@@ -98,10 +98,10 @@ pub enum Command {
         #[arg(add = names(Names::Services))]
         services: Vec<String>,
     },
-    /// Print a service's log
+    /// Print a service's log, or several merged (default: all)
     Logs {
         #[arg(add = names(Names::Services))]
-        service: String,
+        services: Vec<String>,
         /// Keep printing new lines
         #[arg(short, long)]
         follow: bool,

@@ -213,9 +213,11 @@ impl Reason {
                 FailReason::StartTimeout {
                     after_ms,
                     last_probe,
+                    elsewhere,
                 } => FailReason::StartTimeout {
                     after_ms,
                     last_probe: mask(&last_probe),
+                    elsewhere,
                 },
                 FailReason::NotRestarted { why, policy } => FailReason::NotRestarted {
                     why: mask(&why),
@@ -236,12 +238,14 @@ impl Reason {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FailReason {
     /// The port check, setup or spawn failed (its words).
-    Prepare {
-        message: String,
-    },
+    Prepare { message: String },
     StartTimeout {
         after_ms: u64,
         last_probe: String,
+        /// Ports its processes listen on instead ("pid 7 listens on 3000,
+        /// not 3311").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        elsewhere: Option<String>,
     },
     /// Exited, and the restart policy says not to restart.
     NotRestarted {
@@ -249,18 +253,11 @@ pub enum FailReason {
         policy: crate::config::RestartPolicy,
     },
     /// Restarted `max_restarts` times in a row.
-    GaveUp {
-        why: String,
-        max_restarts: u32,
-    },
+    GaveUp { why: String, max_restarts: u32 },
     /// A oneshot that exited non-zero.
-    Oneshot {
-        exit: crate::process::Exit,
-    },
+    Oneshot { exit: crate::process::Exit },
     /// As an earlier supervisor recorded it.
-    Recorded {
-        message: String,
-    },
+    Recorded { message: String },
 }
 
 /// Why a service cannot start.

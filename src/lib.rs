@@ -18,7 +18,9 @@ pub mod logger;
 pub mod output;
 pub mod ports;
 pub mod process;
+pub mod progress;
 pub mod scale;
+pub mod service_log;
 pub mod setup;
 pub mod state;
 pub mod supervisor;
@@ -62,10 +64,10 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Reload { dry_run } => commands::reload(file, dry_run),
         Command::Scale { counts } => commands::scale(file, counts),
         Command::Logs {
-            service,
+            services,
             follow,
             lines,
-        } => commands::logs(file, &service, follow, lines),
+        } => commands::logs(file, &services, follow, lines),
         Command::Events {
             service,
             json,

@@ -287,7 +287,7 @@ pub fn status_table(config: &Config, rows: &[Row]) -> String {
     out
 }
 
-fn truncate(s: &str, max: usize) -> String {
+pub fn truncate(s: &str, max: usize) -> String {
     let one_line = s.lines().next().unwrap_or_default();
     if one_line.chars().count() <= max {
         one_line.to_string()
@@ -405,6 +405,20 @@ pub fn print_done(goal: &str, took: std::time::Duration) {
     );
 }
 
+/// A warning: the file is valid, but probably not what was meant.
+pub fn print_warning(text: &str) {
+    eprintln!("{} {text}", "warning:".yellow().bold());
+}
+
+/// A start that was cut short: why, once, and what it left unstarted.
+pub fn print_interrupted(reason: &str, services: &[&str]) {
+    eprintln!(
+        "{} the start was interrupted: {reason} (not started: {})",
+        "error:".red().bold(),
+        services.join(", ")
+    );
+}
+
 /// A failed service: why, its log's last lines and where the log is.
 pub fn print_failure(f: &crate::control::Failure, tail: &str) {
     eprintln!(
@@ -446,8 +460,8 @@ impl LogTailer {
         LogTailer { files, width }
     }
 
-    pub fn run(mut self) {
-        use std::io::{Read, Seek, SeekFrom, Write};
+    /// `name |` in the service's colour.
+    fn prefix(&self, k: usize) -> colored::ColoredString {
         const COLORS: [colored::Color; 6] = [
             colored::Color::Cyan,
             colored::Color::Magenta,
@@ -456,10 +470,30 @@ impl LogTailer {
             colored::Color::Green,
             colored::Color::BrightRed,
         ];
+        format!("{:<w$} |", self.files[k].0, w = self.width).color(COLORS[k % COLORS.len()])
+    }
+
+    /// The last `n` lines of each log, service by service, behind the
+    /// prefix (what was written before the tailer began).
+    pub fn print_last(&self, n: usize) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for (k, (_, path, _)) in self.files.iter().enumerate() {
+            let tail = crate::service_log::last_lines(path, n);
+            for line in tail.lines() {
+                let _ = writeln!(out, "{} {line}", self.prefix(k));
+            }
+        }
+        let _ = out.flush();
+    }
+
+    pub fn run(mut self) {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let prefixes: Vec<_> = (0..self.files.len()).map(|k| self.prefix(k)).collect();
         let mut partial: Vec<Vec<u8>> = vec![Vec::new(); self.files.len()];
         loop {
             let mut out = std::io::stdout().lock();
-            for (k, (name, path, offset)) in self.files.iter_mut().enumerate() {
+            for (k, (_, path, offset)) in self.files.iter_mut().enumerate() {
                 let Ok(mut f) = std::fs::File::open(&*path) else {
                     continue;
                 };
@@ -475,8 +509,7 @@ impl LogTailer {
                     *offset += n as u64;
                 }
                 partial[k].extend_from_slice(&buf);
-                let prefix =
-                    format!("{:<w$} |", name, w = self.width).color(COLORS[k % COLORS.len()]);
+                let prefix = &prefixes[k];
                 while let Some(pos) = partial[k].iter().position(|&b| b == b'\n') {
                     let line: Vec<u8> = partial[k].drain(..=pos).collect();
                     let _ = write!(out, "{prefix} ");
@@ -513,11 +546,18 @@ impl std::fmt::Display for crate::control::FailReason {
             R::StartTimeout {
                 after_ms,
                 last_probe,
-            } => write!(
-                f,
-                "not healthy after {} (start_timeout); last probe: {last_probe}",
-                duration_short(std::time::Duration::from_millis(*after_ms))
-            ),
+                elsewhere,
+            } => {
+                write!(
+                    f,
+                    "not healthy after {} (start_timeout); last probe: {last_probe}",
+                    duration_short(std::time::Duration::from_millis(*after_ms))
+                )?;
+                match elsewhere {
+                    Some(hint) => write!(f, "; {hint}"),
+                    None => Ok(()),
+                }
+            }
             R::NotRestarted { why, policy } => {
                 let policy = match policy {
                     RestartPolicy::No => "restart = \"no\"",

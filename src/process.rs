@@ -448,9 +448,10 @@ pub fn cmdline(pid: i32) -> Option<String> {
     argv(pid).map(|a| a.join(" "))
 }
 
-/// The process listening on a local TCP port, where /proc tells.
-pub fn port_holder(port: u16) -> Option<(i32, String)> {
-    let mut inodes = Vec::new();
+/// Every listening TCP socket of this host, where /proc tells: its inode
+/// link text (`socket:[N]`) and its port.
+fn listening_sockets() -> std::collections::HashMap<String, u16> {
+    let mut sockets = std::collections::HashMap::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
             continue;
@@ -460,27 +461,54 @@ pub fn port_holder(port: u16) -> Option<(i32, String)> {
             if f.len() < 10 || f[3] != "0A" {
                 continue;
             }
-            let local_port = f[1]
+            let port = f[1]
                 .rsplit(':')
                 .next()
                 .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if local_port == Some(port) {
-                inodes.push(format!("socket:[{}]", f[9]));
+            if let Some(port) = port {
+                sockets.insert(format!("socket:[{}]", f[9]), port);
             }
         }
     }
-    if inodes.is_empty() {
+    sockets
+}
+
+/// The listening sockets among a process's open files, as ports.
+fn ports_of(pid: i32, sockets: &std::collections::HashMap<String, u16>) -> Vec<u16> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let mut ports: Vec<u16> = fds
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| sockets.get(target.to_str()?).copied())
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// The process listening on a local TCP port, where /proc tells.
+pub fn port_holder(port: u16) -> Option<(i32, String)> {
+    let mut sockets = listening_sockets();
+    sockets.retain(|_, p| *p == port);
+    if sockets.is_empty() {
         return None;
     }
-    all_pids().into_iter().find_map(|pid| {
-        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-        for fd in fds.flatten() {
-            if let Ok(target) = std::fs::read_link(fd.path()) {
-                if inodes.iter().any(|i| target.as_os_str() == i.as_str()) {
-                    return Some((pid, cmdline(pid).unwrap_or_default()));
-                }
-            }
-        }
-        None
-    })
+    all_pids()
+        .into_iter()
+        .find(|&pid| !ports_of(pid, &sockets).is_empty())
+        .map(|pid| (pid, cmdline(pid).unwrap_or_default()))
+}
+
+/// The TCP ports each of `pids` listens on (those that listen at all).
+pub fn listening_ports(pids: &[i32]) -> Vec<(i32, Vec<u16>)> {
+    let sockets = listening_sockets();
+    if sockets.is_empty() {
+        return Vec::new();
+    }
+    pids.iter()
+        .map(|&pid| (pid, ports_of(pid, &sockets)))
+        .filter(|(_, ports)| !ports.is_empty())
+        .collect()
 }

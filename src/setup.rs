@@ -4,14 +4,17 @@
 //! run (so files that setup itself writes, like package-lock.json, count).
 //! Output goes to the service's log.
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{Config, Service, Setup};
 use crate::process::{self, SpawnSpec};
+use crate::service_log;
 
 /// Variables a set-up service needs at every start (PATH, VIRTUAL_ENV).
 pub fn runtime_env(service: &Service) -> Vec<(String, String)> {
@@ -39,6 +42,76 @@ pub fn service_env(service: &Service) -> Vec<(String, String)> {
     env.extend(service.env.iter().cloned());
     env.extend(runtime_env(service));
     env
+}
+
+/// Who may run a setup now: at most `max_parallel_setup` at once, and never
+/// two of one folder (services sharing a `.venv` or `node_modules`).
+pub struct Gate {
+    slots: Arc<Semaphore>,
+    folders: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A setup's right to run; dropping it lets the next one in.
+pub struct Pass {
+    _folder: Option<OwnedMutexGuard<()>>,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Gate {
+    pub fn new(parallel: usize) -> Arc<Gate> {
+        Arc::new(Gate {
+            slots: Arc::new(Semaphore::new(parallel.max(1))),
+            folders: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Wait for the service's folder, then for a slot (a setup waiting for
+    /// its folder holds no slot).
+    pub async fn enter(&self, service: &Service) -> Pass {
+        let folder = shared_folder(service).map(|dir| {
+            let mut folders = self.folders.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(folders.entry(dir).or_default())
+        });
+        let folder = match folder {
+            Some(lock) => Some(lock.lock_owned().await),
+            None => None,
+        };
+        let slot = Arc::clone(&self.slots).acquire_owned().await.ok();
+        Pass {
+            _folder: folder,
+            _slot: slot,
+        }
+    }
+}
+
+/// The folder a setup writes that other services may share.
+fn shared_folder(service: &Service) -> Option<PathBuf> {
+    let dir = match &service.setup {
+        Setup::Venv => service.dir.join(".venv"),
+        Setup::Npm => service.dir.join("node_modules"),
+        Setup::None | Setup::Commands(_) => return None,
+    };
+    Some(canonical(&dir))
+}
+
+/// `path` with its existing part resolved, so two spellings of one folder
+/// are one key.
+fn canonical(path: &Path) -> PathBuf {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+            .map(|p| p.join(name))
+            .unwrap_or_else(|_| path.to_path_buf()),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Whether running the service's setup now would do anything.
+pub fn needed(config: &Config, service: &Service) -> bool {
+    let Some(now) = inputs_hash(service) else {
+        return false;
+    };
+    let recorded = std::fs::read_to_string(stamp_path(config, service)).ok();
+    recorded.as_deref() != Some(now.as_str()) || !artifacts_present(service)
 }
 
 /// What happened.
@@ -114,22 +187,28 @@ pub fn stale(config: &Config, service: &Service) -> bool {
 /// Its processes carry `marker`, so a stop during setup can find them.
 pub async fn run(
     config: &Config,
+    gate: &Gate,
     service: &Service,
     log: &File,
     marker: Option<&str>,
 ) -> Result<SetupOutcome, String> {
-    let Some(before) = inputs_hash(service) else {
+    if inputs_hash(service).is_none() {
         return Ok(SetupOutcome::NotNeeded);
-    };
-    let stamp = stamp_path(config, service);
-    let recorded = std::fs::read_to_string(&stamp).ok();
-    if recorded.as_deref() == Some(before.as_str()) && artifacts_present(service) {
+    }
+    if !needed(config, service) {
         return Ok(SetupOutcome::UpToDate);
     }
+    let _pass = gate.enter(service).await;
+    // Another run (ahead of readiness, or of a service sharing the folder)
+    // may have done it while this one waited.
+    if !needed(config, service) {
+        return Ok(SetupOutcome::UpToDate);
+    }
+    let stamp = stamp_path(config, service);
     let _ = std::fs::remove_file(&stamp);
     let env = service_env(service);
     for argv in steps(service) {
-        note(log, &format!("setup: {}", shell_words::join(&argv)));
+        service_log::note(log, &format!("setup: {}", shell_words::join(&argv)));
         let spec = SpawnSpec {
             argv: &argv,
             dir: &service.dir,
@@ -150,7 +229,7 @@ pub async fn run(
     }
     crate::state::write_atomic(&stamp, after.as_bytes())
         .map_err(|e| format!("cannot record setup: {e}"))?;
-    note(log, "setup: done");
+    service_log::note(log, "setup: done");
     Ok(SetupOutcome::Ran)
 }
 
@@ -188,13 +267,4 @@ fn steps(service: &Service) -> Vec<Vec<String>> {
         }
         Setup::Commands(cmds) => cmds.iter().map(|c| s(&["sh", "-c", c])).collect(),
     }
-}
-
-/// A line of fpctl's own in a service's log.
-pub fn note(mut log: &File, line: &str) {
-    // One line per note, whatever the text holds (a multi-line command).
-    // One write(2) of the whole line: with O_APPEND it cannot interleave
-    // with the service's own output (writeln! would write it in pieces).
-    let line = format!("[fpctl] {}\n", line.replace('\n', "\\n"));
-    let _ = log.write_all(line.as_bytes());
 }

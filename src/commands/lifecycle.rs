@@ -105,13 +105,16 @@ pub fn stop(file: Option<&Path>, services: Vec<String>) -> Result<Outcome> {
 /// Send a request to the project's supervisor (starting one if needed) and
 /// report its progress and outcome.
 fn drive(config: &Config, request: Request, goal: &str) -> Result<Outcome> {
+    on_interrupt_say(DETACHED, 130);
     let started = Instant::now();
     let deadline = started + SUPERVISOR_BOOT;
+    let display = crate::progress::Display::for_stdout(config);
     loop {
         let mut client = connect_or_spawn(config)?;
         let reply = client
-            .request(request.clone(), output::print_progress)
+            .request(request.clone(), |p| display.show(p))
             .map_err(|e| Error::other("lost the supervisor", e))?;
+        display.finish();
         // A supervisor that is shutting down hands over to a new one.
         if matches!(
             &reply,
@@ -155,9 +158,55 @@ fn finish(reply: Response, started: Instant, goal: &str) -> Result<Outcome> {
 }
 
 fn report_failures(failures: &[Failure]) {
-    for f in failures {
-        let tail = super::logs::last_lines(&f.log, 10);
+    // Services stopped while starting share one reason: say it once.
+    let (stopped, failed): (Vec<&Failure>, Vec<&Failure>) = failures
+        .iter()
+        .partition(|f| f.state == crate::control::ServiceState::Stopped);
+    if let Some(first) = stopped.first() {
+        let names: Vec<&str> = stopped.iter().map(|f| f.service.as_str()).collect();
+        output::print_interrupted(&first.reason, &names);
+    }
+    for f in failed {
+        let tail = crate::service_log::current_run(&f.log, 10);
         output::print_failure(f, &tail);
+    }
+}
+
+/// What Ctrl-C during `start` or `restart` prints: the supervisor carries
+/// on without this command.
+const DETACHED: &[u8] = b"\ninterrupted: the stack goes on starting in the background.\n  see how it goes: fpctl check\n  stop it:         fpctl stop\n";
+
+/// What Ctrl-C in `up` attached to a running stack prints.
+const UP_DETACHED: &[u8] =
+    b"\ndetached: the stack keeps running (fpctl check shows it, fpctl stop stops it)\n";
+
+/// On SIGINT, print `message` to stderr, then exit with `code`.
+fn on_interrupt_say(message: &'static [u8], code: i32) {
+    use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
+    static MESSAGE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+    static LEN: AtomicUsize = AtomicUsize::new(0);
+    static CODE: AtomicI32 = AtomicI32::new(130);
+    MESSAGE.store(message.as_ptr().cast_mut(), Ordering::SeqCst);
+    LEN.store(message.len(), Ordering::SeqCst);
+    CODE.store(code, Ordering::SeqCst);
+    extern "C" fn on_sigint(_: libc::c_int) {
+        // SAFETY: atomics, write(2) and _exit(2) are async-signal-safe; the
+        // message is a static buffer.
+        unsafe {
+            let message = MESSAGE.load(Ordering::SeqCst);
+            libc::write(2, message.cast(), LEN.load(Ordering::SeqCst));
+            libc::_exit(CODE.load(Ordering::SeqCst));
+        }
+    }
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_sigint),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only calls async-signal-safe functions.
+    if let Err(e) = unsafe { sigaction(Signal::SIGINT, &action) } {
+        tracing::debug!("cannot catch Ctrl-C: {e}");
     }
 }
 
@@ -252,15 +301,13 @@ fn init_tracing() {
 pub fn up(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) -> Result<Outcome> {
     let config = load(file)?;
     let selected = graph::select(&config, &services, &profiles)?;
-    let Some(lock) = supervisor::try_lock(&config)? else {
-        return Err(Error::Other(
-            "a supervisor is already running for this project; use `fpctl logs -f`, or `fpctl stop` first".into(),
-        ));
-    };
     let names: Vec<String> = selected
         .iter()
         .map(|&i| config.services[i].name.clone())
         .collect();
+    let Some(lock) = supervisor::try_lock(&config)? else {
+        return attach(&config, &names);
+    };
     let tailer = output::LogTailer::new(&config, &names);
     std::thread::spawn(move || tailer.run());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -292,6 +339,34 @@ pub fn up(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) -> 
         )),
         true,
     )?;
+    Ok(Outcome::Success)
+}
+
+/// `up` while a supervisor runs: show every log live; Ctrl-C detaches and
+/// leaves the stack running; the command ends when the supervisor does.
+fn attach(config: &Config, names: &[String]) -> Result<Outcome> {
+    let socket = state::socket_path(config);
+    let Some(mut client) = Client::connect(&socket) else {
+        return Err(Error::Other(
+            "a supervisor holds this project but does not answer (it may be stopping); try again, or `fpctl stop`".into(),
+        ));
+    };
+    let pid = match client.request(Request::Status, |_| {}) {
+        Ok(Response::Status { supervisor_pid, .. }) => supervisor_pid.to_string(),
+        _ => "?".into(),
+    };
+    println!(
+        "attached to the running stack (supervisor pid {pid}); Ctrl-C detaches and leaves it running"
+    );
+    on_interrupt_say(UP_DETACHED, 0);
+    let tailer = output::LogTailer::new(config, names);
+    std::thread::spawn(move || tailer.run());
+    while Client::connect(&socket).is_some() {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Lines written last are printed before saying so.
+    std::thread::sleep(Duration::from_millis(200));
+    println!("the supervisor stopped");
     Ok(Outcome::Success)
 }
 

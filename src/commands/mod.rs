@@ -15,6 +15,9 @@ pub fn load(file: Option<&Path>) -> Result<Config> {
 pub fn validate(file: Option<&Path>) -> Result<Outcome> {
     let config = load(file)?;
     println!("{}", output::validate_summary(&config));
+    for conflict in config.port_env_conflicts() {
+        output::print_warning(&format!("{}: {conflict}", config.path.display()));
+    }
     Ok(Outcome::Success)
 }
 

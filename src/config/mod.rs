@@ -59,6 +59,9 @@ pub struct Project {
     pub name: String,
     pub log_dir: PathBuf,
     pub log_rotation: Option<LogRotation>,
+    /// How many setups may run at once (`max_parallel_setup`; default: the
+    /// number of cores).
+    pub max_parallel_setup: usize,
 }
 
 /// Rotate a service's log once it reaches `max_size` bytes, keeping `keep`
@@ -315,6 +318,40 @@ impl Service {
             .chain(self.port_env.iter())
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Config {
+    /// Services whose `env` sets `PORT` or an `FPCTL_PORT_*` to something
+    /// other than the port fpctl exports: the service would listen where no
+    /// health check looks. One sentence each.
+    pub fn port_env_conflicts(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for svc in &self.services {
+            let mut seen: Vec<&str> = Vec::new();
+            // The last value of a key is the one the process gets.
+            for (key, value) in svc.env.iter().rev() {
+                if seen.contains(&key.as_str()) {
+                    continue;
+                }
+                seen.push(key);
+                let exported = match key.as_str() {
+                    "PORT" => svc.port.map(|p| p.to_string()),
+                    _ => svc
+                        .port_env
+                        .iter()
+                        .find(|(k, _)| k == key && k.starts_with("FPCTL_PORT_"))
+                        .map(|(_, v)| v.clone()),
+                };
+                if let Some(port) = exported.filter(|p| p != value) {
+                    found.push(format!(
+                        "service \"{}\": env sets {key} = \"{value}\", but fpctl exports {key}={port}; the health check and dependents look at {port}",
+                        svc.name
+                    ));
+                }
+            }
+        }
+        found
     }
 }
 

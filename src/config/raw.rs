@@ -37,6 +37,8 @@ pub struct RawProject {
     pub log_max_size: Option<Spanned<Scalar>>,
     #[schemars(with = "Option<i64>")]
     pub log_keep: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
+    pub max_parallel_setup: Option<Spanned<i64>>,
     #[serde(default)]
     #[schemars(with = "IndexMap<String, Scalar>")]
     pub env: IndexMap<Spanned<String>, Spanned<Scalar>>,

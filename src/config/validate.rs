@@ -335,10 +335,20 @@ impl Validator<'_> {
             max_size,
             keep: keep.unwrap_or(defaults::LOG_KEEP),
         });
+        let max_parallel_setup = raw
+            .as_ref()
+            .and_then(|p| p.max_parallel_setup.as_ref())
+            .map(|v| self.count(v, "max_parallel_setup", "the project", 1) as usize)
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            });
         Project {
             name,
             log_dir,
             log_rotation,
+            max_parallel_setup,
         }
     }
 

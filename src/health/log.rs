@@ -15,7 +15,7 @@ use regex::Regex;
 
 use super::Verdict;
 
-/// The prefix of the note fpctl writes at every launch (see `setup::note`).
+/// The prefix of the note fpctl writes at every launch (see `service_log::note`).
 const LAUNCH_NOTE: &str = "[fpctl] starting: ";
 /// fpctl's own lines never count as the service's output.
 const OWN_NOTE: &str = "[fpctl] ";

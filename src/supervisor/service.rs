@@ -169,7 +169,10 @@ pub enum Input {
         at: f64,
     },
     Probed(ProbeResult),
-    StartTimeout,
+    StartTimeout {
+        /// Ports its processes listen on instead of `port`.
+        elsewhere: Option<String>,
+    },
     /// A service without a health check stayed up through the grace period.
     AliveFor,
     MemoryOver {
@@ -435,7 +438,11 @@ impl Svc {
                 }
             }
             Input::PrepareFailed(reason) => {
-                if matches!(self.phase, Phase::Preparing | Phase::Starting) {
+                // Waiting: a setup begun ahead of readiness failed.
+                if matches!(
+                    self.phase,
+                    Phase::Waiting | Phase::Preparing | Phase::Starting
+                ) {
                     self.fail(FailReason::Prepare { message: reason }, &mut fx);
                 }
             }
@@ -450,12 +457,13 @@ impl Svc {
                 }
             }
             Input::Probed(result) => self.probed(spec, result, &mut fx),
-            Input::StartTimeout => {
+            Input::StartTimeout { elsewhere } => {
                 if matches!(self.phase, Phase::Starting | Phase::Preparing) {
                     let last = self.detail.clone().unwrap_or_else(|| "no answer".into());
                     let reason = FailReason::StartTimeout {
                         after_ms: spec.start_timeout.as_millis() as u64,
                         last_probe: last,
+                        elsewhere,
                     };
                     self.fail(reason, &mut fx);
                     fx.push(Effect::Kill);
@@ -1062,7 +1070,7 @@ mod tests {
             now,
         );
         s.handle(&spec, Input::Probed(probe(Verdict::Down)), now);
-        let fx = s.handle(&spec, Input::StartTimeout, now);
+        let fx = s.handle(&spec, Input::StartTimeout { elsewhere: None }, now);
         assert!(fx.contains(&Effect::Kill));
         assert_eq!(kinds(&fx), ["failed"]);
         assert!(s.reason().unwrap().contains("start_timeout"));
@@ -1079,7 +1087,9 @@ mod tests {
         assert_eq!(s.public(), ServiceState::Failed);
         // A late timeout once online does nothing.
         let mut s = running(&spec, now);
-        assert!(s.handle(&spec, Input::StartTimeout, now).is_empty());
+        assert!(s
+            .handle(&spec, Input::StartTimeout { elsewhere: None }, now)
+            .is_empty());
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! A stop can come at any step. During prepare it drops the setup future and
 //! sweeps: setup steps carry the service's marker, so they die too.
 
-use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +18,7 @@ use super::service::ServiceId;
 use crate::config::Service;
 use crate::health::{self, ProbeResult, Verdict};
 use crate::process::{self, Exit, SpawnSpec};
+use crate::service_log;
 use crate::setup;
 use crate::state;
 
@@ -48,7 +48,10 @@ pub enum UnitEvent {
         at: f64,
     },
     Probed(ProbeResult),
-    StartTimeout,
+    StartTimeout {
+        /// Ports the service's processes listen on instead of its own.
+        elsewhere: Option<String>,
+    },
     AliveFor,
     /// The last report: nothing of this launch runs any more.
     Ended {
@@ -90,6 +93,48 @@ pub struct Launch {
     /// Stop a stale copy of the service holding its port (`replace_stale`,
     /// `start --replace`).
     pub replace: bool,
+    /// Who may run a setup now.
+    pub gate: Arc<setup::Gate>,
+    /// The setup the dispatcher began ahead of readiness, if any.
+    pub ahead: Option<Ahead>,
+}
+
+/// A setup begun before the launch (see `actor/ahead.rs`). Dropping it
+/// aborts the task; the caller sweeps what it spawned.
+pub struct Ahead {
+    pub token: u64,
+    /// Its result arrived at the dispatcher.
+    pub finished: bool,
+    task: tokio::task::JoinHandle<()>,
+    done: tokio::sync::watch::Receiver<Option<Result<(), String>>>,
+}
+
+impl Ahead {
+    pub fn new(
+        token: u64,
+        task: tokio::task::JoinHandle<()>,
+        done: tokio::sync::watch::Receiver<Option<Result<(), String>>>,
+    ) -> Self {
+        Ahead {
+            token,
+            finished: false,
+            task,
+            done,
+        }
+    }
+
+    /// Wait for its result; None when it was cut short.
+    async fn outcome(&self) -> Option<Result<(), String>> {
+        let mut done = self.done.clone();
+        let result = done.wait_for(|r| r.is_some()).await.ok()?;
+        result.clone()
+    }
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 type Sink = mpsc::UnboundedSender<Report>;
@@ -216,7 +261,17 @@ impl Task {
                 e = &mut exit => break e.unwrap_or(Exit::Unknown),
                 _ = &mut start_timer, if start_armed => {
                     start_armed = false;
-                    self.report(UnitEvent::StartTimeout);
+                    let elsewhere = match svc.port {
+                        Some(port) => {
+                            let marker = self.l.marker.clone();
+                            tokio::task::spawn_blocking(move || listening_elsewhere(pid, &marker, port))
+                                .await
+                                .ok()
+                                .flatten()
+                        }
+                        None => None,
+                    };
+                    self.report(UnitEvent::StartTimeout { elsewhere });
                 }
                 _ = &mut alive_timer, if alive_armed => {
                     alive_armed = false;
@@ -286,6 +341,27 @@ pub fn kill_tree(pgid: Option<i32>, marker: &str) {
     }
 }
 
+/// Which ports a service's processes listen on, when they are not its own
+/// `port`: "pid 7 listens on 3000, not 3311".
+fn listening_elsewhere(pgid: i32, marker: &str, port: u16) -> Option<String> {
+    let mut pids = process::marked_pids(marker, false);
+    pids.push(pgid);
+    pids.sort_unstable();
+    pids.dedup();
+    let found = process::listening_ports(&pids);
+    if found.is_empty() || found.iter().any(|(_, ports)| ports.contains(&port)) {
+        return None;
+    }
+    let each: Vec<String> = found
+        .iter()
+        .map(|(pid, ports)| {
+            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+            format!("pid {pid} listens on {}", ports.join(", "))
+        })
+        .collect();
+    Some(format!("{}, not {port}", each.join("; ")))
+}
+
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -300,10 +376,6 @@ enum Prepared {
     Spawn,
     /// A healthy service already answers on the port: adopt it as external.
     External(ProbeResult),
-}
-
-pub fn open_log(path: &std::path::Path) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
 }
 
 /// Before a spawn: is the port free (or already served, healthy)? Then setup.
@@ -329,9 +401,9 @@ async fn prepare(l: &Launch) -> Result<Prepared, String> {
             match holder {
                 Some((pid, _)) if l.replace => match super::stale::replace(svc, pid, port).await {
                     Ok(note) => {
-                        let log =
-                            open_log(&l.log_path).map_err(|e| format!("cannot open log: {e}"))?;
-                        setup::note(&log, &note);
+                        let log = service_log::open(&l.log_path)
+                            .map_err(|e| format!("cannot open log: {e}"))?;
+                        service_log::note(&log, &note);
                     }
                     Err(why) => return Err(format!("{refusal}; {why}")),
                 },
@@ -339,25 +411,32 @@ async fn prepare(l: &Launch) -> Result<Prepared, String> {
             }
         }
     }
-    let log = open_log(&l.log_path).map_err(|e| format!("cannot open log: {e}"))?;
-    setup::run(&l.config, svc, &log, Some(&l.marker)).await?;
+    // A setup begun ahead: its failure is this launch's; after its success
+    // the run below finds everything up to date.
+    if let Some(ahead) = &l.ahead {
+        if let Some(Err(reason)) = ahead.outcome().await {
+            return Err(reason);
+        }
+    }
+    setup_only(l).await?;
     Ok(Prepared::Spawn)
 }
 
-/// Only the setup (for a `restart`, while the old process still serves).
+/// Only the setup (ahead of readiness, or for a `restart` while the old
+/// process still serves).
 pub async fn setup_only(l: &Launch) -> Result<(), String> {
-    let log = open_log(&l.log_path).map_err(|e| format!("cannot open log: {e}"))?;
-    setup::run(&l.config, &l.svc, &log, Some(&l.marker))
+    let log = service_log::open(&l.log_path).map_err(|e| format!("cannot open log: {e}"))?;
+    setup::run(&l.config, &l.gate, &l.svc, &log, Some(&l.marker))
         .await
         .map(drop)
 }
 
 fn spawn(l: &Launch) -> Result<(process::Child, Option<process::Child>), String> {
     let svc = &l.svc;
-    let log = open_log(&l.log_path)
+    let log = service_log::open(&l.log_path)
         .map_err(|e| format!("cannot open log {}: {e}", l.log_path.display()))?;
     let shown = svc.redact(&shell_words::join(&svc.argv));
-    setup::note(&log, &format!("starting: {shown}"));
+    service_log::note(&log, &format!("starting: {shown}"));
     let env = setup::service_env(svc);
     let spec = SpawnSpec {
         argv: &svc.argv,

@@ -13,6 +13,7 @@
 //! from one counter shared by all services, so a late report about an
 //! earlier launch never matches a later one, whatever the service.
 
+mod ahead;
 mod persist;
 mod requests;
 mod waiters;
@@ -39,6 +40,10 @@ use crate::process;
 use crate::setup;
 use crate::state::{self, ServiceRecord, StateFile};
 
+/// Why a start ended with services stopped, as its waiter reports it.
+const STOPPED_BY_STOP: &str = "stopped by `fpctl stop` while starting";
+const STOPPED_BY_SIGNAL: &str = "the supervisor was told to stop while starting";
+
 /// How often services with `max_memory` are measured.
 const MEMORY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -64,12 +69,20 @@ pub enum Msg {
     },
     /// Time to measure the memory of services with `max_memory`.
     MemoryTick,
+    /// Once a second: waiters say what goes on (see `waiters::STILL`).
+    Tick,
     /// Resident memory (bytes) of each measured service's process group.
     Memory(Vec<MemoryUse>),
     /// A watched file of the service changed (`path`, relative to its dir).
     Watched {
         id: ServiceId,
         path: std::path::PathBuf,
+    },
+    /// A setup begun ahead of readiness is over.
+    SetupAhead {
+        id: ServiceId,
+        token: u64,
+        result: std::result::Result<(), String>,
     },
 }
 
@@ -87,6 +100,8 @@ struct Entry {
     tier: usize,
     svc: Svc,
     unit: Option<Unit>,
+    /// Its setup, begun while it waits for its dependencies.
+    ahead: Option<unit::Ahead>,
     /// Gone from services.toml: stopped, then forgotten.
     removed: bool,
 }
@@ -114,6 +129,12 @@ pub struct Supervisor {
     replace: BTreeSet<ServiceId>,
     /// The file watches of services with `watch`, for the config in force.
     watches: Option<super::watch::Watches>,
+    /// Who may run a setup now (`max_parallel_setup`, shared folders).
+    gate: Arc<setup::Gate>,
+    /// Numbers setups begun ahead, so a late result matches its own.
+    next_ahead: u64,
+    /// What last stopped services, for starts that were waiting on them.
+    stopped_by: Option<&'static str>,
 }
 
 impl Supervisor {
@@ -139,6 +160,9 @@ impl Supervisor {
             digest: None,
             watches: None,
             replace: BTreeSet::new(),
+            gate: setup::Gate::new(config.project.max_parallel_setup),
+            next_ahead: 0,
+            stopped_by: None,
         };
         sup.install(config);
         (sup, tx)
@@ -163,6 +187,10 @@ impl Supervisor {
             let spec = Arc::new(svc.clone());
             match self.entries.get_mut(&id) {
                 Some(e) => {
+                    // A setup begun for the old definition is not this one's.
+                    if e.spec.setup != spec.setup || e.spec.dir != spec.dir {
+                        e.ahead = None;
+                    }
                     e.spec = spec;
                     e.deps = deps;
                     e.tier = svc.tier;
@@ -177,6 +205,7 @@ impl Supervisor {
                             tier: svc.tier,
                             svc: Svc::new(),
                             unit: None,
+                            ahead: None,
                             removed: false,
                         },
                     );
@@ -221,6 +250,17 @@ impl Supervisor {
             });
         }
         self.watches = super::watch::start(&self.config, self.tx.clone());
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if tx.send(Msg::Tick).is_err() {
+                    return;
+                }
+            }
+        });
         self.reconcile();
         self.persist();
         loop {
@@ -248,7 +288,7 @@ impl Supervisor {
     fn quiet(&self) -> bool {
         self.entries
             .values()
-            .all(|e| !e.svc.active() && e.unit.is_none())
+            .all(|e| !e.svc.active() && e.unit.is_none() && e.ahead.is_none())
     }
 
     fn handle(&mut self, msg: Msg) {
@@ -268,7 +308,10 @@ impl Supervisor {
                     }
                 }
             }
-            Msg::Shutdown => self.stop_all(),
+            Msg::Shutdown => {
+                self.stopped_by = Some(STOPPED_BY_SIGNAL);
+                self.stop_all();
+            }
             Msg::Reload => {
                 if !self.exiting {
                     let (tx, _rx) = mpsc::unbounded_channel();
@@ -290,6 +333,7 @@ impl Supervisor {
                     self.restart(services, failed, reply);
                 }
             }
+            Msg::SetupAhead { id, token, result } => self.ahead_done(&id, token, result),
             Msg::MemoryTick => self.measure_memory(),
             Msg::Watched { id, path } => {
                 // A running service restarts, and a failed one gets another
@@ -307,6 +351,7 @@ impl Supervisor {
                 let (reply, _) = mpsc::unbounded_channel();
                 self.restart_request(vec![id], reply);
             }
+            Msg::Tick => {}
             Msg::Memory(usage) => {
                 for m in usage {
                     let Some(e) = self.entries.get(&m.id) else {
@@ -346,7 +391,7 @@ impl Supervisor {
                 Input::Spawned { pid, ticks, at }
             }
             UnitEvent::Probed(p) => Input::Probed(p),
-            UnitEvent::StartTimeout => Input::StartTimeout,
+            UnitEvent::StartTimeout { elsewhere } => Input::StartTimeout { elsewhere },
             UnitEvent::AliveFor => Input::AliveFor,
             UnitEvent::Ended { pid, exit } => Input::Ended { pid, exit },
         };
@@ -388,6 +433,7 @@ impl Supervisor {
                 let gen = self.entries[id].svc.gen;
                 let mut launch = self.launch_of(id, gen);
                 launch.replace |= self.replace.remove(id);
+                launch.ahead = self.entries.get_mut(id).expect("entry").ahead.take();
                 let unit = unit::launch(launch, self.reports_tx.clone());
                 self.entries.get_mut(id).expect("entry").unit = Some(unit);
             }
@@ -409,8 +455,8 @@ impl Supervisor {
             }
             Effect::Note(text) => {
                 let spec = &self.entries[id].spec;
-                if let Ok(log) = unit::open_log(&self.config.log_path(id.as_str())) {
-                    setup::note(&log, &spec.redact(&text));
+                if let Ok(log) = crate::service_log::open(&self.config.log_path(id.as_str())) {
+                    crate::service_log::note(&log, &spec.redact(&text));
                 }
             }
             Effect::Record(kind, detail) => self.record(id, kind, detail),
@@ -426,6 +472,8 @@ impl Supervisor {
             marker: format!("{}:{}", self.marker, id),
             config: Arc::clone(&self.config),
             replace: self.entries[id].spec.replace_stale,
+            gate: Arc::clone(&self.gate),
+            ahead: None,
         }
     }
 
@@ -466,6 +514,11 @@ impl Supervisor {
                 self.input(&id, Input::Block(reason));
                 continue;
             }
+            self.set_up_ahead(&id);
+            let e = &self.entries[&id];
+            if e.svc.phase != Phase::Waiting {
+                continue;
+            }
             let deps_ready = e.deps.iter().all(|d| self.entries[d].svc.ready());
             let earlier_ready = self.earlier_tiers(e.tier).all(|j| j.svc.ready());
             if deps_ready && earlier_ready {
@@ -473,6 +526,7 @@ impl Supervisor {
                 self.input(&id, Input::Launch { gen });
             }
         }
+        self.cancel_stale_aheads();
     }
 
     /// Wanted services of tiers before `tier`.

@@ -64,12 +64,14 @@ impl Supervisor {
                 Err(e) => self.refuse(&reply, ErrorKind::UnknownService, e),
             },
             Request::Stop { services } if services.is_empty() => {
+                self.stopped_by = Some(STOPPED_BY_STOP);
                 self.stop_all();
                 let all = self.entries.keys().cloned().collect();
                 self.add_waiter(all, WaitFor::Down, reply);
             }
             Request::Stop { services } => match graph::select(&self.config, &services, &[]) {
                 Ok(_) => {
+                    self.stopped_by = Some(STOPPED_BY_STOP);
                     let roots = services
                         .iter()
                         .filter_map(|n| self.config.service(n).map(|(i, _)| i));
@@ -106,11 +108,14 @@ impl Supervisor {
         }
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let mut failed = Vec::new();
+            // In parallel, as far as the setup gate lets them.
+            let mut running = tokio::task::JoinSet::new();
             for l in setups {
-                if let Err(reason) = unit::setup_only(&l).await {
-                    failed.push((l.id, reason));
-                }
+                running.spawn(async move { unit::setup_only(&l).await.err().map(|r| (l.id, r)) });
+            }
+            let mut failed = Vec::new();
+            while let Some(done) = running.join_next().await {
+                failed.extend(done.ok().flatten());
             }
             let _ = tx.send(Msg::SetupsDone {
                 services: ids,

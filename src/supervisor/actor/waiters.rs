@@ -1,7 +1,12 @@
 //! Waiters: a request that waits for its services to settle, with a
-//! progress line whenever one of them changes, and one final answer.
+//! progress line whenever one of them changes, one every [`STILL`] for a
+//! setup or a health wait that goes on (its step, its last output, the last
+//! probe's answer), and one final answer.
 
 use super::*;
+
+/// How often a step that is still running is reported.
+pub(super) const STILL: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, PartialEq)]
 pub(super) enum WaitFor {
@@ -15,6 +20,8 @@ pub(super) struct Waiter {
     reply: mpsc::UnboundedSender<Response>,
     since: Instant,
     shown: Vec<Option<(ServiceState, Option<String>)>>,
+    /// When each target's last line was sent.
+    said: Vec<Instant>,
     /// Each target's `stops` when the request came.
     stops_before: Vec<u64>,
     /// Known before waiting (a restart whose setup failed).
@@ -39,6 +46,7 @@ impl Supervisor {
             reply,
             since: Instant::now(),
             shown: vec![None; n],
+            said: vec![Instant::now(); n],
             stops_before,
             failures: Vec::new(),
         });
@@ -52,7 +60,12 @@ impl Supervisor {
                 let Some(e) = self.entries.get(id) else {
                     continue;
                 };
-                let now = (e.svc.public(), e.svc.label().map(|l| e.spec.redact(&l)));
+                let label = if setting_up_ahead(e) {
+                    Some("setting up (its dependencies are not ready yet)".to_string())
+                } else {
+                    e.svc.label()
+                };
+                let now = (e.svc.public(), label.map(|l| e.spec.redact(&l)));
                 if w.shown[k].as_ref() != Some(&now) {
                     let progress = Progress {
                         service: id.to_string(),
@@ -64,6 +77,20 @@ impl Supervisor {
                         return false; // the client went away
                     }
                     w.shown[k] = Some(now);
+                    w.said[k] = Instant::now();
+                } else if w.said[k].elapsed() >= STILL {
+                    w.said[k] = Instant::now();
+                    if let Some(detail) = self.still(id, e, w.since) {
+                        let progress = Progress {
+                            service: id.to_string(),
+                            state: e.svc.public(),
+                            detail: Some(e.spec.redact(&detail)),
+                            elapsed_ms,
+                        };
+                        if w.reply.send(Response::Progress(progress)).is_err() {
+                            return false;
+                        }
+                    }
                 }
             }
             let settled = w.targets.iter().enumerate().all(|(k, id)| {
@@ -95,7 +122,13 @@ impl Supervisor {
                                 &e.svc
                                     .reason()
                                     .or_else(|| e.svc.detail.clone())
-                                    .unwrap_or_default(),
+                                    .or_else(|| {
+                                        (e.svc.phase == Phase::Idle)
+                                            .then_some(self.stopped_by)
+                                            .flatten()
+                                            .map(str::to_string)
+                                    })
+                                    .unwrap_or_else(|| "stopped while starting".into()),
                             ),
                             log: self.config.log_path(id.as_str()),
                         }),
@@ -108,5 +141,31 @@ impl Supervisor {
             false
         });
         self.waiters = waiters;
+    }
+}
+
+/// Waiting for its dependencies while its setup runs ahead.
+fn setting_up_ahead(e: &Entry) -> bool {
+    e.svc.phase == Phase::Waiting && e.ahead.as_ref().is_some_and(|a| !a.finished)
+}
+
+impl Supervisor {
+    /// What a service that is still setting up or waiting for health is
+    /// doing, for a line every [`STILL`].
+    fn still(&self, id: &ServiceId, e: &Entry, since: Instant) -> Option<String> {
+        let secs = |from: Instant| from.elapsed().as_secs();
+        let setting_up = e.svc.phase == Phase::Preparing || setting_up_ahead(e);
+        if setting_up {
+            let (step, last) =
+                crate::service_log::setup_status(&self.config.log_path(id.as_str()))?;
+            let last = last.map(|l| format!(": {l}")).unwrap_or_default();
+            return Some(format!("setting up ({}s): {step}{last}", secs(since)));
+        }
+        if e.svc.phase == Phase::Starting {
+            let probe = e.svc.detail.as_deref().unwrap_or("no answer yet");
+            let from = e.svc.started.unwrap_or(since);
+            return Some(format!("still waiting ({}s): {probe}", secs(from)));
+        }
+        None
     }
 }
