@@ -404,6 +404,49 @@ pub fn marked_pids(marker: &str, prefix: bool) -> Vec<i32> {
         .collect()
 }
 
+/// A live process group leader carrying `FPCTL_INSTANCE=<prefix>...`: what
+/// a supervisor killed at any instant may have started without recording.
+#[derive(Debug, Clone)]
+pub struct MarkedLeader {
+    pub pid: i32,
+    pub ticks: u64,
+    /// The marker's full value.
+    pub marker: String,
+    pub argv: Vec<String>,
+}
+
+/// Every live process group leader whose marker starts with `prefix`.
+pub fn marked_leaders(prefix: &str) -> Vec<MarkedLeader> {
+    let needle = format!("{MARKER_VAR}={prefix}");
+    let me = std::process::id() as i32;
+    all_pids()
+        .into_iter()
+        .filter(|&pid| pid != me && !is_zombie(pid))
+        .filter(|&pid| {
+            nix::unistd::getpgid(Some(Pid::from_raw(pid))).ok() == Some(Pid::from_raw(pid))
+        })
+        .filter_map(|pid| {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            let kv = env
+                .split(|b| *b == 0)
+                .find(|kv| kv.starts_with(needle.as_bytes()))?;
+            let marker = String::from_utf8_lossy(&kv[MARKER_VAR.len() + 1..]).into_owned();
+            let argv = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .ok()?
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            Some(MarkedLeader {
+                pid,
+                ticks: start_ticks(pid)?,
+                marker,
+                argv,
+            })
+        })
+        .collect()
+}
+
 /// Become a child subreaper: orphaned descendants are re-parented to us
 /// (and reaped by the reaper) instead of to init.
 pub fn set_subreaper() -> io::Result<()> {

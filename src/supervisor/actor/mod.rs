@@ -210,17 +210,30 @@ impl Supervisor {
         }
         self.reconcile();
         self.persist();
+        // state.json is written once per burst: at most every PERSIST_EVERY,
+        // and before any final answer (see `persist.rs` for why a kill
+        // between two writes loses nothing).
+        let mut flush_at: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 Some(msg) = self.rx.recv() => self.handle(msg),
                 Some(report) = self.reports_rx.recv() => self.report(report),
+                _ = tokio::time::sleep_until(flush_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if flush_at.is_some() => {}
                 else => break,
             }
             self.reconcile();
             self.forget_removed();
             self.notify_waiters();
             if self.dirty {
-                self.persist();
+                let now = tokio::time::Instant::now();
+                let due = *flush_at.get_or_insert(now + PERSIST_EVERY);
+                if now >= due {
+                    self.persist();
+                }
+            }
+            if !self.dirty {
+                flush_at = None;
             }
             if self.exiting && self.quiet() && self.waiters.is_empty() {
                 break;
@@ -550,6 +563,9 @@ fn kill_own_children() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The longest a change waits before `state.json` records it.
+const PERSIST_EVERY: Duration = Duration::from_millis(50);
 
 /// A marker unique to this project folder, shared by all its services.
 pub fn instance_marker(config: &Config) -> String {

@@ -81,6 +81,10 @@ impl Supervisor {
             if !settled {
                 return true;
             }
+            // Whoever reads state.json after the answer sees what it says.
+            if self.dirty {
+                self.persist();
+            }
             let failures: Vec<Failure> = std::mem::take(&mut w.failures)
                 .into_iter()
                 .chain(
