@@ -447,6 +447,38 @@ pub fn marked_leaders(prefix: &str) -> Vec<MarkedLeader> {
         .collect()
 }
 
+/// Raise the soft limit on open files to the hard one: a supervisor of a
+/// thousand services holds a probe connection to each at once. Returns the
+/// new soft limit. Services inherit it.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid resource and a pointer to a
+    // live rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(lim.rlim_cur)
+}
+
+/// Give freed heap memory back to the system (glibc keeps it otherwise).
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Become a child subreaper: orphaned descendants are re-parented to us
 /// (and reaped by the reaper) instead of to init.
 pub fn set_subreaper() -> io::Result<()> {

@@ -230,6 +230,8 @@ impl Supervisor {
                 let due = *flush_at.get_or_insert(now + PERSIST_EVERY);
                 if now >= due {
                     self.persist();
+                    // The end of a burst: what it allocated and freed goes back.
+                    process::trim_heap();
                 }
             }
             if !self.dirty {
