@@ -470,12 +470,43 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
-/// Give freed heap memory back to the system (glibc keeps it otherwise).
-pub fn trim_heap() {
+/// Give back memory the supervisor does not use between bursts: freed heap
+/// (glibc keeps it otherwise), and the pages of its own executable, most of
+/// which only ran once (argument and config parsing, start-up). They stay
+/// in the page cache; what the probe path needs faults back in at once.
+pub fn trim_resident() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists.
     unsafe {
         libc::malloc_trim(0);
+    }
+    let (Ok(exe), Ok(maps)) = (
+        std::fs::read_link("/proc/self/exe"),
+        std::fs::read_to_string("/proc/self/maps"),
+    ) else {
+        return;
+    };
+    let exe = exe.to_string_lossy();
+    for line in maps.lines().filter(|l| l.ends_with(exe.as_ref())) {
+        let Some((start, end)) = line
+            .split_whitespace()
+            .next()
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(a, b)| {
+                Some((
+                    usize::from_str_radix(a, 16).ok()?,
+                    usize::from_str_radix(b, 16).ok()?,
+                ))
+            })
+        else {
+            continue;
+        };
+        // SAFETY: MADV_PAGEOUT on a mapping of our own executable only asks
+        // the kernel to reclaim clean file pages; their content is unchanged
+        // and written data pages are never dropped (they are swapped or kept).
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT);
+        }
     }
 }
 

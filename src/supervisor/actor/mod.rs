@@ -214,24 +214,32 @@ impl Supervisor {
         // and before any final answer (see `persist.rs` for why a kill
         // between two writes loses nothing).
         let mut flush_at: Option<tokio::time::Instant> = None;
+        // Once a burst is over, what it used and no longer needs goes back.
+        let mut trim_at: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 Some(msg) = self.rx.recv() => self.handle(msg),
                 Some(report) = self.reports_rx.recv() => self.report(report),
                 _ = tokio::time::sleep_until(flush_at.unwrap_or_else(tokio::time::Instant::now)),
                     if flush_at.is_some() => {}
+                _ = tokio::time::sleep_until(trim_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if trim_at.is_some() => {
+                    trim_at = None;
+                    process::trim_resident();
+                }
                 else => break,
             }
             self.reconcile();
             self.forget_removed();
+            let now = tokio::time::Instant::now();
+            if self.dirty {
+                trim_at = Some(now + TRIM_AFTER);
+            }
             self.notify_waiters();
             if self.dirty {
-                let now = tokio::time::Instant::now();
                 let due = *flush_at.get_or_insert(now + PERSIST_EVERY);
                 if now >= due {
                     self.persist();
-                    // The end of a burst: what it allocated and freed goes back.
-                    process::trim_heap();
                 }
             }
             if !self.dirty {
@@ -568,6 +576,8 @@ fn kill_own_children() {
 
 /// The longest a change waits before `state.json` records it.
 const PERSIST_EVERY: Duration = Duration::from_millis(50);
+/// How long after the last change of a burst memory is given back.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
 
 /// A marker unique to this project folder, shared by all its services.
 pub fn instance_marker(config: &Config) -> String {
