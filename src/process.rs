@@ -487,7 +487,17 @@ pub fn trim_resident() {
         return;
     };
     let exe = exe.to_string_lossy();
-    for line in maps.lines().filter(|l| l.ends_with(exe.as_ref())) {
+    // Read-only and code mappings only: their pages are clean copies of the
+    // file; written pages would go to swap, if there is any.
+    let read_only = |l: &str| {
+        l.split_whitespace()
+            .nth(1)
+            .is_some_and(|p| !p.contains('w'))
+    };
+    for line in maps
+        .lines()
+        .filter(|l| l.ends_with(exe.as_ref()) && read_only(l))
+    {
         let Some((start, end)) = line
             .split_whitespace()
             .next()
@@ -502,8 +512,8 @@ pub fn trim_resident() {
             continue;
         };
         // SAFETY: MADV_PAGEOUT on a mapping of our own executable only asks
-        // the kernel to reclaim clean file pages; their content is unchanged
-        // and written data pages are never dropped (they are swapped or kept).
+        // the kernel to reclaim clean file pages, which fault back in from
+        // the page cache when they run again.
         unsafe {
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT);
         }
