@@ -97,6 +97,10 @@ pub struct Supervisor {
     reports_tx: mpsc::UnboundedSender<Report>,
     reports_rx: mpsc::UnboundedReceiver<Report>,
     waiters: Vec<Waiter>,
+    /// Services fed an input since waiters last looked; `all_changed` when
+    /// a request or a timer may have changed any of them.
+    changed: BTreeSet<ServiceId>,
+    all_changed: bool,
     marker: String,
     /// Exit once everything is stopped.
     exiting: bool,
@@ -122,6 +126,8 @@ impl Supervisor {
             reports_tx,
             reports_rx,
             waiters: Vec::new(),
+            changed: BTreeSet::new(),
+            all_changed: true,
             marker,
             exiting: false,
             dirty: true,
@@ -218,7 +224,10 @@ impl Supervisor {
         let mut trim_at: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
-                Some(msg) = self.rx.recv() => self.handle(msg),
+                Some(msg) = self.rx.recv() => {
+                    self.all_changed = true;
+                    self.handle(msg);
+                }
                 Some(report) = self.reports_rx.recv() => self.report(report),
                 _ = tokio::time::sleep_until(flush_at.unwrap_or_else(tokio::time::Instant::now)),
                     if flush_at.is_some() => {}
@@ -366,6 +375,7 @@ impl Supervisor {
         let Some(e) = self.entries.get_mut(id) else {
             return;
         };
+        self.changed.insert(id.clone());
         let before = (e.svc.public(), e.svc.detail.clone(), e.svc.pid);
         let effects = e.svc.handle(&e.spec, input, Instant::now());
         if before != (e.svc.public(), e.svc.detail.clone(), e.svc.pid) || !effects.is_empty() {

@@ -1,6 +1,8 @@
 //! Waiters: a request that waits for its services to settle, with a
 //! progress line whenever one of them changes, and one final answer.
 
+use std::collections::HashMap;
+
 use super::*;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -19,6 +21,10 @@ pub(super) struct Waiter {
     stops_before: Vec<u64>,
     /// Known before waiting (a restart whose setup failed).
     pub(super) failures: Vec<Failure>,
+    /// Each target's position in `targets`.
+    index: HashMap<ServiceId, usize>,
+    /// Not looked at yet: every target is news.
+    fresh: bool,
 }
 
 impl Supervisor {
@@ -29,6 +35,11 @@ impl Supervisor {
         reply: mpsc::UnboundedSender<Response>,
     ) {
         let n = targets.len();
+        let targets_index = targets
+            .iter()
+            .enumerate()
+            .map(|(k, id)| (id.clone(), k))
+            .collect();
         let stops_before = targets
             .iter()
             .map(|id| self.entries.get(id).map_or(0, |e| e.svc.stops))
@@ -41,14 +52,34 @@ impl Supervisor {
             shown: vec![None; n],
             stops_before,
             failures: Vec::new(),
+            index: targets_index,
+            fresh: true,
         });
     }
 
+    /// Progress lines and final answers. Only what changed since the last
+    /// call is looked at, so that a start of a thousand services costs
+    /// about linearly in its events, not in events times services.
     pub(super) fn notify_waiters(&mut self) {
         let mut waiters = std::mem::take(&mut self.waiters);
+        let changed = std::mem::take(&mut self.changed);
+        let all = std::mem::replace(&mut self.all_changed, false);
         waiters.retain_mut(|w| {
             let elapsed_ms = w.since.elapsed().as_millis() as u64;
-            for (k, id) in w.targets.iter().enumerate() {
+            let news: Vec<usize> = if all || w.fresh {
+                (0..w.targets.len()).collect()
+            } else {
+                changed
+                    .iter()
+                    .filter_map(|id| w.index.get(id).copied())
+                    .collect()
+            };
+            w.fresh = false;
+            if news.is_empty() {
+                return true;
+            }
+            for k in news {
+                let id = &w.targets[k];
                 let Some(e) = self.entries.get(id) else {
                     continue;
                 };
