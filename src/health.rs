@@ -183,6 +183,8 @@ fn short_io_error(e: &std::io::Error) -> String {
 const MAX_BODY: usize = 1 << 20;
 
 /// GET `url`: the status and the body (None when over [`MAX_BODY`]).
+const PROBE_READ_BUF: usize = 4096;
+
 async fn get(url: &str) -> Result<(u16, Option<hyper::body::Bytes>), String> {
     use http_body_util::{BodyExt, Empty, Limited};
     use hyper::body::Bytes;
@@ -195,10 +197,13 @@ async fn get(url: &str) -> Result<(u16, Option<hyper::body::Bytes>), String> {
         .await
         .map_err(|e| short_io_error(&e))?;
     let _ = stream.set_nodelay(true);
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
+    // A health answer is small: a 4 KiB read buffer (hyper starts at 8 KiB
+    // and grows) keeps a round of many probes at once light on memory.
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .read_buf_exact_size(Some(PROBE_READ_BUF))
+        .handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
     let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let request = hyper::Request::get(path)
