@@ -74,8 +74,9 @@ impl Supervisor {
                     .filter_map(|id| w.index.get(id).copied())
                     .collect()
             };
-            w.fresh = false;
-            if news.is_empty() {
+            // A waiter with no targets (every setup failed) answers at once.
+            let first = std::mem::replace(&mut w.fresh, false);
+            if news.is_empty() && !first {
                 return true;
             }
             for k in news {
