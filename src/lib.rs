@@ -6,11 +6,14 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod control;
+pub mod discover;
+pub mod draft;
 pub mod error;
 pub mod events;
 pub mod export;
 pub mod graph;
 pub mod health;
+pub mod import;
 pub mod logger;
 pub mod output;
 pub mod ports;
@@ -24,10 +27,22 @@ pub use error::{Error, Outcome, Result};
 use cli::{Cli, Command};
 
 pub fn run(cli: Cli) -> Result<Outcome> {
-    output::init_color(cli.no_color);
+    output::init_color(cli.no_color, cli.color);
+    config::dotenv::export_choice(cli.env_file.as_deref(), cli.no_dotenv);
     let file = cli.file.as_deref();
     match cli.command {
         Command::Validate => commands::validate(file),
+        Command::Init {
+            dir,
+            dry_run,
+            force,
+        } => commands::init(dir.as_deref(), dry_run, force),
+        Command::Import {
+            file,
+            output,
+            dry_run,
+            force,
+        } => commands::import(&file, output.as_deref(), dry_run, force),
         Command::Graph { dot } => commands::graph(file, dot),
         Command::Start { services, profiles } => commands::start(file, services, profiles),
         Command::Up { services, profiles } => commands::up(file, services, profiles),
@@ -69,6 +84,10 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             },
         ),
         Command::Probe { service, wait } => commands::probe(file, &service, wait),
+        Command::Exec { service, command } => commands::exec(file, &service, &command),
+        Command::Completions { shell } => commands::completions(shell),
+        Command::Man => commands::man(),
+        Command::Schema => commands::schema(),
         Command::Supervise => commands::supervise(file),
         Command::Log {
             path,

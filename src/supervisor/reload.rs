@@ -119,13 +119,25 @@ fn same_probe(a: &Probe, b: &Probe) -> bool {
                 url: u1,
                 expect_status: s1,
                 expect_json: j1,
+                insecure: i1,
             },
             Probe::Http {
                 url: u2,
                 expect_status: s2,
                 expect_json: j2,
+                insecure: i2,
             },
-        ) => u1 == u2 && s1 == s2 && j1 == j2,
+        ) => u1 == u2 && s1 == s2 && j1 == j2 && i1 == i2,
+        (
+            Probe::Log {
+                pattern: p1,
+                log: l1,
+            },
+            Probe::Log {
+                pattern: p2,
+                log: l2,
+            },
+        ) => p1.as_str() == p2.as_str() && l1 == l2,
         (Probe::Tcp { port: p1 }, Probe::Tcp { port: p2 }) => p1 == p2,
         (Probe::Exec { argv: a1 }, Probe::Exec { argv: a2 }) => a1 == a2,
         _ => false,
