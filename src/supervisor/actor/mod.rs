@@ -101,6 +101,9 @@ pub struct Supervisor {
     /// a request or a timer may have changed any of them.
     changed: BTreeSet<ServiceId>,
     all_changed: bool,
+    /// Something changed that the rules between services may act on; an
+    /// idle probe that changes nothing does not cost a pass over them all.
+    unsettled: bool,
     marker: String,
     /// Exit once everything is stopped.
     exiting: bool,
@@ -128,6 +131,7 @@ impl Supervisor {
             waiters: Vec::new(),
             changed: BTreeSet::new(),
             all_changed: true,
+            unsettled: true,
             marker,
             exiting: false,
             dirty: true,
@@ -226,6 +230,7 @@ impl Supervisor {
             tokio::select! {
                 Some(msg) = self.rx.recv() => {
                     self.all_changed = true;
+                    self.unsettled = true;
                     self.handle(msg);
                 }
                 Some(report) = self.reports_rx.recv() => self.report(report),
@@ -238,8 +243,10 @@ impl Supervisor {
                 }
                 else => break,
             }
-            self.reconcile();
-            self.forget_removed();
+            if std::mem::take(&mut self.unsettled) {
+                self.reconcile();
+                self.forget_removed();
+            }
             let now = tokio::time::Instant::now();
             if self.dirty {
                 trim_at = Some(now + TRIM_AFTER);
@@ -336,6 +343,7 @@ impl Supervisor {
             && e.unit.as_ref().is_some_and(|u| u.gen == r.gen)
         {
             e.unit = None;
+            self.unsettled = true;
         }
         if e.svc.gen != r.gen {
             return;
@@ -380,6 +388,7 @@ impl Supervisor {
         let effects = e.svc.handle(&e.spec, input, Instant::now());
         if before != (e.svc.public(), e.svc.detail.clone(), e.svc.pid) || !effects.is_empty() {
             self.dirty = true;
+            self.unsettled = true;
         }
         for effect in effects {
             self.effect(id, effect);
