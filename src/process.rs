@@ -431,6 +431,122 @@ pub fn marked_pids(marker: &str, prefix: bool) -> Vec<i32> {
         .collect()
 }
 
+/// A live process group leader carrying `FPCTL_INSTANCE=<prefix>...`: what
+/// a supervisor killed at any instant may have started without recording.
+#[derive(Debug, Clone)]
+pub struct MarkedLeader {
+    pub pid: i32,
+    pub ticks: u64,
+    /// The marker's full value.
+    pub marker: String,
+    pub argv: Vec<String>,
+}
+
+/// Every live process group leader whose marker starts with `prefix`.
+pub fn marked_leaders(prefix: &str) -> Vec<MarkedLeader> {
+    let needle = format!("{MARKER_VAR}={prefix}");
+    let me = std::process::id() as i32;
+    all_pids()
+        .into_iter()
+        .filter(|&pid| pid != me && !is_zombie(pid))
+        .filter(|&pid| {
+            nix::unistd::getpgid(Some(Pid::from_raw(pid))).ok() == Some(Pid::from_raw(pid))
+        })
+        .filter_map(|pid| {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            let kv = env
+                .split(|b| *b == 0)
+                .find(|kv| kv.starts_with(needle.as_bytes()))?;
+            let marker = String::from_utf8_lossy(&kv[MARKER_VAR.len() + 1..]).into_owned();
+            let argv = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .ok()?
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            Some(MarkedLeader {
+                pid,
+                ticks: start_ticks(pid)?,
+                marker,
+                argv,
+            })
+        })
+        .collect()
+}
+
+/// Raise the soft limit on open files to the hard one: a supervisor of a
+/// thousand services holds a probe connection to each at once. Returns the
+/// new soft limit. Services inherit it.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid resource and a pointer to a
+    // live rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(lim.rlim_cur)
+}
+
+/// Give back memory the supervisor does not use between bursts: freed heap
+/// (glibc keeps it otherwise), and the pages of its own executable, most of
+/// which only ran once (argument and config parsing, start-up). They stay
+/// in the page cache; what the probe path needs faults back in at once.
+pub fn trim_resident() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    let (Ok(exe), Ok(maps)) = (
+        std::fs::read_link("/proc/self/exe"),
+        std::fs::read_to_string("/proc/self/maps"),
+    ) else {
+        return;
+    };
+    let exe = exe.to_string_lossy();
+    // Read-only and code mappings only: their pages are clean copies of the
+    // file; written pages would go to swap, if there is any.
+    let read_only = |l: &str| {
+        l.split_whitespace()
+            .nth(1)
+            .is_some_and(|p| !p.contains('w'))
+    };
+    for line in maps
+        .lines()
+        .filter(|l| l.ends_with(exe.as_ref()) && read_only(l))
+    {
+        let Some((start, end)) = line
+            .split_whitespace()
+            .next()
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(a, b)| {
+                Some((
+                    usize::from_str_radix(a, 16).ok()?,
+                    usize::from_str_radix(b, 16).ok()?,
+                ))
+            })
+        else {
+            continue;
+        };
+        // SAFETY: MADV_PAGEOUT on a mapping of our own executable only asks
+        // the kernel to reclaim clean file pages, which fault back in from
+        // the page cache when they run again.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT);
+        }
+    }
+}
+
 /// Become a child subreaper: orphaned descendants are re-parented to us
 /// (and reaped by the reaper) instead of to init.
 pub fn set_subreaper() -> io::Result<()> {

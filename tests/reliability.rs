@@ -283,3 +283,86 @@ stop_timeout = "500ms"
     let events = s.run(&["events", "web"]).expect(0).stdout();
     assert!(events.contains("health check failed"), "{events}");
 }
+
+/// The live process group leaders carrying this project's marker: what
+/// fpctl has spawned, whether or not state.json records it yet.
+fn marked_leaders(s: &Stack) -> Vec<fpctl::process::MarkedLeader> {
+    let root = std::fs::canonicalize(s.path()).unwrap();
+    fpctl::process::marked_leaders(&format!("{}:", fpctl::process::project_marker(&root)))
+}
+
+#[test]
+fn a_supervisor_killed_mid_start_of_50_leaves_nothing_unadopted() {
+    let names: Vec<String> = (0..50).map(|k| format!("w{k:02}")).collect();
+    let toml: String = names
+        .iter()
+        .map(|n| format!("[services.{n}]\ncommand = \"sleep 600\"\n\n"))
+        .collect();
+    let s = Stack::new(&toml);
+    // Kill the supervisor while it has spawned processes that state.json does
+    // not record yet; retry until the kill lands in such an instant.
+    let mut running = Vec::new();
+    for attempt in 0.. {
+        assert!(
+            attempt < 10,
+            "never caught the supervisor between spawns and their record"
+        );
+        let mut start = s.cmd(&["start"]);
+        start
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut client = start.spawn().unwrap();
+        wait_until("spawns under way", Duration::from_secs(20), || {
+            marked_leaders(&s).len() >= 10
+        });
+        let sup = s
+            .supervisor_pid()
+            .expect("the supervisor records itself first");
+        // SAFETY: kill(2) on the supervisor pid state.json names.
+        unsafe { libc::kill(sup, libc::SIGKILL) };
+        wait_until("the supervisor is dead", Duration::from_secs(5), || {
+            !pid_alive(sup)
+        });
+        let _ = client.wait();
+        running = marked_leaders(&s);
+        let recorded = s.recorded_pids();
+        if running.iter().any(|m| !recorded.contains(&m.pid)) {
+            break;
+        }
+        s.run(&["stop"]).expect(0);
+        std::fs::remove_file(s.file(".fpctl/state.json")).unwrap();
+    }
+
+    // A new supervisor adopts every process running, recorded or not.
+    let (_, json) = s.check_json();
+    for m in &running {
+        let name = m.marker.rsplit(':').next().unwrap();
+        let svc = json["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap();
+        assert_eq!(
+            svc["pid"].as_i64(),
+            Some(m.pid as i64),
+            "{name} not adopted: {svc}"
+        );
+        assert_eq!(svc["state"], "online", "{svc}");
+    }
+    // The rest start, and no service runs twice.
+    s.run(&["start"]).expect(0);
+    let leaders = marked_leaders(&s);
+    assert_eq!(leaders.len(), 50, "{leaders:?}");
+    let all: Vec<i32> = leaders.iter().map(|m| m.pid).collect();
+    for m in &running {
+        assert!(all.contains(&m.pid), "{} was replaced", m.marker);
+    }
+    // And a stop leaves nothing behind.
+    s.run(&["stop"]).expect(0);
+    assert!(
+        all.iter().all(|&p| !pid_alive(p)),
+        "processes left after stop"
+    );
+    assert!(marked_leaders(&s).is_empty());
+}

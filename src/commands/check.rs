@@ -50,6 +50,8 @@ pub fn check(
         .enable_all()
         .build()
         .map_err(|e| Error::other("cannot start the async runtime", e))?;
+    // One probe connection per service, all at once.
+    let _ = process::raise_fd_limit();
     let rows = rt.block_on(async {
         process::init();
         let deadline = wait.map(|w| Instant::now() + w);

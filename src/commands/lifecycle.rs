@@ -376,11 +376,19 @@ pub fn supervisor_if_needed(config: &Config) -> Result<Option<Client>> {
     if let Some(c) = Client::connect(&state::socket_path(config)) {
         return Ok(Some(c));
     }
+    // A supervisor that died without its clean exit leaves its pid in the
+    // file, and may have started processes it had not recorded yet: they
+    // carry the project's marker.
     let orphans = state::read(config).is_some_and(|saved| {
-        saved.services.values().any(|r| match (r.pid, r.ticks) {
+        let recorded = saved.services.values().any(|r| match (r.pid, r.ticks) {
             (Some(pid), Some(ticks)) => process::is_same_process(pid, ticks),
             _ => false,
-        })
+        });
+        let died = saved.supervisor_pid.is_some();
+        recorded
+            || died
+                && !process::marked_leaders(&format!("{}:", process::project_marker(&config.root)))
+                    .is_empty()
     });
     if orphans {
         connect_or_spawn(config).map(Some)

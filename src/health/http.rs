@@ -99,6 +99,8 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
 /// Plain HTTP/1.1 through hyper's connection API: one connection per probe,
 /// one request with `Connection: close`, and no pool, proxy or redirect
 /// machinery.
+const PROBE_READ_BUF: usize = 4096;
+
 async fn plain(url: &str) -> Result<(u16, Option<Bytes>), String> {
     use http_body_util::{BodyExt, Empty, Limited};
 
@@ -110,10 +112,13 @@ async fn plain(url: &str) -> Result<(u16, Option<Bytes>), String> {
         .await
         .map_err(|e| short_io_error(&e))?;
     let _ = stream.set_nodelay(true);
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
+    // A health answer is small: a 4 KiB read buffer (hyper starts at 8 KiB
+    // and grows) keeps a round of many probes at once light on memory.
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .read_buf_exact_size(Some(PROBE_READ_BUF))
+        .handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
     let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let request = hyper::Request::get(path)

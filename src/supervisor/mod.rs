@@ -78,6 +78,9 @@ async fn serve(
     if let Err(e) = crate::process::set_subreaper() {
         tracing::warn!("cannot become a child subreaper: {e}");
     }
+    if let Err(e) = crate::process::raise_fd_limit() {
+        tracing::warn!("cannot raise the open-file limit: {e}");
+    }
     let socket = state::socket_path(&config);
     state::prepare_socket_dir(&socket)
         .map_err(|e| Error::other(format!("cannot listen on {}", socket.display()), e))?;

@@ -468,15 +468,22 @@ fn spawn_prober(svc: Arc<Service>, sink: Sink, l: &Launch) -> tokio::task::JoinH
         let begun = Instant::now();
         let mut delay = FAST_PROBE;
         let mut healthy_once = false;
+        // While starting, the same failure again ("connection refused" every
+        // 5 ms) changes nothing: only news goes to the dispatcher.
+        let mut last_down: Option<String> = None;
         loop {
             let result = health::probe(&svc, &health.probe, health.timeout).await;
             healthy_once |= result.verdict == Verdict::Healthy;
+            let news = healthy_once || last_down.as_deref() != Some(result.detail.as_str());
+            if !healthy_once {
+                last_down = Some(result.detail.clone());
+            }
             let report = Report {
                 id: id.clone(),
                 gen,
                 event: UnitEvent::Probed(result),
             };
-            if sink.send(report).is_err() {
+            if news && sink.send(report).is_err() {
                 return;
             }
             // Fast while starting, so readiness is seen within ms; then

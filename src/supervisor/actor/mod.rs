@@ -117,6 +117,13 @@ pub struct Supervisor {
     reports_tx: mpsc::UnboundedSender<Report>,
     reports_rx: mpsc::UnboundedReceiver<Report>,
     waiters: Vec<Waiter>,
+    /// Services fed an input since waiters last looked; `all_changed` when
+    /// a request or a timer may have changed any of them.
+    changed: BTreeSet<ServiceId>,
+    all_changed: bool,
+    /// Something changed that the rules between services may act on; an
+    /// idle probe that changes nothing does not cost a pass over them all.
+    unsettled: bool,
     marker: String,
     /// Exit once everything is stopped.
     exiting: bool,
@@ -153,6 +160,9 @@ impl Supervisor {
             reports_tx,
             reports_rx,
             waiters: Vec::new(),
+            changed: BTreeSet::new(),
+            all_changed: true,
+            unsettled: true,
             marker,
             exiting: false,
             dirty: true,
@@ -263,17 +273,46 @@ impl Supervisor {
         });
         self.reconcile();
         self.persist();
+        // state.json is written once per burst: at most every PERSIST_EVERY,
+        // and before any final answer (see `persist.rs` for why a kill
+        // between two writes loses nothing).
+        let mut flush_at: Option<tokio::time::Instant> = None;
+        // Once a burst is over, what it used and no longer needs goes back.
+        let mut trim_at: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
-                Some(msg) = self.rx.recv() => self.handle(msg),
+                Some(msg) = self.rx.recv() => {
+                    self.all_changed = true;
+                    self.unsettled = true;
+                    self.handle(msg);
+                }
                 Some(report) = self.reports_rx.recv() => self.report(report),
+                _ = tokio::time::sleep_until(flush_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if flush_at.is_some() => {}
+                _ = tokio::time::sleep_until(trim_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if trim_at.is_some() => {
+                    trim_at = None;
+                    process::trim_resident();
+                }
                 else => break,
             }
-            self.reconcile();
-            self.forget_removed();
+            if std::mem::take(&mut self.unsettled) {
+                self.reconcile();
+                self.forget_removed();
+            }
+            let now = tokio::time::Instant::now();
+            if self.dirty {
+                trim_at = Some(now + TRIM_AFTER);
+            }
             self.notify_waiters();
             if self.dirty {
-                self.persist();
+                let due = *flush_at.get_or_insert(now + PERSIST_EVERY);
+                if now >= due {
+                    self.persist();
+                }
+            }
+            if !self.dirty {
+                flush_at = None;
             }
             if self.exiting && self.quiet() && self.waiters.is_empty() {
                 break;
@@ -378,6 +417,7 @@ impl Supervisor {
             && e.unit.as_ref().is_some_and(|u| u.gen == r.gen)
         {
             e.unit = None;
+            self.unsettled = true;
         }
         if e.svc.gen != r.gen {
             return;
@@ -417,10 +457,12 @@ impl Supervisor {
         let Some(e) = self.entries.get_mut(id) else {
             return;
         };
+        self.changed.insert(id.clone());
         let before = (e.svc.public(), e.svc.detail.clone(), e.svc.pid);
         let effects = e.svc.handle(&e.spec, input, Instant::now());
         if before != (e.svc.public(), e.svc.detail.clone(), e.svc.pid) || !effects.is_empty() {
             self.dirty = true;
+            self.unsettled = true;
         }
         for effect in effects {
             self.effect(id, effect);
@@ -635,6 +677,11 @@ fn kill_own_children() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The longest a change waits before `state.json` records it.
+const PERSIST_EVERY: Duration = Duration::from_millis(50);
+/// How long after the last change of a burst memory is given back.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
 
 /// A marker unique to this project folder, shared by all its services.
 pub fn instance_marker(config: &Config) -> String {

@@ -8,21 +8,52 @@ impl Supervisor {
     /// recorded in its state file. A process is adopted only if its pid still
     /// names the very process recorded (same start time), so a reused pid is
     /// never touched; one that died meanwhile is handled as a crash.
+    ///
+    /// `state.json` is written once per burst of changes, so a supervisor
+    /// killed mid-burst may have spawned processes it never recorded. Such a
+    /// supervisor left its pid in the file (a clean exit clears it); then
+    /// every process group leader carrying the project's marker is looked
+    /// at: one running a service's command is adopted as that service's
+    /// process, any other (a setup step cut short) is killed with its group.
     pub fn adopt(&mut self, saved: &StateFile) {
+        let mut unrecorded = if saved.supervisor_pid.is_some() {
+            let recorded: BTreeSet<i32> = saved.services.values().filter_map(|r| r.pid).collect();
+            let ours = |m: &process::MarkedLeader| {
+                m.marker
+                    .strip_prefix(&format!("{}:", self.marker))
+                    .is_some_and(|name| self.entries.contains_key(name))
+            };
+            process::marked_leaders(&format!("{}:", self.marker))
+                .into_iter()
+                .filter(|m| !recorded.contains(&m.pid) && ours(m))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let ids: Vec<ServiceId> = self.order.clone();
         for id in ids {
             let Some(rec) = saved.services.get(id.as_str()) else {
                 continue;
             };
             let gen = self.gen();
+            let marker = format!("{}:{}", self.marker, id);
             let e = self.entries.get_mut(&id).expect("every id has an entry");
             e.svc.restarts = rec.restarts;
             e.svc.streak = rec.restarts_in_row.unwrap_or(0);
-            let alive = match (rec.pid, rec.ticks) {
+            let recorded = match (rec.pid, rec.ticks) {
                 (Some(pid), Some(ticks)) if process::is_same_process(pid, ticks) => {
                     Some((pid, ticks))
                 }
                 _ => None,
+            };
+            let found = unrecorded
+                .iter()
+                .position(|m| recorded.is_none() && m.marker == marker && m.argv == e.spec.argv)
+                .map(|k| unrecorded.swap_remove(k));
+            let alive = recorded.or(found.as_ref().map(|m| (m.pid, m.ticks)));
+            let started_at = match found {
+                Some(_) => Some(state::now_unix()),
+                None => rec.started_at,
             };
             let was_wanted = matches!(
                 rec.state,
@@ -39,9 +70,8 @@ impl Supervisor {
                         s.gen = gen;
                         s.pid = Some(pid);
                         s.ticks = Some(ticks);
-                        s.started_at = rec.started_at;
-                        let age = rec
-                            .started_at
+                        s.started_at = started_at;
+                        let age = started_at
                             .map(|t| (state::now_unix() - t).max(0.0))
                             .unwrap_or(0.0);
                         s.started = Instant::now()
@@ -87,6 +117,12 @@ impl Supervisor {
                         _ => Phase::Idle,
                     };
                 }
+            }
+        }
+        for m in unrecorded {
+            if process::is_same_process(m.pid, m.ticks) {
+                tracing::info!(pid = m.pid, marker = %m.marker, "killing an unrecorded leftover");
+                process::signal_group(m.pid, Signal::SIGKILL);
             }
         }
         self.dirty = true;

@@ -3,6 +3,8 @@
 //! setup or a health wait that goes on (its step, its last output, the last
 //! probe's answer), and one final answer.
 
+use std::collections::HashMap;
+
 use super::*;
 
 /// How often a step that is still running is reported.
@@ -26,6 +28,10 @@ pub(super) struct Waiter {
     stops_before: Vec<u64>,
     /// Known before waiting (a restart whose setup failed).
     pub(super) failures: Vec<Failure>,
+    /// Each target's position in `targets`.
+    index: HashMap<ServiceId, usize>,
+    /// Not looked at yet: every target is news.
+    fresh: bool,
 }
 
 impl Supervisor {
@@ -36,6 +42,11 @@ impl Supervisor {
         reply: mpsc::UnboundedSender<Response>,
     ) {
         let n = targets.len();
+        let targets_index = targets
+            .iter()
+            .enumerate()
+            .map(|(k, id)| (id.clone(), k))
+            .collect();
         let stops_before = targets
             .iter()
             .map(|id| self.entries.get(id).map_or(0, |e| e.svc.stops))
@@ -49,14 +60,35 @@ impl Supervisor {
             said: vec![Instant::now(); n],
             stops_before,
             failures: Vec::new(),
+            index: targets_index,
+            fresh: true,
         });
     }
 
+    /// Progress lines and final answers. Only what changed since the last
+    /// call is looked at, so that a start of a thousand services costs
+    /// about linearly in its events, not in events times services.
     pub(super) fn notify_waiters(&mut self) {
         let mut waiters = std::mem::take(&mut self.waiters);
+        let changed = std::mem::take(&mut self.changed);
+        let all = std::mem::replace(&mut self.all_changed, false);
         waiters.retain_mut(|w| {
             let elapsed_ms = w.since.elapsed().as_millis() as u64;
-            for (k, id) in w.targets.iter().enumerate() {
+            let news: Vec<usize> = if all || w.fresh {
+                (0..w.targets.len()).collect()
+            } else {
+                changed
+                    .iter()
+                    .filter_map(|id| w.index.get(id).copied())
+                    .collect()
+            };
+            // A waiter with no targets (every setup failed) answers at once.
+            let first = std::mem::replace(&mut w.fresh, false);
+            if news.is_empty() && !first {
+                return true;
+            }
+            for k in news {
+                let id = &w.targets[k];
                 let Some(e) = self.entries.get(id) else {
                     continue;
                 };
@@ -107,6 +139,10 @@ impl Supervisor {
             });
             if !settled {
                 return true;
+            }
+            // Whoever reads state.json after the answer sees what it says.
+            if self.dirty {
+                self.persist();
             }
             let failures: Vec<Failure> = std::mem::take(&mut w.failures)
                 .into_iter()
