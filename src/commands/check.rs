@@ -20,6 +20,7 @@ pub fn check(
     file: Option<&Path>,
     services: Vec<String>,
     json: bool,
+    wide: bool,
     wait: Option<Duration>,
     profiles: Vec<String>,
 ) -> Result<Outcome> {
@@ -74,7 +75,7 @@ pub fn check(
     if json {
         println!("{}", output::status_json(&config, &rows));
     } else {
-        print!("{}", output::status_table(&config, &rows));
+        print!("{}", output::status_table(&config, &rows, wide));
     }
     Ok(if ok {
         Outcome::Success
@@ -160,6 +161,9 @@ fn row(
         detail: None,
         latency_ms: probe.as_ref().map(|p| p.latency.as_secs_f64() * 1000.0),
         external: false,
+        rss_bytes: None,
+        cpu_percent: None,
+        restarts_total: 0,
     };
     if svc.disabled {
         row.state = ServiceState::Stopped;
@@ -181,6 +185,9 @@ fn row(
         row.restarts = st.restarts;
         row.uptime_s = st.uptime_s;
         row.external = st.external;
+        row.rss_bytes = st.rss_bytes;
+        row.cpu_percent = st.cpu_percent;
+        row.restarts_total = st.restarts_total;
         row.state = match (st.state, verdict) {
             (ServiceState::Failed | ServiceState::Blocked | ServiceState::Completed, _) => {
                 row.detail = st.detail.clone();
@@ -211,6 +218,7 @@ fn row(
     if let (Some((pid, _)), Some(rec)) = (alive, rec) {
         row.pid = Some(pid);
         row.restarts = rec.restarts;
+        row.restarts_total = rec.restarts;
         row.uptime_s = rec.started_at.map(|t| (state::now_unix() - t).max(0.0));
     }
     // What the last supervisor left it as, when that was on purpose or final.

@@ -202,7 +202,7 @@ pub fn up(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) -> 
                     failures,
                 } => report_failures(&failures),
                 Response::Error { message } => eprintln!("error: {message}"),
-                Response::Status { .. } => {}
+                _ => {}
             }
         }
     });

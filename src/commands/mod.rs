@@ -32,11 +32,13 @@ pub fn graph(file: Option<&Path>, dot: bool) -> Result<Outcome> {
 }
 
 mod check;
+mod dashboard;
 mod events;
 mod lifecycle;
 mod logs;
 
 pub use check::check;
+pub use dashboard::dashboard;
 pub use events::events;
 pub use lifecycle::{restart, start, stop, supervise, supervisor_if_needed, up};
-pub use logs::logs;
+pub use logs::{last_lines, logs};

@@ -26,6 +26,9 @@ pub struct RawProject {
     pub log_dir: Option<Spanned<String>>,
     pub log_max_size: Option<Spanned<Scalar>>,
     pub log_keep: Option<Spanned<i64>>,
+    pub api: Option<Spanned<String>>,
+    pub api_token: Option<Spanned<String>>,
+    pub api_read_only: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

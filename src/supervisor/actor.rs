@@ -12,14 +12,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::AbortHandle;
 
 use crate::config::{Config, RestartPolicy, Service};
-use crate::control::{Failure, Progress, Request, Response, ServiceState, ServiceStatus};
+use crate::control::{
+    Failure, ProbeSample, Progress, Request, Response, ServiceState, ServiceStatus, Update,
+};
 use crate::events;
 use crate::graph;
 use crate::health::{self, ProbeResult, Verdict};
+use crate::metrics::{self, Usage};
 use crate::process::{self, Exit, SpawnSpec};
 use crate::setup;
 use crate::state::{self, ServiceRecord, StateFile};
@@ -34,8 +37,10 @@ const FAST_PROBE: Duration = Duration::from_millis(5);
 const FAST_PROBE_FOR: Duration = Duration::from_secs(1);
 /// A service without a health check is online once it has run this long.
 const ALIVE_GRACE: Duration = Duration::from_millis(500);
-/// How often services with `max_memory` are measured.
-const MEMORY_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the memory and CPU of running services are sampled.
+const METRICS_INTERVAL: Duration = Duration::from_secs(1);
+/// Updates a slow live watcher may lag behind before it misses some.
+const UPDATES_BACKLOG: usize = 1024;
 
 pub enum Msg {
     Client {
@@ -80,10 +85,10 @@ pub enum Msg {
     },
     /// SIGTERM / SIGINT to the supervisor: stop everything and exit.
     Shutdown,
-    /// Time to measure the memory of services with `max_memory`.
-    MemoryTick,
-    /// Resident memory (bytes) of each measured service's process group.
-    Memory(Vec<(usize, u64, u64)>),
+    /// Time to sample the memory and CPU of running services.
+    MetricsTick,
+    /// Each sampled service's process group use, tagged with its launch.
+    Metrics(Vec<(usize, u64, Usage)>),
 }
 
 /// The outcome of the port check and setup that precede a spawn.
@@ -142,6 +147,10 @@ struct Svc {
     /// How many times it came to a stop on request; a stop waiter is done
     /// once this moved, even if a concurrent start brought it back at once.
     stops: u64,
+    /// Restarts asked for by a client (crash restarts are `restarts`).
+    requested_restarts: u32,
+    usage: Option<Usage>,
+    history: metrics::History,
 }
 
 impl Svc {
@@ -163,6 +172,9 @@ impl Svc {
             kill_reason: None,
             tasks: Vec::new(),
             stops: 0,
+            requested_restarts: 0,
+            usage: None,
+            history: metrics::History::default(),
         }
     }
 
@@ -267,6 +279,9 @@ pub struct Supervisor {
     exiting: bool,
     dirty: bool,
     events: events::Log,
+    /// Live watchers (the HTTP API's stream) subscribe here.
+    updates: broadcast::Sender<Update>,
+    sampler: Arc<std::sync::Mutex<metrics::Sampler>>,
 }
 
 impl Supervisor {
@@ -288,8 +303,21 @@ impl Supervisor {
             exiting: false,
             dirty: true,
             events: events::Log::open(&config_for_events),
+            updates: broadcast::channel(UPDATES_BACKLOG).0,
+            sampler: Default::default(),
         };
         (sup, tx)
+    }
+
+    /// Where state changes, probe results and events are published.
+    pub fn updates(&self) -> broadcast::Sender<Update> {
+        self.updates.clone()
+    }
+
+    fn publish(&self, update: impl FnOnce() -> Update) {
+        if self.updates.receiver_count() > 0 {
+            let _ = self.updates.send(update());
+        }
     }
 
     /// Take over what an earlier supervisor of this project left running, as
@@ -384,19 +412,16 @@ impl Supervisor {
 
     /// Handle messages until asked to exit and everything is stopped.
     pub async fn run(mut self) {
-        if self.config.services.iter().any(|s| s.max_memory.is_some()) {
-            let tx = self.tx.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(MEMORY_INTERVAL);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    if tx.send(Msg::MemoryTick).is_err() {
-                        return;
-                    }
+        // Sampled on the probes' shared grid, so it costs no extra wakeup.
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep_until(next_tick(METRICS_INTERVAL)).await;
+                if tx.send(Msg::MetricsTick).is_err() {
+                    return;
                 }
-            });
-        }
+            }
+        });
         self.reconcile();
         self.persist();
         while let Some(msg) = self.rx.recv().await {
@@ -404,6 +429,9 @@ impl Supervisor {
             self.reconcile();
             self.notify_waiters();
             if self.dirty {
+                self.publish(|| Update::Status {
+                    services: self.statuses(),
+                });
                 self.persist();
             }
             if self.exiting && self.svcs.iter().all(|s| !s.active()) && self.waiters.is_empty() {
@@ -446,8 +474,8 @@ impl Supervisor {
                 self.dirty = true;
             }
             Msg::Shutdown => self.stop_all(),
-            Msg::MemoryTick => self.measure_memory(),
-            Msg::Memory(usage) => self.memory(usage),
+            Msg::MetricsTick => self.sample_metrics(),
+            Msg::Metrics(usage) => self.metrics(usage),
             _ => {} // a report about an earlier launch
         }
     }
@@ -464,6 +492,22 @@ impl Supervisor {
                 let _ = reply.send(Response::Status {
                     supervisor_pid: std::process::id() as i32,
                     services: self.statuses(),
+                });
+            }
+            Request::History { services } => {
+                let histories = self
+                    .config
+                    .services
+                    .iter()
+                    .zip(&self.svcs)
+                    .filter(|(svc, _)| services.is_empty() || services.contains(&svc.name))
+                    .map(|(svc, s)| (svc.name.clone(), s.history.to_vec()))
+                    .collect();
+                let _ = reply.send(Response::History { histories });
+            }
+            Request::Api => {
+                let _ = reply.send(Response::Error {
+                    message: "the HTTP API is not available in this supervisor".into(),
                 });
             }
             Request::Start { services, profiles } => {
@@ -485,6 +529,7 @@ impl Supervisor {
                     for &i in &targets {
                         let s = &mut self.svcs[i];
                         s.streak = 0;
+                        s.requested_restarts += 1;
                         if s.active() {
                             s.stop_requested = true;
                             s.start_after_stop = true;
@@ -843,6 +888,17 @@ impl Supervisor {
         let before = (s.public(), s.detail.clone());
         let was = s.public();
         s.latency_ms = Some(result.latency.as_secs_f64() * 1000.0);
+        let sample = ProbeSample {
+            ts: state::now_unix(),
+            verdict: result.verdict.as_str().into(),
+            latency_ms: result.latency.as_secs_f64() * 1000.0,
+        };
+        s.history.push(sample.clone());
+        self.publish(|| Update::Probe {
+            service: svc.name.clone(),
+            sample,
+        });
+        let s = &mut self.svcs[i];
         s.detail = Some(result.detail.clone());
         match (&s.phase, result.verdict) {
             (Phase::Starting, Verdict::Healthy) => {
@@ -905,53 +961,59 @@ impl Supervisor {
         self.svcs[i].tasks.push(timer);
     }
 
-    fn measure_memory(&mut self) {
+    /// Sample the process groups of running services, off the actor.
+    fn sample_metrics(&mut self) {
         let targets: Vec<(usize, u64, i32)> = self
             .svcs
             .iter()
             .enumerate()
-            .filter(|(i, s)| {
-                self.config.services[*i].max_memory.is_some()
-                    && matches!(s.phase, Phase::Running(_) | Phase::Starting)
-                    && s.kill_reason.is_none()
-            })
+            .filter(|(_, s)| matches!(s.phase, Phase::Running(_) | Phase::Starting))
             .filter_map(|(i, s)| Some((i, s.gen, s.pid?)))
             .collect();
         if targets.is_empty() {
             return;
         }
         let tx = self.tx.clone();
+        let sampler = Arc::clone(&self.sampler);
         tokio::task::spawn_blocking(move || {
-            let by_group = process::rss_by_group();
+            let pgids: Vec<i32> = targets.iter().map(|t| t.2).collect();
+            let by_group = match sampler.lock() {
+                Ok(mut s) => s.sample(&pgids),
+                Err(_) => return,
+            };
             let usage = targets
                 .into_iter()
-                .map(|(i, gen, pgid)| (i, gen, by_group.get(&pgid).copied().unwrap_or(0)))
+                .filter_map(|(i, gen, pgid)| Some((i, gen, *by_group.get(&pgid)?)))
                 .collect();
-            let _ = tx.send(Msg::Memory(usage));
+            let _ = tx.send(Msg::Metrics(usage));
         });
     }
 
-    fn memory(&mut self, usage: Vec<(usize, u64, u64)>) {
-        for (i, gen, rss) in usage {
+    /// Record a sample, and restart what exceeds its `max_memory`.
+    fn metrics(&mut self, usage: Vec<(usize, u64, Usage)>) {
+        for (i, gen, u) in usage {
+            let s = &mut self.svcs[i];
+            if s.gen != gen || !matches!(s.phase, Phase::Running(_) | Phase::Starting) {
+                continue;
+            }
+            s.usage = Some(u);
             let Some(limit) = self.config.services[i].max_memory else {
                 continue;
             };
-            let s = &self.svcs[i];
-            if s.gen != gen
-                || rss <= limit
-                || s.kill_reason.is_some()
-                || !matches!(s.phase, Phase::Running(_) | Phase::Starting)
-            {
+            if u.rss_bytes <= limit || s.kill_reason.is_some() {
                 continue;
             }
             let reason = format!(
                 "memory {} over max_memory {}",
-                crate::output::bytes_short(rss),
+                crate::output::bytes_short(u.rss_bytes),
                 crate::output::bytes_short(limit)
             );
             self.event(i, "memory", reason.clone());
             self.kill_for(i, reason);
         }
+        self.publish(|| Update::Status {
+            services: self.statuses(),
+        });
     }
 
     /// Record an event (secrets redacted).
@@ -964,6 +1026,7 @@ impl Supervisor {
             detail: svc.redact(&detail.into()),
         };
         self.events.append(&event);
+        self.publish(|| Update::Event { event });
     }
 
     fn start_timeout(&mut self, i: usize) {
@@ -1166,6 +1229,7 @@ impl Supervisor {
         s.started_at = None;
         s.detail = None;
         s.latency_ms = None;
+        s.usage = None;
         s.stops += 1;
         self.dirty = true;
         let again = s.start_after_stop;
@@ -1197,6 +1261,13 @@ impl Supervisor {
                     .map(|d| svc.redact(&d)),
                 latency_ms: s.latency_ms,
                 external: matches!(s.phase, Phase::External),
+                rss_bytes: s.usage.filter(|_| s.pid.is_some()).map(|u| u.rss_bytes),
+                cpu_percent: s
+                    .usage
+                    .filter(|_| s.pid.is_some())
+                    .and_then(|u| u.cpu_percent)
+                    .map(|c| (c * 10.0).round() / 10.0),
+                restarts_total: s.restarts + s.requested_restarts,
             })
             .collect()
     }
