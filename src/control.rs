@@ -41,7 +41,9 @@ pub enum Request {
     },
     Status,
     /// The last probe results of these services (none = all).
-    History { services: Vec<String> },
+    History {
+        services: Vec<String>,
+    },
     /// Serve the HTTP API (and dashboard) on a free loopback port unless it
     /// already listens; answered with `Api`.
     Api,

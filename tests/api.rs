@@ -94,9 +94,8 @@ impl Api {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The next JSON message on the stream, within `timeout`.
 async fn next_msg(ws: &mut Ws, timeout: Duration) -> Option<Value> {
@@ -142,7 +141,10 @@ async fn every_endpoint_answers() {
     }
     assert!(cw["rss_bytes"].as_u64().unwrap() > 1_000_000);
     let wide = api.stack.run(&["check", "--wide"]).expect(0).stdout();
-    assert!(wide.contains("RSS") && wide.contains("CPU") && wide.contains(" MB"), "{wide}");
+    assert!(
+        wide.contains("RSS") && wide.contains("CPU") && wide.contains(" MB"),
+        "{wide}"
+    );
 
     let (code, list) = api.get("/api/v1/services").await;
     assert_eq!(code, 200);
@@ -219,7 +221,9 @@ async fn restart_through_the_api_changes_the_pid_and_the_stream_shows_each_step(
     let (code, body) = api.post("/api/v1/services/web/restart").await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["ok"], true);
-    let new = body["service"]["pid"].as_i64().expect("a pid after restart") as i32;
+    let new = body["service"]["pid"]
+        .as_i64()
+        .expect("a pid after restart") as i32;
     assert_ne!(new, old, "{body}");
     assert_eq!(body["service"]["state"], "online");
     assert_eq!(body["service"]["restarts_total"], 1);
@@ -229,7 +233,9 @@ async fn restart_through_the_api_changes_the_pid_and_the_stream_shows_each_step(
     let mut kinds = Vec::new();
     let mut saw_new_pid_online = false;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && !(saw_new_pid_online && kinds.contains(&"online".to_string())) {
+    while Instant::now() < deadline
+        && !(saw_new_pid_online && kinds.contains(&"online".to_string()))
+    {
         let Some(m) = next_msg(&mut ws, Duration::from_secs(5)).await else {
             break;
         };
@@ -252,9 +258,15 @@ async fn restart_through_the_api_changes_the_pid_and_the_stream_shows_each_step(
 
     // Stop and start answer with their result too.
     let (code, body) = api.post("/api/v1/services/web/stop").await;
-    assert_eq!((code, &body["service"]["state"]), (200, &Value::from("stopped")));
+    assert_eq!(
+        (code, &body["service"]["state"]),
+        (200, &Value::from("stopped"))
+    );
     let (code, body) = api.post("/api/v1/services/web/start").await;
-    assert_eq!((code, &body["service"]["state"]), (200, &Value::from("online")));
+    assert_eq!(
+        (code, &body["service"]["state"]),
+        (200, &Value::from("online"))
+    );
     assert_eq!(api.post("/api/v1/services/web/explode").await.0, 404);
 }
 
@@ -267,26 +279,39 @@ async fn a_client_connecting_mid_way_first_gets_a_full_snapshot() {
     assert_eq!(snap["type"], "snapshot");
     let services = &snap["status"]["services"];
     assert_eq!(find(services, "db")["state"], "online");
-    assert_eq!(find(services, "web")["pid"].as_i64(), api.stack.pid_of("web").map(i64::from));
+    assert_eq!(
+        find(services, "web")["pid"].as_i64(),
+        api.stack.pid_of("web").map(i64::from)
+    );
     assert!(!snap["history"]["web"].as_array().unwrap().is_empty());
-    assert!(snap["events"].as_array().unwrap().iter().any(|e| e["kind"] == "spawned"));
+    assert!(snap["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "spawned"));
     assert_eq!(snap["graph"]["tiers"][1]["name"], "apps");
     // Then live updates: probe results keep coming.
     let mut probes = 0;
     while probes < 2 {
-        let m = next_msg(&mut ws, Duration::from_secs(5)).await.expect("live updates");
+        let m = next_msg(&mut ws, Duration::from_secs(5))
+            .await
+            .expect("live updates");
         if m["type"] == "probe" {
             assert!(m["latency_ms"].as_f64().is_some());
             probes += 1;
         }
     }
     // A subscribed log streams its lines.
-    ws.send(Message::Text(r#"{"logs": "web"}"#.into())).await.unwrap();
+    ws.send(Message::Text(r#"{"logs": "web"}"#.into()))
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut got_log = false;
     while !got_log && Instant::now() < deadline {
         let m = next_msg(&mut ws, Duration::from_secs(5)).await.unwrap();
-        got_log = m["type"] == "log" && m["service"] == "web" && !m["lines"].as_array().unwrap().is_empty();
+        got_log = m["type"] == "log"
+            && m["service"] == "web"
+            && !m["lines"].as_array().unwrap().is_empty();
     }
     assert!(got_log);
 }
@@ -300,16 +325,36 @@ async fn security_cases_are_refused() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
     // `fpctl dashboard` prints the same token, and the URL.
-    let out = api.stack.run(&["dashboard", "--no-open"]).expect(0).stdout();
-    assert!(out.contains(&format!("http://127.0.0.1:{}/#token={}", api.port, api.token)), "{out}");
+    let out = api
+        .stack
+        .run(&["dashboard", "--no-open"])
+        .expect(0)
+        .stdout();
+    assert!(
+        out.contains(&format!(
+            "http://127.0.0.1:{}/#token={}",
+            api.port, api.token
+        )),
+        "{out}"
+    );
 
     let status = |r: reqwest::Response| r.status().as_u16();
     let url = api.url("/api/v1/status");
     // No token, a wrong token.
     assert_eq!(status(api.http.get(&url).send().await.unwrap()), 401);
-    assert_eq!(status(api.http.get(api.url("/metrics")).send().await.unwrap()), 401);
     assert_eq!(
-        status(api.http.get(&url).bearer_auth("wrong").send().await.unwrap()),
+        status(api.http.get(api.url("/metrics")).send().await.unwrap()),
+        401
+    );
+    assert_eq!(
+        status(
+            api.http
+                .get(&url)
+                .bearer_auth("wrong")
+                .send()
+                .await
+                .unwrap()
+        ),
         401
     );
     let almost = format!("{}x", &api.token[..api.token.len() - 1]);
@@ -340,16 +385,22 @@ async fn security_cases_are_refused() {
     assert_eq!(status(r), 403);
     assert_eq!(api.stack.pid_of("web"), pid);
     // A cross-site WebSocket is refused at the handshake.
-    let mut req = format!("ws://127.0.0.1:{}/api/v1/stream?token={}", api.port, api.token)
-        .into_client_request()
-        .unwrap();
+    let mut req = format!(
+        "ws://127.0.0.1:{}/api/v1/stream?token={}",
+        api.port, api.token
+    )
+    .into_client_request()
+    .unwrap();
     req.headers_mut()
         .insert("Origin", "http://evil.example".parse().unwrap());
     assert!(tokio_tungstenite::connect_async(req).await.is_err());
     // ...while the same from our own origin, token in the query, works.
-    let mut req = format!("ws://127.0.0.1:{}/api/v1/stream?token={}", api.port, api.token)
-        .into_client_request()
-        .unwrap();
+    let mut req = format!(
+        "ws://127.0.0.1:{}/api/v1/stream?token={}",
+        api.port, api.token
+    )
+    .into_client_request()
+    .unwrap();
     req.headers_mut().insert(
         "Origin",
         format!("http://127.0.0.1:{}", api.port).parse().unwrap(),
@@ -375,7 +426,8 @@ async fn read_only_refuses_every_mutation() {
 
 #[test]
 fn a_non_loopback_bind_needs_a_token() {
-    let stack = Stack::new("[project]\napi = \"0.0.0.0:7070\"\n\n[services.a]\ncommand = \"sleep 10\"\n");
+    let stack =
+        Stack::new("[project]\napi = \"0.0.0.0:7070\"\n\n[services.a]\ncommand = \"sleep 10\"\n");
     let r = stack.run(&["validate"]).expect(2);
     assert!(r.stderr().contains("services.toml:2:7"), "{}", r.all());
     assert!(r.stderr().contains("api_token"), "{}", r.all());

@@ -92,11 +92,7 @@ impl Guard {
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {
-    let mut r = (
-        status,
-        axum::Json(serde_json::json!({ "error": message })),
-    )
-        .into_response();
+    let mut r = (status, axum::Json(serde_json::json!({ "error": message }))).into_response();
     if status == StatusCode::UNAUTHORIZED {
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,

@@ -47,7 +47,11 @@ pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let cpu = Family::<Svc, FloatGauge>::default();
     registry.register("up", "1 when online (or completed)", up.clone());
     registry.register("state", "1 for the service's current state", state.clone());
-    registry.register("restarts", "restarts under this supervisor", restarts.clone());
+    registry.register(
+        "restarts",
+        "restarts under this supervisor",
+        restarts.clone(),
+    );
     registry.register(
         "probe_latency_seconds",
         "latency of the last health probe",

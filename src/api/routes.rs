@@ -188,7 +188,9 @@ async fn events(State(shared): St, Query(q): Query<EventsQuery>) -> Result<Json<
         index(&shared.config, name)?;
     }
     let limit = q.limit.unwrap_or(100);
-    Ok(Json(json!(recent_events(&shared.config, q.service, limit).await)))
+    Ok(Json(json!(
+        recent_events(&shared.config, q.service, limit).await
+    )))
 }
 
 /// The newest `limit` events (of one service), oldest first.
