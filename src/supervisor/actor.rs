@@ -893,11 +893,15 @@ impl Supervisor {
             verdict: result.verdict.as_str().into(),
             latency_ms: result.latency.as_secs_f64() * 1000.0,
         };
-        s.history.push(sample.clone());
-        self.publish(|| Update::Probe {
-            service: svc.name.clone(),
-            sample,
-        });
+        // A booting service is polled every few ms; only the probe that
+        // finds it up is kept, so the history shows its life, not its boot.
+        if s.phase != Phase::Starting || result.verdict == Verdict::Healthy {
+            s.history.push(sample.clone());
+            self.publish(|| Update::Probe {
+                service: svc.name.clone(),
+                sample,
+            });
+        }
         let s = &mut self.svcs[i];
         s.detail = Some(result.detail.clone());
         match (&s.phase, result.verdict) {
