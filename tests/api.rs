@@ -55,28 +55,24 @@ impl Api {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
+    async fn call(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
         let r = self
             .http
-            .get(self.url(path))
+            .request(method, self.url(path))
             .bearer_auth(&self.token)
             .send()
             .await
-            .expect("GET");
+            .expect("request");
         let code = r.status().as_u16();
         (code, r.json().await.unwrap_or(Value::Null))
     }
 
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path).await
+    }
+
     async fn post(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("POST");
-        let code = r.status().as_u16();
-        (code, r.json().await.unwrap_or(Value::Null))
+        self.call(reqwest::Method::POST, path).await
     }
 
     async fn stream(&self) -> Ws {
