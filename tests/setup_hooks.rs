@@ -223,6 +223,62 @@ health = {{ http = "/health", start_timeout = "50s" }}
         "npm setup ran again though nothing changed:\n{log}"
     );
     assert_eq!(s.state_of("web"), "online");
+
+    // package.json changed: npm runs again before the next start.
+    s.write(
+        "services/web/package.json",
+        r#"{
+  "name": "fpctl-test-web",
+  "version": "1.0.1",
+  "private": true,
+  "dependencies": { "is-number": "^7.0.0" }
+}
+"#,
+    );
+    s.run(&["stop"]).expect(0);
+    start_timed(&s, "npm, third start (package.json changed)");
+    let log = s.log("web");
+    assert_eq!(
+        count_lines(&log, SETUP_DONE),
+        2,
+        "npm setup did not run again after package.json changed:\n{log}"
+    );
+    assert_eq!(s.state_of("web"), "online");
+}
+
+#[test]
+fn command_setup_reruns_only_when_its_commands_change() {
+    let port = free_port();
+    let config = |step: &str| {
+        format!(
+            r#"
+[services.app]
+setup = ["echo {step} >> setup.out"]
+command = "python3 {httpd} --port ${{PORT}}"
+port = {port}
+health = {{ http = "/health" }}
+"#,
+            httpd = httpd()
+        )
+    };
+    let s = Stack::new(&config("first"));
+    let runs = || std::fs::read_to_string(s.file("setup.out")).unwrap_or_default();
+
+    s.run(&["start"]).expect(0);
+    assert_eq!(runs(), "first\n");
+    s.run(&["stop"]).expect(0);
+    s.run(&["start"]).expect(0);
+    assert_eq!(runs(), "first\n", "setup ran again though nothing changed");
+
+    s.run(&["stop"]).expect(0);
+    s.write("services.toml", &config("second"));
+    s.run(&["start"]).expect(0);
+    assert_eq!(
+        runs(),
+        "first\nsecond\n",
+        "setup did not run again after its commands changed"
+    );
+    assert_eq!(count_lines(&s.log("app"), SETUP_DONE), 2);
 }
 
 #[test]

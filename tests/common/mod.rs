@@ -66,10 +66,77 @@ pub fn pid_alive(pid: i32) -> bool {
     }
 }
 
+/// How long one fpctl command may take in a test before the test fails.
+/// Generous: the slowest legitimate command is a first start with a real
+/// `pip install` or `npm install` on a loaded machine.
+pub const RUN_LIMIT: Duration = Duration::from_secs(180);
+
+/// How long the cleanup `fpctl stop` may take.
+pub const STOP_LIMIT: Duration = Duration::from_secs(30);
+
+/// Run `cmd` with its output captured; kill it after `limit`. `Err` holds
+/// what it printed until then.
+pub fn output_within(mut cmd: Command, limit: Duration) -> Result<Output, Output> {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fpctl");
+    let pipe_reader = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = pipe_reader(Box::new(child.stdout.take().unwrap()));
+    let err = pipe_reader(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + limit;
+    let (status, finished) = loop {
+        if let Some(status) = child.try_wait().expect("wait for fpctl") {
+            break (status, true);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break (child.wait().expect("wait for fpctl"), false);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // A background supervisor may hold the pipes open after a killed
+    // command: read what is there without waiting for its end.
+    let collect = |h: std::thread::JoinHandle<Vec<u8>>| {
+        if finished {
+            return h.join().unwrap_or_default();
+        }
+        let until = Instant::now() + Duration::from_millis(500);
+        while !h.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if h.is_finished() {
+            h.join().unwrap_or_default()
+        } else {
+            b"(output unavailable: the pipe is still held open)".to_vec()
+        }
+    };
+    let output = Output {
+        status,
+        stdout: collect(out),
+        stderr: collect(err),
+    };
+    if finished {
+        Ok(output)
+    } else {
+        Err(output)
+    }
+}
+
 pub struct Stack {
     pub dir: tempfile::TempDir,
     /// Extra pids the test started itself, killed on drop.
     pub own_pids: Vec<i32>,
+    /// Set when the cleanup stop hung: the drop then fails the test.
+    stop_hung: bool,
 }
 
 impl Stack {
@@ -83,6 +150,7 @@ impl Stack {
         Stack {
             dir,
             own_pids: Vec::new(),
+            stop_hung: false,
         }
     }
 
@@ -112,10 +180,22 @@ impl Stack {
         c
     }
 
-    /// Run fpctl to completion.
+    /// Run fpctl to completion, failing the test (not hanging it) when it
+    /// takes longer than [`RUN_LIMIT`].
     pub fn run(&self, args: &[&str]) -> Run {
-        let out = self.cmd(args).output().expect("run fpctl");
-        Run(out)
+        self.run_within(args, RUN_LIMIT)
+    }
+
+    /// Run fpctl to completion within `limit`, or fail the test.
+    pub fn run_within(&self, args: &[&str], limit: Duration) -> Run {
+        let what = format!("fpctl {}", args.join(" "));
+        match output_within(self.cmd(args), limit) {
+            Ok(out) => Run(out),
+            Err(partial) => panic!(
+                "{what} did not finish within {limit:?}; it was killed. Output so far:\n{}",
+                Run(partial).all()
+            ),
+        }
     }
 
     /// `check --json`, parsed.
@@ -206,11 +286,17 @@ impl Drop for Stack {
                 v
             })
             .unwrap_or_default();
-        let _ = self
-            .cmd(&["stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        // Bounded, so that a stop that hangs fails the test instead of
+        // hanging it; the kills below clean up either way.
+        if let Err(partial) = output_within(self.cmd(&["stop"]), STOP_LIMIT) {
+            eprintln!(
+                "cleanup: fpctl stop did not finish within {STOP_LIMIT:?}:\n{}",
+                Run(partial).all()
+            );
+            if !std::thread::panicking() {
+                self.stop_hung = true;
+            }
+        }
         // Whatever is left: the groups and pids recorded (if still the same
         // processes), then our own.
         let still_ours = recorded
@@ -223,6 +309,9 @@ impl Drop for Stack {
                 libc::kill(-pid, libc::SIGKILL);
                 libc::kill(pid, libc::SIGKILL);
             }
+        }
+        if self.stop_hung {
+            panic!("the cleanup `fpctl stop` hung for {STOP_LIMIT:?}");
         }
     }
 }
