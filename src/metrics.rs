@@ -99,38 +99,58 @@ fn walk(
         if !seen.insert(pid) {
             continue;
         }
-        if let Some((pgrp, pages, ticks)) = read_stat(pid) {
-            let g = groups.entry(pgrp).or_insert((0, 0));
-            g.0 += pages;
-            g.1 += ticks;
-        }
-        stack.extend(children(pid));
+        let Some(stat) = read_stat(pid) else {
+            continue;
+        };
+        let g = groups.entry(stat.pgrp).or_insert((0, 0));
+        g.0 += stat.pages;
+        g.1 += stat.ticks;
+        stack.extend(children(pid, stat.threads));
     }
 }
 
-/// pgrp, resident pages and CPU ticks (user + system) of one process.
-fn read_stat(pid: i32) -> Option<(i32, u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command: state ppid pgrp ... utime (11) stime (12) ... rss (21).
-    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
-    let num = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    let pgrp = fields.get(2)?.parse().ok()?;
-    Some((pgrp, num(21)?, num(11)? + num(12)?))
+struct Stat {
+    pgrp: i32,
+    pages: u64,
+    ticks: u64,
+    threads: u64,
 }
 
-/// Direct children of every thread of `pid`.
-fn children(pid: i32) -> Vec<i32> {
+/// pgrp, resident pages, CPU ticks (user + system) and thread count.
+fn read_stat(pid: i32) -> Option<Stat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command: state ppid pgrp ... utime (11) stime (12) ...
+    // num_threads (17) ... rss (21).
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let num = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    Some(Stat {
+        pgrp: fields.get(2)?.parse().ok()?,
+        pages: num(21)?,
+        ticks: num(11)? + num(12)?,
+        threads: num(17)?,
+    })
+}
+
+/// Direct children of every thread of `pid` (one read for a
+/// single-threaded process, which most services are).
+fn children(pid: i32, threads: u64) -> Vec<i32> {
+    let parse = |s: String| -> Vec<i32> {
+        s.split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    if threads == 1 {
+        return std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .map(parse)
+            .unwrap_or_default();
+    }
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };
     tasks
         .flatten()
         .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|s| {
-            s.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<i32>>()
-        })
+        .flat_map(parse)
         .collect()
 }
 

@@ -117,7 +117,9 @@ fn find<'a>(services: &'a Value, name: &str) -> &'a Value {
 async fn every_endpoint_answers() {
     let api = Api::start("");
     let web_pid = api.stack.pid_of("web").expect("web runs");
-    // Metrics need two samples (1 s apart) for a CPU figure.
+    // While someone watches the stream, metrics are sampled every second;
+    // a CPU figure needs two samples.
+    let _watching = api.stream().await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
     let (code, status) = api.get("/api/v1/status").await;

@@ -37,8 +37,11 @@ const FAST_PROBE: Duration = Duration::from_millis(5);
 const FAST_PROBE_FOR: Duration = Duration::from_secs(1);
 /// A service without a health check is online once it has run this long.
 const ALIVE_GRACE: Duration = Duration::from_millis(500);
-/// How often the memory and CPU of running services are sampled.
+/// How often the memory and CPU of running services are sampled while
+/// someone watches live (or a service has `max_memory`)...
 const METRICS_INTERVAL: Duration = Duration::from_secs(1);
+/// ...and, in ticks of that, how often otherwise.
+const METRICS_IDLE_EVERY: u32 = 5;
 /// Updates a slow live watcher may lag behind before it misses some.
 const UPDATES_BACKLOG: usize = 1024;
 
@@ -282,6 +285,7 @@ pub struct Supervisor {
     /// Live watchers (the HTTP API's stream) subscribe here.
     updates: broadcast::Sender<Update>,
     sampler: Arc<std::sync::Mutex<metrics::Sampler>>,
+    metrics_ticks: u32,
 }
 
 impl Supervisor {
@@ -305,6 +309,7 @@ impl Supervisor {
             events: events::Log::open(&config_for_events),
             updates: broadcast::channel(UPDATES_BACKLOG).0,
             sampler: Default::default(),
+            metrics_ticks: 0,
         };
         (sup, tx)
     }
@@ -967,6 +972,12 @@ impl Supervisor {
 
     /// Sample the process groups of running services, off the actor.
     fn sample_metrics(&mut self) {
+        self.metrics_ticks = self.metrics_ticks.wrapping_add(1);
+        let watched = self.updates.receiver_count() > 0
+            || self.config.services.iter().any(|s| s.max_memory.is_some());
+        if !watched && self.metrics_ticks % METRICS_IDLE_EVERY != 0 {
+            return;
+        }
         let targets: Vec<(usize, u64, i32)> = self
             .svcs
             .iter()
