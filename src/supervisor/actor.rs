@@ -975,7 +975,7 @@ impl Supervisor {
         self.metrics_ticks = self.metrics_ticks.wrapping_add(1);
         let watched = self.updates.receiver_count() > 0
             || self.config.services.iter().any(|s| s.max_memory.is_some());
-        if !watched && self.metrics_ticks % METRICS_IDLE_EVERY != 0 {
+        if !watched && !self.metrics_ticks.is_multiple_of(METRICS_IDLE_EVERY) {
             return;
         }
         let targets: Vec<(usize, u64, i32)> = self
