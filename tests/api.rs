@@ -117,12 +117,16 @@ fn find<'a>(services: &'a Value, name: &str) -> &'a Value {
 async fn every_endpoint_answers() {
     let api = Api::start("");
     let web_pid = api.stack.pid_of("web").expect("web runs");
-    // While someone watches the stream, metrics are sampled every second;
-    // a CPU figure needs two samples.
-    let _watching = api.stream().await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-
-    let (code, status) = api.get("/api/v1/status").await;
+    // Metrics are sampled every 5 s; a CPU figure needs two samples.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (code, status) = loop {
+        let (code, status) = api.get("/api/v1/status").await;
+        if find(&status["services"], "web")["cpu_percent"].is_number() || Instant::now() > deadline
+        {
+            break (code, status);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(code, 200, "{status}");
     let web = find(&status["services"], "web");
     assert_eq!(web["state"], "online");

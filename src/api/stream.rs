@@ -10,9 +10,10 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
+use futures_util::SinkExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::routes::{recent_events, status_model, statuses};
 use super::Shared;
@@ -53,7 +54,7 @@ async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
         tokio::select! {
             update = updates.recv() => {
                 let ok = match update {
-                    Ok(u) => send(&mut socket, &render(&shared, u)).await,
+                    Ok(u) => forward(&shared, &mut socket, u, &mut updates).await,
                     // Too slow to keep up: start again from a full picture.
                     Err(RecvError::Lagged(_)) => send_snapshot(&shared, &mut socket).await,
                     Err(RecvError::Closed) => false,
@@ -132,6 +133,29 @@ fn render(shared: &Shared, update: Update) -> Value {
         }
         other => serde_json::to_value(other).unwrap_or(Value::Null),
     }
+}
+
+/// Send `first` and every update already waiting (probes of one grid tick
+/// come together), with one flush for all of them.
+async fn forward(
+    shared: &Shared,
+    socket: &mut WebSocket,
+    first: Update,
+    updates: &mut tokio::sync::broadcast::Receiver<Update>,
+) -> bool {
+    let mut next = Some(first);
+    while let Some(u) = next {
+        let text = render(shared, u).to_string();
+        if socket.feed(Message::Text(text.into())).await.is_err() {
+            return false;
+        }
+        next = match updates.try_recv() {
+            Ok(u) => Some(u),
+            Err(TryRecvError::Lagged(_)) => return send_snapshot(shared, socket).await,
+            Err(_) => None,
+        };
+    }
+    socket.flush().await.is_ok()
 }
 
 async fn send(socket: &mut WebSocket, value: &Value) -> bool {

@@ -37,10 +37,11 @@ const FAST_PROBE: Duration = Duration::from_millis(5);
 const FAST_PROBE_FOR: Duration = Duration::from_secs(1);
 /// A service without a health check is online once it has run this long.
 const ALIVE_GRACE: Duration = Duration::from_millis(500);
-/// How often the memory and CPU of running services are sampled while
-/// someone watches live (or a service has `max_memory`)...
+/// The grid on which memory and CPU are sampled: every tick when a service
+/// has `max_memory`...
 const METRICS_INTERVAL: Duration = Duration::from_secs(1);
-/// ...and, in ticks of that, how often otherwise.
+/// ...else every this many ticks: /proc counts CPU in 10 ms ticks, so a
+/// shorter window would make an idle service's CPU flicker between 0 and 1 %.
 const METRICS_IDLE_EVERY: u32 = 5;
 /// Updates a slow live watcher may lag behind before it misses some.
 const UPDATES_BACKLOG: usize = 1024;
@@ -973,9 +974,8 @@ impl Supervisor {
     /// Sample the process groups of running services, off the actor.
     fn sample_metrics(&mut self) {
         self.metrics_ticks = self.metrics_ticks.wrapping_add(1);
-        let watched = self.updates.receiver_count() > 0
-            || self.config.services.iter().any(|s| s.max_memory.is_some());
-        if !watched && !self.metrics_ticks.is_multiple_of(METRICS_IDLE_EVERY) {
+        let every_tick = self.config.services.iter().any(|s| s.max_memory.is_some());
+        if !every_tick && !self.metrics_ticks.is_multiple_of(METRICS_IDLE_EVERY) {
             return;
         }
         let targets: Vec<(usize, u64, i32)> = self
@@ -1006,11 +1006,22 @@ impl Supervisor {
 
     /// Record a sample, and restart what exceeds its `max_memory`.
     fn metrics(&mut self, usage: Vec<(usize, u64, Usage)>) {
+        // Live watchers hear of a sample only when it changes what they show.
+        let shown = |u: Option<Usage>| {
+            u.map(|u| {
+                (
+                    u.rss_bytes >> 16,
+                    u.cpu_percent.map(|c| (c * 10.0).round() as i64),
+                )
+            })
+        };
+        let mut changed = false;
         for (i, gen, u) in usage {
             let s = &mut self.svcs[i];
             if s.gen != gen || !matches!(s.phase, Phase::Running(_) | Phase::Starting) {
                 continue;
             }
+            changed |= shown(s.usage) != shown(Some(u));
             s.usage = Some(u);
             let Some(limit) = self.config.services[i].max_memory else {
                 continue;
@@ -1026,9 +1037,11 @@ impl Supervisor {
             self.event(i, "memory", reason.clone());
             self.kill_for(i, reason);
         }
-        self.publish(|| Update::Status {
-            services: self.statuses(),
-        });
+        if changed {
+            self.publish(|| Update::Status {
+                services: self.statuses(),
+            });
+        }
     }
 
     /// Record an event (secrets redacted).
