@@ -1,6 +1,10 @@
 """A tiny HTTP service for the fpctl demo stack (Python standard library only).
 
     python3 demo/service.py NAME --port PORT [--needs URL ...] [--boot SECONDS]
+                            [--host ADDR]
+
+It listens on 127.0.0.1, or on --host / $HOST (the demo's image sets
+HOST=0.0.0.0, so that other containers reach it).
 
 It refuses to start unless every URL given with --needs answers 200, so the
 demo shows that fpctl really starts dependencies first. /health answers
@@ -9,6 +13,7 @@ demo shows that fpctl really starts dependencies first. /health answers
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -22,6 +27,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--needs", action="append", default=[])
     parser.add_argument("--boot", type=float, default=0.0)
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     args = parser.parse_args()
 
     for url in args.needs:
@@ -50,9 +56,9 @@ def main() -> None:
         def log_message(self, fmt: str, *a) -> None:
             print(f"{args.name}: {self.address_string()} {fmt % a}", flush=True)
 
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print(f"{args.name}: listening on 127.0.0.1:{args.port}", flush=True)
+    print(f"{args.name}: listening on {args.host}:{args.port}", flush=True)
     server.serve_forever()
 
 

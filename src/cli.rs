@@ -94,11 +94,68 @@ pub enum Command {
     },
     /// Check services.toml and print a summary
     Validate,
+    /// Write a services.toml for the services found under DIR (default: here)
+    Init {
+        dir: Option<PathBuf>,
+        /// Print the file instead of writing it
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace an existing services.toml
+        #[arg(long)]
+        force: bool,
+    },
+    /// Convert a Procfile, docker compose file or process-compose file into a services.toml
+    Import {
+        file: PathBuf,
+        /// Where to write it
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FILE",
+            default_value = "services.toml"
+        )]
+        output: Option<PathBuf>,
+        /// Print the file instead of writing it
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace an existing file
+        #[arg(long)]
+        force: bool,
+    },
     /// Show tiers, start levels and dependencies
     Graph {
         /// Print Graphviz dot instead of text
         #[arg(long)]
         dot: bool,
+    },
+    /// Show every port, its service and tier range, and who holds it now; exit 1 on a conflict
+    Ports {
+        /// Print one JSON object instead of the table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the stack as a docker compose file, Kubernetes manifests or systemd units
+    Export {
+        #[arg(value_enum)]
+        target: crate::export::Target,
+        /// Export these services and their dependencies (default: all)
+        services: Vec<String>,
+        /// A folder (or, for compose and kubernetes, a .yaml file); default: stdout
+        #[arg(short = 'o', long = "output", value_name = "DIR|FILE")]
+        output: Option<PathBuf>,
+        /// Export the services of this profile too (repeatable)
+        #[arg(long = "profile", short = 'p')]
+        profiles: Vec<String>,
+        /// Write a minimal Dockerfile for venv/npm services that have none
+        #[arg(long)]
+        dockerfiles: bool,
+    },
+    /// Run one service's health check; exit 0 when it passes
+    Probe {
+        service: String,
+        /// Keep probing until it passes (default up to 60s)
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "60s", value_parser = parse_duration, value_name = "DUR")]
+        wait: Option<Duration>,
     },
     /// Run the supervisor in this process (used by `start`)
     #[command(name = "__supervise", hide = true)]

@@ -7,13 +7,18 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod control;
+pub mod discover;
+pub mod draft;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod graph;
 pub mod health;
+pub mod import;
 pub mod logger;
 pub mod metrics;
 pub mod output;
+pub mod ports;
 pub mod process;
 pub mod setup;
 pub mod state;
@@ -28,6 +33,17 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     let file = cli.file.as_deref();
     match cli.command {
         Command::Validate => commands::validate(file),
+        Command::Init {
+            dir,
+            dry_run,
+            force,
+        } => commands::init(dir.as_deref(), dry_run, force),
+        Command::Import {
+            file,
+            output,
+            dry_run,
+            force,
+        } => commands::import(&file, output.as_deref(), dry_run, force),
         Command::Graph { dot } => commands::graph(file, dot),
         Command::Start { services, profiles } => commands::start(file, services, profiles),
         Command::Up { services, profiles } => commands::up(file, services, profiles),
@@ -52,6 +68,24 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             follow,
             lines,
         } => commands::events(file, service.as_deref(), json, follow, lines),
+        Command::Ports { json } => commands::ports(file, json),
+        Command::Export {
+            target,
+            services,
+            output,
+            profiles,
+            dockerfiles,
+        } => export::export(
+            file,
+            export::Options {
+                target,
+                services,
+                profiles,
+                output,
+                dockerfiles,
+            },
+        ),
+        Command::Probe { service, wait } => commands::probe(file, &service, wait),
         Command::Supervise => commands::supervise(file),
         Command::Log {
             path,

@@ -322,6 +322,22 @@ fn all_pids() -> Vec<i32> {
         .unwrap_or_default()
 }
 
+/// A marker unique to a project folder, shared by all its services; a
+/// service's processes carry `FPCTL_INSTANCE=<marker>:<service>`.
+pub fn project_marker(root: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(root.as_os_str().as_encoded_bytes());
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `pid` carries `FPCTL_INSTANCE=marker` in its environment.
+pub fn has_marker(pid: i32, marker: &str) -> bool {
+    let needle = format!("{MARKER_VAR}={marker}");
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()))
+        .unwrap_or(false)
+}
+
 /// Every live process carrying `FPCTL_INSTANCE=marker` in its environment
 /// (with `prefix`, any value starting with `marker`).
 pub fn marked_pids(marker: &str, prefix: bool) -> Vec<i32> {

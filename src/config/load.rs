@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{validate, Config, ConfigError, Diagnostic};
+use super::{validate, Config, ConfigError, Diagnostic, Hosts};
 
 pub const FILE_NAME: &str = "services.toml";
 
@@ -20,6 +20,11 @@ pub fn discover(start: &Path) -> Result<PathBuf, ConfigError> {
 
 /// Load the given file, or discover one from the current directory.
 pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+    load_with(explicit, Hosts::Loopback)
+}
+
+/// Like [`load`], with `FPCTL_HOST_<NAME>` resolved as `hosts` says.
+pub fn load_with(explicit: Option<&Path>, hosts: Hosts) -> Result<Config, ConfigError> {
     let cwd = std::env::current_dir().map_err(|source| ConfigError::Read {
         path: PathBuf::from("."),
         source,
@@ -48,17 +53,25 @@ pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
             });
         }
     };
-    load_str(&path, text)
+    load_text(&path, text, hosts)
 }
 
 /// Parse and validate `text` as if read from `path`.
 pub fn load_str(path: &Path, text: String) -> Result<Config, ConfigError> {
+    load_text(path, text, Hosts::Loopback)
+}
+
+fn load_text(path: &Path, text: String, hosts: Hosts) -> Result<Config, ConfigError> {
     let root = path
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    match validate::validate(path, &root, &text) {
-        Ok(config) => Ok(config),
+    let registry = crate::ports::Registry::open(&root);
+    match validate::validate(path, &root, &text, hosts, &registry) {
+        Ok(config) => {
+            registry.remember(&config);
+            Ok(config)
+        }
         Err(diagnostics) => Err(ConfigError::Invalid {
             path: path.to_path_buf(),
             text,

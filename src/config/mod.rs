@@ -16,8 +16,8 @@ use std::time::Duration;
 
 pub use diag::{ConfigError, Diagnostic};
 pub use expand::expand;
-pub use load::{discover, load, load_str, FILE_NAME};
-pub use validate::suggest;
+pub use load::{discover, load, load_str, load_with, FILE_NAME};
+pub use validate::{read_env_file, suggest};
 
 /// Defaults, documented once; the README's reference table follows these.
 pub mod defaults {
@@ -78,6 +78,63 @@ pub struct LogRotation {
 pub struct Tier {
     pub name: String,
     pub title: Option<String>,
+    /// The ports this tier's services may use (`[[tier]] ports`).
+    pub ports: Option<PortRange>,
+}
+
+/// An inclusive range of TCP ports, written `"8000-8099"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = u16> {
+        self.first..=self.last
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.last - self.first) + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+/// Where `port = "auto"` comes from: the ports earlier runs chose, and what
+/// holds a port now. The config stays free of I/O; `load` passes the real
+/// registry (`crate::ports`).
+pub trait PortBook {
+    /// The port an earlier run chose for `service`.
+    fn recorded(&self, service: &str) -> Option<u16>;
+    /// Whether `port` may be given to `service`: nothing listens on it, or
+    /// only that service itself.
+    fn available(&self, port: u16, service: &str) -> bool;
+}
+
+/// A book with no records in which every port is available (for parsing
+/// without a project folder).
+pub struct NoPortBook;
+
+impl PortBook for NoPortBook {
+    fn recorded(&self, _: &str) -> Option<u16> {
+        None
+    }
+    fn available(&self, _: u16, _: &str) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -89,10 +146,17 @@ pub struct Service {
     pub argv: Vec<String>,
     pub dir: PathBuf,
     pub port: Option<u16>,
-    /// `FPCTL_PORT_<NAME>` of every service with a port (shared by all).
+    /// The port was chosen from the tier's range (`port = "auto"`).
+    pub port_auto: bool,
+    /// `FPCTL_PORT_<NAME>` and `FPCTL_HOST_<NAME>` of every service with a
+    /// port (shared by all).
     pub port_env: std::sync::Arc<[(String, String)]>,
     /// Extra environment, resolved: `PORT`, env_file, env.
     pub env: Vec<(String, String)>,
+    /// The env_file files (absolute), in order.
+    pub env_files: Vec<PathBuf>,
+    /// The names written in the `env` table (their values are in `env`).
+    pub env_keys: Vec<String>,
     /// Names of variables whose values must never be shown (env_file values,
     /// and names that look like secrets).
     pub secret_keys: Vec<String>,
@@ -112,6 +176,25 @@ pub struct Service {
     pub max_memory: Option<u64>,
     /// The project's rotation, or this service's own.
     pub log_rotation: Option<LogRotation>,
+    /// `[services.X.container]`, when given.
+    pub container: Option<Container>,
+}
+
+/// The image a container engine runs the service from: a published image, a
+/// build context (absolute), or both (build it and tag it as `image`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Container {
+    pub image: Option<String>,
+    pub build: Option<PathBuf>,
+}
+
+/// What `FPCTL_HOST_<NAME>` holds: `127.0.0.1` when fpctl runs the stack on
+/// this machine; the service's own name under compose or Kubernetes, where
+/// each service is reached by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hosts {
+    Loopback,
+    ServiceNames,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,7 +282,31 @@ impl Service {
 
 /// `FPCTL_PORT_<NAME>`: upper-cased, every other character becomes `_`.
 pub fn port_var_name(service: &str) -> String {
-    let mut var = String::from("FPCTL_PORT_");
+    service_var_name("FPCTL_PORT_", service)
+}
+
+/// A service's name as a host name (and Kubernetes object name): lower
+/// case, with every character other than a letter, digit or `-` as `-`.
+pub fn dns_name(service: &str) -> String {
+    service
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// `FPCTL_HOST_<NAME>`, named like [`port_var_name`].
+pub fn host_var_name(service: &str) -> String {
+    service_var_name("FPCTL_HOST_", service)
+}
+
+fn service_var_name(prefix: &str, service: &str) -> String {
+    let mut var = String::from(prefix);
     var.extend(service.chars().map(|c| {
         if c.is_ascii_alphanumeric() {
             c.to_ascii_uppercase()

@@ -36,6 +36,8 @@ pub struct RawProject {
 pub struct RawTier {
     pub name: Spanned<String>,
     pub title: Option<String>,
+    /// The tier's port range, `"8000-8099"`.
+    pub ports: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,7 +47,8 @@ pub struct RawService {
     #[serde(default)]
     pub shell: bool,
     pub dir: Option<Spanned<String>>,
-    pub port: Option<Spanned<i64>>,
+    /// A port number, or `"auto"` for a free one from the tier's range.
+    pub port: Option<Spanned<Scalar>>,
     #[serde(default)]
     pub env: IndexMap<Spanned<String>, Spanned<Scalar>>,
     pub env_file: Option<Spanned<StringOrList>>,
@@ -67,6 +70,16 @@ pub struct RawService {
     pub max_memory: Option<Spanned<Scalar>>,
     pub log_max_size: Option<Spanned<Scalar>>,
     pub log_keep: Option<Spanned<i64>>,
+    pub container: Option<Spanned<RawContainer>>,
+}
+
+/// `[services.X.container]`: how the service runs under a container engine
+/// (only `fpctl export` reads it).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContainer {
+    pub image: Option<Spanned<String>>,
+    pub build: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,11 +19,17 @@ use super::raw::{
     IntOrList, RawFile, RawHealth, RawRestart, RawService, Scalar, ScalarOrList, StringOrList,
 };
 use super::{
-    defaults, expand, looks_secret, port_var_name, Config, Diagnostic, Health, Probe, Project,
-    RestartPolicy, Service, Setup, Tier,
+    defaults, expand, host_var_name, looks_secret, port_var_name, Config, Container, Diagnostic,
+    Health, Hosts, PortBook, PortRange, Probe, Project, RestartPolicy, Service, Setup, Tier,
 };
 
-pub fn validate(path: &Path, root: &Path, text: &str) -> Result<Config, Vec<Diagnostic>> {
+pub fn validate(
+    path: &Path,
+    root: &Path,
+    text: &str,
+    hosts: Hosts,
+    book: &dyn PortBook,
+) -> Result<Config, Vec<Diagnostic>> {
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         vec![Diagnostic {
             span: e.span(),
@@ -35,8 +41,9 @@ pub fn validate(path: &Path, root: &Path, text: &str) -> Result<Config, Vec<Diag
         diags: Vec::new(),
         port_vars: Arc::from(Vec::new()),
         project_rotation: None,
+        hosts,
     };
-    let config = v.file(path, raw);
+    let config = v.file(path, raw, book);
     if v.diags.is_empty() {
         Ok(config)
     } else {
@@ -52,6 +59,7 @@ struct Validator<'a> {
     /// `FPCTL_PORT_*` of every service, once known.
     port_vars: Arc<[(String, String)]>,
     project_rotation: Option<super::LogRotation>,
+    hosts: Hosts,
 }
 
 /// What the second pass needs to know about every service.
@@ -59,7 +67,15 @@ struct Declared {
     name: String,
     span: Range<usize>,
     port: Option<u16>,
+    port_auto: bool,
     tier: usize,
+}
+
+/// What a service's `port` says.
+enum PortSpec {
+    Fixed(u16),
+    Auto(PortRange),
+    Invalid,
 }
 
 impl Validator<'_> {
@@ -67,7 +83,7 @@ impl Validator<'_> {
         self.diags.push(Diagnostic::at(span, message));
     }
 
-    fn file(&mut self, path: &Path, raw: RawFile) -> Config {
+    fn file(&mut self, path: &Path, raw: RawFile, book: &dyn PortBook) -> Config {
         let project = self.project(raw.project);
         self.project_rotation = project.log_rotation;
         let tiers = self.tiers(raw.tier);
@@ -81,50 +97,71 @@ impl Validator<'_> {
         // First pass: names, tiers and ports, which every service may refer to.
         let mut declared = Vec::with_capacity(raw.services.len());
         let mut by_port: HashMap<u16, usize> = HashMap::new();
+        let mut auto = Vec::new();
         for (name, svc) in &raw.services {
             self.service_name(name);
             let tier = self.service_tier(name.get_ref(), svc.get_ref(), &tiers);
-            let port = svc.get_ref().port.as_ref().and_then(|p| {
-                let n = *p.get_ref();
-                if (1..=65535).contains(&n) {
-                    Some(n as u16)
-                } else {
-                    self.error(
-                        p.span(),
-                        format!(
-                            "port {n} of service \"{}\" is out of range (1-65535)",
-                            name.get_ref()
-                        ),
-                    );
-                    None
-                }
-            });
-            if let Some(port) = port {
-                let here = declared.len();
-                if let Some(&other) = by_port.get(&port) {
-                    let other: &Declared = &declared[other];
-                    self.error(
-                        svc.get_ref()
-                            .port
-                            .as_ref()
-                            .map(|p| p.span())
-                            .unwrap_or(name.span()),
-                        format!(
-                            "port {port} of service \"{}\" is already used by service \"{}\"",
-                            name.get_ref(),
-                            other.name
-                        ),
-                    );
-                } else {
-                    by_port.insert(port, here);
-                }
-            }
+            let here = declared.len();
+            let port = match svc.get_ref().port.as_ref() {
+                None => None,
+                Some(p) => match self.port(p, name.get_ref(), &tiers[tier]) {
+                    PortSpec::Fixed(port) => {
+                        if let Some(&other) = by_port.get(&port) {
+                            let other: &Declared = &declared[other];
+                            self.error(
+                                p.span(),
+                                format!(
+                                    "port {port} of service \"{}\" is already used by service \"{}\"",
+                                    name.get_ref(),
+                                    other.name
+                                ),
+                            );
+                        } else {
+                            by_port.insert(port, here);
+                        }
+                        Some(port)
+                    }
+                    PortSpec::Auto(range) => {
+                        auto.push((here, range, p.span()));
+                        None
+                    }
+                    PortSpec::Invalid => None,
+                },
+            };
             declared.push(Declared {
                 name: name.get_ref().clone(),
                 span: name.span(),
                 port,
+                port_auto: false,
                 tier,
             });
+        }
+        // Then `port = "auto"`, in file order, around the fixed ones.
+        for (i, range, span) in auto {
+            let name = declared[i].name.clone();
+            let taken = |p: u16| by_port.contains_key(&p);
+            let kept = book
+                .recorded(&name)
+                .filter(|&p| range.contains(p) && !taken(p) && book.available(p, &name));
+            let chosen = kept.or_else(|| {
+                range
+                    .iter()
+                    .find(|&p| !taken(p) && book.available(p, &name))
+            });
+            match chosen {
+                Some(port) => {
+                    by_port.insert(port, i);
+                    declared[i].port = Some(port);
+                    declared[i].port_auto = true;
+                }
+                None => self.error(
+                    span,
+                    format!(
+                        "no free port left in range {range} of tier \"{}\" for service \"{name}\"",
+                        tiers[declared[i].tier].name
+                    ),
+                ),
+            }
         }
         let index: HashMap<&str, usize> = declared
             .iter()
@@ -132,9 +169,23 @@ impl Validator<'_> {
             .map(|(i, d)| (d.name.as_str(), i))
             .collect();
         // One list shared by every service (a copy each would be quadratic).
+        let hosts = self.hosts;
         let port_vars: Arc<[(String, String)]> = declared
             .iter()
-            .filter_map(|d| d.port.map(|p| (port_var_name(&d.name), p.to_string())))
+            .filter(|d| d.port.is_some())
+            .flat_map(|d| {
+                let host = match hosts {
+                    Hosts::Loopback => "127.0.0.1".to_string(),
+                    Hosts::ServiceNames => super::dns_name(&d.name),
+                };
+                [
+                    (
+                        port_var_name(&d.name),
+                        d.port.unwrap_or_default().to_string(),
+                    ),
+                    (host_var_name(&d.name), host),
+                ]
+            })
             .collect();
         self.port_vars = Arc::clone(&port_vars);
 
@@ -271,18 +322,83 @@ impl Validator<'_> {
             } else if tiers.iter().any(|x| &x.name == name) {
                 self.error(t.name.span(), format!("tier \"{name}\" is declared twice"));
             }
+            let ports = t.ports.as_ref().and_then(|r| {
+                let range = parse_port_range(r.get_ref());
+                if range.is_none() {
+                    self.error(
+                        r.span(),
+                        format!(
+                            "ports of tier \"{name}\" must be a range like \"8000-8099\" (first-last, within 1-65535), found {:?}",
+                            r.get_ref()
+                        ),
+                    );
+                }
+                range
+            });
             tiers.push(Tier {
                 name: name.clone(),
                 title: t.title,
+                ports,
             });
         }
         if tiers.is_empty() {
             tiers.push(Tier {
                 name: defaults::TIER_NAME.into(),
                 title: None,
+                ports: None,
             });
         }
         tiers
+    }
+
+    /// A service's `port`: a number in 1-65535 inside its tier's range, or
+    /// "auto" where the tier has a range.
+    fn port(&mut self, p: &Spanned<Scalar>, name: &str, tier: &Tier) -> PortSpec {
+        let fixed = match p.get_ref() {
+            Scalar::Int(n) if (1..=65535).contains(n) => *n as u16,
+            Scalar::Int(n) => {
+                self.error(
+                    p.span(),
+                    format!("port {n} of service \"{name}\" is out of range (1-65535)"),
+                );
+                return PortSpec::Invalid;
+            }
+            Scalar::Str(s) if s == "auto" => {
+                return match tier.ports {
+                    Some(range) => PortSpec::Auto(range),
+                    None => {
+                        self.error(
+                            p.span(),
+                            format!(
+                                "port = \"auto\" of service \"{name}\" needs a port range on its tier: add ports = \"8000-8099\" to [[tier]] \"{}\"",
+                                tier.name
+                            ),
+                        );
+                        PortSpec::Invalid
+                    }
+                };
+            }
+            other => {
+                self.error(
+                    p.span(),
+                    format!(
+                        "port of service \"{name}\" must be an integer from 1 to 65535 or \"auto\", found {}",
+                        describe(other)
+                    ),
+                );
+                return PortSpec::Invalid;
+            }
+        };
+        if let Some(range) = tier.ports.filter(|r| !r.contains(fixed)) {
+            self.error(
+                p.span(),
+                format!(
+                    "port {fixed} of service \"{name}\" is outside the range {range} of its tier \"{}\"",
+                    tier.name
+                ),
+            );
+        }
+        PortSpec::Fixed(fixed)
     }
 
     fn service_name(&mut self, name: &Spanned<String>) {
@@ -360,12 +476,15 @@ impl Validator<'_> {
         // Environment: PORT, every FPCTL_PORT_*, env_file, then env.
         let mut env: Vec<(String, String)> = Vec::new();
         let mut secret_keys = Vec::new();
+        let mut env_files = Vec::new();
+        let mut env_keys = Vec::new();
         if let Some(p) = me.port {
             env.push(("PORT".into(), p.to_string()));
         }
         if let Some(files) = &svc.env_file {
             let span = files.span();
             for f in files.get_ref().clone().into_vec() {
+                env_files.push(self.root.join(&f));
                 match read_env_file(&self.root.join(&f)) {
                     Ok(pairs) => {
                         for (k, v) in pairs {
@@ -394,6 +513,7 @@ impl Validator<'_> {
             if looks_secret(k) {
                 secret_keys.push(k.clone());
             }
+            env_keys.push(k.clone());
             env.push((k.clone(), expanded));
         }
 
@@ -487,13 +607,18 @@ impl Validator<'_> {
             }
         };
 
+        let container = svc.container.as_ref().map(|c| self.container(c, &name));
         let service = Service {
+            env_files,
+            env_keys,
+            container,
             name,
             tier: me.tier,
             port_env: Arc::clone(port_vars),
             argv,
             dir,
             port: me.port,
+            port_auto: me.port_auto,
             env,
             secret_keys,
             depends_on,
@@ -511,6 +636,42 @@ impl Validator<'_> {
             log_rotation,
         };
         (service, dep_spans)
+    }
+
+    fn container(&mut self, raw: &Spanned<super::raw::RawContainer>, name: &str) -> Container {
+        let c = raw.get_ref();
+        let image = c.image.as_ref().and_then(|i| {
+            let ok = !i.get_ref().trim().is_empty() && !i.get_ref().contains(char::is_whitespace);
+            if !ok {
+                self.error(
+                    i.span(),
+                    format!("container image of service \"{name}\" must be an image reference like \"redis:7\" (no spaces)"),
+                );
+            }
+            ok.then(|| i.get_ref().clone())
+        });
+        let build = c.build.as_ref().and_then(|b| {
+            let p = self.root.join(b.get_ref());
+            if p.is_dir() {
+                Some(p)
+            } else {
+                self.error(
+                    b.span(),
+                    format!(
+                        "container build of service \"{name}\" is not a folder ({}); give the folder holding its Dockerfile",
+                        p.display()
+                    ),
+                );
+                None
+            }
+        });
+        if c.image.is_none() && c.build.is_none() {
+            self.error(
+                raw.span(),
+                format!("container of service \"{name}\" needs image = \"...\", build = \"DIR\", or both"),
+            );
+        }
+        Container { image, build }
     }
 
     fn expand_at(
@@ -999,6 +1160,24 @@ fn keep_span(keep: &Option<Spanned<i64>>) -> Range<usize> {
 
 /// `512MB`, `1.5GiB`, `64k`, `100`: decimal (KB, MB, GB) and binary (KiB,
 /// MiB, GiB; K, M, G) units, case-insensitive.
+/// `"8000-8099"` (or a single port `"8000"`).
+fn parse_port_range(s: &str) -> Option<PortRange> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let first: u16 = a.trim().parse().ok()?;
+    let last: u16 = b.trim().parse().ok()?;
+    (first >= 1 && first <= last).then_some(PortRange { first, last })
+}
+
+/// A value as a person would name it in an error: `the string "eighty"`.
+fn describe(v: &Scalar) -> String {
+    match v {
+        Scalar::Str(s) => format!("the string {s:?}"),
+        Scalar::Int(i) => format!("the integer {i}"),
+        Scalar::Float(f) => format!("the number {f}"),
+        Scalar::Bool(b) => format!("the boolean {b}"),
+    }
+}
+
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
     let split = s
@@ -1031,7 +1210,7 @@ pub fn suggest<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> Op
 
 /// `KEY=VALUE` lines; `#` comments, blank lines and `export ` are allowed,
 /// and matching quotes around a value are removed.
-fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
+pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut out = Vec::new();

@@ -1448,9 +1448,7 @@ fn kill_tree(pgid: Option<i32>, marker: &str) {
 
 /// A marker unique to this project folder, shared by all its services.
 pub fn instance_marker(config: &Config) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(config.root.as_os_str().as_encoded_bytes());
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    process::project_marker(&config.root)
 }
 
 fn open_log(config: &Config, svc: &Service) -> std::io::Result<File> {

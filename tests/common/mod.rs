@@ -154,6 +154,13 @@ impl Stack {
         }
     }
 
+    /// A project folder with no services.toml yet (for `init` / `import`).
+    pub fn empty() -> Stack {
+        let s = Stack::new("");
+        std::fs::remove_file(s.file("services.toml")).unwrap();
+        s
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -254,6 +261,17 @@ impl Stack {
             .unwrap_or_default();
         pids.extend(state["supervisor_pid"].as_i64().map(|p| p as i32));
         pids
+    }
+
+    /// `fpctl stop`, then wait until every process it recorded is gone.
+    pub fn stop_all(&self) {
+        let pids = self.recorded_pids();
+        self.run(&["stop"]).expect(0);
+        wait_until(
+            "every process fpctl started is gone",
+            Duration::from_secs(15),
+            || pids.iter().all(|&p| !pid_alive(p)),
+        );
     }
 
     pub fn log(&self, service: &str) -> String {

@@ -1,0 +1,397 @@
+//! Kubernetes: per service a Deployment and a Service (a Job for a oneshot)
+//! in `NAME.yaml`, and a `kustomization.yaml` that lists them and turns
+//! env_file files into Secrets.
+
+use std::path::Path;
+
+use serde_json::{json, Map, Value};
+
+use super::mapping::{self, Gate, Image, Plan};
+use super::OutFile;
+use crate::config::{dns_name, Probe, RestartPolicy, Service, Setup};
+
+/// Waits for dependencies: a small image with sh, wget and nc.
+const WAIT_IMAGE: &str = "busybox:1.36";
+
+pub const KUSTOMIZATION: &str = "kustomization.yaml";
+
+/// One manifest file per service, a kustomization, and any generated
+/// Dockerfiles; relative paths start at `base`.
+pub fn export(plan: &mut Plan, images: &[(usize, Image)], base: &Path) -> Vec<OutFile> {
+    let mut files = Vec::new();
+    let mut resources = Vec::new();
+    let mut secrets = Vec::new();
+    for (i, image) in images {
+        let i = *i;
+        plan.check_loopback(i);
+        plan.check_inlined_secrets(i);
+        let svc = plan.svc(i);
+        let name = dns_name(&svc.name);
+        let mut docs = Vec::new();
+        if svc.oneshot {
+            docs.push(job(plan, i, images));
+        } else {
+            docs.push(deployment(plan, i, images));
+            if let Some(port) = svc.port {
+                docs.push(service(plan, svc, port));
+            } else {
+                plan.note(
+                    &svc.name,
+                    "it has no port, so it gets no Service and others cannot reach it by name",
+                );
+            }
+        }
+        if !svc.env_files.is_empty() {
+            let envs: Vec<String> = svc
+                .env_files
+                .iter()
+                .map(|f| mapping::relative(base, f))
+                .collect();
+            if envs.iter().any(|e| e.starts_with("..")) {
+                plan.note_stack("an env_file lies outside the output folder: build with `kustomize build --load-restrictor LoadRestrictionsNone`");
+            }
+            secrets.push(json!({"name": format!("{name}-env"), "envs": envs}));
+        }
+        notes(plan, svc, image);
+        let file = format!("{name}.yaml");
+        let title = format!(
+            "Kubernetes objects of service \"{}\" of the fpctl stack \"{}\"",
+            svc.name, plan.config.project.name
+        );
+        let text = mapping::header(&title, &plan.notes_for(Some(&svc.name)))
+            + &docs
+                .iter()
+                .map(super::yaml)
+                .collect::<Vec<_>>()
+                .join("---\n");
+        resources.push(file.clone());
+        files.push(OutFile::new(&file, text));
+        if let Some((name, text)) = &image.generated {
+            files.push(OutFile::new(name, text.clone()));
+        }
+    }
+    let mut kustomization = json!({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": resources,
+    });
+    if !secrets.is_empty() {
+        kustomization["secretGenerator"] = json!(secrets);
+    }
+    let title = format!(
+        "kustomization of the fpctl stack \"{}\" (kubectl apply -k DIR)",
+        plan.config.project.name
+    );
+    let text = mapping::header(&title, &plan.notes_for(None)) + &super::yaml(&kustomization);
+    files.insert(0, OutFile::new(KUSTOMIZATION, text));
+    files
+}
+
+fn labels(plan: &Plan, svc: &Service) -> Value {
+    json!({
+        "app.kubernetes.io/name": dns_name(&svc.name),
+        "app.kubernetes.io/part-of": dns_name(&plan.config.project.name),
+    })
+}
+
+fn metadata(plan: &Plan, svc: &Service) -> Value {
+    json!({"name": dns_name(&svc.name), "labels": labels(plan, svc)})
+}
+
+/// The image reference a cluster pulls: the given one, or the tag a build
+/// of the service's context is expected to have.
+fn image_ref(plan: &Plan, svc: &Service, image: &Image) -> String {
+    image.name.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}:latest",
+            dns_name(&plan.config.project.name),
+            dns_name(&svc.name)
+        )
+    })
+}
+
+fn container(plan: &Plan, svc: &Service, image: &Image) -> Map<String, Value> {
+    let mut c = Map::new();
+    c.insert("name".into(), json!(dns_name(&svc.name)));
+    c.insert("image".into(), json!(image_ref(plan, svc, image)));
+    c.insert("imagePullPolicy".into(), json!("IfNotPresent"));
+    c.insert("command".into(), json!(svc.argv));
+    let env: Vec<Value> = mapping::environment(svc)
+        .into_iter()
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect();
+    if !env.is_empty() {
+        c.insert("env".into(), json!(env));
+    }
+    if !svc.env_files.is_empty() {
+        c.insert(
+            "envFrom".into(),
+            json!([{"secretRef": {"name": format!("{}-env", dns_name(&svc.name))}}]),
+        );
+    }
+    if let Some(p) = svc.port {
+        c.insert(
+            "ports".into(),
+            json!([{"name": "main", "containerPort": p}]),
+        );
+    }
+    if let Some(m) = svc.max_memory {
+        c.insert(
+            "resources".into(),
+            json!({"limits": {"memory": m.to_string()}}),
+        );
+    }
+    c
+}
+
+fn image_of(images: &[(usize, Image)], i: usize) -> &Image {
+    &images
+        .iter()
+        .find(|(j, _)| *j == i)
+        .expect("every exported service has an image")
+        .1
+}
+
+/// Init containers that hold a pod until its dependencies answer (or, for a
+/// oneshot, run it to completion first).
+fn init_containers(plan: &mut Plan, i: usize, images: &[(usize, Image)]) -> Vec<Value> {
+    let me = plan.svc(i).name.clone();
+    let mut out = Vec::new();
+    for (d, gate) in plan.waits_for(i) {
+        let dep = plan.svc(d);
+        let host = dns_name(&dep.name);
+        let wait = |check: String| {
+            json!({
+                "name": format!("wait-for-{host}"),
+                "image": WAIT_IMAGE,
+                "command": ["sh", "-c", format!("until {check}; do echo waiting for {host}; sleep 1; done")],
+            })
+        };
+        match gate {
+            Gate::Completed => {
+                let mut c = container(plan, dep, image_of(images, d));
+                c.insert("name".into(), json!(format!("run-{host}")));
+                c.remove("ports");
+                out.push(Value::Object(c));
+                plan.note(&me, format!("it runs the oneshot {} as an init container before it starts (Kubernetes cannot wait for a Job), so that task must be safe to run again", dep.name));
+            }
+            _ => match (
+                dep.health
+                    .as_ref()
+                    .and_then(|h| mapping::own_http(&h.probe)),
+                dep.port,
+            ) {
+                (Some((path, port)), _) => out.push(wait(format!(
+                    "wget -q -O /dev/null -T 2 http://{host}:{port}{path}"
+                ))),
+                (None, Some(port)) => {
+                    if matches!(
+                        dep.health.as_ref().map(|h| &h.probe),
+                        Some(Probe::Exec { .. })
+                    ) {
+                        plan.note(&me, format!("it waits for {} to accept connections on its port; {}'s exec health check cannot run from another pod", dep.name, dep.name));
+                    }
+                    out.push(wait(format!("nc -z -w 2 {host} {port}")))
+                }
+                (None, None) => plan.note(
+                    &me,
+                    format!(
+                        "it cannot wait for {}, which has no port to probe from another pod",
+                        dep.name
+                    ),
+                ),
+            },
+        }
+    }
+    out
+}
+
+fn probe_action(plan: &mut Plan, svc: &Service) -> Option<Value> {
+    let h = svc.health.as_ref()?;
+    Some(match &h.probe {
+        Probe::Http {
+            expect_status,
+            expect_json,
+            ..
+        } => {
+            if !expect_status.is_empty() || !expect_json.is_empty() {
+                plan.note(&svc.name, "its probes accept any 2xx-3xx answer: expect_status and expect_json are not checked");
+            }
+            match mapping::own_http(&h.probe) {
+                Some((path, port)) => json!({"httpGet": {"path": path, "port": port}}),
+                None => {
+                    plan.note(&svc.name, "its health URL is on another host, which a probe cannot reach: it has no probes");
+                    return None;
+                }
+            }
+        }
+        Probe::Tcp { port } => json!({"tcpSocket": {"port": port}}),
+        Probe::Exec { argv } => json!({"exec": {"command": argv}}),
+    })
+}
+
+/// readiness, liveness and startup probes from the health check.
+fn probes(plan: &mut Plan, svc: &Service, c: &mut Map<String, Value>) {
+    let Some(action) = probe_action(plan, svc) else {
+        return;
+    };
+    let Some(h) = svc.health.as_ref() else { return };
+    let period = mapping::whole_seconds(h.interval, 1);
+    let timeout = mapping::whole_seconds(h.timeout, 1);
+    if h.interval.subsec_millis() != 0 || h.timeout.subsec_millis() != 0 {
+        plan.note(
+            &svc.name,
+            "probe interval and timeout are rounded up to whole seconds",
+        );
+    }
+    let with = |extra: Value| {
+        let mut p = action.as_object().cloned().unwrap_or_default();
+        p.extend(extra.as_object().cloned().unwrap_or_default());
+        Value::Object(p)
+    };
+    let steady =
+        json!({"periodSeconds": period, "timeoutSeconds": timeout, "failureThreshold": h.retries});
+    c.insert("readinessProbe".into(), with(steady.clone()));
+    c.insert("livenessProbe".into(), with(steady));
+    let start = mapping::whole_seconds(svc.start_timeout, 1)
+        .div_ceil(period)
+        .max(1);
+    c.insert(
+        "startupProbe".into(),
+        with(
+            json!({"periodSeconds": period, "timeoutSeconds": timeout, "failureThreshold": start}),
+        ),
+    );
+}
+
+fn pod_spec(plan: &mut Plan, i: usize, images: &[(usize, Image)]) -> Map<String, Value> {
+    let svc = plan.svc(i);
+    let mut c = container(plan, svc, image_of(images, i));
+    probes(plan, svc, &mut c);
+    let mut spec = Map::new();
+    spec.insert(
+        "terminationGracePeriodSeconds".into(),
+        json!(mapping::whole_seconds(svc.stop_timeout, 0)),
+    );
+    let init = init_containers(plan, i, images);
+    if !init.is_empty() {
+        spec.insert("initContainers".into(), json!(init));
+    }
+    spec.insert("containers".into(), json!([c]));
+    spec
+}
+
+fn deployment(plan: &mut Plan, i: usize, images: &[(usize, Image)]) -> Value {
+    let svc = plan.svc(i);
+    let spec = pod_spec(plan, i, images);
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(plan, svc),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels(plan, svc)},
+            "template": {"metadata": {"labels": labels(plan, svc)}, "spec": spec},
+        },
+    })
+}
+
+fn job(plan: &mut Plan, i: usize, images: &[(usize, Image)]) -> Value {
+    let svc = plan.svc(i);
+    let mut spec = pod_spec(plan, i, images);
+    spec.insert("restartPolicy".into(), json!("Never"));
+    let retries = match svc.restart {
+        RestartPolicy::No => 0,
+        _ => svc.max_restarts,
+    };
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(plan, svc),
+        "spec": {
+            "backoffLimit": retries,
+            "template": {"metadata": {"labels": labels(plan, svc)}, "spec": spec},
+        },
+    })
+}
+
+fn service(plan: &Plan, svc: &Service, port: u16) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(plan, svc),
+        "spec": {
+            "selector": labels(plan, svc),
+            "ports": [{"name": "main", "port": port, "targetPort": port}],
+        },
+    })
+}
+
+/// What Kubernetes cannot say the way fpctl does.
+fn notes(plan: &mut Plan, svc: &Service, image: &Image) {
+    let name = svc.name.clone();
+    if !svc.oneshot {
+        match svc.restart {
+            RestartPolicy::Always => {}
+            p => plan.note(
+                &name,
+                format!(
+                    "restart = \"{}\" becomes Always: a Deployment always restarts its pod",
+                    match p {
+                        RestartPolicy::No => "no",
+                        _ => "on-failure",
+                    }
+                ),
+            ),
+        }
+        plan.note_stack("max_restarts does not apply to Deployments: Kubernetes restarts a crashing pod with its own backoff (up to 5 minutes), without giving up");
+    }
+    if svc.stop_signal != nix::sys::signal::Signal::SIGTERM {
+        plan.note(
+            &name,
+            format!(
+                "stop_signal {} is lost: Kubernetes sends SIGTERM (or the image's STOPSIGNAL)",
+                svc.stop_signal.as_str()
+            ),
+        );
+    }
+    if svc.dir != plan.config.root {
+        plan.note_stack(super::DIR_NOTE);
+    }
+    if image.name.is_none() {
+        plan.note(
+            &name,
+            format!(
+                "build its image and make it available to the cluster as {}",
+                image_ref(plan, svc, image)
+            ),
+        );
+    }
+    match &svc.setup {
+        Setup::None => {}
+        Setup::Commands(_) => plan.note(
+            &name,
+            "its setup commands do not run: do that work in the image's Dockerfile",
+        ),
+        Setup::Venv | Setup::Npm if image.generated.is_none() => plan.note(
+            &name,
+            "its venv/npm setup is assumed to be done by the image's Dockerfile",
+        ),
+        Setup::Venv | Setup::Npm => {}
+    }
+    if !svc.profiles.is_empty() {
+        plan.note(
+            &name,
+            format!(
+                "it belongs to profile {}: included because it was selected for this export",
+                svc.profiles.join(", ")
+            ),
+        );
+    }
+    if svc.log_rotation.is_some() {
+        plan.note(
+            &name,
+            "log_max_size / log_keep do not apply: the cluster keeps container logs",
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! systemd: a user unit `fpctl-PROJECT-NAME.service` per service and
+//! `fpctl-PROJECT.target` that starts them all. Health gating goes through
+//! `fpctl probe NAME --wait` in ExecStartPost, so a unit is active (and its
+//! dependents start) only once its health check passes.
+
+use std::path::Path;
+
+use super::mapping::{self, Plan};
+use super::OutFile;
+use crate::config::{RestartPolicy, Service, Setup};
+
+/// The PATH a venv or npm service runs with (systemd's own, plus its tools).
+const BASE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Unit names: anything but letters, digits and `-_.` becomes `-`.
+fn unit_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+pub fn target_name(project: &str) -> String {
+    format!("fpctl-{}.target", unit_part(project))
+}
+
+pub fn unit_name(project: &str, service: &str) -> String {
+    format!(
+        "fpctl-{}-{}.service",
+        unit_part(project),
+        unit_part(service)
+    )
+}
+
+/// The units; `fpctl` is the binary ExecStartPost runs to probe health.
+pub fn export(plan: &mut Plan, fpctl: &Path) -> Vec<OutFile> {
+    let project = plan.config.project.name.clone();
+    let mut files = Vec::new();
+    for &i in &plan.services.clone() {
+        let text = unit(plan, i, fpctl);
+        files.push(OutFile::new(&unit_name(&project, &plan.svc(i).name), text));
+    }
+    let wants: Vec<String> = plan
+        .services
+        .iter()
+        .map(|&i| unit_name(&project, &plan.svc(i).name))
+        .collect();
+    let title = format!(
+        "systemd target of the fpctl stack \"{project}\": systemctl --user start {}",
+        target_name(&project)
+    );
+    let mut notes = plan.notes_for(None);
+    notes.extend(plan.notes.iter().filter(|n| {
+        n.service.as_ref().is_some_and(|s| {
+            plan.config
+                .service(s)
+                .is_some_and(|(i, _)| !plan.services.contains(&i))
+        })
+    }));
+    let text = format!(
+        "{}[Unit]\nDescription=fpctl stack {project}\nWants={}\n\n[Install]\nWantedBy=default.target\n",
+        mapping::header(&title, &notes),
+        wants.join(" ")
+    );
+    files.insert(0, OutFile::new(&target_name(&project), text));
+    files
+}
+
+fn unit(plan: &mut Plan, i: usize, fpctl: &Path) -> String {
+    let config = plan.config;
+    let svc = plan.svc(i);
+    let project = &config.project.name;
+    let mut u = vec!["[Unit]".to_string()];
+    u.push(format!("Description=fpctl {project}: {}", svc.name));
+    u.push(format!("PartOf={}", target_name(project)));
+    let deps: Vec<String> = plan
+        .waits_for(i)
+        .into_iter()
+        .map(|(d, _)| unit_name(project, &plan.svc(d).name))
+        .collect();
+    if !deps.is_empty() {
+        u.push(format!("Requires={}", deps.join(" ")));
+        u.push(format!("After={}", deps.join(" ")));
+    }
+    if svc.restart != RestartPolicy::No {
+        // fpctl gives up after max_restarts restarts in a row; a service
+        // up for 30 s starts a new count.
+        u.push("StartLimitIntervalSec=30s".into());
+        u.push(format!("StartLimitBurst={}", svc.max_restarts + 1));
+    }
+    u.push(String::new());
+    u.push("[Service]".into());
+    if svc.oneshot {
+        u.push("Type=oneshot".into());
+        u.push("RemainAfterExit=yes".into());
+    } else {
+        u.push("Type=simple".into());
+    }
+    u.push(format!(
+        "WorkingDirectory={}",
+        escape(&svc.dir.display().to_string())
+    ));
+    let mut env = mapping::environment(svc);
+    let runtime = crate::setup::runtime_env(svc);
+    for (k, v) in runtime {
+        let v = match k.as_str() {
+            "PATH" => v
+                .split(':')
+                .next()
+                .map(|first| format!("{first}:{BASE_PATH}"))
+                .unwrap_or(v),
+            _ => v,
+        };
+        env.retain(|(x, _)| *x != k);
+        env.push((k, v));
+    }
+    for (k, v) in &env {
+        u.push(format!("Environment={}", quote(&format!("{k}={v}"))));
+    }
+    for f in &svc.env_files {
+        u.push(format!(
+            "EnvironmentFile={}",
+            escape(&f.display().to_string())
+        ));
+    }
+    for cmd in setup_commands(svc) {
+        let words = ["/bin/sh".to_string(), "-c".into(), cmd];
+        u.push(format!("ExecStartPre={}", command_line(&words)));
+    }
+    let mut argv = svc.argv.clone();
+    if matches!(svc.setup, Setup::Venv | Setup::Npm) && !argv[0].contains('/') {
+        // The venv's or node_modules' bin comes first in PATH, which
+        // systemd does not use to find the program itself.
+        argv.insert(0, "/usr/bin/env".into());
+    }
+    u.push(format!("ExecStart={}", command_line(&argv)));
+    if svc.health.is_some() {
+        let probe = [
+            fpctl.display().to_string(),
+            "-f".into(),
+            config.path.display().to_string(),
+            "probe".into(),
+            svc.name.clone(),
+            format!("--wait={}", mapping::duration_text(svc.start_timeout)),
+        ];
+        u.push(format!("ExecStartPost={}", command_line(&probe)));
+        // The probe's own --wait is the start timeout; setup may take long.
+        u.push("TimeoutStartSec=infinity".into());
+    }
+    u.push(format!(
+        "Restart={}",
+        match svc.restart {
+            RestartPolicy::No => "no",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Always => "always",
+        }
+    ));
+    if svc.restart != RestartPolicy::No {
+        u.push("RestartSec=100ms".into());
+    }
+    u.push("KillMode=control-group".into());
+    u.push(format!("KillSignal={}", svc.stop_signal.as_str()));
+    u.push(format!(
+        "TimeoutStopSec={}",
+        mapping::duration_text(svc.stop_timeout)
+    ));
+    if let Some(m) = svc.max_memory {
+        u.push(format!("MemoryMax={m}"));
+    }
+    u.push(String::new());
+    u.push("[Install]".into());
+    u.push(format!("WantedBy={}", target_name(project)));
+    notes(plan, svc);
+    let title = format!(
+        "systemd user unit of service \"{}\" of the fpctl stack \"{project}\"",
+        svc.name
+    );
+    mapping::header(&title, &plan.notes_for(Some(&svc.name))) + &u.join("\n") + "\n"
+}
+
+/// Setup as shell command lines, run before every start.
+fn setup_commands(svc: &Service) -> Vec<String> {
+    match &svc.setup {
+        Setup::None => Vec::new(),
+        Setup::Venv => vec![
+            "python3 -m venv .venv && if [ -f requirements.txt ]; then .venv/bin/python -m pip install -r requirements.txt; fi".into(),
+        ],
+        Setup::Npm => vec!["if [ -f package-lock.json ]; then npm ci; else npm install; fi".into()],
+        Setup::Commands(c) => c.clone(),
+    }
+}
+
+fn notes(plan: &mut Plan, svc: &Service) {
+    let name = svc.name.clone();
+    if svc.health.is_some() && !svc.oneshot {
+        plan.note_stack("health checks gate the start (ExecStartPost runs `fpctl probe --wait`); after that, systemd does not probe: a service that stops answering is not restarted (interval and retries do not apply)");
+    }
+    if svc.restart != RestartPolicy::No {
+        plan.note_stack(
+            "restarts come 100 ms apart (RestartSec), not with fpctl's doubling backoff",
+        );
+    }
+    if svc.setup != Setup::None {
+        plan.note(
+            &name,
+            "its setup runs before every start (ExecStartPre), not only when its inputs changed",
+        );
+    }
+    if svc.log_rotation.is_some() {
+        plan.note(
+            &name,
+            "log_max_size / log_keep do not apply: output goes to the journal",
+        );
+    }
+    if !svc.profiles.is_empty() {
+        plan.note(
+            &name,
+            format!(
+                "it belongs to profile {}: included because it was selected for this export",
+                svc.profiles.join(", ")
+            ),
+        );
+    }
+}
+
+/// `%` and `$` mean something to systemd everywhere (specifiers, variables).
+fn escape(s: &str) -> String {
+    s.replace('%', "%%")
+}
+
+/// One double-quoted word in systemd's syntax.
+fn quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in escape(s).chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A command line for Exec*=: words quoted where needed, `$` doubled so that
+/// systemd does not expand it (fpctl has already expanded its variables).
+fn command_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|w| {
+            let w = w.replace('$', "$$");
+            let plain = !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%$".contains(c));
+            if plain {
+                escape(&w)
+            } else {
+                quote(&w)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_keep_words_and_literal_dollars() {
+        let argv: Vec<String> = ["sh", "-c", "echo \"$HOME\" 100%", "a\\b", ""]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            command_line(&argv),
+            r#"sh -c "echo \"$$HOME\" 100%%" "a\\b" """#
+        );
+    }
+}
