@@ -146,7 +146,22 @@ async fn run(c: &Client, stack: &Stack, url: &str) {
     // The token left the address bar once read.
     let href = js(c, "return location.href").await;
     assert!(!href.as_str().unwrap().contains("token"), "{href}");
-    tokio::time::sleep(Duration::from_millis(1500)).await; // a few probes for the sparklines
+    // Memory and CPU reach the page with the supervisor's next samples.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let rss = shown(c, "web", "rss").await;
+        let cpu = shown(c, "web", "cpu").await;
+        if rss.as_deref().is_some_and(|r| r.ends_with(" MB"))
+            && cpu.as_deref().is_some_and(|c| c.ends_with('%'))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no memory and CPU figures on the page: {rss:?} {cpu:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     screenshot(c, "dashboard-light.png").await;
 
     // kill -9: the page shows offline, then online again, without a reload.
