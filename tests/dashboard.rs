@@ -267,6 +267,18 @@ async fn run(c: &Client, stack: &Stack, url: &str) {
     assert_eq!(bg, Value::from("rgb(15, 20, 27)"));
     screenshot(c, "dashboard-dark.png").await;
 
+    // A phone's width: one column, nothing wider than the screen.
+    c.set_window_size(390, 844).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fits = js(
+        c,
+        "return document.documentElement.scrollWidth <= window.innerWidth",
+    )
+    .await;
+    assert_eq!(fits, Value::Bool(true), "the page is wider than a phone");
+    screenshot(c, "dashboard-phone.png").await;
+    c.set_window_size(1100, 760).await.unwrap();
+
     // The supervisor goes away: a banner; a new one comes: recovery.
     let sup = stack.supervisor_pid().unwrap();
     // SAFETY: kill(2) on the supervisor pid fpctl recorded.
