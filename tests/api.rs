@@ -209,6 +209,7 @@ async fn every_endpoint_answers() {
     // The page is served (it holds no data; its requests carry the token).
     let page = api.http.get(api.url("/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
     assert!(page.text().await.unwrap().contains("fpctl"));
 }
 
