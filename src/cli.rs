@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use clap_complete::engine::ArgValueCandidates;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,9 +18,22 @@ pub struct Cli {
     #[arg(short = 'f', long = "file", env = "FPCTL_FILE")]
     pub file: Option<PathBuf>,
 
-    /// Never colour the output (also: NO_COLOR=1)
+    /// Never colour the output (the same as --color=never)
     #[arg(long, global = true)]
     pub no_color: bool,
+
+    /// Colour: auto (on a terminal, unless NO_COLOR is set; CLICOLOR_FORCE or
+    /// FORCE_COLOR force it on), always or never
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorChoice,
+
+    /// Read ${VAR} values from this file instead of the .env beside services.toml
+    #[arg(long, global = true, value_name = "PATH", env = "FPCTL_ENV_FILE")]
+    pub env_file: Option<PathBuf>,
+
+    /// Do not read the .env beside services.toml
+    #[arg(long, global = true, env = "FPCTL_NO_DOTENV")]
+    pub no_dotenv: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -29,19 +43,24 @@ pub struct Cli {
 pub enum Command {
     /// Start services (default: all) and their dependencies under a background supervisor
     Start {
+        #[arg(add = names(Names::Services))]
         services: Vec<String>,
-        /// Also start services of this profile (repeatable)
-        #[arg(long = "profile", short = 'p')]
+        /// Also start services of this profile (repeatable, or comma-separated;
+        /// also: FPCTL_PROFILES)
+        #[arg(long = "profile", short = 'p', env = "FPCTL_PROFILES", value_delimiter = ',', add = names(Names::Profiles))]
         profiles: Vec<String>,
     },
     /// Like start, in the foreground, with every service's log interleaved; Ctrl-C stops everything
     Up {
+        #[arg(add = names(Names::Services))]
         services: Vec<String>,
-        #[arg(long = "profile", short = 'p')]
+        #[arg(long = "profile", short = 'p', env = "FPCTL_PROFILES", value_delimiter = ',', add = names(Names::Profiles))]
         profiles: Vec<String>,
     },
     /// Show the status of the stack; exit 1 when anything is not online
+    #[command(visible_aliases = ["status", "ps"])]
     Check {
+        #[arg(add = names(Names::Services))]
         services: Vec<String>,
         /// Print one JSON object instead of the table
         #[arg(long)]
@@ -52,18 +71,23 @@ pub enum Command {
         /// Wait until everything is online (default up to 60s), then report
         #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "60s", value_parser = parse_duration, value_name = "DUR")]
         wait: Option<Duration>,
-        #[arg(long = "profile", short = 'p')]
+        #[arg(long = "profile", short = 'p', env = "FPCTL_PROFILES", value_delimiter = ',', add = names(Names::Profiles))]
         profiles: Vec<String>,
     },
     /// Stop and start services again, and wait until they are online
     Restart {
-        #[arg(required = true)]
+        #[arg(required = true, add = names(Names::Services))]
         services: Vec<String>,
     },
     /// Stop services (dependents first); with no argument, everything and the supervisor
-    Stop { services: Vec<String> },
+    #[command(visible_alias = "down")]
+    Stop {
+        #[arg(add = names(Names::Services))]
+        services: Vec<String>,
+    },
     /// Print a service's log
     Logs {
+        #[arg(add = names(Names::Services))]
         service: String,
         /// Keep printing new lines
         #[arg(short, long)]
@@ -75,6 +99,7 @@ pub enum Command {
     /// Show the history of starts, exits, health changes and restarts
     Events {
         /// Only this service's events
+        #[arg(add = names(Names::Services))]
         service: Option<String>,
         /// One JSON object per line
         #[arg(long)]
@@ -139,12 +164,13 @@ pub enum Command {
         #[arg(value_enum)]
         target: crate::export::Target,
         /// Export these services and their dependencies (default: all)
+        #[arg(add = names(Names::Services))]
         services: Vec<String>,
         /// A folder (or, for compose and kubernetes, a .yaml file); default: stdout
         #[arg(short = 'o', long = "output", value_name = "DIR|FILE")]
         output: Option<PathBuf>,
         /// Export the services of this profile too (repeatable)
-        #[arg(long = "profile", short = 'p')]
+        #[arg(long = "profile", short = 'p', env = "FPCTL_PROFILES", value_delimiter = ',', add = names(Names::Profiles))]
         profiles: Vec<String>,
         /// Write a minimal Dockerfile for venv/npm services that have none
         #[arg(long)]
@@ -152,11 +178,36 @@ pub enum Command {
     },
     /// Run one service's health check; exit 0 when it passes
     Probe {
+        #[arg(add = names(Names::Services))]
         service: String,
         /// Keep probing until it passes (default up to 60s)
         #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "60s", value_parser = parse_duration, value_name = "DUR")]
         wait: Option<Duration>,
     },
+    /// Run a command in a service's environment (its dir, env, venv/npm PATH,
+    /// variables), as fpctl would launch the service; exits with its code
+    Exec {
+        #[arg(add = names(Names::Services))]
+        service: String,
+        /// The command and its arguments, after `--`
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        command: Vec<String>,
+    },
+    /// Print a shell completion script (names of services and profiles
+    /// complete from the services.toml in scope): `source <(fpctl completions bash)`
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff) of fpctl
+    Man,
+    /// Print the JSON Schema of services.toml (for editors: taplo, Even Better TOML)
+    Schema,
     /// Run the supervisor in this process (used by `start`)
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -169,6 +220,33 @@ pub enum Command {
         #[arg(long)]
         keep: u32,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Powershell,
+    Elvish,
+}
+
+/// What a positional argument names, for dynamic completion.
+#[derive(Debug, Clone, Copy)]
+pub enum Names {
+    Services,
+    Profiles,
+}
+
+fn names(kind: Names) -> ArgValueCandidates {
+    ArgValueCandidates::new(move || crate::commands::completion_names(kind))
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

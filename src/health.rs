@@ -1,6 +1,7 @@
-//! Health probes: http, tcp and exec. One probe is one future with its own
-//! timeout; callers run as many as they like concurrently. A probe only
-//! observes; what a result means for a service is the supervisor's business.
+//! Health probes: http(s), tcp, exec and log. One probe is one future with
+//! its own timeout; callers run as many as they like concurrently. A probe
+//! only observes; what a result means for a service is the supervisor's
+//! business.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -9,6 +10,9 @@ use tokio::net::TcpStream;
 
 use crate::config::{Probe, Service};
 use crate::process::{self, Exit, SpawnSpec};
+
+mod http;
+mod log;
 
 /// What one probe saw.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,7 +71,9 @@ async fn run(service: &Service, probe: &Probe, timeout: Duration) -> (Verdict, S
             url,
             expect_status,
             expect_json,
-        } => http(url, expect_status, expect_json).await,
+            insecure,
+        } => http(url, *insecure, expect_status, expect_json).await,
+        Probe::Log { pattern, log } => log::probe(log, pattern).await,
         Probe::Exec { argv } => {
             exec(
                 argv,
@@ -89,10 +95,11 @@ pub async fn tcp(port: u16) -> (Verdict, String) {
 
 async fn http(
     url: &str,
+    insecure: bool,
     expect_status: &[u16],
     expect_json: &[(String, Vec<serde_json::Value>)],
 ) -> (Verdict, String) {
-    let (status, body) = match get(url).await {
+    let (status, body) = match http::get(url, insecure).await {
         Ok(r) => r,
         Err(e) => return (Verdict::Down, e),
     };
@@ -177,72 +184,9 @@ async fn exec(
     }
 }
 
-fn short_io_error(e: &std::io::Error) -> String {
+pub(crate) fn short_io_error(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
         _ => e.to_string(),
-    }
-}
-
-/// HTTP probes talk plain HTTP/1.1 to local services through hyper's
-/// connection API: one connection per probe, one request with `Connection:
-/// close`, and no pool, proxy or redirect machinery. (A full client cost twice
-/// the kernel's own TCP work in idle CPU; see README, Performance.)
-///
-/// The longest body a probe reads.
-const MAX_BODY: usize = 1 << 20;
-
-/// GET `url`: the status and the body (None when over [`MAX_BODY`]).
-async fn get(url: &str) -> Result<(u16, Option<hyper::body::Bytes>), String> {
-    use http_body_util::{BodyExt, Empty, Limited};
-    use hyper::body::Bytes;
-
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
-    let host = uri.host().ok_or_else(|| format!("no host in {url}"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(80);
-    let stream = TcpStream::connect((host, port))
-        .await
-        .map_err(|e| short_io_error(&e))?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
-    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let request = hyper::Request::get(path)
-        .header(hyper::header::HOST, authority)
-        .header(hyper::header::USER_AGENT, "fpctl")
-        .header(hyper::header::CONNECTION, "close")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let exchange = async move {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        match Limited::new(response.into_body(), MAX_BODY).collect().await {
-            Ok(body) => Ok((status, Some(body.to_bytes()))),
-            Err(e)
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
-                Ok((status, None))
-            }
-            Err(e) => Err(e.to_string()),
-        }
-    };
-    // Drive the connection in this same task, no task spawned per probe.
-    let mut exchange = std::pin::pin!(exchange);
-    let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        biased;
-        done = &mut exchange => done,
-        ended = &mut conn => match ended {
-            Err(e) => Err(e.to_string()),
-            Ok(()) => exchange.await,
-        },
     }
 }

@@ -29,7 +29,8 @@ pub use error::{Error, Outcome, Result};
 use cli::{Cli, Command};
 
 pub fn run(cli: Cli) -> Result<Outcome> {
-    output::init_color(cli.no_color);
+    output::init_color(cli.no_color, cli.color);
+    config::dotenv::export_choice(cli.env_file.as_deref(), cli.no_dotenv);
     let file = cli.file.as_deref();
     match cli.command {
         Command::Validate => commands::validate(file),
@@ -86,6 +87,10 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             },
         ),
         Command::Probe { service, wait } => commands::probe(file, &service, wait),
+        Command::Exec { service, command } => commands::exec(file, &service, &command),
+        Command::Completions { shell } => commands::completions(shell),
+        Command::Man => commands::man(),
+        Command::Schema => commands::schema(),
         Command::Supervise => commands::supervise(file),
         Command::Log {
             path,

@@ -9,11 +9,37 @@ use crate::config::Config;
 use crate::graph::Plan;
 use crate::Error;
 
-/// Colour only on a terminal, and never with NO_COLOR or --no-color.
-pub fn init_color(no_color: bool) {
+/// Colour: `--color always|never` (or `--no-color`) decide; otherwise
+/// CLICOLOR_FORCE or FORCE_COLOR turn it on (for CI logs), NO_COLOR turns it
+/// off, and else it is on only on a terminal.
+pub fn init_color(no_color: bool, choice: crate::cli::ColorChoice) {
+    use crate::cli::ColorChoice;
     use std::io::IsTerminal;
-    let on = !no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
+    let set =
+        |name: &str| std::env::var(name).is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"));
+    let on = match choice {
+        _ if no_color => false,
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto if set("CLICOLOR_FORCE") || set("FORCE_COLOR") => true,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stdout().is_terminal()
+        }
+    };
     colored::control::set_override(on);
+}
+
+/// Columns of the terminal on stdout, else `COLUMNS`; None when neither
+/// (output to a file or a pipe is not cut).
+pub fn terminal_width() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ fills a winsize struct we own.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    if ok && size.ws_col > 0 {
+        return Some(usize::from(size.ws_col));
+    }
+    std::env::var("COLUMNS").ok()?.trim().parse().ok()
 }
 
 pub fn print_error(e: &Error) {
@@ -219,8 +245,8 @@ pub fn status_table(config: &Config, rows: &[Row], wide: bool) -> String {
             }
             c.push(
                 r.detail
-                    .clone()
-                    .map(|d| truncate(&d, 60))
+                    .as_deref()
+                    .map(|d| d.lines().next().unwrap_or_default().to_string())
                     .unwrap_or_default(),
             );
             c
@@ -231,6 +257,16 @@ pub fn status_table(config: &Config, rows: &[Row], wide: bool) -> String {
         for (w, cell) in widths.iter_mut().zip(c.iter()) {
             *w = (*w).max(cell.chars().count());
         }
+    }
+    // The detail column gets what the terminal has left (at least 20).
+    let mut cells = cells;
+    if let Some(columns) = terminal_width() {
+        let used: usize = 2 + widths[..7].iter().map(|w| w + 2).sum::<usize>();
+        let room = columns.saturating_sub(used).max(20);
+        for c in &mut cells {
+            c[7] = truncate(&c[7], room);
+        }
+        widths[7] = widths[7].min(room);
     }
     let mut out = String::new();
     for (t, tier) in config.tiers.iter().enumerate() {

@@ -152,6 +152,45 @@ fn every_corpus_file_is_rejected_with_its_location() {
     );
 }
 
+/// Every message of the corpus, exactly: `NAME.toml` is checked against
+/// `NAME.stderr` beside it (the temp folder's path written as `$DIR`).
+/// `BLESS=1 cargo test --test invalid_config` rewrites the expected files.
+#[test]
+fn every_corpus_message_matches_its_snapshot() {
+    let bless = std::env::var_os("BLESS").is_some_and(|v| v == "1");
+    let mut failures = Vec::new();
+    for path in corpus_files() {
+        let bytes = std::fs::read(&path).expect("read corpus file");
+        let (dir, out, _) = validate_bytes(&bytes);
+        let root = dir.path().canonicalize().unwrap();
+        let got = String::from_utf8_lossy(&out.stderr)
+            .replace(&root.display().to_string(), "$DIR")
+            .replace(&dir.path().display().to_string(), "$DIR");
+        let expected_path = path.with_extension("stderr");
+        if bless {
+            std::fs::write(&expected_path, &got).expect("write snapshot");
+            continue;
+        }
+        let want = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if got != want {
+            failures.push(format!(
+                "{}:
+--- expected ({})
+{want}--- got
+{got}",
+                path.display(),
+                expected_path.display()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} corpus messages differ from their snapshots (BLESS=1 rewrites them):\n\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 /// (line, col) of the first occurrence of `needle` in `text`, 1-based.
 fn position_of(text: &str, needle: &str) -> (usize, usize) {
     let offset = text.find(needle).expect("needle in text");

@@ -119,6 +119,7 @@ fn settings(config: &Config, i: usize) -> Value {
             Probe::Http { url, .. } => ("http", url.clone()),
             Probe::Tcp { port } => ("tcp", port.to_string()),
             Probe::Exec { argv } => ("exec", shell_words::join(argv)),
+            Probe::Log { pattern, .. } => ("log", pattern.as_str().to_string()),
         };
         json!({
             "kind": kind,

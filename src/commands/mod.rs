@@ -34,17 +34,21 @@ pub fn graph(file: Option<&Path>, dot: bool) -> Result<Outcome> {
 mod check;
 mod dashboard;
 mod events;
+mod exec;
 mod generate;
 mod lifecycle;
 mod logs;
 mod ports;
 mod probe;
+mod tools;
 
 pub use check::check;
 pub use dashboard::dashboard;
 pub use events::events;
+pub use exec::exec;
 pub use generate::{import, init};
 pub use lifecycle::{restart, start, stop, supervise, supervisor_if_needed, up};
 pub use logs::{last_lines, logs};
 pub use ports::ports;
 pub use probe::probe;
+pub use tools::{completion_names, completions, man, schema, COMPLETE_VAR};

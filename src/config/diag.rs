@@ -1,4 +1,5 @@
-//! Config errors, rendered as `file:line:column: message`, in one place.
+//! Config errors, rendered in one place: `file:line:column: error: message`,
+//! then the source line with a caret under the offending span.
 
 use std::fmt;
 use std::ops::Range;
@@ -30,6 +31,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("env file: {0}")]
+    EnvFile(String),
     #[error("{}", render(path, text, diagnostics))]
     Invalid {
         path: PathBuf,
@@ -51,11 +54,46 @@ fn render(path: &Path, text: &str, diagnostics: &[Diagnostic]) -> String {
             .map(|s| line_col(text, s.start))
             .unwrap_or((1, 1));
         out.push_str(&format!("{shown}:{line}:{col}: error: {}", d.message));
+        if let Some(span) = &d.span {
+            out.push_str(&snippet(text, span.clone(), line));
+        }
     }
     if diagnostics.len() > 1 {
         out.push_str(&format!("\n{} errors in {shown}", diagnostics.len()));
     }
     out
+}
+
+/// The lines of `text` that `span` covers, with carets under it (nothing
+/// when there is no source text to show).
+fn snippet(text: &str, span: Range<usize>, line: usize) -> String {
+    use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
+    let floor = |mut i: usize| {
+        i = i.min(text.len());
+        while !text.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let (start, end) = (floor(span.start), floor(span.end.max(span.start)));
+    // Only the lines the span touches (at most a few), not the whole file.
+    let first = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let last = text[end..].find('\n').map_or(text.len(), |i| end + i);
+    let last = text[first..last]
+        .match_indices('\n')
+        .nth(4)
+        .map_or(last, |(i, _)| first + i);
+    let source = &text[first..last];
+    if source.trim().is_empty() {
+        return String::new();
+    }
+    let local = (start - first)..(end.min(last) - first);
+    let report = [Group::with_level(Level::ERROR).element(
+        Snippet::source(source)
+            .line_start(line)
+            .annotation(AnnotationKind::Primary.span(local)),
+    )];
+    format!("\n{}", Renderer::plain().render(&report))
 }
 
 /// 1-based line and column (in characters) of a byte offset.

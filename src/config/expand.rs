@@ -2,9 +2,30 @@
 //! and `$$` for a literal `$`. A `$` not followed by `{` or `$` is kept as is,
 //! so shell snippets like `--save ''` or `$HOME` in `sh -c` pass through.
 
+/// Why a string could not be expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpandError {
+    /// `${NAME}` without a default, and NAME is not set.
+    Unset(String),
+    /// Not well formed: the message says how.
+    Malformed(String),
+}
+
+impl std::fmt::Display for ExpandError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExpandError::Unset(name) => write!(
+                f,
+                "variable \"{name}\" is not set (write ${{{name}:-default}} to allow that)"
+            ),
+            ExpandError::Malformed(m) => f.write_str(m),
+        }
+    }
+}
+
 /// Expand every `${...}` in `input` using `lookup`. An unset variable without
 /// a default is an error naming it (a typo must not silently become "").
-pub fn expand(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn expand(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ExpandError> {
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
     while let Some(pos) = rest.find('$') {
@@ -16,24 +37,22 @@ pub fn expand(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
         } else if let Some(body) = after.strip_prefix('{') {
             let end = body
                 .find('}')
-                .ok_or_else(|| format!("unclosed \"${{\" in {input:?}"))?;
+                .ok_or_else(|| ExpandError::Malformed(format!("unclosed \"${{\" in {input:?}")))?;
             let inner = &body[..end];
             let (name, default) = match inner.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
                 None => (inner, None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("invalid variable name {name:?} in {input:?}"));
+                return Err(ExpandError::Malformed(format!(
+                    "invalid variable name {name:?} in {input:?}"
+                )));
             }
             match lookup(name).filter(|v| default.is_none() || !v.is_empty()) {
                 Some(v) => out.push_str(&v),
                 None => match default {
                     Some(d) => out.push_str(d),
-                    None => {
-                        return Err(format!(
-                        "variable \"{name}\" is not set (write ${{{name}:-default}} to allow that)"
-                    ))
-                    }
+                    None => return Err(ExpandError::Unset(name.to_string())),
                 },
             }
             rest = &body[end + 1..];
@@ -69,7 +88,10 @@ mod tests {
 
     #[test]
     fn unset_and_malformed_are_errors() {
-        assert!(expand("${NOPE}", &env).unwrap_err().contains("\"NOPE\""));
+        assert_eq!(
+            expand("${NOPE}", &env).unwrap_err(),
+            ExpandError::Unset("NOPE".into())
+        );
         assert!(expand("${PORT", &env).is_err());
         assert!(expand("${A-B}", &env).is_err());
     }

@@ -66,8 +66,9 @@ fn load_text(path: &Path, text: String, hosts: Hosts) -> Result<Config, ConfigEr
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
+    let dotenv = super::dotenv::load(&root).map_err(|(_, e)| ConfigError::EnvFile(e))?;
     let registry = crate::ports::Registry::open(&root);
-    match validate::validate(path, &root, &text, hosts, &registry) {
+    match validate::validate(path, &root, &text, &dotenv, hosts, &registry) {
         Ok(config) => {
             registry.remember(&config);
             Ok(config)

@@ -6,18 +6,22 @@
 //! its file:line:column. Nothing here touches processes.
 
 mod diag;
+pub mod dotenv;
 mod expand;
 mod load;
 mod raw;
 mod validate;
+mod words;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use diag::{ConfigError, Diagnostic};
-pub use expand::expand;
+pub use dotenv::read as read_env_file;
+pub use expand::{expand, ExpandError};
 pub use load::{discover, load, load_str, load_with, FILE_NAME};
-pub use validate::{read_env_file, suggest};
+pub use raw::json_schema;
+pub use validate::suggest;
 
 /// Defaults, documented once; the README's reference table follows these.
 pub mod defaults {
@@ -160,6 +164,9 @@ pub struct Service {
     /// Names of variables whose values must never be shown (env_file values,
     /// and names that look like secrets).
     pub secret_keys: Vec<String>,
+    /// Values that must never be shown though they are not in `env`: those
+    /// of `.env` variables whose names look like secrets.
+    pub secret_values: std::sync::Arc<[String]>,
     /// Indices into [`Config::services`].
     pub depends_on: Vec<usize>,
     pub setup: Setup,
@@ -229,12 +236,20 @@ pub enum Probe {
         expect_status: Vec<u16>,
         /// Field (dotted path) -> accepted values.
         expect_json: Vec<(String, Vec<serde_json::Value>)>,
+        /// Accept any certificate (self-signed ones of local services).
+        insecure: bool,
     },
     Tcp {
         port: u16,
     },
     Exec {
         argv: Vec<String>,
+    },
+    /// Healthy once the service's log, since its latest launch, has a line
+    /// matching `pattern`.
+    Log {
+        pattern: regex::Regex,
+        log: PathBuf,
     },
 }
 
@@ -260,11 +275,14 @@ impl Service {
     /// `text` with the value of every secret variable replaced by `***`.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for key in &self.secret_keys {
-            if let Some(v) = self.env_value(key) {
-                if v.len() >= 3 {
-                    out = out.replace(v, "***");
-                }
+        let values = self
+            .secret_keys
+            .iter()
+            .filter_map(|key| self.env_value(key))
+            .chain(self.secret_values.iter().map(String::as_str));
+        for v in values {
+            if v.len() >= 3 {
+                out = out.replace(v, "***");
             }
         }
         out

@@ -3,100 +3,152 @@
 //! These types only mirror the file: every struct denies unknown keys so that a
 //! typo is an error, and every value a user may get wrong keeps its span so
 //! that validation (in `validate.rs`) can point at it. No defaults are applied
-//! and nothing is resolved here.
+//! and nothing is resolved here. The JSON Schema of services.toml (`fpctl
+//! schema`) is derived from these same types, so it cannot drift from them.
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
-#[derive(Debug, Deserialize)]
+/// services.toml: a stack of local services for fpctl.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "services.toml")]
 pub struct RawFile {
+    #[schemars(with = "Option<RawProject>")]
     pub project: Option<Spanned<RawProject>>,
     #[serde(default)]
+    #[schemars(with = "Vec<RawTier>")]
     pub tier: Vec<Spanned<RawTier>>,
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, RawService>")]
     pub services: IndexMap<Spanned<String>, Spanned<RawService>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawProject {
+    #[schemars(with = "Option<String>")]
     pub name: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub log_dir: Option<Spanned<String>>,
+    #[schemars(with = "Option<Scalar>")]
     pub log_max_size: Option<Spanned<Scalar>>,
+    #[schemars(with = "Option<i64>")]
     pub log_keep: Option<Spanned<i64>>,
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, Scalar>")]
+    pub env: IndexMap<Spanned<String>, Spanned<Scalar>>,
+    #[schemars(with = "Option<String>")]
     pub api: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub api_token: Option<Spanned<String>>,
     pub api_read_only: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTier {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     pub title: Option<String>,
     /// The tier's port range, `"8000-8099"`.
+    #[schemars(with = "Option<String>")]
     pub ports: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawService {
+    #[schemars(with = "Option<StringOrList>")]
     pub command: Option<Spanned<StringOrList>>,
     #[serde(default)]
     pub shell: bool,
+    #[schemars(with = "Option<String>")]
     pub dir: Option<Spanned<String>>,
     /// A port number, or `"auto"` for a free one from the tier's range.
+    #[serde(default)]
+    #[schemars(schema_with = "port_schema")]
     pub port: Option<Spanned<Scalar>>,
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, Scalar>")]
     pub env: IndexMap<Spanned<String>, Spanned<Scalar>>,
+    #[schemars(with = "Option<StringOrList>")]
     pub env_file: Option<Spanned<StringOrList>>,
+    #[schemars(with = "Option<String>")]
     pub tier: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub depends_on: Vec<Spanned<String>>,
+    #[schemars(with = "Option<StringOrList>")]
     pub setup: Option<Spanned<StringOrList>>,
+    #[schemars(with = "Option<RawHealth>")]
     pub health: Option<Spanned<RawHealth>>,
+    #[schemars(with = "Option<RawRestart>")]
     pub restart: Option<Spanned<RawRestart>>,
+    #[schemars(with = "Option<i64>")]
     pub max_restarts: Option<Spanned<i64>>,
+    #[schemars(with = "Option<Scalar>")]
     pub stop_signal: Option<Spanned<Scalar>>,
+    #[schemars(with = "Option<Scalar>")]
     pub stop_timeout: Option<Spanned<Scalar>>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub profiles: Vec<Spanned<String>>,
     #[serde(default)]
     pub oneshot: bool,
     #[serde(default)]
     pub disabled: bool,
+    #[schemars(with = "Option<Scalar>")]
     pub max_memory: Option<Spanned<Scalar>>,
+    #[schemars(with = "Option<Scalar>")]
     pub log_max_size: Option<Spanned<Scalar>>,
+    #[schemars(with = "Option<i64>")]
     pub log_keep: Option<Spanned<i64>>,
+    #[schemars(with = "Option<RawContainer>")]
     pub container: Option<Spanned<RawContainer>>,
 }
 
 /// `[services.X.container]`: how the service runs under a container engine
 /// (only `fpctl export` reads it).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawContainer {
+    #[schemars(with = "Option<String>")]
     pub image: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub build: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealth {
+    #[schemars(with = "Option<String>")]
     pub http: Option<Spanned<String>>,
+    #[schemars(with = "Option<Scalar>")]
     pub tcp: Option<Spanned<Scalar>>,
+    #[schemars(with = "Option<StringOrList>")]
     pub exec: Option<Spanned<StringOrList>>,
+    #[schemars(with = "Option<String>")]
+    pub log: Option<Spanned<String>>,
+    #[serde(default)]
+    pub insecure: bool,
+    #[schemars(with = "Option<IntOrList>")]
     pub expect_status: Option<Spanned<IntOrList>>,
+    #[schemars(with = "Option<IndexMap<String, ScalarOrList>>")]
     pub expect_json: Option<Spanned<IndexMap<String, Spanned<ScalarOrList>>>>,
+    #[schemars(with = "Option<Scalar>")]
     pub interval: Option<Spanned<Scalar>>,
+    #[schemars(with = "Option<Scalar>")]
     pub timeout: Option<Spanned<Scalar>>,
+    #[schemars(with = "Option<Scalar>")]
     pub start_timeout: Option<Spanned<Scalar>>,
+    #[schemars(with = "Option<i64>")]
     pub retries: Option<Spanned<i64>>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RawRestart {
     No,
@@ -104,14 +156,14 @@ pub enum RawRestart {
     Always,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged, expecting = "expected a string or an array of strings")]
 pub enum StringOrList {
     One(String),
     Many(Vec<String>),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged, expecting = "expected an integer or an array of integers")]
 pub enum IntOrList {
     One(i64),
@@ -119,7 +171,7 @@ pub enum IntOrList {
 }
 
 /// A string, number or boolean, as env values and durations may be written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged, expecting = "expected a string, number or boolean")]
 pub enum Scalar {
     Str(String),
@@ -128,7 +180,7 @@ pub enum Scalar {
     Bool(bool),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(
     untagged,
     expecting = "expected a string, number, boolean or an array of them"
@@ -166,4 +218,22 @@ impl StringOrList {
             StringOrList::Many(v) => v,
         }
     }
+}
+
+/// What `port` accepts: 1-65535 or "auto" (the parser reads any scalar, to
+/// say what is wrong with it in words).
+fn port_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "A port number, or \"auto\" for a free one from the tier's range.",
+        "anyOf": [
+            { "type": "integer", "minimum": 1, "maximum": 65535 },
+            { "const": "auto" }
+        ]
+    })
+}
+
+/// The JSON Schema (draft 2020-12) of services.toml, pretty-printed.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(RawFile);
+    serde_json::to_string_pretty(&schema).expect("a schema serializes")
 }

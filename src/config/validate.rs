@@ -20,20 +20,26 @@ use super::raw::{
 };
 use super::{
     defaults, expand, host_var_name, looks_secret, port_var_name, Config, Container, Diagnostic,
-    Health, Hosts, PortBook, PortRange, Probe, Project, RestartPolicy, Service, Setup, Tier,
+    ExpandError, Health, Hosts, PortBook, PortRange, Probe, Project, RestartPolicy, Service, Setup,
+    Tier,
 };
 
 pub fn validate(
     path: &Path,
     root: &Path,
     text: &str,
+    dotenv: &[(String, String)],
     hosts: Hosts,
     book: &dyn PortBook,
 ) -> Result<Config, Vec<Diagnostic>> {
     let raw: RawFile = toml::from_str(text).map_err(|e| {
+        let message = e.message().trim();
         vec![Diagnostic {
+            message: e
+                .span()
+                .and_then(|span| super::words::explain(text, span, message))
+                .unwrap_or_else(|| message.to_string()),
             span: e.span(),
-            message: e.message().trim().to_string(),
         }]
     })?;
     let mut v = Validator {
@@ -41,6 +47,14 @@ pub fn validate(
         diags: Vec::new(),
         port_vars: Arc::from(Vec::new()),
         project_rotation: None,
+        project_env: Vec::new(),
+        dotenv,
+        dotenv_secrets: dotenv
+            .iter()
+            .filter(|(k, _)| looks_secret(k))
+            .map(|(_, v)| v.clone())
+            .collect(),
+        log_dir: PathBuf::new(),
         hosts,
     };
     let config = v.file(path, raw, book);
@@ -59,6 +73,12 @@ struct Validator<'a> {
     /// `FPCTL_PORT_*` of every service, once known.
     port_vars: Arc<[(String, String)]>,
     project_rotation: Option<super::LogRotation>,
+    /// `[project] env`, applied to every service before its own.
+    project_env: Vec<(Spanned<String>, Spanned<Scalar>)>,
+    /// `.env` (or `--env-file`): looked up last, after fpctl's environment.
+    dotenv: &'a [(String, String)],
+    dotenv_secrets: Arc<[String]>,
+    log_dir: PathBuf,
     hosts: Hosts,
 }
 
@@ -86,6 +106,7 @@ impl Validator<'_> {
     fn file(&mut self, path: &Path, raw: RawFile, book: &dyn PortBook) -> Config {
         let project = self.project(raw.project);
         self.project_rotation = project.log_rotation;
+        self.log_dir = project.log_dir.clone();
         let tiers = self.tiers(raw.tier);
         if raw.services.is_empty() {
             self.error(
@@ -208,7 +229,21 @@ impl Validator<'_> {
     }
 
     fn project(&mut self, raw: Option<Spanned<super::raw::RawProject>>) -> Project {
-        let raw = raw.map(Spanned::into_inner);
+        let mut raw = raw.map(Spanned::into_inner);
+        if let Some(p) = raw.as_mut() {
+            // A bad name is reported once here, not once per service.
+            for (key, value) in std::mem::take(&mut p.env) {
+                if valid_env_name(key.get_ref()) {
+                    self.project_env.push((key, value));
+                } else {
+                    let message = format!(
+                        "invalid environment variable name {:?} in [project] env",
+                        key.get_ref()
+                    );
+                    self.error(key.span(), message);
+                }
+            }
+        }
         let name = match raw.as_ref().and_then(|p| p.name.as_ref()) {
             Some(n) if n.get_ref().trim().is_empty() => {
                 self.error(n.span(), "project name must not be empty");
@@ -485,7 +520,7 @@ impl Validator<'_> {
             let span = files.span();
             for f in files.get_ref().clone().into_vec() {
                 env_files.push(self.root.join(&f));
-                match read_env_file(&self.root.join(&f)) {
+                match super::dotenv::read(&self.root.join(&f)) {
                     Ok(pairs) => {
                         for (k, v) in pairs {
                             secret_keys.push(k.clone());
@@ -499,9 +534,11 @@ impl Validator<'_> {
                 }
             }
         }
-        for (key, value) in &svc.env {
+        let project_env = std::mem::take(&mut self.project_env);
+        let entries = project_env.iter().map(|(k, v)| (k, v)).chain(&svc.env);
+        for (key, value) in entries {
             let k = key.get_ref();
-            if k.is_empty() || k.contains('=') || k.contains('\0') {
+            if !valid_env_name(k) {
                 self.error(
                     key.span(),
                     format!("invalid environment variable name {k:?} in service \"{name}\""),
@@ -516,6 +553,7 @@ impl Validator<'_> {
             env_keys.push(k.clone());
             env.push((k.clone(), expanded));
         }
+        self.project_env = project_env;
 
         let argv = self.command(&svc, &header, &name, &env);
         let setup = self.setup(svc.setup.as_ref(), &name);
@@ -621,6 +659,7 @@ impl Validator<'_> {
             port_auto: me.port_auto,
             env,
             secret_keys,
+            secret_values: Arc::clone(&self.dotenv_secrets),
             depends_on,
             setup,
             health,
@@ -682,6 +721,7 @@ impl Validator<'_> {
         name: &str,
     ) -> String {
         let shared = Arc::clone(&self.port_vars);
+        let dotenv = self.dotenv;
         let lookup = |var: &str| -> Option<String> {
             env.iter()
                 .rev()
@@ -689,6 +729,13 @@ impl Validator<'_> {
                 .find(|(k, _)| k == var)
                 .map(|(_, v)| v.clone())
                 .or_else(|| std::env::var(var).ok())
+                .or_else(|| {
+                    dotenv
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| k == var)
+                        .map(|(_, v)| v.clone())
+                })
         };
         match expand(s, &lookup) {
             // A NUL cannot be passed to exec or put in the environment.
@@ -700,6 +747,24 @@ impl Validator<'_> {
                 String::new()
             }
             Ok(v) => v,
+            Err(ExpandError::Unset(var)) => {
+                let env_names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
+                let known: Vec<String> = env
+                    .iter()
+                    .chain(shared.iter())
+                    .chain(dotenv)
+                    .map(|(k, _)| k.clone())
+                    .chain(env_names)
+                    .collect();
+                let message = match suggest(&var, known.iter().map(String::as_str)) {
+                    Some(near) => format!(
+                        "variable \"{var}\" is not set; did you mean \"{near}\"? (or write ${{{var}:-default}} to allow it unset)"
+                    ),
+                    None => ExpandError::Unset(var).to_string(),
+                };
+                self.error(span, format!("in service \"{name}\": {message}"));
+                String::new()
+            }
             Err(e) => {
                 self.error(span, format!("in service \"{name}\": {e}"));
                 String::new()
@@ -827,7 +892,12 @@ impl Validator<'_> {
             self.error(span, format!("service \"{name}\" is a oneshot: it is done when it exits 0 and takes no health check"));
             return (None, start_timeout);
         }
-        let kinds = [h.http.is_some(), h.tcp.is_some(), h.exec.is_some()];
+        let kinds = [
+            h.http.is_some(),
+            h.tcp.is_some(),
+            h.exec.is_some(),
+            h.log.is_some(),
+        ];
         let count = kinds.iter().filter(|k| **k).count();
         if count != 1 {
             let what = if count == 0 {
@@ -837,12 +907,18 @@ impl Validator<'_> {
             };
             self.error(
                 span.clone(),
-                format!("health of service \"{name}\" {what} http, tcp or exec"),
+                format!("health of service \"{name}\" {what} http, tcp, exec or log"),
             );
             return (None, start_timeout);
         }
         if h.http.is_none() && (h.expect_status.is_some() || h.expect_json.is_some()) {
             self.error(span.clone(), format!("health of service \"{name}\": expect_status and expect_json apply only to http"));
+        }
+        if h.http.is_none() && h.insecure {
+            self.error(
+                span.clone(),
+                format!("health of service \"{name}\": insecure applies only to https"),
+            );
         }
         let probe = if let Some(http) = &h.http {
             self.http_probe(http, h, port, name, env)
@@ -863,6 +939,23 @@ impl Validator<'_> {
                     self.error(
                         tcp.span(),
                         format!("tcp of service \"{name}\" must be a port (1-65535) or true"),
+                    );
+                    None
+                }
+            }
+        } else if let Some(log) = &h.log {
+            match regex::Regex::new(log.get_ref()) {
+                Ok(pattern) => Some(Probe::Log {
+                    pattern,
+                    log: self.log_dir.join(format!("{name}.log")),
+                }),
+                Err(e) => {
+                    let why = e.to_string();
+                    let why = why.lines().last().unwrap_or_default().trim();
+                    let why = why.trim_start_matches("error: ");
+                    self.error(
+                        log.span(),
+                        format!("health log of service \"{name}\" is not a valid regular expression: {why}"),
                     );
                     None
                 }
@@ -929,13 +1022,10 @@ impl Validator<'_> {
                     return None;
                 }
             }
-        } else if target.starts_with("http://") {
+        } else if target.starts_with("http://") || target.starts_with("https://") {
             target
-        } else if target.starts_with("https://") {
-            self.error(http.span(), format!("health of service \"{name}\": https probes are not supported; probe the plain-http port or use tcp"));
-            return None;
         } else {
-            self.error(http.span(), format!("health http of service \"{name}\" must be a path starting with '/' or an http:// URL"));
+            self.error(http.span(), format!("health http of service \"{name}\" must be a path starting with '/' or an http:// or https:// URL"));
             return None;
         };
         if url
@@ -980,10 +1070,17 @@ impl Validator<'_> {
                 expect_json.push((field.clone(), accepted));
             }
         }
+        if h.insecure && !url.starts_with("https://") {
+            self.error(
+                http.span(),
+                format!("health of service \"{name}\": insecure applies only to https:// URLs"),
+            );
+        }
         Some(Probe::Http {
             url,
             expect_status,
             expect_json,
+            insecure: h.insecure,
         })
     }
 
@@ -1154,6 +1251,10 @@ impl Validator<'_> {
     }
 }
 
+fn valid_env_name(k: &str) -> bool {
+    !(k.is_empty() || k.contains('=') || k.contains('\0'))
+}
+
 fn keep_span(keep: &Option<Spanned<i64>>) -> Range<usize> {
     keep.as_ref().map(|k| k.span()).unwrap_or(0..0)
 }
@@ -1206,33 +1307,4 @@ pub fn suggest<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> Op
         .filter(|(d, c)| *d <= (c.len().max(wrong.len()) / 3).max(1))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
-}
-
-/// `KEY=VALUE` lines; `#` comments, blank lines and `export ` are allowed,
-/// and matching quotes around a value are removed.
-pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((k, v)) = line.split_once('=') else {
-            return Err(format!(
-                "line {} of {} is not KEY=VALUE",
-                n + 1,
-                path.display()
-            ));
-        };
-        let v = v.trim();
-        let v = [('"', '"'), ('\'', '\'')]
-            .iter()
-            .find_map(|(a, b)| v.strip_prefix(*a).and_then(|x| x.strip_suffix(*b)))
-            .unwrap_or(v);
-        out.push((k.trim().to_string(), v.to_string()));
-    }
-    Ok(out)
 }

@@ -142,7 +142,11 @@ fn healthcheck(plan: &mut Plan, svc: &Service) -> Option<Value> {
             url,
             expect_status,
             expect_json,
+            insecure,
         } => {
+            if *insecure {
+                plan.note(&svc.name, "the health check verifies the https certificate: insecure = true is not carried over");
+            }
             if !expect_status.is_empty() || !expect_json.is_empty() {
                 plan.note(&svc.name, "the health check accepts any 2xx answer: expect_status and expect_json are not checked");
             }
@@ -161,6 +165,13 @@ fn healthcheck(plan: &mut Plan, svc: &Service) -> Option<Value> {
             json!(["CMD-SHELL", format!(
                 "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), {timeout}).close()' || nc -z -w {timeout} 127.0.0.1 {port}"
             )])
+        }
+        Probe::Log { .. } => {
+            plan.note(
+                &svc.name,
+                "a log health check has no compose equivalent: it has no health check",
+            );
+            return None;
         }
         Probe::Exec { argv } => {
             let mut test = vec!["CMD".to_string()];

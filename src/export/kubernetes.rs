@@ -218,6 +218,9 @@ fn probe_action(plan: &mut Plan, svc: &Service) -> Option<Value> {
                 plan.note(&svc.name, "its probes accept any 2xx-3xx answer: expect_status and expect_json are not checked");
             }
             match mapping::own_http(&h.probe) {
+                Some((path, port)) if mapping::is_https(&h.probe) => {
+                    json!({"httpGet": {"path": path, "port": port, "scheme": "HTTPS"}})
+                }
                 Some((path, port)) => json!({"httpGet": {"path": path, "port": port}}),
                 None => {
                     plan.note(&svc.name, "its health URL is on another host, which a probe cannot reach: it has no probes");
@@ -227,6 +230,13 @@ fn probe_action(plan: &mut Plan, svc: &Service) -> Option<Value> {
         }
         Probe::Tcp { port } => json!({"tcpSocket": {"port": port}}),
         Probe::Exec { argv } => json!({"exec": {"command": argv}}),
+        Probe::Log { .. } => {
+            plan.note(
+                &svc.name,
+                "a log health check has no Kubernetes probe: it has no probes",
+            );
+            return None;
+        }
     })
 }
 

@@ -431,7 +431,14 @@ pub fn own_http(probe: &Probe) -> Option<(String, u16)> {
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    own.then_some((path, uri.port_u16().unwrap_or(80)))
+    let default_port = if is_https(probe) { 443 } else { 80 };
+    own.then_some((path, uri.port_u16().unwrap_or(default_port)))
+}
+
+/// Whether an http probe speaks TLS (Kubernetes' https probes, like
+/// `insecure = true`, do not verify the certificate).
+pub fn is_https(probe: &Probe) -> bool {
+    matches!(probe, Probe::Http { url, .. } if url.starts_with("https://"))
 }
 
 /// The comment block that heads an exported file.

@@ -139,7 +139,13 @@ fn unit(plan: &mut Plan, i: usize, fpctl: &Path) -> String {
         argv.insert(0, "/usr/bin/env".into());
     }
     u.push(format!("ExecStart={}", command_line(&argv)));
-    if svc.health.is_some() {
+    if svc
+        .health
+        .as_ref()
+        .is_some_and(|h| matches!(h.probe, crate::config::Probe::Log { .. }))
+    {
+        plan.note(&svc.name, "a log health check reads fpctl's log file, which systemd does not write (output goes to the journal): its start is not gated");
+    } else if svc.health.is_some() {
         let probe = [
             fpctl.display().to_string(),
             "-f".into(),

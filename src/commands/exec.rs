@@ -1,0 +1,28 @@
+//! `fpctl exec SVC -- CMD…`: a one-off command in a service's environment.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+
+use crate::{graph, setup, Error, Outcome, Result};
+
+/// Replace this process with `command`, run as fpctl would launch `service`:
+/// in its dir, with its env, `PORT`, every `FPCTL_PORT_*` and its venv / npm
+/// PATH. Its exit code (or signal) is therefore the command's own.
+pub fn exec(file: Option<&Path>, service: &str, command: &[String]) -> Result<Outcome> {
+    let config = super::load(file)?;
+    // The same "no service named … (did you mean …)" as every command.
+    graph::select(&config, &[service.to_string()], &[])?;
+    let (_, svc) = config.service(service).expect("selected above");
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| Error::Usage("exec needs a command after `--`".into()))?;
+    let err = std::process::Command::new(program)
+        .args(args)
+        .current_dir(&svc.dir)
+        .envs(setup::service_env(svc))
+        .exec();
+    Err(Error::Usage(format!(
+        "cannot run {program:?} in {} (service \"{service}\"): {err}",
+        svc.dir.display()
+    )))
+}
