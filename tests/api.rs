@@ -20,6 +20,12 @@ struct Api {
     http: reqwest::Client,
 }
 
+/// A reqwest client (fpctl links rustls without a default crypto provider).
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 fn stack_toml(api_port: u16, extra_project: &str) -> String {
     let ports = free_ports(2);
     format!(
@@ -47,7 +53,7 @@ impl Api {
             stack,
             port,
             token,
-            http: reqwest::Client::new(),
+            http: client(),
         }
     }
 
@@ -452,7 +458,7 @@ async fn dashboard_turns_the_api_on_for_a_stack_without_it() {
         .find(|w| w.starts_with("http://127.0.0.1:") && w.contains("#token="))
         .unwrap_or_else(|| panic!("no URL in {out}"));
     let (base, token) = url.split_once("#token=").unwrap();
-    let r = reqwest::Client::new()
+    let r = client()
         .get(format!("{base}api/v1/services/solo"))
         .bearer_auth(token)
         .send()

@@ -104,6 +104,23 @@ async fn wait_shown(c: &Client, service: &str, field: &str, want: &str, timeout:
     }
 }
 
+/// Click what `css` finds. The grid is redrawn on every status, so an
+/// element found a moment ago may be gone: find it again then.
+async fn click(c: &Client, css: &str) {
+    let mut last = None;
+    for _ in 0..10 {
+        match c.find(Locator::Css(css)).await {
+            Ok(e) => match e.click().await {
+                Ok(()) => return,
+                Err(err) => last = Some(err.to_string()),
+            },
+            Err(err) => last = Some(err.to_string()),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cannot click {css}: {last:?}");
+}
+
 async fn screenshot(c: &Client, name: &str) {
     let png = c.screenshot().await.expect("screenshot");
     assert!(png.starts_with(b"\x89PNG"));
@@ -208,22 +225,12 @@ async fn run(c: &Client, stack: &Stack, url: &str) {
     );
 
     // Click the card, then restart: the page shows the result and a new pid.
-    c.find(Locator::Css(".svc[data-service='web']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, ".svc[data-service='web']").await;
     c.wait()
         .for_element(Locator::Css("#details.show"))
         .await
         .unwrap();
-    c.find(Locator::Css("#details button[data-action='restart']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "#details button[data-action='restart']").await;
     let deadline = Instant::now() + Duration::from_secs(15);
     let result = loop {
         let text = c
