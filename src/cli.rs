@@ -79,6 +79,12 @@ pub enum Command {
         #[arg(required = true, add = names(Names::Services))]
         services: Vec<String>,
     },
+    /// Apply the edits to services.toml to the running stack (what changed restarts)
+    Reload {
+        /// Print what would change, and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Stop services (dependents first); with no argument, everything and the supervisor
     #[command(visible_alias = "down")]
     Stop {

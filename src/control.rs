@@ -47,6 +47,10 @@ pub enum Request {
     /// Serve the HTTP API (and dashboard) on a free loopback port unless it
     /// already listens; answered with `Api`.
     Api,
+    /// Re-read services.toml and apply the difference (or only show it).
+    Reload {
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,12 +60,23 @@ pub enum Response {
     Status {
         supervisor_pid: i32,
         services: Vec<ServiceStatus>,
+        /// SHA-256 of the services.toml the supervisor runs, so a client can
+        /// tell when the file on disk differs from it.
+        #[serde(default)]
+        config_digest: Option<String>,
+    },
+    /// What a reload changes, one entry per service (before its progress).
+    Plan {
+        changes: Vec<Change>,
     },
     Done {
         ok: bool,
         failures: Vec<Failure>,
     },
     Error {
+        /// What went wrong, for the client to branch on (never the text).
+        #[serde(default)]
+        kind: ErrorKind,
         message: String,
     },
     History {
@@ -98,6 +113,33 @@ pub enum Update {
         #[serde(flatten)]
         event: crate::events::Event,
     },
+}
+
+/// The kinds of refusal a supervisor answers with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// It is stopping everything and exiting: ask the next one.
+    ShuttingDown,
+    /// A name that is not in services.toml.
+    UnknownService,
+    /// services.toml does not validate (a reload).
+    InvalidConfig,
+    /// Malformed, too long, wrong protocol version.
+    BadRequest,
+    /// Another user's supervisor.
+    PermissionDenied,
+    #[default]
+    Internal,
+}
+
+impl Response {
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
+        Response::Error {
+            kind,
+            message: message.into(),
+        }
+    }
 }
 
 /// The states of SPEC.md, exactly.
@@ -158,9 +200,20 @@ pub struct ServiceStatus {
     pub name: String,
     pub state: ServiceState,
     pub pid: Option<i32>,
+    /// The port of the config the supervisor runs (not of the file on disk).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Restarts since the supervisor took the service over.
     pub restarts: u32,
+    /// Restarts in a row, the count `max_restarts` limits; `start` resets it.
+    #[serde(default)]
+    pub restarts_in_row: u32,
     pub uptime_s: Option<f64>,
+    /// In words: the reason when failed or blocked, else the last probe.
     pub detail: Option<String>,
+    /// Why it is failed or blocked, as data.
+    #[serde(default)]
+    pub reason: Option<Reason>,
     pub latency_ms: Option<f64>,
     /// Answering on its port, but not started by fpctl.
     pub external: bool,
@@ -180,8 +233,148 @@ pub struct ServiceStatus {
 pub struct Failure {
     pub service: String,
     pub state: ServiceState,
+    /// The reason in words (secrets masked).
     pub reason: String,
     pub log: PathBuf,
+}
+
+/// Why a service is failed or blocked, as data; `output.rs` words it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Reason {
+    Failed(FailReason),
+    Blocked(BlockReason),
+}
+
+impl Reason {
+    /// The same reason with `mask` applied to every text in it (secrets).
+    pub fn masked(self, mask: impl Fn(&str) -> String) -> Reason {
+        match self {
+            Reason::Blocked(b) => Reason::Blocked(b),
+            Reason::Failed(f) => Reason::Failed(match f {
+                FailReason::Prepare { message } => FailReason::Prepare {
+                    message: mask(&message),
+                },
+                FailReason::Recorded { message } => FailReason::Recorded {
+                    message: mask(&message),
+                },
+                FailReason::StartTimeout {
+                    after_ms,
+                    last_probe,
+                } => FailReason::StartTimeout {
+                    after_ms,
+                    last_probe: mask(&last_probe),
+                },
+                FailReason::NotRestarted { why, policy } => FailReason::NotRestarted {
+                    why: mask(&why),
+                    policy,
+                },
+                FailReason::GaveUp { why, max_restarts } => FailReason::GaveUp {
+                    why: mask(&why),
+                    max_restarts,
+                },
+                other @ FailReason::Oneshot { .. } => other,
+            }),
+        }
+    }
+}
+
+/// Why fpctl gave up on a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FailReason {
+    /// The port check, setup or spawn failed (its words).
+    Prepare {
+        message: String,
+    },
+    StartTimeout {
+        after_ms: u64,
+        last_probe: String,
+    },
+    /// Exited, and the restart policy says not to restart.
+    NotRestarted {
+        why: String,
+        policy: crate::config::RestartPolicy,
+    },
+    /// Restarted `max_restarts` times in a row.
+    GaveUp {
+        why: String,
+        max_restarts: u32,
+    },
+    /// A oneshot that exited non-zero.
+    Oneshot {
+        exit: crate::process::Exit,
+    },
+    /// As an earlier supervisor recorded it.
+    Recorded {
+        message: String,
+    },
+}
+
+/// Why a service cannot start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BlockReason {
+    /// A dependency gave up, or is stopped or disabled.
+    Dependency { service: String, state: DepState },
+    /// A service of an earlier tier gave up.
+    EarlierTier { service: String, state: DepState },
+}
+
+/// What a blocker is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DepState {
+    Failed,
+    Blocked,
+    Stopped,
+    Disabled,
+}
+
+impl DepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DepState::Failed => "failed",
+            DepState::Blocked => "blocked",
+            DepState::Stopped => "stopped",
+            DepState::Disabled => "disabled",
+        }
+    }
+}
+
+/// One line of a reload plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub service: String,
+    pub kind: ChangeKind,
+    /// What differs, for a changed service: `command`, `port`, `env`, …
+    /// or `FPCTL_PORT_X` for a dependent that sees a moved port.
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Added,
+    Removed,
+    Changed,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            ChangeKind::Added => write!(f, "+ {}", self.service),
+            ChangeKind::Removed => write!(f, "- {}", self.service),
+            ChangeKind::Changed => {
+                write!(
+                    f,
+                    "~ {} ({} changed)",
+                    self.service,
+                    self.reasons.join(", ")
+                )
+            }
+        }
+    }
 }
 
 /// A connection to a running supervisor.
@@ -208,6 +401,20 @@ impl Client {
         request: Request,
         mut on_progress: impl FnMut(&Progress),
     ) -> std::io::Result<Response> {
+        self.request_with(request, |r| {
+            if let Response::Progress(p) = r {
+                on_progress(p)
+            }
+        })
+    }
+
+    /// Like `request`, with every intermediate response (progress, a reload
+    /// plan) passed to `on_update`.
+    pub fn request_with(
+        &mut self,
+        request: Request,
+        mut on_update: impl FnMut(&Response),
+    ) -> std::io::Result<Response> {
         let mut line = serde_json::to_string(&Envelope {
             v: PROTOCOL_VERSION,
             body: request,
@@ -230,7 +437,7 @@ impl Client {
                 )
             })?;
             match reply.body {
-                Response::Progress(p) => on_progress(&p),
+                r @ (Response::Progress(_) | Response::Plan { .. }) => on_update(&r),
                 other => return Ok(other),
             }
         }
@@ -240,6 +447,13 @@ impl Client {
         let _ = self.writer.set_read_timeout(t);
         let _ = self.reader.get_ref().set_read_timeout(t);
     }
+}
+
+/// SHA-256 (hex) of a file's bytes; None when it cannot be read.
+pub fn file_digest(path: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).ok()?;
+    Some(format!("{:x}", Sha256::digest(bytes)))
 }
 
 /// Encode one response line.

@@ -20,10 +20,56 @@ pub struct Event {
     /// Unix time, seconds.
     pub ts: f64,
     pub service: String,
-    /// spawned, exited, online, degraded, offline, restart, failed, blocked,
-    /// completed, stopped, adopted, external, memory.
-    pub kind: String,
+    pub kind: EventKind,
     pub detail: String,
+}
+
+/// What happened to a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Spawned,
+    Exited,
+    Online,
+    Degraded,
+    Offline,
+    /// A restart is scheduled after a crash.
+    Restart,
+    Failed,
+    Blocked,
+    Completed,
+    Stopped,
+    Adopted,
+    External,
+    /// Over `max_memory`.
+    Memory,
+    /// Changed, added or removed by a reload.
+    Reload,
+    /// Written by a newer fpctl.
+    #[serde(other)]
+    Other,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Spawned => "spawned",
+            EventKind::Exited => "exited",
+            EventKind::Online => "online",
+            EventKind::Degraded => "degraded",
+            EventKind::Offline => "offline",
+            EventKind::Restart => "restart",
+            EventKind::Failed => "failed",
+            EventKind::Blocked => "blocked",
+            EventKind::Completed => "completed",
+            EventKind::Stopped => "stopped",
+            EventKind::Adopted => "adopted",
+            EventKind::External => "external",
+            EventKind::Memory => "memory",
+            EventKind::Reload => "reload",
+            EventKind::Other => "other",
+        }
+    }
 }
 
 pub fn path(config: &Config) -> PathBuf {
@@ -110,4 +156,22 @@ pub fn format_ts(ts: f64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(ts.max(0.0));
     let s = humantime::format_rfc3339_millis(t).to_string();
     s.trim_end_matches('Z').replace('T', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_the_words_of_the_file_and_unknown_ones_still_load() {
+        let line = r#"{"ts": 1.0, "service": "web", "kind": "restart", "detail": "x"}"#;
+        let e: Event = serde_json::from_str(line).unwrap();
+        assert_eq!(e.kind, EventKind::Restart);
+        assert!(serde_json::to_string(&e)
+            .unwrap()
+            .contains(r#""kind":"restart""#));
+        let newer = r#"{"ts": 1.0, "service": "web", "kind": "teleported", "detail": ""}"#;
+        let e: Event = serde_json::from_str(newer).unwrap();
+        assert_eq!(e.kind, EventKind::Other);
+    }
 }

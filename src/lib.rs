@@ -58,6 +58,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Dashboard { no_open } => commands::dashboard(file, no_open),
         Command::Restart { services } => commands::restart(file, services),
         Command::Stop { services } => commands::stop(file, services),
+        Command::Reload { dry_run } => commands::reload(file, dry_run),
         Command::Logs {
             service,
             follow,

@@ -161,8 +161,13 @@ pub struct Row {
     pub index: usize,
     pub state: crate::control::ServiceState,
     pub pid: Option<i32>,
+    /// The port the process was started with.
+    pub port: Option<u16>,
     pub restarts: u32,
+    pub restarts_in_row: u32,
     pub uptime_s: Option<f64>,
+    /// Why it is failed or blocked, as data (when a supervisor knows).
+    pub reason: Option<crate::control::Reason>,
     pub detail: Option<String>,
     pub latency_ms: Option<f64>,
     pub external: bool,
@@ -178,8 +183,11 @@ impl Row {
             index,
             state: st.state,
             pid: st.pid,
+            port: st.port,
             restarts: st.restarts,
+            restarts_in_row: st.restarts_in_row,
             uptime_s: st.uptime_s,
+            reason: st.reason.clone(),
             detail: st.detail.clone(),
             latency_ms: st.latency_ms,
             external: st.external,
@@ -223,13 +231,17 @@ pub fn status_table(config: &Config, rows: &[Row], wide: bool) -> String {
             let svc = &config.services[r.index];
             let mut c = vec![
                 svc.name.clone(),
-                svc.port.map(|p| p.to_string()).unwrap_or_else(dash),
+                r.port.map(|p| p.to_string()).unwrap_or_else(dash),
                 r.state.as_str().to_string(),
                 r.pid.map(|p| p.to_string()).unwrap_or_else(dash),
                 r.uptime_s
                     .map(|u| duration_short(std::time::Duration::from_secs_f64(u)))
                     .unwrap_or_else(dash),
-                r.restarts.to_string(),
+                if r.restarts_in_row > 0 && r.restarts_in_row != r.restarts {
+                    format!("{} ({} in a row)", r.restarts, r.restarts_in_row)
+                } else {
+                    r.restarts.to_string()
+                },
                 r.latency_ms
                     .map(|l| format!("{l:.1}ms"))
                     .unwrap_or_else(dash),
@@ -358,10 +370,12 @@ pub fn status_value(config: &Config, rows: &[Row]) -> serde_json::Value {
                 "tier": config.tiers[svc.tier].name,
                 "state": r.state.as_str(),
                 "pid": r.pid,
-                "port": svc.port,
+                "port": r.port,
                 "restarts": r.restarts,
+                "restarts_in_row": r.restarts_in_row,
                 "uptime_s": r.uptime_s.map(round),
                 "detail": r.detail,
+                "reason": r.reason,
                 "latency_ms": r.latency_ms.map(round),
                 "external": r.external,
                 "rss_bytes": r.rss_bytes,
@@ -498,5 +512,59 @@ pub fn bytes_short(n: u64) -> String {
         format!("{:.1} KB", n / 1e3)
     } else {
         format!("{n} B")
+    }
+}
+
+impl std::fmt::Display for crate::control::FailReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::config::RestartPolicy;
+        use crate::control::FailReason as R;
+        match self {
+            R::Prepare { message } | R::Recorded { message } => f.write_str(message),
+            R::StartTimeout {
+                after_ms,
+                last_probe,
+            } => write!(
+                f,
+                "not healthy after {} (start_timeout); last probe: {last_probe}",
+                duration_short(std::time::Duration::from_millis(*after_ms))
+            ),
+            R::NotRestarted { why, policy } => {
+                let policy = match policy {
+                    RestartPolicy::No => "restart = \"no\"",
+                    _ => "restart = \"on-failure\" does not restart a clean exit",
+                };
+                write!(f, "{why} ({policy})")
+            }
+            R::GaveUp { why, max_restarts } => write!(
+                f,
+                "{why}; gave up after {max_restarts} restart{} (max_restarts)",
+                if *max_restarts == 1 { "" } else { "s" }
+            ),
+            R::Oneshot { exit } => write!(f, "{exit}"),
+        }
+    }
+}
+
+impl std::fmt::Display for crate::control::BlockReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::control::BlockReason as R;
+        match self {
+            R::Dependency { service, state } => {
+                write!(f, "dependency \"{service}\" is {}", state.as_str())
+            }
+            R::EarlierTier { service, state } => {
+                write!(f, "\"{service}\" in an earlier tier is {}", state.as_str())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for crate::control::Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            crate::control::Reason::Failed(r) => r.fmt(f),
+            crate::control::Reason::Blocked(r) => r.fmt(f),
+        }
     }
 }

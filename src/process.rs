@@ -186,8 +186,13 @@ pub fn spawn_logged(spec: &SpawnSpec<'_>, log: impl AsFd) -> io::Result<Child> {
 }
 
 /// Start a log writer (`fpctl __log`) that appends what it reads to `path`,
-/// rotating it; returns the write end of its pipe for the service's output.
-pub fn spawn_log_writer(path: &Path, rotation: crate::config::LogRotation) -> io::Result<OwnedFd> {
+/// rotating it; returns the write end of its pipe for the service's output,
+/// and the writer, which exits once every write end is closed and all that
+/// was written is in the file.
+pub fn spawn_log_writer(
+    path: &Path,
+    rotation: crate::config::LogRotation,
+) -> io::Result<(OwnedFd, Child)> {
     let (reader, writer) = std::io::pipe()?;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("__log")
@@ -200,9 +205,8 @@ pub fn spawn_log_writer(path: &Path, rotation: crate::config::LogRotation) -> io
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0);
-    // Its exit needs no watching; the reaper still reaps it.
-    spawn_command(cmd, "the log writer")?;
-    Ok(OwnedFd::from(writer))
+    let child = spawn_command(cmd, "the log writer")?;
+    Ok((OwnedFd::from(writer), child))
 }
 
 /// Run to completion with output appended to `log`.
@@ -311,6 +315,20 @@ fn is_zombie(pid: i32) -> bool {
 
 pub fn pid_alive(pid: i32) -> bool {
     pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
+}
+
+/// Live children of `pid`; for a child subreaper, that includes orphans of
+/// its descendants that were re-parented to it.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let parent = |c: i32| -> Option<i32> {
+        let stat = std::fs::read_to_string(format!("/proc/{c}/stat")).ok()?;
+        // After the command name: state, then ppid.
+        stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+    };
+    all_pids()
+        .into_iter()
+        .filter(|&c| parent(c) == Some(pid) && !is_zombie(c))
+        .collect()
 }
 
 fn all_pids() -> Vec<i32> {

@@ -99,8 +99,23 @@ fn artifacts_present(service: &Service) -> bool {
     }
 }
 
+/// Whether the service's setup ran before and its inputs changed since.
+pub fn stale(config: &Config, service: &Service) -> bool {
+    let recorded = std::fs::read_to_string(stamp_path(config, service)).ok();
+    match (recorded, inputs_hash(service)) {
+        (Some(recorded), Some(now)) => recorded != now,
+        _ => false,
+    }
+}
+
 /// Run the service's setup if its inputs changed since the last success.
-pub async fn run(config: &Config, service: &Service, log: &File) -> Result<SetupOutcome, String> {
+/// Its processes carry `marker`, so a stop during setup can find them.
+pub async fn run(
+    config: &Config,
+    service: &Service,
+    log: &File,
+    marker: Option<&str>,
+) -> Result<SetupOutcome, String> {
     let Some(before) = inputs_hash(service) else {
         return Ok(SetupOutcome::NotNeeded);
     };
@@ -117,7 +132,7 @@ pub async fn run(config: &Config, service: &Service, log: &File) -> Result<Setup
             argv: &argv,
             dir: &service.dir,
             env: &env,
-            marker: None,
+            marker,
         };
         let exit = process::run_logged(&spec, log)
             .await

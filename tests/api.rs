@@ -280,6 +280,46 @@ async fn restart_through_the_api_changes_the_pid_and_the_stream_shows_each_step(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_through_the_api_answers_with_the_plan_and_the_api_follows_the_new_file() {
+    let api = Api::start("");
+    let web = api.stack.pid_of("web");
+    let toml = std::fs::read_to_string(api.stack.file("services.toml")).unwrap();
+    let edited = format!(
+        "{toml}{}",
+        http_service("cache", free_port(), "", "tier = \"apps\"")
+    );
+    api.stack.write("services.toml", &edited);
+
+    let (code, body) = api.post("/api/v1/reload?dry_run=true").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["dry_run"], true);
+    assert_eq!(body["changes"][0]["service"], "cache", "{body}");
+    assert_eq!(body["changes"][0]["kind"], "added", "{body}");
+    assert_eq!(api.get("/api/v1/services/cache").await.0, 404);
+
+    let (code, body) = api.post("/api/v1/reload").await;
+    assert_eq!((code, &body["ok"]), (200, &Value::from(true)), "{body}");
+    assert_eq!(body["changes"].as_array().unwrap().len(), 1, "{body}");
+    // The API serves the file in force now: the new service is known.
+    let (code, cache) = api.get("/api/v1/services/cache").await;
+    assert_eq!(code, 200, "{cache}");
+    assert_eq!(cache["state"], "online", "{cache}");
+    assert_eq!(
+        api.stack.pid_of("web"),
+        web,
+        "an unchanged service keeps its pid"
+    );
+
+    // A file that does not validate changes nothing.
+    api.stack
+        .write("services.toml", &format!("{edited}\n[services.bad]\n"));
+    let (code, body) = api.post("/api/v1/reload").await;
+    assert_eq!(code, 422, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+    assert_eq!(api.get("/api/v1/services/cache").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_connecting_mid_way_first_gets_a_full_snapshot() {
     let api = Api::start("");
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -429,6 +469,9 @@ async fn read_only_refuses_every_mutation() {
         assert_eq!(code, 403, "{action}: {body}");
         assert!(body["error"].as_str().unwrap().contains("read-only"));
     }
+    let (code, body) = api.post("/api/v1/reload").await;
+    assert_eq!(code, 403, "reload: {body}");
+    assert_eq!(api.post("/api/v1/reload?dry_run=true").await.0, 200);
     assert_eq!(api.stack.pid_of("web"), pid);
     assert_eq!(api.get("/api/v1/status").await.0, 200);
 }

@@ -15,10 +15,10 @@ mod stream;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc, Mutex};
+use tokio::sync::{broadcast, mpsc, watch, Mutex};
 
 use crate::config::Config;
-use crate::control::{Progress, Request, Response, Update};
+use crate::control::{Change, ErrorKind, Progress, Request, Response, Update};
 
 /// Hands one request to the supervisor; false when it is gone.
 pub type Forward = Arc<dyn Fn(Request, mpsc::UnboundedSender<Response>) -> bool + Send + Sync>;
@@ -32,29 +32,44 @@ pub struct Api {
 
 /// What every handler can reach.
 pub(crate) struct Shared {
-    pub config: Arc<Config>,
+    /// The supervisor's config, replaced by a reload.
+    config: watch::Receiver<Arc<Config>>,
     forward: Forward,
     pub updates: broadcast::Sender<Update>,
 }
 
-/// One request's answer: the progress lines, then the final response.
+/// One request's answer: the progress lines, a reload's plan, then the
+/// final response.
 pub(crate) struct Answer {
     pub progress: Vec<Progress>,
+    pub changes: Vec<Change>,
     pub last: Response,
 }
 
 impl Shared {
+    /// The config in force now.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.borrow())
+    }
+
     /// Send a request to the supervisor and wait for its final response.
     pub async fn ask(&self, request: Request) -> Option<Answer> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         if !(self.forward)(request, tx) {
             return None;
         }
-        let mut progress = Vec::new();
+        let (mut progress, mut changes) = (Vec::new(), Vec::new());
         while let Some(r) = rx.recv().await {
             match r {
                 Response::Progress(p) => progress.push(p),
-                last => return Some(Answer { progress, last }),
+                Response::Plan { changes: c } => changes.extend(c),
+                last => {
+                    return Some(Answer {
+                        progress,
+                        changes,
+                        last,
+                    })
+                }
             }
         }
         None
@@ -62,7 +77,11 @@ impl Shared {
 }
 
 impl Api {
-    pub fn new(config: Arc<Config>, forward: Forward, updates: broadcast::Sender<Update>) -> Api {
+    pub fn new(
+        config: watch::Receiver<Arc<Config>>,
+        forward: Forward,
+        updates: broadcast::Sender<Update>,
+    ) -> Api {
         Api {
             shared: Arc::new(Shared {
                 config,
@@ -80,7 +99,7 @@ impl Api {
         if let Some(bound) = *listening {
             return Ok(bound);
         }
-        let token = auth::token(&self.shared.config)?;
+        let token = auth::token(&self.shared.config())?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot listen on {addr} for the HTTP API: {e}"))?;
@@ -103,21 +122,21 @@ impl Api {
     pub async fn ensure(&self) -> Response {
         let addr = self
             .shared
-            .config
+            .config()
             .project
             .api
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         let bound = match self.listen(addr).await {
             Ok(b) => b,
-            Err(message) => return Response::Error { message },
+            Err(message) => return Response::error(ErrorKind::Internal, message),
         };
-        match auth::token(&self.shared.config) {
+        match auth::token(&self.shared.config()) {
             Ok(token) => Response::Api {
                 url: format!("http://{}/", auth::url_host(bound)),
                 token,
             },
-            Err(message) => Response::Error { message },
+            Err(message) => Response::error(ErrorKind::Internal, message),
         }
     }
 }

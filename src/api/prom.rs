@@ -37,7 +37,7 @@ pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         Ok((_, s)) => s,
         Err(e) => return e.into_response(),
     };
-    let config = &shared.config;
+    let config = &shared.config();
     let mut registry = Registry::with_prefix("fpctl_service");
     let up = Family::<Svc, Gauge>::default();
     let state = Family::<SvcState, Gauge>::default();

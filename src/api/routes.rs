@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::{assets, auth, prom, stream, Shared};
 use crate::config::{Config, Probe};
-use crate::control::{Request, Response, ServiceStatus};
+use crate::control::{ErrorKind, Request, Response, ServiceStatus};
 use crate::output::{self, Row};
 use crate::{events, graph};
 
@@ -29,6 +29,7 @@ pub fn router(shared: Arc<Shared>, guard: auth::Guard) -> Router {
         .route("/api/v1/services/{name}/history", get(history))
         .route("/api/v1/services/{name}/logs", get(logs))
         .route("/api/v1/services/{name}/{action}", post(action))
+        .route("/api/v1/reload", post(reload))
         .route("/api/v1/events", get(events))
         .route("/api/v1/graph", get(graph))
         .route("/api/v1/stream", get(stream::upgrade))
@@ -68,8 +69,11 @@ pub async fn statuses(shared: &Shared) -> Result<(i32, Vec<ServiceStatus>), Fail
         Some(Response::Status {
             supervisor_pid,
             services,
+            ..
         }) => Ok((supervisor_pid, services)),
-        Some(Response::Error { message }) => Err(Failure(StatusCode::SERVICE_UNAVAILABLE, message)),
+        Some(Response::Error { message, .. }) => {
+            Err(Failure(StatusCode::SERVICE_UNAVAILABLE, message))
+        }
         _ => Err(gone()),
     }
 }
@@ -85,26 +89,26 @@ pub fn status_model(config: &Config, services: &[ServiceStatus]) -> Value {
 
 async fn status(State(shared): St) -> Result<Json<Value>, Failure> {
     let (pid, services) = statuses(&shared).await?;
-    let mut model = status_model(&shared.config, &services);
+    let mut model = status_model(&shared.config(), &services);
     model["supervisor_pid"] = pid.into();
-    model["project"] = shared.config.project.name.clone().into();
-    model["read_only"] = shared.config.project.api.read_only.into();
+    model["project"] = shared.config().project.name.clone().into();
+    model["read_only"] = shared.config().project.api.read_only.into();
     Ok(Json(model))
 }
 
 async fn services(State(shared): St) -> Result<Json<Value>, Failure> {
     let (_, services) = statuses(&shared).await?;
     Ok(Json(
-        status_model(&shared.config, &services)["services"].take(),
+        status_model(&shared.config(), &services)["services"].take(),
     ))
 }
 
 async fn service(State(shared): St, Path(name): Path<String>) -> Result<Json<Value>, Failure> {
-    let i = index(&shared.config, &name)?;
+    let i = index(&shared.config(), &name)?;
     let (_, services) = statuses(&shared).await?;
     let one: Vec<ServiceStatus> = services.into_iter().filter(|s| s.name == name).collect();
-    let mut entry = status_model(&shared.config, &one)["services"][0].take();
-    entry["settings"] = settings(&shared.config, i);
+    let mut entry = status_model(&shared.config(), &one)["services"][0].take();
+    entry["settings"] = settings(&shared.config(), i);
     Ok(Json(entry))
 }
 
@@ -143,7 +147,7 @@ fn settings(config: &Config, i: usize) -> Value {
 }
 
 async fn history(State(shared): St, Path(name): Path<String>) -> Result<Json<Value>, Failure> {
-    index(&shared.config, &name)?;
+    index(&shared.config(), &name)?;
     let request = Request::History {
         services: vec![name.clone()],
     };
@@ -166,9 +170,9 @@ async fn logs(
     Path(name): Path<String>,
     Query(q): Query<LogsQuery>,
 ) -> Result<Json<Value>, Failure> {
-    index(&shared.config, &name)?;
+    index(&shared.config(), &name)?;
     let n = q.n.unwrap_or(100).min(10_000);
-    let path = shared.config.log_path(&name);
+    let path = shared.config().log_path(&name);
     let text = tokio::task::spawn_blocking(move || crate::commands::last_lines(&path, n))
         .await
         .unwrap_or_default();
@@ -186,11 +190,11 @@ struct EventsQuery {
 
 async fn events(State(shared): St, Query(q): Query<EventsQuery>) -> Result<Json<Value>, Failure> {
     if let Some(name) = &q.service {
-        index(&shared.config, name)?;
+        index(&shared.config(), name)?;
     }
     let limit = q.limit.unwrap_or(100);
     Ok(Json(json!(
-        recent_events(&shared.config, q.service, limit).await
+        recent_events(&shared.config(), q.service, limit).await
     )))
 }
 
@@ -214,7 +218,7 @@ pub async fn recent_events(
 }
 
 async fn graph(State(shared): St) -> Json<Value> {
-    Json(graph_model(&shared.config))
+    Json(graph_model(&shared.config()))
 }
 
 /// Tiers, start levels and dependencies.
@@ -248,19 +252,61 @@ pub fn graph_model(config: &Config) -> Value {
     json!({ "tiers": tiers, "services": services })
 }
 
+#[derive(Deserialize)]
+struct ReloadQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `POST /api/v1/reload[?dry_run=true]`: what `fpctl reload` does. The
+/// answer lists the plan (one entry per added, removed or changed service)
+/// and, unless a dry run, comes once what the reload started has settled.
+async fn reload(State(shared): St, Query(q): Query<ReloadQuery>) -> Result<HttpResponse, Failure> {
+    if shared.config().project.api.read_only && !q.dry_run {
+        return Err(Failure(
+            StatusCode::FORBIDDEN,
+            "the API is read-only (api_read_only = true)".into(),
+        ));
+    }
+    let request = Request::Reload { dry_run: q.dry_run };
+    let answer = shared.ask(request).await.ok_or_else(gone)?;
+    let (ok, failures) = match answer.last {
+        Response::Done { ok, failures } => (ok, failures),
+        Response::Error {
+            kind: ErrorKind::InvalidConfig,
+            message,
+        } => return Err(Failure(StatusCode::UNPROCESSABLE_ENTITY, message)),
+        Response::Error { message, .. } => return Err(Failure(StatusCode::CONFLICT, message)),
+        _ => return Err(gone()),
+    };
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let body = json!({
+        "ok": ok,
+        "dry_run": q.dry_run,
+        "changes": answer.changes,
+        "progress": answer.progress,
+        "failures": failures,
+    });
+    Ok((code, Json(body)).into_response())
+}
+
 /// `POST /api/v1/services/{name}/start|stop|restart`: answered once the
 /// supervisor is done, with the outcome and the service's status after.
 async fn action(
     State(shared): St,
     Path((name, action)): Path<(String, String)>,
 ) -> Result<HttpResponse, Failure> {
-    if shared.config.project.api.read_only {
+    if shared.config().project.api.read_only {
         return Err(Failure(
             StatusCode::FORBIDDEN,
             "the API is read-only (api_read_only = true)".into(),
         ));
     }
-    index(&shared.config, &name)?;
+    index(&shared.config(), &name)?;
     let services = vec![name.clone()];
     let request = match action.as_str() {
         "start" => Request::Start {
@@ -279,12 +325,12 @@ async fn action(
     let answer = shared.ask(request).await.ok_or_else(gone)?;
     let (ok, failures) = match answer.last {
         Response::Done { ok, failures } => (ok, failures),
-        Response::Error { message } => return Err(Failure(StatusCode::CONFLICT, message)),
+        Response::Error { message, .. } => return Err(Failure(StatusCode::CONFLICT, message)),
         _ => return Err(gone()),
     };
     let (_, now) = statuses(&shared).await?;
     let one: Vec<ServiceStatus> = now.into_iter().filter(|s| s.name == name).collect();
-    let after = status_model(&shared.config, &one)["services"][0].take();
+    let after = status_model(&shared.config(), &one)["services"][0].take();
     let code = if ok {
         StatusCode::OK
     } else {

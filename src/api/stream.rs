@@ -67,8 +67,8 @@ async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
                 Some(Ok(Message::Text(text))) => {
                     if let Ok(msg) = serde_json::from_str::<ClientMsg>(&text) {
                         follow = match msg.logs {
-                            Some(name) if shared.config.service(&name).is_some() => {
-                                let path = shared.config.log_path(&name);
+                            Some(name) if shared.config().service(&name).is_some() => {
+                                let path = shared.config().log_path(&name);
                                 let backlog = crate::commands::last_lines(&path, LOG_BACKLOG);
                                 let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                                 let lines: Vec<&str> = backlog.lines().collect();
@@ -109,16 +109,16 @@ async fn send_snapshot(shared: &Shared, socket: &mut WebSocket) -> bool {
         },
         None => return false,
     };
-    let mut status = status_model(&shared.config, &services);
+    let mut status = status_model(&shared.config(), &services);
     status["supervisor_pid"] = pid.into();
     let snapshot = json!({
         "type": "snapshot",
-        "project": shared.config.project.name,
-        "read_only": shared.config.project.api.read_only,
+        "project": shared.config().project.name,
+        "read_only": shared.config().project.api.read_only,
         "status": status,
         "history": histories,
-        "events": recent_events(&shared.config, None, 100).await,
-        "graph": super::routes::graph_model(&shared.config),
+        "events": recent_events(&shared.config(), None, 100).await,
+        "graph": super::routes::graph_model(&shared.config()),
     });
     send(socket, &snapshot).await
 }
@@ -127,7 +127,7 @@ async fn send_snapshot(shared: &Shared, socket: &mut WebSocket) -> bool {
 fn render(shared: &Shared, update: Update) -> Value {
     match update {
         Update::Status { services } => {
-            let mut v = status_model(&shared.config, &services);
+            let mut v = status_model(&shared.config(), &services);
             v["type"] = "status".into();
             v
         }

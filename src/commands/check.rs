@@ -86,14 +86,22 @@ pub fn check(
 
 /// One look at the given services.
 async fn snapshot(config: &Arc<Config>, shown: &[usize]) -> Vec<Row> {
-    let from_supervisor = supervisor_status(config);
+    let (from_supervisor, digest) = supervisor_status(config).unzip();
+    // The file changed since the supervisor read it: its ports and commands
+    // may not be the running ones, so only the supervisor's own view counts.
+    let stale = digest
+        .flatten()
+        .is_some_and(|d| crate::control::file_digest(&config.path).is_some_and(|now| now != d));
+    if stale {
+        note_stale_once(config);
+    }
     let saved = if from_supervisor.is_none() {
         state::read(config)
     } else {
         None
     };
     let mut probes = tokio::task::JoinSet::new();
-    for &i in shown {
+    for &i in shown.iter().filter(|_| !stale) {
         let config = Arc::clone(config);
         probes.spawn(async move { (i, probe_one(&config, i).await) });
     }
@@ -109,6 +117,10 @@ async fn snapshot(config: &Arc<Config>, shown: &[usize]) -> Vec<Row> {
                 .as_ref()
                 .and_then(|m| m.get(&config.services[i].name));
             let mut row = row(config, i, probe, status, saved.as_ref());
+            if stale && status.is_none() {
+                row.state = ServiceState::Stopped;
+                row.detail = Some("not in the running config; `fpctl reload` applies it".into());
+            }
             // Secret values never reach the detail.
             row.detail = row.detail.map(|d| config.services[i].redact(&d));
             row
@@ -131,14 +143,32 @@ async fn probe_one(config: &Config, i: usize) -> Option<ProbeResult> {
     }
 }
 
-fn supervisor_status(config: &Config) -> Option<HashMap<String, ServiceStatus>> {
+/// Say once per `check` that the file on disk is not the one running.
+fn note_stale_once(config: &Config) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        eprintln!(
+            "note: {} changed since the supervisor read it; this shows the running config. \
+             `fpctl reload --dry-run` shows what would change, `fpctl reload` applies it",
+            config.path.display()
+        )
+    });
+}
+
+/// What the supervisor knows, and the digest of the config it runs.
+fn supervisor_status(config: &Config) -> Option<(HashMap<String, ServiceStatus>, Option<String>)> {
     // A supervisor that died is replaced here, adopting what it left running.
     let mut client = super::supervisor_if_needed(config).ok().flatten()?;
     client.set_timeout(Some(Duration::from_secs(5)));
     match client.request(Request::Status, |_| {}) {
-        Ok(Response::Status { services, .. }) => {
-            Some(services.into_iter().map(|s| (s.name.clone(), s)).collect())
-        }
+        Ok(Response::Status {
+            services,
+            config_digest,
+            ..
+        }) => Some((
+            services.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            config_digest,
+        )),
         _ => None,
     }
 }
@@ -156,7 +186,10 @@ fn row(
         index: i,
         state: ServiceState::Offline,
         pid: None,
+        port: svc.port,
         restarts: 0,
+        restarts_in_row: 0,
+        reason: None,
         uptime_s: None,
         detail: None,
         latency_ms: probe.as_ref().map(|p| p.latency.as_secs_f64() * 1000.0),
@@ -182,7 +215,9 @@ fn row(
         .filter(|d| !d.is_empty());
     if let Some(st) = sup {
         row.pid = st.pid;
+        row.port = st.port;
         row.restarts = st.restarts;
+        row.restarts_in_row = st.restarts_in_row;
         row.uptime_s = st.uptime_s;
         row.external = st.external;
         row.rss_bytes = st.rss_bytes;
@@ -191,6 +226,7 @@ fn row(
         row.state = match (st.state, verdict) {
             (ServiceState::Failed | ServiceState::Blocked | ServiceState::Completed, _) => {
                 row.detail = st.detail.clone();
+                row.reason = st.reason.clone();
                 st.state
             }
             (ServiceState::Stopped, Some(Verdict::Healthy)) => {
@@ -219,15 +255,18 @@ fn row(
         row.pid = Some(pid);
         row.restarts = rec.restarts;
         row.restarts_total = rec.restarts;
+        row.restarts_in_row = rec.restarts_in_row.unwrap_or(0);
         row.uptime_s = rec.started_at.map(|t| (state::now_unix() - t).max(0.0));
     }
     // What the last supervisor left it as, when that was on purpose or final.
-    let settled = rec.and_then(|r| match r.state.as_str() {
-        "stopped" => Some(ServiceState::Stopped),
-        "completed" => Some(ServiceState::Completed),
-        "failed" => Some(ServiceState::Failed),
-        "blocked" => Some(ServiceState::Blocked),
-        _ => None,
+    let settled = rec.map(|r| r.state).filter(|s| {
+        matches!(
+            s,
+            ServiceState::Stopped
+                | ServiceState::Completed
+                | ServiceState::Failed
+                | ServiceState::Blocked
+        )
     });
     row.state = match (verdict, settled) {
         (Some(Verdict::Healthy), _) => ServiceState::Online,

@@ -18,7 +18,7 @@ pub fn dashboard(file: Option<&Path>, no_open: bool) -> Result<Outcome> {
         .map_err(|e| Error::other("lost the supervisor", e))?;
     let (url, token) = match reply {
         Response::Api { url, token } => (url, token),
-        Response::Error { message } => return Err(Error::Other(message)),
+        Response::Error { message, .. } => return Err(Error::Other(message)),
         other => {
             return Err(Error::Other(format!(
                 "unexpected reply from the supervisor: {other:?}"

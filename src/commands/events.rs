@@ -60,11 +60,13 @@ fn print_event(e: &Event, json: bool) {
         }
         return;
     }
-    let kind = match e.kind.as_str() {
-        "online" | "completed" | "adopted" => e.kind.green(),
-        "failed" | "offline" | "memory" => e.kind.red(),
-        "exited" | "restart" | "degraded" | "blocked" => e.kind.yellow(),
-        _ => e.kind.normal(),
+    use crate::events::EventKind as K;
+    let name = e.kind.as_str();
+    let kind = match e.kind {
+        K::Online | K::Completed | K::Adopted => name.green(),
+        K::Failed | K::Offline | K::Memory => name.red(),
+        K::Exited | K::Restart | K::Degraded | K::Blocked => name.yellow(),
+        _ => name.normal(),
     };
     println!(
         "{}  {:<16} {:<10} {}",

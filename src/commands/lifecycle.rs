@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::load;
 use crate::config::Config;
-use crate::control::{Client, Failure, Request, Response};
+use crate::control::{Client, ErrorKind, Failure, Request, Response};
 use crate::{graph, output, process, state, supervisor};
 use crate::{Error, Outcome, Result};
 
@@ -19,8 +19,58 @@ const SUPERVISOR_BOOT: Duration = Duration::from_secs(10);
 pub fn start(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) -> Result<Outcome> {
     let config = load(file)?;
     graph::select(&config, &services, &profiles)?;
+    // A running supervisor first takes up the edits to services.toml.
+    if let Some(mut client) = Client::connect(&state::socket_path(&config)) {
+        let reply = client
+            .request_with(Request::Reload { dry_run: false }, |r| {
+                // Quiet when the file did not change.
+                if !matches!(r, Response::Plan { changes } if changes.is_empty()) {
+                    print_update(r)
+                }
+            })
+            .map_err(|e| Error::other("lost the supervisor", e))?;
+        if let Response::Done {
+            ok: false,
+            failures,
+        } = &reply
+        {
+            report_failures(failures);
+        }
+    }
     let request = Request::Start { services, profiles };
     drive(&config, request, "online")
+}
+
+/// `reload`: apply the edits to services.toml to the running stack.
+pub fn reload(file: Option<&Path>, dry_run: bool) -> Result<Outcome> {
+    // An invalid file stops here, with file:line:column, before the
+    // supervisor hears of it.
+    let config = load(file)?;
+    let Some(mut client) = Client::connect(&state::socket_path(&config)) else {
+        println!("no supervisor is running; `fpctl start` reads services.toml afresh");
+        return Ok(Outcome::Success);
+    };
+    let started = Instant::now();
+    let reply = client
+        .request_with(Request::Reload { dry_run }, print_update)
+        .map_err(|e| Error::other("lost the supervisor", e))?;
+    finish(reply, started, if dry_run { "planned" } else { "reloaded" })
+}
+
+/// A progress line, or a reload plan (one line per changed service).
+fn print_update(r: &Response) {
+    match r {
+        Response::Progress(p) => output::print_progress(p),
+        Response::Plan { changes } if changes.is_empty() => {
+            println!("services.toml: no changes")
+        }
+        Response::Plan { changes } => {
+            for c in changes {
+                println!("{c}");
+            }
+        }
+        _ => {}
+    }
 }
 
 pub fn restart(file: Option<&Path>, services: Vec<String>) -> Result<Outcome> {
@@ -54,8 +104,13 @@ fn drive(config: &Config, request: Request, goal: &str) -> Result<Outcome> {
             .request(request.clone(), output::print_progress)
             .map_err(|e| Error::other("lost the supervisor", e))?;
         // A supervisor that is shutting down hands over to a new one.
-        if matches!(&reply, Response::Error { message } if message.contains("shutting down"))
-            && Instant::now() < deadline
+        if matches!(
+            &reply,
+            Response::Error {
+                kind: ErrorKind::ShuttingDown,
+                ..
+            }
+        ) && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(50));
             continue;
@@ -77,7 +132,13 @@ fn finish(reply: Response, started: Instant, goal: &str) -> Result<Outcome> {
             report_failures(&failures);
             Ok(Outcome::NotOnline)
         }
-        Response::Error { message } => Err(Error::Usage(message)),
+        // Bad names and bad files are the user's to fix (exit 2); the rest
+        // is a runtime failure (exit 1).
+        Response::Error {
+            kind: ErrorKind::UnknownService | ErrorKind::InvalidConfig | ErrorKind::BadRequest,
+            message,
+        } => Err(Error::Usage(message)),
+        Response::Error { message, .. } => Err(Error::Other(message)),
         other => Err(Error::Other(format!(
             "unexpected reply from the supervisor: {other:?}"
         ))),
@@ -97,6 +158,9 @@ pub fn connect_or_spawn(config: &Config) -> Result<Client> {
     if let Some(c) = Client::connect(&socket) {
         return Ok(c);
     }
+    // A limit that remains fails now, not after the boot timeout.
+    state::prepare_socket_dir(&socket)
+        .map_err(|e| Error::other("cannot place the supervisor's socket", e))?;
     state::ensure_dirs(config)
         .map_err(|e| Error::other(format!("cannot create {}", config.state_dir().display()), e))?;
     let log_path = supervisor::log_path(config);
@@ -201,7 +265,7 @@ pub fn up(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) -> 
                     ok: false,
                     failures,
                 } => report_failures(&failures),
-                Response::Error { message } => eprintln!("error: {message}"),
+                Response::Error { message, .. } => eprintln!("error: {message}"),
                 _ => {}
             }
         }

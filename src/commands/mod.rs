@@ -47,7 +47,7 @@ pub use dashboard::dashboard;
 pub use events::events;
 pub use exec::exec;
 pub use generate::{import, init};
-pub use lifecycle::{restart, start, stop, supervise, supervisor_if_needed, up};
+pub use lifecycle::{reload, restart, start, stop, supervise, supervisor_if_needed, up};
 pub use logs::{last_lines, logs};
 pub use ports::ports;
 pub use probe::probe;

@@ -1,8 +1,15 @@
 //! The long-running supervisor of one project: it owns every service as its
 //! child. This module sets the process up (lock, subreaper, socket, signals)
-//! and serves the control socket; `actor` holds all service state.
+//! and serves the control socket. `actor` is the dispatcher (the rules
+//! between services, requests, persistence), `service` one service's state
+//! machine, `unit` one launch of one service, `reload` the comparison of two
+//! configs. docs/supervisor.md is the theory of operation: who owns what,
+//! the states and the transition table.
 
 mod actor;
+mod reload;
+mod service;
+mod unit;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::PermissionsExt;
@@ -70,6 +77,8 @@ async fn serve(
         tracing::warn!("cannot become a child subreaper: {e}");
     }
     let socket = state::socket_path(&config);
+    state::prepare_socket_dir(&socket)
+        .map_err(|e| Error::other(format!("cannot listen on {}", socket.display()), e))?;
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)
         .map_err(|e| Error::other(format!("cannot listen on {}", socket.display()), e))?;
@@ -85,7 +94,7 @@ async fn serve(
     if let Some((request, reply)) = initial {
         let _ = tx.send(Msg::Client { request, reply });
     }
-    let api = start_api(&config, &tx, supervisor.updates()).await;
+    let api = start_api(&config, &tx, &supervisor).await;
     // Every connection holds a clone of `drain`; once the actor is done, the
     // last replies are flushed before the process exits.
     let (drain, mut drained) = mpsc::channel::<()>(1);
@@ -105,12 +114,12 @@ async fn serve(
 async fn start_api(
     config: &Arc<Config>,
     tx: &mpsc::UnboundedSender<Msg>,
-    updates: tokio::sync::broadcast::Sender<control::Update>,
+    supervisor: &Supervisor,
 ) -> crate::api::Api {
     let tx = tx.clone();
     let forward: crate::api::Forward =
         Arc::new(move |request, reply| tx.send(Msg::Client { request, reply }).is_ok());
-    let api = crate::api::Api::new(Arc::clone(config), forward, updates);
+    let api = crate::api::Api::new(supervisor.config_watch(), forward, supervisor.updates());
     if let Some(addr) = config.project.api.listen {
         if let Err(e) = api.listen(addr).await {
             tracing::error!("{e}");
@@ -133,8 +142,13 @@ async fn signals(tx: mpsc::UnboundedSender<Msg>, foreground: bool) {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
-            // A background supervisor outlives the terminal that started it.
-            _ = hup.recv() => if !foreground { continue },
+            // A background supervisor outlives the terminal that started it:
+            // to it, SIGHUP means "re-read services.toml".
+            _ = hup.recv() => if !foreground {
+                tracing::info!("SIGHUP: reloading services.toml");
+                let _ = tx.send(Msg::Reload);
+                continue;
+            },
         }
         tracing::info!("signal received: stopping everything");
         let _ = tx.send(Msg::Shutdown);
@@ -165,10 +179,10 @@ async fn accept(
                 let mut s = stream;
                 let _ = s
                     .write_all(
-                        control::encode(Response::Error {
-                            message: "permission denied: this supervisor belongs to another user"
-                                .into(),
-                        })
+                        control::encode(Response::error(
+                            control::ErrorKind::PermissionDenied,
+                            "permission denied: this supervisor belongs to another user",
+                        ))
                         .as_bytes(),
                     )
                     .await;
@@ -205,7 +219,10 @@ async fn connection(
         Ok(r) => r,
         Err(message) => {
             let _ = write
-                .write_all(control::encode(Response::Error { message }).as_bytes())
+                .write_all(
+                    control::encode(Response::error(control::ErrorKind::BadRequest, message))
+                        .as_bytes(),
+                )
                 .await;
             return;
         }
@@ -227,7 +244,7 @@ async fn connection(
         return;
     }
     while let Some(response) = reply_rx.recv().await {
-        let last = !matches!(response, Response::Progress(_));
+        let last = !matches!(response, Response::Progress(_) | Response::Plan { .. });
         if write
             .write_all(control::encode(response).as_bytes())
             .await

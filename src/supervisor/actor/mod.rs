@@ -1,0 +1,656 @@
+//! The dispatcher: the single owner of every service's state.
+//!
+//! `Supervisor::run` is one task that receives every event on two channels:
+//! messages (client requests, timers, signals) and unit reports. It owns the
+//! rules between services (dependencies, tiers, blocking, stop order), the
+//! waiters of client requests, persistence and the event history. What one
+//! service does with an event is decided by [`Svc::handle`] in `service.rs`;
+//! the processes themselves belong to unit tasks (`unit.rs`). Requests and
+//! reload are in `requests.rs`, waiters in `waiters.rs`, `state.json` and
+//! adoption in `persist.rs`. Changes of state, probe results and events
+//! are also published to live watchers (the HTTP API's stream).
+//!
+//! Services are known by name ([`ServiceId`]). Every launch gets a number
+//! from one counter shared by all services, so a late report about an
+//! earlier launch never matches a later one, whatever the service.
+
+mod persist;
+mod requests;
+mod waiters;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use self::waiters::{WaitFor, Waiter};
+use super::reload::{self, Plan};
+use super::service::{Effect, Goal, Input, Phase, ServiceId, Svc};
+use super::unit::{self, Ctl, Launch, Report, Unit, UnitEvent};
+use crate::config::{Config, Service};
+use crate::control::{
+    BlockReason, ChangeKind, DepState, ErrorKind, FailReason, Failure, ProbeSample, Progress,
+    Request, Response, ServiceState, ServiceStatus, Update,
+};
+use crate::events::{self, EventKind};
+use crate::graph;
+use crate::health::Verdict;
+use crate::metrics::{self, Usage};
+use crate::process;
+use crate::setup;
+use crate::state::{self, ServiceRecord, StateFile};
+
+/// The grid on which memory and CPU are sampled: every tick when a service
+/// has `max_memory`...
+const METRICS_INTERVAL: Duration = Duration::from_secs(1);
+/// ...else every this many ticks: /proc counts CPU in 10 ms ticks, so a
+/// shorter window would make an idle service's CPU flicker between 0 and 1 %.
+const METRICS_IDLE_EVERY: u32 = 5;
+/// Updates a slow live watcher may lag behind before it misses some.
+const UPDATES_BACKLOG: usize = 1024;
+
+pub enum Msg {
+    Client {
+        request: Request,
+        reply: mpsc::UnboundedSender<Response>,
+    },
+    RestartDue {
+        id: ServiceId,
+        gen: u64,
+    },
+    /// SIGTERM / SIGINT to the supervisor: stop everything and exit; a
+    /// second one kills what is left at once.
+    Shutdown,
+    /// SIGHUP: re-read services.toml and apply it.
+    Reload,
+    /// The setups a `restart` runs first are done.
+    SetupsDone {
+        services: Vec<ServiceId>,
+        failed: Vec<(ServiceId, String)>,
+        reply: mpsc::UnboundedSender<Response>,
+    },
+    /// Time to sample the memory and CPU of running services.
+    MetricsTick,
+    /// Each sampled service's process group use, tagged with its launch.
+    Metrics(Vec<MetricsUse>),
+}
+
+pub struct MetricsUse {
+    id: ServiceId,
+    gen: u64,
+    usage: Usage,
+}
+
+/// One service: its definition, its state and its running unit.
+struct Entry {
+    spec: Arc<Service>,
+    deps: Vec<ServiceId>,
+    /// Index into the current config's tiers.
+    tier: usize,
+    svc: Svc,
+    unit: Option<Unit>,
+    /// Gone from services.toml: stopped, then forgotten.
+    removed: bool,
+    /// Memory and CPU of its process group at the last sample.
+    usage: Option<Usage>,
+    /// Its last probe results.
+    history: metrics::History,
+    /// Restarts asked for (`restart`, a reload); `svc.restarts` counts those
+    /// fpctl did on its own.
+    requested_restarts: u32,
+}
+
+pub struct Supervisor {
+    config: Arc<Config>,
+    entries: BTreeMap<ServiceId, Entry>,
+    /// All services in start order (removed ones last, so they stop first).
+    order: Vec<ServiceId>,
+    next_gen: u64,
+    tx: mpsc::UnboundedSender<Msg>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    reports_tx: mpsc::UnboundedSender<Report>,
+    reports_rx: mpsc::UnboundedReceiver<Report>,
+    waiters: Vec<Waiter>,
+    marker: String,
+    /// Exit once everything is stopped.
+    exiting: bool,
+    dirty: bool,
+    events: events::Log,
+    /// Digest of the services.toml in force (see `control::file_digest`).
+    digest: Option<String>,
+    /// Live watchers (the HTTP API's stream) subscribe here.
+    updates: broadcast::Sender<Update>,
+    /// The config in force, for readers outside the dispatcher (the API).
+    config_tx: watch::Sender<Arc<Config>>,
+    sampler: Arc<std::sync::Mutex<metrics::Sampler>>,
+    metrics_ticks: u32,
+}
+
+impl Supervisor {
+    pub fn new(config: Arc<Config>) -> (Self, mpsc::UnboundedSender<Msg>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let marker = instance_marker(&config);
+        let events = events::Log::open(&config);
+        let mut sup = Supervisor {
+            config: Arc::clone(&config),
+            entries: BTreeMap::new(),
+            order: Vec::new(),
+            next_gen: 0,
+            tx: tx.clone(),
+            rx,
+            reports_tx,
+            reports_rx,
+            waiters: Vec::new(),
+            marker,
+            exiting: false,
+            dirty: true,
+            events,
+            digest: None,
+            updates: broadcast::channel(UPDATES_BACKLOG).0,
+            config_tx: watch::Sender::new(Arc::clone(&config)),
+            sampler: Default::default(),
+            metrics_ticks: 0,
+        };
+        sup.install(config);
+        (sup, tx)
+    }
+
+    /// Make `config` the one in force: new entries for new services, new
+    /// definitions for kept ones (their state stays), removed ones marked.
+    fn install(&mut self, config: Arc<Config>) {
+        let names: BTreeSet<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+        for (id, e) in self.entries.iter_mut() {
+            if !names.contains(id.as_str()) {
+                e.removed = true;
+            }
+        }
+        for svc in &config.services {
+            let id = ServiceId::new(&svc.name);
+            let deps = svc
+                .depends_on
+                .iter()
+                .map(|&d| ServiceId::new(&config.services[d].name))
+                .collect();
+            let spec = Arc::new(svc.clone());
+            match self.entries.get_mut(&id) {
+                Some(e) => {
+                    e.spec = spec;
+                    e.deps = deps;
+                    e.tier = svc.tier;
+                    e.removed = false;
+                }
+                None => {
+                    self.entries.insert(
+                        id,
+                        Entry {
+                            spec,
+                            deps,
+                            tier: svc.tier,
+                            svc: Svc::new(),
+                            unit: None,
+                            removed: false,
+                            usage: None,
+                            history: metrics::History::default(),
+                            requested_restarts: 0,
+                        },
+                    );
+                }
+            }
+        }
+        let all = (0..config.services.len()).collect();
+        self.order = graph::plan(&config, &all)
+            .start_order()
+            .into_iter()
+            .map(|i| ServiceId::new(&config.services[i].name))
+            .collect();
+        self.order.extend(
+            self.entries
+                .iter()
+                .filter(|(_, e)| e.removed)
+                .map(|(id, _)| id.clone()),
+        );
+        self.digest = crate::control::file_digest(&config.path);
+        self.config_tx.send_replace(Arc::clone(&config));
+        self.config = config;
+        self.dirty = true;
+    }
+
+    /// Where state changes, probe results and events are published.
+    pub fn updates(&self) -> broadcast::Sender<Update> {
+        self.updates.clone()
+    }
+
+    /// The config in force, following reloads.
+    pub fn config_watch(&self) -> watch::Receiver<Arc<Config>> {
+        self.config_tx.subscribe()
+    }
+
+    /// Send to live watchers, if there are any.
+    fn publish(&self, update: impl FnOnce() -> Update) {
+        if self.updates.receiver_count() > 0 {
+            let _ = self.updates.send(update());
+        }
+    }
+
+    fn gen(&mut self) -> u64 {
+        self.next_gen += 1;
+        self.next_gen
+    }
+
+    /// Handle messages until asked to exit and everything is stopped.
+    pub async fn run(mut self) {
+        // Sampled on the probes' shared grid, so it costs no extra wakeup.
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep_until(unit::next_tick(METRICS_INTERVAL)).await;
+                if tx.send(Msg::MetricsTick).is_err() {
+                    return;
+                }
+            }
+        });
+        self.reconcile();
+        self.persist();
+        loop {
+            tokio::select! {
+                Some(msg) = self.rx.recv() => self.handle(msg),
+                Some(report) = self.reports_rx.recv() => self.report(report),
+                else => break,
+            }
+            self.reconcile();
+            self.forget_removed();
+            self.notify_waiters();
+            if self.dirty {
+                self.publish(|| Update::Status {
+                    services: self.statuses(),
+                });
+                self.persist();
+            }
+            if self.exiting && self.quiet() && self.waiters.is_empty() {
+                break;
+            }
+        }
+        self.kill_all_marked();
+        kill_own_children();
+        self.persist();
+    }
+
+    /// Nothing of ours runs and nothing is scheduled.
+    fn quiet(&self) -> bool {
+        self.entries
+            .values()
+            .all(|e| !e.svc.active() && e.unit.is_none())
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Client { request, reply } => self.request(request, reply),
+            Msg::RestartDue { id, gen } => {
+                if self.entries.get(&id).is_some_and(|e| e.svc.gen == gen) {
+                    let gen = self.gen();
+                    self.input(&id, Input::RestartDue { gen });
+                }
+            }
+            Msg::Shutdown if self.exiting => {
+                tracing::warn!("second stop signal: killing everything now");
+                for e in self.entries.values() {
+                    if let Some(u) = &e.unit {
+                        u.send(Ctl::Kill);
+                    }
+                }
+            }
+            Msg::Shutdown => self.stop_all(),
+            Msg::Reload => {
+                if !self.exiting {
+                    let (tx, _rx) = mpsc::unbounded_channel();
+                    self.reload(false, tx);
+                }
+            }
+            Msg::SetupsDone {
+                services,
+                failed,
+                reply,
+            } => {
+                if self.exiting {
+                    self.refuse(
+                        &reply,
+                        ErrorKind::ShuttingDown,
+                        "the supervisor is shutting down",
+                    );
+                } else {
+                    self.restart(services, failed, reply);
+                }
+            }
+            Msg::MetricsTick => self.sample_metrics(),
+            Msg::Metrics(usage) => self.metrics(usage),
+        }
+    }
+
+    /// A unit's report: stale ones (an earlier launch) are dropped.
+    fn report(&mut self, r: Report) {
+        let Some(e) = self.entries.get_mut(&r.id) else {
+            return;
+        };
+        if matches!(r.event, UnitEvent::Ended { .. })
+            && e.unit.as_ref().is_some_and(|u| u.gen == r.gen)
+        {
+            e.unit = None;
+        }
+        if e.svc.gen != r.gen {
+            return;
+        }
+        let input = match r.event {
+            UnitEvent::External(p) => Input::External(p),
+            UnitEvent::PrepareFailed(reason) => Input::PrepareFailed(reason),
+            UnitEvent::Spawned { pid, ticks, at } => {
+                let shown = e.spec.redact(&shell_words::join(&e.spec.argv));
+                self.record(&r.id, EventKind::Spawned, format!("pid {pid}: {shown}"));
+                Input::Spawned { pid, ticks, at }
+            }
+            UnitEvent::Probed(p) => {
+                // A booting service is polled every few ms; only the probe
+                // that finds it up is kept, so the history shows its life,
+                // not its boot.
+                if e.svc.phase != Phase::Starting || p.verdict == Verdict::Healthy {
+                    let sample = ProbeSample {
+                        ts: state::now_unix(),
+                        verdict: p.verdict.as_str().into(),
+                        latency_ms: p.latency.as_secs_f64() * 1000.0,
+                    };
+                    e.history.push(sample.clone());
+                    self.publish(|| Update::Probe {
+                        service: r.id.to_string(),
+                        sample,
+                    });
+                }
+                Input::Probed(p)
+            }
+            UnitEvent::StartTimeout => Input::StartTimeout,
+            UnitEvent::AliveFor => Input::AliveFor,
+            UnitEvent::Ended { pid, exit } => Input::Ended { pid, exit },
+        };
+        self.input(&r.id, input);
+    }
+
+    /// Drop services removed from services.toml once nothing of them runs.
+    fn forget_removed(&mut self) {
+        let gone: Vec<ServiceId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.removed && e.unit.is_none() && !e.svc.active())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            self.entries.remove(&id);
+            self.order.retain(|x| x != &id);
+        }
+    }
+
+    /// Feed one service's state machine and carry out its effects.
+    fn input(&mut self, id: &ServiceId, input: Input) {
+        let Some(e) = self.entries.get_mut(id) else {
+            return;
+        };
+        let before = (e.svc.public(), e.svc.detail.clone(), e.svc.pid);
+        let effects = e.svc.handle(&e.spec, input, Instant::now());
+        if before.2 != e.svc.pid {
+            // What was measured belonged to another process.
+            e.usage = None;
+        }
+        if before != (e.svc.public(), e.svc.detail.clone(), e.svc.pid) || !effects.is_empty() {
+            self.dirty = true;
+        }
+        for effect in effects {
+            self.effect(id, effect);
+        }
+    }
+
+    fn effect(&mut self, id: &ServiceId, effect: Effect) {
+        match effect {
+            Effect::Launch => {
+                let gen = self.entries[id].svc.gen;
+                let launch = self.launch_of(id, gen);
+                let unit = unit::launch(launch, self.reports_tx.clone());
+                self.entries.get_mut(id).expect("entry").unit = Some(unit);
+            }
+            Effect::Stop | Effect::Kill => {
+                if let Some(u) = &self.entries[id].unit {
+                    u.send(if effect == Effect::Stop {
+                        Ctl::Stop
+                    } else {
+                        Ctl::Kill
+                    });
+                }
+            }
+            Effect::RestartAfter(delay) => {
+                let (tx, gen, id) = (self.tx.clone(), self.entries[id].svc.gen, id.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = tx.send(Msg::RestartDue { id, gen });
+                });
+            }
+            Effect::Note(text) => {
+                let spec = &self.entries[id].spec;
+                if let Ok(log) = unit::open_log(&self.config.log_path(id.as_str())) {
+                    setup::note(&log, &spec.redact(&text));
+                }
+            }
+            Effect::Record(kind, detail) => self.record(id, kind, detail),
+        }
+    }
+
+    fn launch_of(&self, id: &ServiceId, gen: u64) -> Launch {
+        Launch {
+            id: id.clone(),
+            gen,
+            svc: Arc::clone(&self.entries[id].spec),
+            log_path: self.config.log_path(id.as_str()),
+            marker: format!("{}:{}", self.marker, id),
+            config: Arc::clone(&self.config),
+        }
+    }
+
+    /// Advance every service that can move: stop what was asked to stop
+    /// once its dependents are down, block what cannot start, launch what is
+    /// ready.
+    fn reconcile(&mut self) {
+        for pos in (0..self.order.len()).rev() {
+            let id = self.order[pos].clone();
+            let e = &self.entries[&id];
+            if e.svc.goal == Goal::Run || e.svc.phase == Phase::Stopping {
+                continue;
+            }
+            // Dependents that are being stopped too go first. One that stays
+            // (a `restart` of its dependency alone) does not hold it up.
+            let dependents_down = self
+                .entries
+                .values()
+                .filter(|d| !d.removed && d.deps.contains(&id))
+                .all(|d| !d.svc.going_down());
+            if dependents_down {
+                self.input(&id, Input::BeginStop);
+            }
+        }
+        for pos in 0..self.order.len() {
+            let id = self.order[pos].clone();
+            let e = &self.entries[&id];
+            // A blocker that came back (by a restart, or by itself) lets a
+            // blocked dependent start.
+            if matches!(e.svc.phase, Phase::Blocked(_)) && self.blocked_by(&id).is_none() {
+                self.input(&id, Input::Start);
+            }
+            let e = &self.entries[&id];
+            if e.svc.phase != Phase::Waiting || e.unit.is_some() {
+                continue;
+            }
+            if let Some(reason) = self.blocked_by(&id) {
+                self.input(&id, Input::Block(reason));
+                continue;
+            }
+            let deps_ready = e.deps.iter().all(|d| self.entries[d].svc.ready());
+            let earlier_ready = self.earlier_tiers(e.tier).all(|j| j.svc.ready());
+            if deps_ready && earlier_ready {
+                let gen = self.gen();
+                self.input(&id, Input::Launch { gen });
+            }
+        }
+    }
+
+    /// Wanted services of tiers before `tier`.
+    fn earlier_tiers(&self, tier: usize) -> impl Iterator<Item = &Entry> + '_ {
+        self.entries
+            .values()
+            .filter(move |e| !e.removed && e.tier < tier && e.svc.wanted())
+    }
+
+    fn blocked_by(&self, id: &ServiceId) -> Option<BlockReason> {
+        let e = &self.entries[id];
+        let state_of = |j: &Entry| match j.svc.phase {
+            Phase::Blocked(_) => DepState::Blocked,
+            Phase::Idle if j.spec.disabled => DepState::Disabled,
+            Phase::Idle => DepState::Stopped,
+            _ => DepState::Failed,
+        };
+        for d in &e.deps {
+            let dep = &self.entries[d];
+            if dep.svc.broken() || dep.svc.phase == Phase::Idle {
+                let (service, state) = (d.to_string(), state_of(dep));
+                return Some(BlockReason::Dependency { service, state });
+            }
+        }
+        self.entries
+            .iter()
+            .find(|(_, j)| !j.removed && j.tier < e.tier && j.svc.wanted() && j.svc.broken())
+            .map(|(name, j)| BlockReason::EarlierTier {
+                service: name.to_string(),
+                state: state_of(j),
+            })
+    }
+
+    /// Sample the process groups of running services, off the dispatcher.
+    fn sample_metrics(&mut self) {
+        self.metrics_ticks = self.metrics_ticks.wrapping_add(1);
+        let every_tick = self.entries.values().any(|e| e.spec.max_memory.is_some());
+        if !every_tick && !self.metrics_ticks.is_multiple_of(METRICS_IDLE_EVERY) {
+            return;
+        }
+        let targets: Vec<(ServiceId, u64, i32)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| matches!(e.svc.phase, Phase::Running { .. } | Phase::Starting))
+            .filter_map(|(id, e)| Some((id.clone(), e.svc.gen, e.svc.pid?)))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let tx = self.tx.clone();
+        let sampler = Arc::clone(&self.sampler);
+        tokio::task::spawn_blocking(move || {
+            let pgids: Vec<i32> = targets.iter().map(|t| t.2).collect();
+            let by_group = match sampler.lock() {
+                Ok(mut s) => s.sample(&pgids),
+                Err(_) => return,
+            };
+            let usage = targets
+                .into_iter()
+                .filter_map(|(id, gen, pgid)| {
+                    let usage = *by_group.get(&pgid)?;
+                    Some(MetricsUse { id, gen, usage })
+                })
+                .collect();
+            let _ = tx.send(Msg::Metrics(usage));
+        });
+    }
+
+    /// Record a sample, and restart what exceeds its `max_memory`.
+    fn metrics(&mut self, usage: Vec<MetricsUse>) {
+        // Live watchers hear of a sample only when it changes what they show.
+        let shown = |u: Option<Usage>| {
+            u.map(|u| {
+                (
+                    u.rss_bytes >> 16,
+                    u.cpu_percent.map(|c| (c * 10.0).round() as i64),
+                )
+            })
+        };
+        let mut changed = false;
+        for m in usage {
+            let Some(e) = self.entries.get_mut(&m.id) else {
+                continue;
+            };
+            if e.svc.gen != m.gen || !matches!(e.svc.phase, Phase::Running { .. } | Phase::Starting)
+            {
+                continue;
+            }
+            changed |= shown(e.usage) != shown(Some(m.usage));
+            e.usage = Some(m.usage);
+            if let Some(limit) = e.spec.max_memory {
+                if m.usage.rss_bytes > limit {
+                    let rss = m.usage.rss_bytes;
+                    self.input(&m.id, Input::MemoryOver { rss, limit });
+                }
+            }
+        }
+        if changed && !self.dirty {
+            self.publish(|| Update::Status {
+                services: self.statuses(),
+            });
+        }
+    }
+
+    /// Record an event (secrets redacted).
+    fn record(&mut self, id: &ServiceId, kind: EventKind, detail: impl Into<String>) {
+        let detail = detail.into();
+        let detail = match self.entries.get(id) {
+            Some(e) => e.spec.redact(&detail),
+            None => detail,
+        };
+        let event = events::Event {
+            ts: state::now_unix(),
+            service: id.to_string(),
+            kind,
+            detail,
+        };
+        self.events.append(&event);
+        self.publish(|| Update::Event { event });
+    }
+
+    /// Last resort on exit: nothing carrying our marker survives us.
+    fn kill_all_marked(&self) {
+        let prefix = format!("{}:", self.marker);
+        for pid in process::marked_pids(&prefix, true) {
+            process::signal_pid(pid, Signal::SIGKILL);
+        }
+    }
+}
+
+/// Kill every process still parented to the supervisor: as a subreaper it
+/// inherits descendants that left their group and cleared their
+/// environment, so neither a group signal nor the marker reaches them. Log
+/// writers are spared: they finish on their own once their service is gone.
+fn kill_own_children() {
+    let me = std::process::id() as i32;
+    for _ in 0..5 {
+        let left: Vec<i32> = process::children_of(me)
+            .into_iter()
+            .filter(|&pid| !process::cmdline(pid).is_some_and(|c| c.contains("__log")))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        for pid in left {
+            tracing::info!(pid, "killing a leftover descendant");
+            process::signal_pid(pid, Signal::SIGKILL);
+        }
+        // Its own children are re-parented to us in turn.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A marker unique to this project folder, shared by all its services.
+pub fn instance_marker(config: &Config) -> String {
+    process::project_marker(&config.root)
+}

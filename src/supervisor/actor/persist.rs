@@ -1,0 +1,132 @@
+//! What outlives a supervisor: `state.json`, written after every change,
+//! and the adoption of what an earlier supervisor left running.
+
+use super::*;
+
+impl Supervisor {
+    /// Take over what an earlier supervisor of this project left running, as
+    /// recorded in its state file. A process is adopted only if its pid still
+    /// names the very process recorded (same start time), so a reused pid is
+    /// never touched; one that died meanwhile is handled as a crash.
+    pub fn adopt(&mut self, saved: &StateFile) {
+        let ids: Vec<ServiceId> = self.order.clone();
+        for id in ids {
+            let Some(rec) = saved.services.get(id.as_str()) else {
+                continue;
+            };
+            let gen = self.gen();
+            let e = self.entries.get_mut(&id).expect("every id has an entry");
+            e.svc.restarts = rec.restarts;
+            e.svc.streak = rec.restarts_in_row.unwrap_or(0);
+            let alive = match (rec.pid, rec.ticks) {
+                (Some(pid), Some(ticks)) if process::is_same_process(pid, ticks) => {
+                    Some((pid, ticks))
+                }
+                _ => None,
+            };
+            let was_wanted = matches!(
+                rec.state,
+                ServiceState::Online
+                    | ServiceState::Degraded
+                    | ServiceState::Offline
+                    | ServiceState::Starting
+            );
+            match alive {
+                Some((pid, ticks)) => match process::watch_foreign(pid) {
+                    Ok(exit) => {
+                        tracing::info!(service = %id, pid, "adopted");
+                        let s = &mut e.svc;
+                        s.gen = gen;
+                        s.pid = Some(pid);
+                        s.ticks = Some(ticks);
+                        s.started_at = rec.started_at;
+                        let age = rec
+                            .started_at
+                            .map(|t| (state::now_unix() - t).max(0.0))
+                            .unwrap_or(0.0);
+                        s.started = Instant::now()
+                            .checked_sub(Duration::from_secs_f64(age))
+                            .or(Some(Instant::now()));
+                        // Online until its probes say otherwise; a oneshot is
+                        // still running.
+                        s.phase = if e.spec.oneshot {
+                            Phase::Starting
+                        } else {
+                            Phase::Running {
+                                health: crate::supervisor::service::Health::Online,
+                                fails: 0,
+                            }
+                        };
+                        s.detail = Some("adopted".into());
+                        let launch = self.launch_of(&id, gen);
+                        let e = self.entries.get_mut(&id).expect("entry");
+                        e.unit = Some(unit::adopt(launch, self.reports_tx.clone(), pid, exit));
+                        self.record(&id, EventKind::Adopted, format!("pid {pid}"));
+                    }
+                    Err(e) => {
+                        tracing::warn!(service = %id, pid, "cannot watch adopted process: {e}")
+                    }
+                },
+                None if was_wanted && rec.pid.is_some() && !rec.external => {
+                    // It died while nobody supervised it: the restart policy decides.
+                    tracing::info!(service = %id, "recorded process is gone");
+                    e.svc.gen = gen;
+                    e.svc.phase = Phase::Running {
+                        health: crate::supervisor::service::Health::Offline,
+                        fails: 0,
+                    };
+                    let pid = rec.pid;
+                    self.input(&id, Input::Ended { pid, exit: None });
+                }
+                None => {
+                    e.svc.phase = match rec.state {
+                        ServiceState::Completed => Phase::Completed,
+                        ServiceState::Failed => Phase::Failed(FailReason::Recorded {
+                            message: rec.detail.clone().unwrap_or_default(),
+                        }),
+                        _ => Phase::Idle,
+                    };
+                }
+            }
+        }
+        self.dirty = true;
+    }
+
+    pub(super) fn persist(&mut self) {
+        self.dirty = false;
+        let mut file = StateFile {
+            supervisor_pid: Some(std::process::id() as i32),
+            supervisor_ticks: process::start_ticks(std::process::id() as i32),
+            services: Default::default(),
+        };
+        for svc in &self.config.services {
+            let Some(e) = self.entries.get(svc.name.as_str()) else {
+                continue;
+            };
+            let s = &e.svc;
+            file.services.insert(
+                svc.name.clone(),
+                ServiceRecord {
+                    state: s.public(),
+                    pid: s.pid,
+                    ticks: s.ticks,
+                    started_at: s.started_at,
+                    restarts: s.restarts,
+                    restarts_in_row: Some(s.streak),
+                    external: matches!(s.phase, Phase::External),
+                    detail: s
+                        .reason()
+                        .or_else(|| s.detail.clone())
+                        .map(|d| e.spec.redact(&d)),
+                },
+            );
+        }
+        if self.exiting && self.quiet() {
+            file.supervisor_pid = None;
+            file.supervisor_ticks = None;
+        }
+        if let Err(e) = state::write(&self.config, &file) {
+            tracing::error!("cannot write state: {e}");
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Client requests: start, restart (setup first), stop, status and reload.
+//! Each turns into inputs of the services it names; a waiter answers.
+
+use super::*;
+
+impl Supervisor {
+    pub(super) fn request(&mut self, request: Request, reply: mpsc::UnboundedSender<Response>) {
+        if self.exiting {
+            let _ = reply.send(Response::error(
+                ErrorKind::ShuttingDown,
+                "the supervisor is shutting down",
+            ));
+            return;
+        }
+        match request {
+            Request::Status => {
+                let _ = reply.send(Response::Status {
+                    supervisor_pid: std::process::id() as i32,
+                    services: self.statuses(),
+                    config_digest: self.digest.clone(),
+                });
+            }
+            Request::Start { services, profiles } => {
+                match graph::select(&self.config, &services, &profiles) {
+                    Ok(selected) => {
+                        let ids = self.ids(selected);
+                        for id in &ids {
+                            self.input(id, Input::Start);
+                        }
+                        self.add_waiter(ids, WaitFor::Up, reply);
+                    }
+                    Err(e) => self.refuse(&reply, ErrorKind::UnknownService, e),
+                }
+            }
+            Request::Restart { services } => match graph::select(&self.config, &services, &[]) {
+                Ok(_) => {
+                    let ids: Vec<ServiceId> = services.iter().map(|n| ServiceId::new(n)).collect();
+                    // A running service's setup runs first, while it serves:
+                    // a broken setup must not take a working service down.
+                    let setups: Vec<Launch> = ids
+                        .iter()
+                        .filter(|id| {
+                            let e = &self.entries[*id];
+                            e.svc.active() && e.spec.setup != crate::config::Setup::None
+                        })
+                        .map(|id| self.launch_of(id, 0))
+                        .collect();
+                    if setups.is_empty() {
+                        self.restart(ids, Vec::new(), reply);
+                    } else {
+                        let tx = self.tx.clone();
+                        tokio::spawn(async move {
+                            let mut failed = Vec::new();
+                            for l in setups {
+                                if let Err(reason) = unit::setup_only(&l).await {
+                                    failed.push((l.id, reason));
+                                }
+                            }
+                            let _ = tx.send(Msg::SetupsDone {
+                                services: ids,
+                                failed,
+                                reply,
+                            });
+                        });
+                    }
+                }
+                Err(e) => self.refuse(&reply, ErrorKind::UnknownService, e),
+            },
+            Request::Stop { services } if services.is_empty() => {
+                self.stop_all();
+                let all = self.entries.keys().cloned().collect();
+                self.add_waiter(all, WaitFor::Down, reply);
+            }
+            Request::Stop { services } => match graph::select(&self.config, &services, &[]) {
+                Ok(_) => {
+                    let roots = services
+                        .iter()
+                        .filter_map(|n| self.config.service(n).map(|(i, _)| i));
+                    let ids = self.ids(graph::with_dependents(&self.config, roots));
+                    for id in &ids {
+                        self.input(id, Input::Stop);
+                    }
+                    self.add_waiter(ids, WaitFor::Down, reply);
+                }
+                Err(e) => self.refuse(&reply, ErrorKind::UnknownService, e),
+            },
+            Request::Reload { dry_run } => self.reload(dry_run, reply),
+            Request::History { services } => {
+                let histories = self
+                    .config
+                    .services
+                    .iter()
+                    .filter(|svc| services.is_empty() || services.contains(&svc.name))
+                    .filter_map(|svc| {
+                        let e = self.entries.get(svc.name.as_str())?;
+                        Some((svc.name.clone(), e.history.to_vec()))
+                    })
+                    .collect();
+                let _ = reply.send(Response::History { histories });
+            }
+            // The socket's connection handler answers it; a transport
+            // without an HTTP API has none to offer.
+            Request::Api => self.refuse(
+                &reply,
+                ErrorKind::Internal,
+                "the HTTP API is not available in this supervisor",
+            ),
+        }
+    }
+
+    /// Restart `ids`, except those whose setup failed (they keep running
+    /// and are reported as failures of this request).
+    pub(super) fn restart(
+        &mut self,
+        ids: Vec<ServiceId>,
+        failed: Vec<(ServiceId, String)>,
+        reply: mpsc::UnboundedSender<Response>,
+    ) {
+        let mut failures = Vec::new();
+        for (id, reason) in failed {
+            let Some(e) = self.entries.get(&id) else {
+                continue;
+            };
+            let reason = match e.svc.pid {
+                Some(pid) => format!("{reason}; pid {pid} keeps running the previous version"),
+                None => reason,
+            };
+            failures.push(Failure {
+                service: id.to_string(),
+                state: e.svc.public(),
+                reason: e.spec.redact(&reason),
+                log: self.config.log_path(id.as_str()),
+            });
+            self.effect(&id, Effect::Note(format!("restart refused: {reason}")));
+        }
+        let go: Vec<ServiceId> = ids
+            .into_iter()
+            .filter(|id| !failures.iter().any(|f| f.service == id.as_str()))
+            .collect();
+        for id in &go {
+            self.input(id, Input::Restart);
+            if let Some(e) = self.entries.get_mut(id) {
+                e.requested_restarts += 1;
+            }
+        }
+        // Their dependencies must be up too.
+        let roots = go
+            .iter()
+            .filter_map(|id| self.config.service(id.as_str()).map(|(i, _)| i));
+        let targets = self.ids(graph::with_dependencies(&self.config, roots));
+        for id in &targets {
+            self.input(id, Input::Start);
+        }
+        self.add_waiter(targets, WaitFor::Up, reply);
+        if let Some(w) = self.waiters.last_mut() {
+            w.failures = failures;
+        }
+    }
+
+    pub(super) fn refuse(
+        &self,
+        reply: &mpsc::UnboundedSender<Response>,
+        kind: ErrorKind,
+        e: impl std::fmt::Display,
+    ) {
+        let _ = reply.send(Response::error(kind, e.to_string()));
+    }
+
+    pub(super) fn ids(&self, indices: impl IntoIterator<Item = usize>) -> Vec<ServiceId> {
+        indices
+            .into_iter()
+            .map(|i| ServiceId::new(&self.config.services[i].name))
+            .collect()
+    }
+
+    /// Re-read services.toml and apply the difference; the reply lists the
+    /// plan, then (unless a dry run) waits until the changed services settle.
+    pub(super) fn reload(&mut self, dry_run: bool, reply: mpsc::UnboundedSender<Response>) {
+        let new = match crate::config::load(Some(&self.config.path)) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::warn!("reload refused: {e}");
+                self.refuse(&reply, ErrorKind::InvalidConfig, e);
+                return;
+            }
+        };
+        let plan = reload::plan(&self.config, &new, |svc| setup::stale(&new, svc));
+        let _ = reply.send(Response::Plan {
+            changes: plan.changes.clone(),
+        });
+        if dry_run {
+            let _ = reply.send(Response::Done {
+                ok: true,
+                failures: Vec::new(),
+            });
+            return;
+        }
+        tracing::info!(changes = plan.changes.len(), "reloading services.toml");
+        self.apply(plan, new, reply);
+    }
+
+    pub(super) fn apply(
+        &mut self,
+        plan: Plan,
+        new: Arc<Config>,
+        reply: mpsc::UnboundedSender<Response>,
+    ) {
+        self.install(new);
+        let mut targets = Vec::new();
+        for change in &plan.changes {
+            let id = ServiceId::new(&change.service);
+            self.record(&id, EventKind::Reload, change.to_string());
+            let Some(e) = self.entries.get(&id) else {
+                continue;
+            };
+            match change.kind {
+                ChangeKind::Removed => self.input(&id, Input::Stop),
+                ChangeKind::Added => {
+                    let selected = graph::select(&self.config, &[], &[]).unwrap_or_default();
+                    if self
+                        .config
+                        .service(id.as_str())
+                        .is_some_and(|(i, _)| selected.contains(&i))
+                    {
+                        targets.push(id);
+                    }
+                }
+                // What runs restarts with its new definition; what gave up
+                // gets another chance; what is stopped stays stopped.
+                ChangeKind::Changed if e.svc.active() => {
+                    self.input(&id, Input::Restart);
+                    if let Some(e) = self.entries.get_mut(&id) {
+                        e.requested_restarts += 1;
+                    }
+                    targets.push(id);
+                }
+                ChangeKind::Changed if e.svc.broken() || e.svc.phase == Phase::Waiting => {
+                    targets.push(id)
+                }
+                ChangeKind::Changed => {}
+            }
+        }
+        // They, and what they depend on, must be up.
+        let roots: Vec<usize> = targets
+            .iter()
+            .filter_map(|id| self.config.service(id.as_str()).map(|(i, _)| i))
+            .collect();
+        let ids = self.ids(graph::with_dependencies(&self.config, roots));
+        for id in &ids {
+            self.input(id, Input::Start);
+        }
+        self.add_waiter(ids, WaitFor::Up, reply);
+    }
+
+    pub(super) fn stop_all(&mut self) {
+        self.exiting = true;
+        let ids: Vec<ServiceId> = self.entries.keys().cloned().collect();
+        for id in ids {
+            self.input(&id, Input::Stop);
+        }
+    }
+
+    pub(super) fn statuses(&self) -> Vec<ServiceStatus> {
+        self.config
+            .services
+            .iter()
+            .filter_map(|svc| {
+                let e = self.entries.get(svc.name.as_str())?;
+                let s = &e.svc;
+                Some(ServiceStatus {
+                    name: svc.name.clone(),
+                    state: s.public(),
+                    pid: s.pid,
+                    port: e.spec.port,
+                    restarts: s.restarts,
+                    restarts_in_row: s.streak,
+                    uptime_s: s
+                        .started_at
+                        .filter(|_| s.pid.is_some())
+                        .map(|t| (state::now_unix() - t).max(0.0)),
+                    detail: s
+                        .reason()
+                        .or_else(|| s.detail.clone())
+                        .map(|d| e.spec.redact(&d)),
+                    reason: s.typed_reason().map(|r| r.masked(|t| e.spec.redact(t))),
+                    latency_ms: s.latency_ms,
+                    external: matches!(s.phase, Phase::External),
+                    rss_bytes: e.usage.filter(|_| s.pid.is_some()).map(|u| u.rss_bytes),
+                    cpu_percent: e
+                        .usage
+                        .filter(|_| s.pid.is_some())
+                        .and_then(|u| u.cpu_percent)
+                        .map(|c| (c * 10.0).round() / 10.0),
+                    restarts_total: s.restarts + e.requested_restarts,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,213 @@
+//! What a reload changes: two configs compared service by service, by name.
+//!
+//! A service is changed when anything that shapes its process differs:
+//! command, folder, port, environment (after expansion), setup and its
+//! inputs, health check, restart and stop settings. A dependent whose
+//! dependency's port moved is changed too (it sees `FPCTL_PORT_<DEP>`).
+//! Tier and `depends_on` edits change the order only, not the process.
+//! Pure: the dispatcher decides what each change means for what runs.
+
+use std::collections::BTreeSet;
+
+use crate::config::{port_var_name, Config, Health, Probe, Service};
+use crate::control::{Change, ChangeKind};
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// In the new file's order; removed services last.
+    pub changes: Vec<Change>,
+}
+
+/// Compare `old` and `new`. `setup_stale` says whether a service's setup
+/// inputs changed since its setup last ran.
+pub fn plan(old: &Config, new: &Config, setup_stale: impl Fn(&Service) -> bool) -> Plan {
+    let mut changes = Vec::new();
+    let mut moved_ports = BTreeSet::new();
+    for svc in &new.services {
+        if let Some((_, before)) = old.service(&svc.name) {
+            if before.port != svc.port {
+                moved_ports.insert(svc.name.clone());
+            }
+        }
+    }
+    for svc in &new.services {
+        let Some((_, before)) = old.service(&svc.name) else {
+            changes.push(Change {
+                service: svc.name.clone(),
+                kind: ChangeKind::Added,
+                reasons: Vec::new(),
+            });
+            continue;
+        };
+        let mut reasons = differences(before, svc);
+        if setup_stale(svc) && !reasons.iter().any(|r| r == "setup") {
+            reasons.push("setup inputs".into());
+        }
+        for &d in &svc.depends_on {
+            let dep = &new.services[d].name;
+            if moved_ports.contains(dep) {
+                reasons.push(port_var_name(dep));
+            }
+        }
+        if !reasons.is_empty() {
+            changes.push(Change {
+                service: svc.name.clone(),
+                kind: ChangeKind::Changed,
+                reasons,
+            });
+        }
+    }
+    for svc in &old.services {
+        if new.service(&svc.name).is_none() {
+            changes.push(Change {
+                service: svc.name.clone(),
+                kind: ChangeKind::Removed,
+                reasons: Vec::new(),
+            });
+        }
+    }
+    Plan { changes }
+}
+
+/// The names of the settings that differ between two definitions of one
+/// service, as a user would call them.
+fn differences(a: &Service, b: &Service) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |differs: bool, what: &str| {
+        if differs {
+            out.push(what.to_string());
+        }
+    };
+    check(a.argv != b.argv, "command");
+    check(a.dir != b.dir, "dir");
+    check(a.port != b.port, "port");
+    check(a.env != b.env, "env");
+    check(a.setup != b.setup, "setup");
+    check(!same_health(a.health.as_ref(), b.health.as_ref()), "health");
+    check(
+        a.restart != b.restart || a.max_restarts != b.max_restarts,
+        "restart",
+    );
+    check(
+        a.stop_signal != b.stop_signal || a.stop_timeout != b.stop_timeout,
+        "stop",
+    );
+    check(a.start_timeout != b.start_timeout, "start_timeout");
+    check(a.oneshot != b.oneshot, "oneshot");
+    check(a.max_memory != b.max_memory, "max_memory");
+    check(a.log_rotation != b.log_rotation, "log_max_size");
+    out
+}
+
+fn same_health(a: Option<&Health>, b: Option<&Health>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            a.interval == b.interval
+                && a.timeout == b.timeout
+                && a.retries == b.retries
+                && same_probe(&a.probe, &b.probe)
+        }
+        _ => false,
+    }
+}
+
+fn same_probe(a: &Probe, b: &Probe) -> bool {
+    match (a, b) {
+        (
+            Probe::Http {
+                url: u1,
+                expect_status: s1,
+                expect_json: j1,
+                insecure: i1,
+            },
+            Probe::Http {
+                url: u2,
+                expect_status: s2,
+                expect_json: j2,
+                insecure: i2,
+            },
+        ) => u1 == u2 && s1 == s2 && j1 == j2 && i1 == i2,
+        (
+            Probe::Log {
+                pattern: p1,
+                log: l1,
+            },
+            Probe::Log {
+                pattern: p2,
+                log: l2,
+            },
+        ) => p1.as_str() == p2.as_str() && l1 == l2,
+        (Probe::Tcp { port: p1 }, Probe::Tcp { port: p2 }) => p1 == p2,
+        (Probe::Exec { argv: a1 }, Probe::Exec { argv: a2 }) => a1 == a2,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+    use std::path::Path;
+
+    fn config(text: &str) -> Config {
+        load_str(Path::new("/tmp/x/services.toml"), text.to_string()).expect("valid")
+    }
+
+    fn shown(p: &Plan) -> Vec<String> {
+        p.changes.iter().map(|c| c.to_string()).collect()
+    }
+
+    const BASE: &str = r#"
+[services.db]
+command = "db --port ${PORT}"
+port = 7001
+[services.api]
+command = "api"
+depends_on = ["db"]
+[services.web]
+command = "web"
+"#;
+
+    #[test]
+    fn identical_files_change_nothing() {
+        let p = plan(&config(BASE), &config(BASE), |_| false);
+        assert!(p.changes.is_empty(), "{:?}", shown(&p));
+    }
+
+    #[test]
+    fn an_edited_command_changes_that_service_only() {
+        let new = BASE.replace("command = \"web\"", "command = \"web2\"");
+        let p = plan(&config(BASE), &config(&new), |_| false);
+        assert_eq!(shown(&p), ["~ web (command changed)"]);
+    }
+
+    #[test]
+    fn a_moved_port_changes_the_service_and_its_dependents() {
+        let new = BASE.replace("7001", "7002");
+        let p = plan(&config(BASE), &config(&new), |_| false);
+        assert_eq!(
+            shown(&p),
+            [
+                "~ db (command, port, env changed)",
+                "~ api (FPCTL_PORT_DB changed)"
+            ]
+        );
+    }
+
+    #[test]
+    fn added_and_removed_services_are_listed() {
+        let new = BASE.replace(
+            "[services.web]\ncommand = \"web\"",
+            "[services.worker]\ncommand = \"w\"",
+        );
+        let p = plan(&config(BASE), &config(&new), |_| false);
+        assert_eq!(shown(&p), ["+ worker", "- web"]);
+    }
+
+    #[test]
+    fn stale_setup_inputs_change_a_service() {
+        let p = plan(&config(BASE), &config(BASE), |s| s.name == "api");
+        assert_eq!(shown(&p), ["~ api (setup inputs changed)"]);
+    }
+}

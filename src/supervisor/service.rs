@@ -1,0 +1,1280 @@
+//! One service's life as a pure state machine.
+//!
+//! [`Svc::handle`] takes an [`Input`] (a request, a unit's report, a timer)
+//! and returns the [`Effect`]s the dispatcher must carry out: launch a unit,
+//! ask it to stop, schedule a restart, write a log note, record an event.
+//! Nothing here touches processes, files or clocks (the time is passed in),
+//! so every transition is unit-tested below without spawning anything.
+//!
+//! A service's state is its [`Phase`] (what it is doing) and its [`Goal`]
+//! (what it was asked to do). The goal only matters while a unit runs: a
+//! stop waits for dependents to go down first, and a restart starts again
+//! once the stop is complete.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{RestartPolicy, Service};
+use crate::control::{BlockReason, FailReason, Reason, ServiceState};
+use crate::events::EventKind;
+use crate::health::{ProbeResult, Verdict};
+use crate::output::{bytes_short, duration_short};
+use crate::process::Exit;
+
+/// A crash after this long online starts a new crash-loop count.
+pub const RESTART_WINDOW: Duration = Duration::from_secs(30);
+/// Backoff between crash restarts: none for the first, then doubling.
+const BACKOFF_BASE: Duration = Duration::from_millis(100);
+const BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+/// How an exit nobody saw is described.
+const UNSUPERVISED: &str = "died while no supervisor was running";
+
+/// A service's identity: its name. Indices into a config change when the
+/// file is edited; the name does not.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceId(Arc<str>);
+
+impl ServiceId {
+    pub fn new(name: &str) -> Self {
+        ServiceId(Arc::from(name))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for ServiceId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a service is doing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    /// Not running, on purpose (never started, or stopped).
+    Idle,
+    /// Wanted; waiting for dependencies or an earlier tier.
+    Waiting,
+    /// Cannot start: a dependency or an earlier tier gave up.
+    Blocked(BlockReason),
+    /// Port check and setup running.
+    Preparing,
+    /// Spawned, not yet healthy.
+    Starting,
+    /// Up; `fails` counts failed probes in a row.
+    Running {
+        health: Health,
+        fails: u32,
+    },
+    /// fpctl is stopping it so that the crash path restarts it.
+    Recycling(KillReason),
+    /// Exited; a restart is scheduled after `delay`.
+    Backoff {
+        delay: Duration,
+    },
+    /// Its unit is stopping it (signal, grace, SIGKILL, sweep).
+    Stopping,
+    Failed(FailReason),
+    /// A oneshot that exited 0.
+    Completed,
+    /// Healthy on its port though fpctl did not start it.
+    External,
+}
+
+/// What a running service's probes say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Online,
+    Degraded,
+    Offline,
+}
+
+impl Health {
+    fn state(self) -> ServiceState {
+        match self {
+            Health::Online => ServiceState::Online,
+            Health::Degraded => ServiceState::Degraded,
+            Health::Offline => ServiceState::Offline,
+        }
+    }
+}
+
+/// What the service was asked to do, while a unit of it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goal {
+    Run,
+    /// Stop once its dependents are down.
+    Stop,
+    /// Stop once its dependents are down, then start again.
+    Restart,
+}
+
+/// Why fpctl stops a service so that it is restarted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KillReason {
+    Liveness { retries: u32, detail: String },
+    Memory { rss: u64, limit: u64 },
+}
+
+impl fmt::Display for KillReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KillReason::Liveness { retries, detail } => {
+                write!(f, "health check failed {retries} times: {detail}")
+            }
+            KillReason::Memory { rss, limit } => write!(
+                f,
+                "memory {} over max_memory {}",
+                bytes_short(*rss),
+                bytes_short(*limit)
+            ),
+        }
+    }
+}
+
+/// Something that happens to a service.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// `start`: wanted up.
+    Start,
+    /// `restart`: stop if running, then start.
+    Restart,
+    /// `stop`: wanted down (once dependents are down).
+    Stop,
+    /// The dispatcher found its dependencies ready: launch unit `gen`.
+    Launch {
+        gen: u64,
+    },
+    /// The dispatcher found it cannot start.
+    Block(BlockReason),
+    /// The dispatcher found its dependents down: stop now.
+    BeginStop,
+    /// Its unit's port check found a healthy service already there.
+    External(ProbeResult),
+    /// Its unit's port check, setup or spawn failed.
+    PrepareFailed(String),
+    Spawned {
+        pid: i32,
+        ticks: Option<u64>,
+        at: f64,
+    },
+    Probed(ProbeResult),
+    StartTimeout,
+    /// A service without a health check stayed up through the grace period.
+    AliveFor,
+    MemoryOver {
+        rss: u64,
+        limit: u64,
+    },
+    /// The unit is over: its process (if any) exited and its tree is swept.
+    /// `exit` is None when nothing was spawned or the status is unknown.
+    Ended {
+        pid: Option<i32>,
+        exit: Option<Exit>,
+    },
+    /// The backoff is over; launch unit `gen`.
+    RestartDue {
+        gen: u64,
+    },
+}
+
+/// What the dispatcher must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Start a unit (prepare, spawn, watch) with the service's `gen`.
+    Launch,
+    /// Ask the unit to stop gracefully.
+    Stop,
+    /// Ask the unit to SIGKILL at once.
+    Kill,
+    /// Send `RestartDue` after this delay.
+    RestartAfter(Duration),
+    /// A line of fpctl's own in the service's log.
+    Note(String),
+    /// An entry in the event history.
+    Record(EventKind, String),
+}
+
+/// One service, as the supervisor sees it.
+#[derive(Debug, Clone)]
+pub struct Svc {
+    pub phase: Phase,
+    pub goal: Goal,
+    /// The launch this state is about; reports of other launches are stale.
+    pub gen: u64,
+    pub pid: Option<i32>,
+    pub ticks: Option<u64>,
+    /// Unix time when the current process started.
+    pub started_at: Option<f64>,
+    /// When the current launch began (for the crash window).
+    pub started: Option<Instant>,
+    /// Restarts in a row (reset by `start`, `restart` and a long run).
+    pub streak: u32,
+    /// Restarts since the supervisor took it over.
+    pub restarts: u32,
+    pub detail: Option<String>,
+    pub latency_ms: Option<f64>,
+    /// How many stops completed; a stop waiter is done once this moved.
+    pub stops: u64,
+}
+
+impl Default for Svc {
+    fn default() -> Self {
+        Svc::new()
+    }
+}
+
+impl Svc {
+    pub fn new() -> Self {
+        Svc {
+            phase: Phase::Idle,
+            goal: Goal::Run,
+            gen: 0,
+            pid: None,
+            ticks: None,
+            started_at: None,
+            started: None,
+            streak: 0,
+            restarts: 0,
+            detail: None,
+            latency_ms: None,
+            stops: 0,
+        }
+    }
+
+    /// The state users see.
+    pub fn public(&self) -> ServiceState {
+        match &self.phase {
+            Phase::Idle | Phase::Stopping => ServiceState::Stopped,
+            Phase::Waiting | Phase::Preparing | Phase::Starting => ServiceState::Starting,
+            Phase::Running { health, .. } => health.state(),
+            Phase::Recycling(_) | Phase::Backoff { .. } => ServiceState::Offline,
+            Phase::External => ServiceState::Online,
+            Phase::Failed(_) => ServiceState::Failed,
+            Phase::Blocked(_) => ServiceState::Blocked,
+            Phase::Completed => ServiceState::Completed,
+        }
+    }
+
+    /// Ready for dependents to start.
+    pub fn ready(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Running {
+                health: Health::Online,
+                ..
+            } | Phase::External
+                | Phase::Completed
+        )
+    }
+
+    /// Gave up, so dependents cannot start.
+    pub fn broken(&self) -> bool {
+        matches!(self.phase, Phase::Failed(_) | Phase::Blocked(_))
+    }
+
+    /// Some process of it may be running, or a restart is pending.
+    pub fn active(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Preparing
+                | Phase::Starting
+                | Phase::Running { .. }
+                | Phase::Recycling(_)
+                | Phase::Backoff { .. }
+                | Phase::Stopping
+        )
+    }
+
+    /// Asked to stop, or stopping.
+    pub fn going_down(&self) -> bool {
+        self.goal != Goal::Run || self.phase == Phase::Stopping
+    }
+
+    /// Wanted by the user (counts for the tier rule).
+    pub fn wanted(&self) -> bool {
+        self.phase != Phase::Idle && self.goal == Goal::Run
+    }
+
+    /// Done moving, as far as a `start` waiter is concerned.
+    pub fn settled_up(&self) -> bool {
+        self.goal == Goal::Run
+            && matches!(
+                self.phase,
+                Phase::Running { .. }
+                    | Phase::External
+                    | Phase::Completed
+                    | Phase::Failed(_)
+                    | Phase::Blocked(_)
+                    | Phase::Idle
+            )
+    }
+
+    /// Why it failed or is blocked.
+    pub fn reason(&self) -> Option<String> {
+        match &self.phase {
+            Phase::Failed(r) => Some(r.to_string()),
+            Phase::Blocked(r) => Some(r.to_string()),
+            _ => None,
+        }
+    }
+
+    /// Why it failed or is blocked, as data.
+    pub fn typed_reason(&self) -> Option<Reason> {
+        match &self.phase {
+            Phase::Failed(r) => Some(Reason::Failed(r.clone())),
+            Phase::Blocked(r) => Some(Reason::Blocked(r.clone())),
+            _ => None,
+        }
+    }
+
+    /// What a progress line says about the service now.
+    pub fn label(&self) -> Option<String> {
+        match &self.phase {
+            Phase::Waiting => Some("waiting for dependencies".into()),
+            Phase::Preparing => Some("preparing (port check, setup)".into()),
+            Phase::Starting => self
+                .pid
+                .map(|p| format!("launched as pid {p}, waiting for health")),
+            Phase::Stopping => Some("stopping".into()),
+            Phase::Idle => None,
+            _ => self.reason().or_else(|| self.detail.clone()),
+        }
+    }
+
+    /// Apply `input`; return what the dispatcher must do.
+    pub fn handle(&mut self, spec: &Service, input: Input, now: Instant) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        match input {
+            Input::Start => match self.phase {
+                Phase::Idle | Phase::Failed(_) | Phase::Blocked(_) => {
+                    self.phase = Phase::Waiting;
+                    self.goal = Goal::Run;
+                    self.streak = 0;
+                    self.detail = None;
+                }
+                // A stop in progress is overridden: start again once down.
+                Phase::Stopping => self.goal = Goal::Restart,
+                _ if self.goal == Goal::Stop => self.goal = Goal::Run,
+                _ => {}
+            },
+            Input::Restart => {
+                self.streak = 0;
+                if self.active() {
+                    self.goal = Goal::Restart;
+                } else {
+                    self.phase = Phase::Waiting;
+                    self.goal = Goal::Run;
+                    self.detail = None;
+                }
+            }
+            Input::Stop => match self.phase {
+                Phase::Waiting
+                | Phase::Blocked(_)
+                | Phase::Failed(_)
+                | Phase::External
+                | Phase::Completed => {
+                    self.phase = Phase::Idle;
+                    self.goal = Goal::Run;
+                    self.detail = None;
+                    self.latency_ms = None;
+                }
+                _ if self.active() => self.goal = Goal::Stop,
+                _ => {}
+            },
+            Input::Launch { gen } | Input::RestartDue { gen } => {
+                if matches!(input, Input::RestartDue { .. })
+                    && !matches!(self.phase, Phase::Backoff { .. })
+                {
+                    return fx;
+                }
+                self.gen = gen;
+                self.phase = Phase::Preparing;
+                self.detail = Some("preparing".into());
+                self.started = Some(now);
+                self.pid = None;
+                self.ticks = None;
+                self.started_at = None;
+                fx.push(Effect::Launch);
+            }
+            Input::Block(reason) => {
+                fx.push(Effect::Record(EventKind::Blocked, reason.to_string()));
+                self.phase = Phase::Blocked(reason);
+            }
+            Input::BeginStop => match self.phase {
+                Phase::Preparing
+                | Phase::Starting
+                | Phase::Running { .. }
+                | Phase::Recycling(_) => {
+                    self.phase = Phase::Stopping;
+                    fx.push(Effect::Stop);
+                }
+                Phase::Backoff { .. } => {
+                    // Nothing runs: the unit ended before the backoff.
+                    self.phase = Phase::Stopping;
+                    self.finish_stop(&mut fx);
+                }
+                _ => {}
+            },
+            Input::External(probe) => {
+                if self.phase == Phase::Preparing {
+                    fx.push(Effect::Record(EventKind::External, probe.detail.clone()));
+                    self.phase = Phase::External;
+                    self.detail = Some(format!("external: {}", probe.detail));
+                    self.latency_ms = Some(probe.latency.as_secs_f64() * 1000.0);
+                }
+            }
+            Input::PrepareFailed(reason) => {
+                if matches!(self.phase, Phase::Preparing | Phase::Starting) {
+                    self.fail(FailReason::Prepare { message: reason }, &mut fx);
+                }
+            }
+            Input::Spawned { pid, ticks, at } => {
+                self.pid = Some(pid);
+                self.ticks = ticks;
+                self.started_at = Some(at);
+                self.started = Some(now);
+                self.detail = None;
+                if self.phase == Phase::Preparing {
+                    self.phase = Phase::Starting;
+                }
+            }
+            Input::Probed(result) => self.probed(spec, result, &mut fx),
+            Input::StartTimeout => {
+                if matches!(self.phase, Phase::Starting | Phase::Preparing) {
+                    let last = self.detail.clone().unwrap_or_else(|| "no answer".into());
+                    let reason = FailReason::StartTimeout {
+                        after_ms: spec.start_timeout.as_millis() as u64,
+                        last_probe: last,
+                    };
+                    self.fail(reason, &mut fx);
+                    fx.push(Effect::Kill);
+                }
+            }
+            Input::AliveFor => {
+                if self.phase == Phase::Starting {
+                    self.phase = Phase::Running {
+                        health: Health::Online,
+                        fails: 0,
+                    };
+                    self.detail = Some("running".into());
+                    fx.push(Effect::Record(EventKind::Online, "running".into()));
+                }
+            }
+            Input::MemoryOver { rss, limit } => {
+                if matches!(self.phase, Phase::Starting | Phase::Running { .. }) {
+                    let reason = KillReason::Memory { rss, limit };
+                    fx.push(Effect::Record(EventKind::Memory, reason.to_string()));
+                    self.recycle(reason, &mut fx);
+                }
+            }
+            Input::Ended { pid, exit } => self.ended(spec, pid, exit, now, &mut fx),
+        }
+        fx
+    }
+
+    fn fail(&mut self, reason: FailReason, fx: &mut Vec<Effect>) {
+        let text = reason.to_string();
+        fx.push(Effect::Note(format!("failed: {text}")));
+        fx.push(Effect::Record(EventKind::Failed, text));
+        self.phase = Phase::Failed(reason);
+    }
+
+    fn recycle(&mut self, reason: KillReason, fx: &mut Vec<Effect>) {
+        self.phase = Phase::Recycling(reason);
+        fx.push(Effect::Stop);
+    }
+
+    fn probed(&mut self, spec: &Service, result: ProbeResult, fx: &mut Vec<Effect>) {
+        let retries = spec.health.as_ref().map(|h| h.retries).unwrap_or(1);
+        let was = self.public();
+        self.latency_ms = Some(result.latency.as_secs_f64() * 1000.0);
+        self.detail = Some(result.detail.clone());
+        match (&self.phase, result.verdict) {
+            (Phase::Starting | Phase::Running { .. }, Verdict::Healthy) => {
+                self.phase = Phase::Running {
+                    health: Health::Online,
+                    fails: 0,
+                };
+            }
+            (Phase::Running { health, fails }, verdict) => {
+                let fails = fails + 1;
+                let mut health = *health;
+                if fails >= retries {
+                    health = if verdict == Verdict::Unhealthy {
+                        Health::Degraded
+                    } else {
+                        Health::Offline
+                    };
+                }
+                self.phase = Phase::Running { health, fails };
+                if health == Health::Offline && spec.restart != RestartPolicy::No {
+                    // Liveness failed: restart it through the crash path.
+                    let now = self.public();
+                    if now != was {
+                        fx.push(Effect::Record(EventKind::Offline, result.detail.clone()));
+                    }
+                    let reason = KillReason::Liveness {
+                        retries,
+                        detail: result.detail,
+                    };
+                    self.recycle(reason, fx);
+                    return;
+                }
+            }
+            _ => {}
+        }
+        let now = self.public();
+        if now != was {
+            let kind = match now {
+                ServiceState::Online => EventKind::Online,
+                ServiceState::Degraded => EventKind::Degraded,
+                _ => EventKind::Offline,
+            };
+            fx.push(Effect::Record(kind, result.detail));
+        }
+    }
+
+    fn ended(
+        &mut self,
+        spec: &Service,
+        pid: Option<i32>,
+        exit: Option<Exit>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let exit_text = match exit {
+            Some(e) => e.to_string(),
+            None => UNSUPERVISED.to_string(),
+        };
+        if let Some(pid) = pid {
+            fx.push(Effect::Note(format!("process {pid} {exit_text}")));
+            fx.push(Effect::Record(
+                EventKind::Exited,
+                format!("pid {pid} {exit_text}"),
+            ));
+        }
+        self.pid = None;
+        self.ticks = None;
+        match self.phase.clone() {
+            Phase::Stopping => self.finish_stop(fx),
+            Phase::Starting | Phase::Running { .. } | Phase::Recycling(_) | Phase::Preparing
+                if self.goal != Goal::Run =>
+            {
+                // Went down by itself while a stop was waiting for dependents.
+                self.phase = Phase::Stopping;
+                self.finish_stop(fx);
+            }
+            Phase::Starting | Phase::Running { .. } if spec.oneshot => {
+                let exit = exit.unwrap_or(Exit::Unknown);
+                self.detail = Some(exit.to_string());
+                if exit.success() {
+                    self.phase = Phase::Completed;
+                    fx.push(Effect::Record(EventKind::Completed, exit.to_string()));
+                } else {
+                    self.fail(FailReason::Oneshot { exit }, fx);
+                }
+            }
+            Phase::Starting | Phase::Running { .. } | Phase::Recycling(_) => {
+                self.crashed(spec, exit, now, fx)
+            }
+            // Already failed or stopped: nothing more to decide.
+            _ => {}
+        }
+    }
+
+    /// A service that should run went down: restart it or give up.
+    fn crashed(&mut self, spec: &Service, exit: Option<Exit>, now: Instant, fx: &mut Vec<Effect>) {
+        if self
+            .started
+            .is_some_and(|t| now.saturating_duration_since(t) >= RESTART_WINDOW)
+        {
+            self.streak = 0;
+        }
+        let exit_text = match exit {
+            Some(e) => e.to_string(),
+            None => UNSUPERVISED.to_string(),
+        };
+        let (restart, why) = match &self.phase {
+            Phase::Recycling(reason) => (true, reason.to_string()),
+            _ => {
+                let clean = exit.is_some_and(|e| e.success());
+                let restart = match spec.restart {
+                    RestartPolicy::Always => true,
+                    RestartPolicy::OnFailure => !clean,
+                    RestartPolicy::No => false,
+                };
+                (restart, exit_text)
+            }
+        };
+        if !restart {
+            let policy = spec.restart;
+            self.fail(FailReason::NotRestarted { why, policy }, fx);
+        } else if self.streak >= spec.max_restarts {
+            let max_restarts = spec.max_restarts;
+            self.fail(FailReason::GaveUp { why, max_restarts }, fx);
+        } else {
+            let delay = backoff(self.streak);
+            self.streak += 1;
+            self.restarts += 1;
+            self.phase = Phase::Backoff { delay };
+            let shown = duration_short(delay);
+            self.detail = Some(format!("{why}; restarting in {shown}"));
+            let count = format!("restart {} of {}", self.streak, spec.max_restarts);
+            fx.push(Effect::Note(format!("{count} in {shown}")));
+            fx.push(Effect::Record(
+                EventKind::Restart,
+                format!("{count} in {shown}: {why}"),
+            ));
+            fx.push(Effect::RestartAfter(delay));
+        }
+    }
+
+    fn finish_stop(&mut self, fx: &mut Vec<Effect>) {
+        let again = self.goal == Goal::Restart;
+        self.phase = if again { Phase::Waiting } else { Phase::Idle };
+        self.goal = Goal::Run;
+        self.pid = None;
+        self.ticks = None;
+        self.started_at = None;
+        self.detail = None;
+        self.latency_ms = None;
+        self.stops += 1;
+        let detail = if again { "for a restart" } else { "" };
+        fx.push(Effect::Record(EventKind::Stopped, detail.into()));
+    }
+}
+
+/// The delay before restart number `streak + 1` in a row.
+pub fn backoff(streak: u32) -> Duration {
+    if streak == 0 {
+        Duration::ZERO
+    } else {
+        BACKOFF_BASE
+            .saturating_mul(1 << (streak - 1).min(16))
+            .min(BACKOFF_CAP)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+    use crate::control::DepState;
+    use std::path::Path;
+
+    fn spec_from(extra: &str) -> Service {
+        let text = format!("[services.web]\ncommand = \"web\"\n{extra}\n");
+        let config = load_str(Path::new("/tmp/fpctl-unit/services.toml"), text).expect("valid");
+        config.services[0].clone()
+    }
+
+    fn spec() -> Service {
+        spec_from("health = { tcp = 7000 }\nmax_restarts = 2")
+    }
+
+    fn probe(verdict: Verdict) -> ProbeResult {
+        ProbeResult {
+            verdict,
+            detail: format!("{verdict:?}"),
+            latency: Duration::from_millis(2),
+        }
+    }
+
+    fn kinds(fx: &[Effect]) -> Vec<&'static str> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Record(k, _) => Some(k.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn notes(fx: &[Effect]) -> Vec<String> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Note(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A service driven to `Running Online` with pid 42.
+    fn running(spec: &Service, now: Instant) -> Svc {
+        let mut s = Svc::new();
+        s.handle(spec, Input::Start, now);
+        s.handle(spec, Input::Launch { gen: 7 }, now);
+        s.handle(
+            spec,
+            Input::Spawned {
+                pid: 42,
+                ticks: Some(1),
+                at: 0.0,
+            },
+            now,
+        );
+        s.handle(spec, Input::Probed(probe(Verdict::Healthy)), now);
+        assert_eq!(s.public(), ServiceState::Online);
+        s
+    }
+
+    fn crash(s: &mut Svc, spec: &Service, now: Instant) -> Vec<Effect> {
+        s.handle(
+            spec,
+            Input::Ended {
+                pid: s.pid,
+                exit: Some(Exit::Code(1)),
+            },
+            now,
+        )
+    }
+
+    #[test]
+    fn start_makes_an_idle_failed_or_blocked_service_wait() {
+        let spec = spec();
+        let now = Instant::now();
+        for phase in [
+            Phase::Idle,
+            Phase::Failed(FailReason::Prepare {
+                message: "x".into(),
+            }),
+            Phase::Blocked(BlockReason::Dependency {
+                service: "db".into(),
+                state: DepState::Failed,
+            }),
+        ] {
+            let mut s = Svc::new();
+            s.phase = phase;
+            s.streak = 3;
+            assert!(s.handle(&spec, Input::Start, now).is_empty());
+            assert_eq!(s.phase, Phase::Waiting);
+            assert_eq!(s.streak, 0, "start resets the count in a row");
+        }
+    }
+
+    #[test]
+    fn start_during_a_stop_starts_again_once_down_and_cancels_a_pending_stop() {
+        let spec = spec();
+        let now = Instant::now();
+        let mut s = running(&spec, now);
+        s.handle(&spec, Input::Stop, now);
+        assert_eq!(s.goal, Goal::Stop);
+        s.handle(&spec, Input::Start, now);
+        assert_eq!(s.goal, Goal::Run, "a pending stop is cancelled");
+        s.handle(&spec, Input::Stop, now);
+        assert_eq!(s.handle(&spec, Input::BeginStop, now), [Effect::Stop]);
+        s.handle(&spec, Input::Start, now);
+        assert_eq!(s.goal, Goal::Restart);
+        let fx = s.handle(
+            &spec,
+            Input::Ended {
+                pid: Some(42),
+                exit: Some(Exit::Signal(15)),
+            },
+            now,
+        );
+        assert_eq!(s.phase, Phase::Waiting);
+        assert_eq!(s.goal, Goal::Run);
+        assert_eq!(kinds(&fx), ["exited", "stopped"]);
+    }
+
+    #[test]
+    fn restart_of_a_running_service_stops_it_then_waits_to_start() {
+        let spec = spec();
+        let now = Instant::now();
+        let mut s = running(&spec, now);
+        s.streak = 2;
+        s.handle(&spec, Input::Restart, now);
+        assert_eq!((s.goal, s.streak), (Goal::Restart, 0));
+        assert!(s.going_down());
+        assert_eq!(s.handle(&spec, Input::BeginStop, now), [Effect::Stop]);
+        assert_eq!(s.public(), ServiceState::Stopped);
+        let stops = s.stops;
+        s.handle(
+            &spec,
+            Input::Ended {
+                pid: Some(42),
+                exit: Some(Exit::Code(0)),
+            },
+            now,
+        );
+        assert_eq!((s.phase.clone(), s.stops), (Phase::Waiting, stops + 1));
+        assert_eq!(s.pid, None);
+    }
+
+    #[test]
+    fn restart_of_a_stopped_service_waits_to_start() {
+        let spec = spec();
+        let mut s = Svc::new();
+        s.handle(&spec, Input::Restart, Instant::now());
+        assert_eq!((s.phase.clone(), s.goal), (Phase::Waiting, Goal::Run));
+    }
+
+    #[test]
+    fn stop_of_a_service_with_nothing_running_is_immediate() {
+        let spec = spec();
+        let now = Instant::now();
+        for phase in [
+            Phase::Waiting,
+            Phase::External,
+            Phase::Completed,
+            Phase::Failed(FailReason::Prepare {
+                message: "x".into(),
+            }),
+        ] {
+            let mut s = Svc::new();
+            s.phase = phase;
+            assert!(s.handle(&spec, Input::Stop, now).is_empty());
+            assert_eq!(s.phase, Phase::Idle);
+        }
+    }
+
+    #[test]
+    fn stop_of_a_running_service_waits_for_begin_stop() {
+        let spec = spec();
+        let now = Instant::now();
+        let mut s = running(&spec, now);
+        assert!(s.handle(&spec, Input::Stop, now).is_empty());
+        assert_eq!(
+            s.public(),
+            ServiceState::Online,
+            "still up until dependents are down"
+        );
+        assert!(!s.wanted());
+        assert_eq!(s.handle(&spec, Input::BeginStop, now), [Effect::Stop]);
+        assert_eq!(s.phase, Phase::Stopping);
+        // A second BeginStop while stopping does nothing.
+        assert!(s.handle(&spec, Input::BeginStop, now).is_empty());
+        let fx = s.handle(
+            &spec,
+            Input::Ended {
+                pid: Some(42),
+                exit: Some(Exit::Signal(15)),
+            },
+            now,
+        );
+        assert_eq!(s.phase, Phase::Idle);
+        assert_eq!(notes(&fx), ["process 42 killed by SIGTERM"]);
+    }
+
+    #[test]
+    fn stop_during_prepare_ends_the_unit() {
+        let spec = spec();
+        let now = Instant::now();
+        let mut s = Svc::new();
+        s.handle(&spec, Input::Start, now);
+        s.handle(&spec, Input::Launch { gen: 1 }, now);
+        s.handle(&spec, Input::Stop, now);
+        assert_eq!(s.handle(&spec, Input::BeginStop, now), [Effect::Stop]);
+        let fx = s.handle(
+            &spec,
+            Input::Ended {
+                pid: None,
+                exit: None,
+            },
+            now,
+        );
+        assert_eq!(s.phase, Phase::Idle);
+        assert!(notes(&fx).is_empty(), "nothing was spawned: {fx:?}");
+    }
+
+    #[test]
+    fn stop_during_backoff_needs_no_unit() {
+        let spec = spec();
+        let now = Instant::now();
+        let mut s = running(&spec, now);
+        crash(&mut s, &spec, now);
+        assert!(matches!(s.phase, Phase::Backoff { .. }));
+        s.handle(&spec, Input::Stop, now);
+        let fx = s.handle(&spec, Input::BeginStop, now);
+        assert_eq!(s.phase, Phase::Idle);
+        assert_eq!(kinds(&fx), ["stopped"]);
+        // The restart timer that fires later is ignored.
+        assert!(s
+            .handle(&spec, Input::RestartDue { gen: 9 }, now)
+            .is_empty());
+        assert_eq!(s.phase, Phase::Idle);
+    }
+
+    #[test]
+    fn launch_prepares_with_the_given_generation() {
+        let spec = spec();
+        let mut s = Svc::new();
+        s.handle(&spec, Input::Start, Instant::now());
+        let fx = s.handle(&spec, Input::Launch { gen: 11 }, Instant::now());
+        assert_eq!(fx, [Effect::Launch]);
+        assert_eq!((s.phase.clone(), s.gen), (Phase::Preparing, 11));
+        assert_eq!(s.public(), ServiceState::Starting);
+    }
+
+    #[test]
+    fn block_records_the_reason() {
+        let spec = spec();
+        let mut s = Svc::new();
+        s.handle(&spec, Input::Start, Instant::now());
+        let reason = BlockReason::Dependency {
+            service: "db".into(),
+            state: DepState::Failed,
+        };
+        let fx = s.handle(&spec, Input::Block(reason), Instant::now());
+        assert_eq!(
+            fx,
+            [Effect::Record(
+                EventKind::Blocked,
+                "dependency \"db\" is failed".into()
+            )]
+        );
+        assert!(s.broken());
+        assert_eq!(s.public(), ServiceState::Blocked);
+    }
+
+    #[test]
+    fn a_healthy_service_on_the_port_becomes_external() {
+        let spec = spec();
+        let mut s = Svc::new();
+        s.handle(&spec, Input::Launch { gen: 1 }, Instant::now());
+        let fx = s.handle(
+            &spec,
+            Input::External(probe(Verdict::Healthy)),
+            Instant::now(),
+        );
+        assert_eq!(kinds(&fx), ["external"]);
+        assert_eq!(s.phase, Phase::External);
+        assert!(s.ready());
+    }
+
+    #[test]
+    fn a_failed_prepare_fails_the_service_with_its_words() {
+        let spec = spec();
+        let mut s = Svc::new();
+        s.handle(&spec, Input::Launch { gen: 1 }, Instant::now());
+        let fx = s.handle(
+            &spec,
+            Input::PrepareFailed("setup step `x` exited with code 7".into()),
+            Instant::now(),
+        );
+        assert_eq!(kinds(&fx), ["failed"]);
+        assert_eq!(notes(&fx), ["failed: setup step `x` exited with code 7"]);
+        assert_eq!(s.public(), ServiceState::Failed);
+    }
+
+    #[test]
+    fn spawned_then_healthy_is_online() {
+        let spec = spec();
+        let now = Instant::now();
+        let mut s = Svc::new();
+        s.handle(&spec, Input::Launch { gen: 1 }, now);
+        s.handle(
+            &spec,
+            Input::Spawned {
+                pid: 5,
+                ticks: None,
+                at: 1.0,
+            },
+            now,
+        );
+        assert_eq!((s.phase.clone(), s.pid), (Phase::Starting, Some(5)));
+        assert_eq!(
+            s.label().as_deref(),
+            Some("launched as pid 5, waiting for health")
+        );
+        // Not healthy yet: still starting, no event.
+        let fx = s.handle(&spec, Input::Probed(probe(Verdict::Down)), now);
+        assert!(fx.is_empty());
+        assert_eq!(s.phase, Phase::Starting);
+        let fx = s.handle(&spec, Input::Probed(probe(Verdict::Healthy)), now);
+        assert_eq!(kinds(&fx), ["online"]);
+        assert!(s.ready());
+    }
+
+    #[test]
+    fn failed_probes_degrade_after_retries_and_recover() {
+        let spec = spec_from("health = { tcp = 7000, retries = 2 }\nrestart = \"no\"");
+        let now = Instant::now();
+        let mut s = running(&spec, now);
+        assert!(s
+            .handle(&spec, Input::Probed(probe(Verdict::Unhealthy)), now)
+            .is_empty());
+        assert_eq!(s.public(), ServiceState::Online, "one failure is tolerated");
+        let fx = s.handle(&spec, Input::Probed(probe(Verdict::Unhealthy)), now);
+        assert_eq!(kinds(&fx), ["degraded"]);
+        let fx = s.handle(&spec, Input::Probed(probe(Verdict::Down)), now);
+        assert_eq!(kinds(&fx), ["offline"]);
+        assert!(
+            !fx.contains(&Effect::Stop),
+            "restart = no: no liveness kill"
+        );
+        let fx = s.handle(&spec, Input::Probed(probe(Verdict::Healthy)), now);
+        assert_eq!(kinds(&fx), ["online"]);
+    }
+
+    #[test]
+    fn a_failed_liveness_check_recycles_the_service_and_restarts_it() {
+        let spec = spec_from("health = { tcp = 7000, retries = 1 }");
+        let now = Instant::now();
+        let mut s = running(&spec, now);
+        let fx = s.handle(&spec, Input::Probed(probe(Verdict::Down)), now);
+        assert!(fx.contains(&Effect::Stop));
+        assert!(matches!(
+            s.phase,
+            Phase::Recycling(KillReason::Liveness { .. })
+        ));
+        // Even a clean exit is restarted: fpctl stopped it.
+        let fx = s.handle(
+            &spec,
+            Input::Ended {
+                pid: Some(42),
+                exit: Some(Exit::Code(0)),
+            },
+            now,
+        );
+        assert!(fx.contains(&Effect::RestartAfter(Duration::ZERO)), "{fx:?}");
+        assert!(s
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("health check failed 1 times"));
+    }
+
+    #[test]
+    fn start_timeout_fails_and_kills() {
+        let spec = spec();
+        let now = Instant::now();
+        let mut s = Svc::new();
+        s.handle(&spec, Input::Launch { gen: 1 }, now);
+        s.handle(
+            &spec,
+            Input::Spawned {
+                pid: 9,
+                ticks: None,
+                at: 0.0,
+            },
+            now,
+        );
+        s.handle(&spec, Input::Probed(probe(Verdict::Down)), now);
+        let fx = s.handle(&spec, Input::StartTimeout, now);
+        assert!(fx.contains(&Effect::Kill));
+        assert_eq!(kinds(&fx), ["failed"]);
+        assert!(s.reason().unwrap().contains("start_timeout"));
+        // The kill's exit is noted with the real pid and changes nothing.
+        let fx = s.handle(
+            &spec,
+            Input::Ended {
+                pid: Some(9),
+                exit: Some(Exit::Signal(9)),
+            },
+            now,
+        );
+        assert_eq!(notes(&fx), ["process 9 killed by SIGKILL"]);
+        assert_eq!(s.public(), ServiceState::Failed);
+        // A late timeout once online does nothing.
+        let mut s = running(&spec, now);
+        assert!(s.handle(&spec, Input::StartTimeout, now).is_empty());
+    }
+
+    #[test]
+    fn without_a_health_check_alive_for_the_grace_is_online() {
+        let spec = spec_from("");
+        let now = Instant::now();
+        let mut s = Svc::new();
+        s.handle(&spec, Input::Launch { gen: 1 }, now);
+        s.handle(
+            &spec,
+            Input::Spawned {
+                pid: 3,
+                ticks: None,
+                at: 0.0,
+            },
+            now,
+        );
+        let fx = s.handle(&spec, Input::AliveFor, now);
+        assert_eq!(kinds(&fx), ["online"]);
+        assert!(s.ready());
+        assert!(s.handle(&spec, Input::AliveFor, now).is_empty());
+    }
+
+    #[test]
+    fn memory_over_the_limit_recycles() {
+        let spec = spec();
+        let now = Instant::now();
+        let mut s = running(&spec, now);
+        let fx = s.handle(
+            &spec,
+            Input::MemoryOver {
+                rss: 3 << 20,
+                limit: 1 << 20,
+            },
+            now,
+        );
+        assert_eq!(kinds(&fx), ["memory"]);
+        assert!(fx.contains(&Effect::Stop));
+        assert_eq!(s.public(), ServiceState::Offline);
+    }
+
+    #[test]
+    fn crashes_back_off_count_in_a_row_and_give_up() {
+        let spec = spec(); // max_restarts = 2
+        let now = Instant::now();
+        let mut s = running(&spec, now);
+        let fx = crash(&mut s, &spec, now);
+        assert!(fx.contains(&Effect::RestartAfter(Duration::ZERO)));
+        assert_eq!(notes(&fx)[1], "restart 1 of 2 in 0ms");
+        assert_eq!((s.streak, s.restarts), (1, 1));
+        assert_eq!(s.public(), ServiceState::Offline);
+        // A late RestartDue is taken only in backoff.
+        assert_eq!(
+            s.handle(&spec, Input::RestartDue { gen: 8 }, now),
+            [Effect::Launch]
+        );
+        s.handle(
+            &spec,
+            Input::Spawned {
+                pid: 43,
+                ticks: None,
+                at: 0.0,
+            },
+            now,
+        );
+        let fx = crash(&mut s, &spec, now);
+        assert!(fx.contains(&Effect::RestartAfter(BACKOFF_BASE)));
+        assert_eq!(notes(&fx)[1], "restart 2 of 2 in 100ms");
+        s.handle(&spec, Input::RestartDue { gen: 9 }, now);
+        s.handle(
+            &spec,
+            Input::Spawned {
+                pid: 44,
+                ticks: None,
+                at: 0.0,
+            },
+            now,
+        );
+        let fx = crash(&mut s, &spec, now);
+        assert_eq!(kinds(&fx), ["exited", "failed"]);
+        assert_eq!(
+            s.reason().unwrap(),
+            "exited with code 1; gave up after 2 restarts (max_restarts)"
+        );
+        assert_eq!((s.streak, s.restarts), (2, 2));
+    }
+
+    #[test]
+    fn a_long_run_resets_the_count_in_a_row() {
+        let spec = spec();
+        let now = Instant::now();
+        let mut s = running(&spec, now);
+        s.streak = 2;
+        crash(&mut s, &spec, now + RESTART_WINDOW);
+        assert!(matches!(s.phase, Phase::Backoff { .. }));
+        assert_eq!(s.streak, 1);
+    }
+
+    #[test]
+    fn the_restart_policy_decides_after_an_exit() {
+        let now = Instant::now();
+        let no = spec_from("restart = \"no\"");
+        let mut s = running(&no, now);
+        crash(&mut s, &no, now);
+        assert_eq!(s.reason().unwrap(), "exited with code 1 (restart = \"no\")");
+        let on_failure = spec_from("restart = \"on-failure\"");
+        let mut s = running(&on_failure, now);
+        s.handle(
+            &on_failure,
+            Input::Ended {
+                pid: Some(42),
+                exit: Some(Exit::Code(0)),
+            },
+            now,
+        );
+        assert!(s
+            .reason()
+            .unwrap()
+            .contains("does not restart a clean exit"));
+        let mut s = running(&on_failure, now);
+        crash(&mut s, &on_failure, now);
+        assert!(matches!(s.phase, Phase::Backoff { .. }));
+    }
+
+    #[test]
+    fn a_oneshot_completes_or_fails() {
+        let spec = spec_from("oneshot = true");
+        let now = Instant::now();
+        for (exit, state) in [
+            (Exit::Code(0), ServiceState::Completed),
+            (Exit::Code(3), ServiceState::Failed),
+        ] {
+            let mut s = Svc::new();
+            s.handle(&spec, Input::Launch { gen: 1 }, now);
+            s.handle(
+                &spec,
+                Input::Spawned {
+                    pid: 4,
+                    ticks: None,
+                    at: 0.0,
+                },
+                now,
+            );
+            s.handle(
+                &spec,
+                Input::Ended {
+                    pid: Some(4),
+                    exit: Some(exit),
+                },
+                now,
+            );
+            assert_eq!(s.public(), state);
+        }
+    }
+
+    #[test]
+    fn an_exit_while_a_stop_waits_for_dependents_is_the_stop() {
+        let spec = spec();
+        let now = Instant::now();
+        let mut s = running(&spec, now);
+        s.handle(&spec, Input::Stop, now);
+        let fx = crash(&mut s, &spec, now);
+        assert_eq!(s.phase, Phase::Idle);
+        assert!(!fx.iter().any(|e| matches!(e, Effect::RestartAfter(_))));
+    }
+
+    #[test]
+    fn a_death_nobody_saw_is_said_so_with_the_recorded_pid() {
+        let spec = spec();
+        let now = Instant::now();
+        let mut s = Svc::new();
+        s.phase = Phase::Running {
+            health: Health::Offline,
+            fails: 0,
+        };
+        let fx = s.handle(
+            &spec,
+            Input::Ended {
+                pid: Some(77),
+                exit: None,
+            },
+            now,
+        );
+        assert_eq!(
+            notes(&fx)[0],
+            "process 77 died while no supervisor was running"
+        );
+        assert!(matches!(s.phase, Phase::Backoff { .. }));
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(0), Duration::ZERO);
+        assert_eq!(backoff(1), BACKOFF_BASE);
+        assert_eq!(backoff(3), BACKOFF_BASE * 4);
+        assert_eq!(backoff(40), BACKOFF_CAP);
+    }
+}

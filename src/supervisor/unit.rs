@@ -1,0 +1,415 @@
+//! One launch of one service, as one task: prepare (port check, setup) →
+//! spawn → watch (probes, start timeout) → stop. The task owns its child;
+//! the dispatcher only sends it [`Ctl`]s and reads its [`Report`]s, and it
+//! learns that the launch is over from exactly one [`UnitEvent::Ended`],
+//! sent after the whole process tree is gone.
+//!
+//! A stop can come at any step. During prepare it drops the setup future and
+//! sweeps: setup steps carry the service's marker, so they die too.
+
+use std::fs::{File, OpenOptions};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tokio::sync::{mpsc, oneshot};
+
+use super::service::ServiceId;
+use crate::config::Service;
+use crate::health::{self, ProbeResult, Verdict};
+use crate::process::{self, Exit, SpawnSpec};
+use crate::setup;
+use crate::state;
+
+/// While starting, probe this often at first, then back off to `interval`.
+const FAST_PROBE: Duration = Duration::from_millis(5);
+const FAST_PROBE_FOR: Duration = Duration::from_secs(1);
+/// A service without a health check is online once it has run this long.
+const ALIVE_GRACE: Duration = Duration::from_millis(500);
+
+/// What the dispatcher tells a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ctl {
+    /// Stop gracefully: stop signal to the group, grace, SIGKILL, sweep.
+    Stop,
+    /// SIGKILL at once (a second interrupt, a start timeout).
+    Kill,
+}
+
+/// What a unit tells the dispatcher.
+#[derive(Debug)]
+pub enum UnitEvent {
+    External(ProbeResult),
+    PrepareFailed(String),
+    Spawned {
+        pid: i32,
+        ticks: Option<u64>,
+        at: f64,
+    },
+    Probed(ProbeResult),
+    StartTimeout,
+    AliveFor,
+    /// The last report: nothing of this launch runs any more.
+    Ended {
+        pid: Option<i32>,
+        exit: Option<Exit>,
+    },
+}
+
+/// A unit's report, tagged with the launch it is about.
+#[derive(Debug)]
+pub struct Report {
+    pub id: ServiceId,
+    pub gen: u64,
+    pub event: UnitEvent,
+}
+
+/// The dispatcher's handle on a running unit.
+pub struct Unit {
+    pub gen: u64,
+    ctl: mpsc::UnboundedSender<Ctl>,
+}
+
+impl Unit {
+    pub fn send(&self, ctl: Ctl) {
+        let _ = self.ctl.send(ctl);
+    }
+}
+
+/// Everything a unit needs, fixed at launch.
+pub struct Launch {
+    pub id: ServiceId,
+    pub gen: u64,
+    pub svc: Arc<Service>,
+    pub log_path: PathBuf,
+    /// `FPCTL_INSTANCE` of this service's processes.
+    pub marker: String,
+    /// Where the setup stamps live (`.fpctl/`).
+    pub config: Arc<crate::config::Config>,
+}
+
+type Sink = mpsc::UnboundedSender<Report>;
+
+/// Start a unit that prepares and spawns the service.
+pub fn launch(l: Launch, sink: Sink) -> Unit {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let gen = l.gen;
+    tokio::spawn(async move {
+        let mut task = Task {
+            l,
+            sink,
+            ctl: rx,
+            writer: None,
+        };
+        task.fresh().await;
+    });
+    Unit { gen, ctl: tx }
+}
+
+/// Start a unit for a process an earlier supervisor started.
+pub fn adopt(l: Launch, sink: Sink, pid: i32, exit: oneshot::Receiver<Exit>) -> Unit {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let gen = l.gen;
+    tokio::spawn(async move {
+        let mut task = Task {
+            l,
+            sink,
+            ctl: rx,
+            writer: None,
+        };
+        let probing = task.l.svc.health.is_some() && !task.l.svc.oneshot;
+        task.watch(pid, exit, probing, false).await;
+    });
+    Unit { gen, ctl: tx }
+}
+
+struct Task {
+    l: Launch,
+    sink: Sink,
+    ctl: mpsc::UnboundedReceiver<Ctl>,
+    /// The log writer, when the service's log rotates.
+    writer: Option<process::Child>,
+}
+
+impl Task {
+    fn report(&self, event: UnitEvent) {
+        let _ = self.sink.send(Report {
+            id: self.l.id.clone(),
+            gen: self.l.gen,
+            event,
+        });
+    }
+
+    async fn fresh(&mut self) {
+        let prepared = tokio::select! {
+            r = prepare(&self.l) => r,
+            _ = self.ctl.recv() => {
+                // Stopped during setup: its processes carry our marker.
+                sweep(None, &self.l.marker).await;
+                return self.report(UnitEvent::Ended { pid: None, exit: None });
+            }
+        };
+        match prepared {
+            Ok(Prepared::Spawn) => {}
+            Ok(Prepared::External(probe)) => {
+                self.report(UnitEvent::External(probe));
+                return self.report(UnitEvent::Ended {
+                    pid: None,
+                    exit: None,
+                });
+            }
+            Err(reason) => {
+                sweep(None, &self.l.marker).await;
+                self.report(UnitEvent::PrepareFailed(reason));
+                return self.report(UnitEvent::Ended {
+                    pid: None,
+                    exit: None,
+                });
+            }
+        }
+        let (child, writer) = match spawn(&self.l) {
+            Ok(c) => c,
+            Err(reason) => {
+                self.report(UnitEvent::PrepareFailed(reason));
+                return self.report(UnitEvent::Ended {
+                    pid: None,
+                    exit: None,
+                });
+            }
+        };
+        self.report(UnitEvent::Spawned {
+            pid: child.pid,
+            ticks: child.start_ticks,
+            at: state::now_unix(),
+        });
+        let probing = self.l.svc.health.is_some();
+        self.writer = writer;
+        self.watch(child.pid, child.exit, probing, true).await;
+    }
+
+    /// Watch a running process until it exits or is stopped; then sweep its
+    /// tree and report `Ended`.
+    async fn watch(
+        &mut self,
+        pid: i32,
+        mut exit: oneshot::Receiver<Exit>,
+        probing: bool,
+        fresh: bool,
+    ) {
+        let svc = Arc::clone(&self.l.svc);
+        let prober = probing.then(|| {
+            let guard = spawn_prober(Arc::clone(&svc), self.sink.clone(), &self.l);
+            AbortOnDrop(guard)
+        });
+        // A timer that is not armed is never polled.
+        let mut start_armed = fresh && probing;
+        let mut alive_armed = fresh && !probing && !svc.oneshot;
+        let start_timer = tokio::time::sleep(svc.start_timeout);
+        let alive_timer = tokio::time::sleep(ALIVE_GRACE);
+        tokio::pin!(start_timer, alive_timer);
+        let status = loop {
+            tokio::select! {
+                e = &mut exit => break e.unwrap_or(Exit::Unknown),
+                _ = &mut start_timer, if start_armed => {
+                    start_armed = false;
+                    self.report(UnitEvent::StartTimeout);
+                }
+                _ = &mut alive_timer, if alive_armed => {
+                    alive_armed = false;
+                    self.report(UnitEvent::AliveFor);
+                }
+                ctl = self.ctl.recv() => {
+                    drop(prober);
+                    let ctl = ctl.unwrap_or(Ctl::Kill);
+                    break terminate(&svc, pid, ctl, &mut exit, &mut self.ctl).await;
+                }
+            }
+        };
+        sweep(Some(pid), &self.l.marker).await;
+        // The exit is noted after the service's last line is in the file.
+        if let Some(writer) = self.writer.take() {
+            let _ = tokio::time::timeout(LOG_DRAIN, writer.exit).await;
+        }
+        self.report(UnitEvent::Ended {
+            pid: Some(pid),
+            exit: Some(status),
+        });
+    }
+}
+
+/// Stop a process group: the stop signal, then up to `stop_timeout` for it to
+/// exit (cut short by a `Kill`), then SIGKILL. Returns how it ended.
+async fn terminate(
+    svc: &Service,
+    pgid: i32,
+    first: Ctl,
+    exit: &mut oneshot::Receiver<Exit>,
+    ctl: &mut mpsc::UnboundedReceiver<Ctl>,
+) -> Exit {
+    if first == Ctl::Stop {
+        tracing::info!(service = %svc.name, pid = pgid, "stopping");
+        process::signal_group(pgid, svc.stop_signal);
+        let grace = tokio::time::sleep(svc.stop_timeout);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                e = &mut *exit => return e.unwrap_or(Exit::Unknown),
+                _ = &mut grace => {
+                    tracing::warn!(service = %svc.name, "did not stop in time; sending SIGKILL");
+                    break;
+                }
+                c = ctl.recv() => if c != Some(Ctl::Stop) { break },
+            }
+        }
+    }
+    process::signal_group(pgid, Signal::SIGKILL);
+    exit.await.unwrap_or(Exit::Signal(Signal::SIGKILL as i32))
+}
+
+/// SIGKILL what is left of a service's tree: its group and every process
+/// carrying its marker (a grandchild that left the group with setsid).
+pub async fn sweep(pgid: Option<i32>, marker: &str) {
+    let marker = marker.to_string();
+    let _ = tokio::task::spawn_blocking(move || kill_tree(pgid, &marker)).await;
+}
+
+pub fn kill_tree(pgid: Option<i32>, marker: &str) {
+    if let Some(pgid) = pgid {
+        process::signal_group(pgid, Signal::SIGKILL);
+    }
+    for pid in process::marked_pids(marker, false) {
+        process::signal_pid(pid, Signal::SIGKILL);
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The outcome of the port check and setup that precede a spawn.
+enum Prepared {
+    /// Nothing is on the port: spawn.
+    Spawn,
+    /// A healthy service already answers on the port: adopt it as external.
+    External(ProbeResult),
+}
+
+pub fn open_log(path: &std::path::Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Before a spawn: is the port free (or already served, healthy)? Then setup.
+async fn prepare(l: &Launch) -> Result<Prepared, String> {
+    let svc = &l.svc;
+    if let Some(port) = svc.port {
+        if health::tcp(port).await.0 == Verdict::Healthy {
+            if let Some(h) = &svc.health {
+                let probe = health::probe(svc, &h.probe, h.timeout).await;
+                if probe.verdict == Verdict::Healthy {
+                    return Ok(Prepared::External(probe));
+                }
+            }
+            let holder = process::port_holder(port)
+                .map(|(pid, cmd)| format!(" by pid {pid} ({cmd})"))
+                .unwrap_or_default();
+            return Err(format!(
+                "port {port} is already in use{holder}, and it does not answer as \"{}\" should",
+                svc.name
+            ));
+        }
+    }
+    let log = open_log(&l.log_path).map_err(|e| format!("cannot open log: {e}"))?;
+    setup::run(&l.config, svc, &log, Some(&l.marker)).await?;
+    Ok(Prepared::Spawn)
+}
+
+/// Only the setup (for a `restart`, while the old process still serves).
+pub async fn setup_only(l: &Launch) -> Result<(), String> {
+    let log = open_log(&l.log_path).map_err(|e| format!("cannot open log: {e}"))?;
+    setup::run(&l.config, &l.svc, &log, Some(&l.marker))
+        .await
+        .map(drop)
+}
+
+fn spawn(l: &Launch) -> Result<(process::Child, Option<process::Child>), String> {
+    let svc = &l.svc;
+    let log = open_log(&l.log_path)
+        .map_err(|e| format!("cannot open log {}: {e}", l.log_path.display()))?;
+    let shown = svc.redact(&shell_words::join(&svc.argv));
+    setup::note(&log, &format!("starting: {shown}"));
+    let env = setup::service_env(svc);
+    let spec = SpawnSpec {
+        argv: &svc.argv,
+        dir: &svc.dir,
+        env: &env,
+        marker: Some(&l.marker),
+    };
+    let spawned = match svc.log_rotation {
+        None => process::spawn_logged(&spec, &log).map(|c| (c, None)),
+        Some(rotation) => {
+            process::spawn_log_writer(&l.log_path, rotation).and_then(|(pipe, writer)| {
+                process::spawn_logged(&spec, &pipe).map(|c| (c, Some(writer)))
+            })
+        }
+    };
+    let (child, writer) = spawned.map_err(|e| e.to_string())?;
+    tracing::info!(service = %svc.name, pid = child.pid, "spawned");
+    Ok((child, writer))
+}
+
+/// How long the last output of a service may take to reach its log file
+/// through a log writer before fpctl notes the exit anyway.
+const LOG_DRAIN: Duration = Duration::from_secs(2);
+
+fn spawn_prober(svc: Arc<Service>, sink: Sink, l: &Launch) -> tokio::task::JoinHandle<()> {
+    let (id, gen) = (l.id.clone(), l.gen);
+    tokio::spawn(async move {
+        let health = svc.health.as_ref().expect("prober needs a health check");
+        let begun = Instant::now();
+        let mut delay = FAST_PROBE;
+        let mut healthy_once = false;
+        loop {
+            let result = health::probe(&svc, &health.probe, health.timeout).await;
+            healthy_once |= result.verdict == Verdict::Healthy;
+            let report = Report {
+                id: id.clone(),
+                gen,
+                event: UnitEvent::Probed(result),
+            };
+            if sink.send(report).is_err() {
+                return;
+            }
+            // Fast while starting, so readiness is seen within ms; then
+            // back off to the configured interval.
+            delay = if healthy_once {
+                health.interval
+            } else if begun.elapsed() < FAST_PROBE_FOR {
+                FAST_PROBE
+            } else {
+                (delay * 3 / 2).min(health.interval)
+            };
+            if healthy_once {
+                // Online services are probed on one grid shared by the
+                // whole supervisor, so one wakeup serves all of them.
+                tokio::time::sleep_until(next_tick(health.interval)).await;
+            } else {
+                tokio::time::sleep(delay).await;
+            }
+        }
+    })
+}
+
+/// The next multiple of `interval` on a clock shared by every prober.
+pub(super) fn next_tick(interval: Duration) -> tokio::time::Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let step = interval.as_nanos().max(1);
+    let k = epoch.elapsed().as_nanos() / step + 1;
+    let nanos = u64::try_from(k * step).unwrap_or(u64::MAX);
+    (epoch + Duration::from_nanos(nanos)).into()
+}
