@@ -69,6 +69,9 @@ pub enum Command {
         /// Print one JSON object instead of the table
         #[arg(long)]
         json: bool,
+        /// Also show memory, CPU and all restarts
+        #[arg(long, conflicts_with = "json")]
+        wide: bool,
         /// Wait until everything is online (default up to 60s), then report
         #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "60s", value_parser = parse_duration, value_name = "DUR")]
         wait: Option<Duration>,
@@ -123,6 +126,12 @@ pub enum Command {
         /// How many events from the end
         #[arg(short = 'n', long = "lines", default_value_t = 50)]
         lines: usize,
+    },
+    /// Serve the web dashboard and HTTP API; print its URL and token
+    Dashboard {
+        /// Do not try to open a browser
+        #[arg(long)]
+        no_open: bool,
     },
     /// Check services.toml and print a summary
     Validate,

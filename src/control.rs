@@ -43,6 +43,13 @@ pub enum Request {
         services: Vec<String>,
     },
     Status,
+    /// The last probe results of these services (none = all).
+    History {
+        services: Vec<String>,
+    },
+    /// Serve the HTTP API (and dashboard) on a free loopback port unless it
+    /// already listens; answered with `Api`.
+    Api,
     /// Re-read services.toml and apply the difference (or only show it).
     Reload {
         dry_run: bool,
@@ -74,6 +81,40 @@ pub enum Response {
         #[serde(default)]
         kind: ErrorKind,
         message: String,
+    },
+    History {
+        histories: std::collections::BTreeMap<String, Vec<ProbeSample>>,
+    },
+    Api {
+        url: String,
+        token: String,
+    },
+}
+
+/// One health probe's outcome, as kept in each service's history.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProbeSample {
+    /// Unix time, seconds.
+    pub ts: f64,
+    /// healthy, unhealthy or down.
+    pub verdict: String,
+    pub latency_ms: f64,
+}
+
+/// What the supervisor publishes to live watchers (the API's stream).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Update {
+    /// Every service, after any change of state or a new metrics sample.
+    Status { services: Vec<ServiceStatus> },
+    Probe {
+        service: String,
+        #[serde(flatten)]
+        sample: ProbeSample,
+    },
+    Event {
+        #[serde(flatten)]
+        event: crate::events::Event,
     },
 }
 
@@ -179,6 +220,16 @@ pub struct ServiceStatus {
     pub latency_ms: Option<f64>,
     /// Answering on its port, but not started by fpctl.
     pub external: bool,
+    /// Resident memory of its process group, at the last sample.
+    #[serde(default)]
+    pub rss_bytes: Option<u64>,
+    /// CPU use of its process group over the last sample interval, in % of
+    /// one core.
+    #[serde(default)]
+    pub cpu_percent: Option<f64>,
+    /// Every restart under this supervisor: crashes and requested ones.
+    #[serde(default)]
+    pub restarts_total: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -33,6 +33,16 @@ pub enum Verdict {
     Down,
 }
 
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Healthy => "healthy",
+            Verdict::Unhealthy => "unhealthy",
+            Verdict::Down => "down",
+        }
+    }
+}
+
 /// Run one probe of `service` with its configured timeout.
 pub async fn probe(service: &Service, probe: &Probe, timeout: Duration) -> ProbeResult {
     let started = Instant::now();

@@ -2,6 +2,7 @@
 //! services.toml. `run` dispatches a parsed command line; every command
 //! returns an [`Outcome`] or an [`Error`], and `main` maps them to exit codes.
 
+pub mod api;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod graph;
 pub mod health;
 pub mod import;
 pub mod logger;
+pub mod metrics;
 pub mod output;
 pub mod ports;
 pub mod process;
@@ -56,9 +58,11 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Check {
             services,
             json,
+            wide,
             wait,
             profiles,
-        } => commands::check(file, services, json, wait, profiles),
+        } => commands::check(file, services, json, wide, wait, profiles),
+        Command::Dashboard { no_open } => commands::dashboard(file, no_open),
         Command::Restart { services } => commands::restart(file, services),
         Command::Stop { services } => commands::stop(file, services),
         Command::Reload { dry_run } => commands::reload(file, dry_run),

@@ -171,6 +171,31 @@ pub struct Row {
     pub detail: Option<String>,
     pub latency_ms: Option<f64>,
     pub external: bool,
+    pub rss_bytes: Option<u64>,
+    pub cpu_percent: Option<f64>,
+    pub restarts_total: u32,
+}
+
+impl Row {
+    /// A row exactly as the supervisor reports the service.
+    pub fn from_status(index: usize, st: &crate::control::ServiceStatus) -> Row {
+        Row {
+            index,
+            state: st.state,
+            pid: st.pid,
+            port: st.port,
+            restarts: st.restarts,
+            restarts_in_row: st.restarts_in_row,
+            uptime_s: st.uptime_s,
+            reason: st.reason.clone(),
+            detail: st.detail.clone(),
+            latency_ms: st.latency_ms,
+            external: st.external,
+            rss_bytes: st.rss_bytes,
+            cpu_percent: st.cpu_percent,
+            restarts_total: st.restarts_total,
+        }
+    }
 }
 
 pub fn paint_state(state: crate::control::ServiceState) -> colored::ColoredString {
@@ -191,26 +216,31 @@ fn pad(cell: &str, visible: usize, width: usize) -> String {
 }
 
 /// The status table, grouped by tier, with a summary line.
-pub fn status_table(config: &Config, rows: &[Row]) -> String {
-    let headers = [
-        "SERVICE", "PORT", "STATE", "PID", "UPTIME", "RESTARTS", "LATENCY", "DETAIL",
+pub fn status_table(config: &Config, rows: &[Row], wide: bool) -> String {
+    let mut headers = vec![
+        "SERVICE", "PORT", "STATE", "PID", "UPTIME", "RESTARTS", "LATENCY",
     ];
-    let cells: Vec<[String; 8]> = rows
+    if wide {
+        headers.extend(["RSS", "CPU", "RESTARTS_TOTAL"]);
+    }
+    headers.push("DETAIL");
+    let dash = || "-".to_string();
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let svc = &config.services[r.index];
-            [
+            let mut c = vec![
                 // Instances sit under their service's line.
                 match &svc.group {
                     Some(_) => format!("  {}", svc.name),
                     None => svc.name.clone(),
                 },
-                r.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                r.port.map(|p| p.to_string()).unwrap_or_else(dash),
                 r.state.as_str().to_string(),
-                r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                r.pid.map(|p| p.to_string()).unwrap_or_else(dash),
                 r.uptime_s
                     .map(|u| duration_short(std::time::Duration::from_secs_f64(u)))
-                    .unwrap_or_else(|| "-".into()),
+                    .unwrap_or_else(dash),
                 if r.restarts_in_row > 0 && r.restarts_in_row != r.restarts {
                     format!("{} ({} in a row)", r.restarts, r.restarts_in_row)
                 } else {
@@ -218,15 +248,27 @@ pub fn status_table(config: &Config, rows: &[Row]) -> String {
                 },
                 r.latency_ms
                     .map(|l| format!("{l:.1}ms"))
-                    .unwrap_or_else(|| "-".into()),
+                    .unwrap_or_else(dash),
+            ];
+            if wide {
+                c.extend([
+                    r.rss_bytes.map(bytes_short).unwrap_or_else(dash),
+                    r.cpu_percent
+                        .map(|p| format!("{p:.1}%"))
+                        .unwrap_or_else(dash),
+                    r.restarts_total.to_string(),
+                ]);
+            }
+            c.push(
                 r.detail
                     .as_deref()
                     .map(|d| d.lines().next().unwrap_or_default().to_string())
                     .unwrap_or_default(),
-            ]
+            );
+            c
         })
         .collect();
-    let mut widths = headers.map(str::len);
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for c in &cells {
         for (w, cell) in widths.iter_mut().zip(c.iter()) {
             *w = (*w).max(cell.chars().count());
@@ -235,12 +277,13 @@ pub fn status_table(config: &Config, rows: &[Row]) -> String {
     // The detail column gets what the terminal has left (at least 20).
     let mut cells = cells;
     if let Some(columns) = terminal_width() {
-        let used: usize = 2 + widths[..7].iter().map(|w| w + 2).sum::<usize>();
+        let detail = headers.len() - 1;
+        let used: usize = 2 + widths[..detail].iter().map(|w| w + 2).sum::<usize>();
         let room = columns.saturating_sub(used).max(20);
         for c in &mut cells {
-            c[7] = truncate(&c[7], room);
+            c[detail] = truncate(&c[detail], room);
         }
-        widths[7] = widths[7].min(room);
+        widths[detail] = widths[detail].min(room);
     }
     let mut out = String::new();
     for (t, tier) in config.tiers.iter().enumerate() {
@@ -257,8 +300,8 @@ pub fn status_table(config: &Config, rows: &[Row]) -> String {
         let _ = writeln!(out, "{}", heading.bold());
         let header: Vec<String> = headers
             .iter()
-            .zip(widths)
-            .map(|(h, w)| pad(h, h.len(), w))
+            .zip(&widths)
+            .map(|(h, &w)| pad(h, h.len(), w))
             .collect();
         let _ = writeln!(out, "  {}", header.join("  ").trim_end().dimmed());
         let mut group_shown: Option<&str> = None;
@@ -270,7 +313,7 @@ pub fn status_table(config: &Config, rows: &[Row]) -> String {
                 }
             }
             let c = &cells[k];
-            let mut line = Vec::with_capacity(8);
+            let mut line = Vec::with_capacity(c.len());
             for (col, cell) in c.iter().enumerate() {
                 let visible = cell.chars().count();
                 let shown = if col == 2 {
@@ -350,6 +393,11 @@ fn group_line(config: &Config, rows: &[Row], group: &str) -> String {
 }
 
 pub fn status_json(config: &Config, rows: &[Row]) -> String {
+    status_value(config, rows).to_string()
+}
+
+/// The status model shared by `check --json` and the HTTP API.
+pub fn status_value(config: &Config, rows: &[Row]) -> serde_json::Value {
     let round = |x: f64| (x * 10.0).round() / 10.0;
     let services: Vec<serde_json::Value> = rows
         .iter()
@@ -370,6 +418,9 @@ pub fn status_json(config: &Config, rows: &[Row]) -> String {
                 "external": r.external,
                 "group": svc.group.as_ref().map(|(g, _)| g),
                 "replica": svc.group.as_ref().map(|(_, i)| i),
+                "rss_bytes": r.rss_bytes,
+                "cpu_percent": r.cpu_percent.map(round),
+                "restarts_total": r.restarts_total,
             })
         })
         .collect();
@@ -377,7 +428,7 @@ pub fn status_json(config: &Config, rows: &[Row]) -> String {
         .into_iter()
         .map(|(s, n)| (s.as_str().to_string(), n.into()))
         .collect();
-    serde_json::json!({ "services": services, "summary": summary }).to_string()
+    serde_json::json!({ "services": services, "summary": summary })
 }
 
 /// One progress line of `start`, `restart` or `stop`.

@@ -367,31 +367,6 @@ fn all_pids() -> Vec<i32> {
         .unwrap_or_default()
 }
 
-/// Resident memory in bytes of every process group, summed over its members.
-pub fn rss_by_group() -> HashMap<i32, u64> {
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-    let mut groups = HashMap::new();
-    for pid in all_pids() {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        // After the command: state ppid pgrp ... rss is the 22nd field.
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        let (Some(pgrp), Some(rss)) = (
-            fields.get(2).and_then(|f| f.parse::<i32>().ok()),
-            fields.get(21).and_then(|f| f.parse::<u64>().ok()),
-        ) else {
-            continue;
-        };
-        *groups.entry(pgrp).or_insert(0) += rss * page;
-    }
-    groups
-}
-
 /// A marker unique to a project folder, shared by all its services; a
 /// service's processes carry `FPCTL_INSTANCE=<marker>:<service>`.
 pub fn project_marker(root: &Path) -> String {

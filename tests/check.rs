@@ -188,6 +188,9 @@ command = "sleep 1000"
             "uptime_s",
             "detail",
             "latency_ms",
+            "rss_bytes",
+            "cpu_percent",
+            "restarts_total",
         ] {
             assert!(obj.contains_key(key), "{key} missing from {svc}");
         }
@@ -200,6 +203,7 @@ command = "sleep 1000"
         assert!(svc["pid"].is_null() || svc["pid"].is_i64(), "{svc}");
         assert!(svc["port"].is_null() || svc["port"].is_u64(), "{svc}");
         assert!(svc["restarts"].is_u64(), "{svc}");
+        assert!(svc["restarts_total"].is_u64(), "{svc}");
         assert!(
             svc["uptime_s"].is_null() || svc["uptime_s"].is_number(),
             "{svc}"

@@ -20,6 +20,7 @@ pub fn check(
     file: Option<&Path>,
     services: Vec<String>,
     json: bool,
+    wide: bool,
     wait: Option<Duration>,
     profiles: Vec<String>,
 ) -> Result<Outcome> {
@@ -76,7 +77,7 @@ pub fn check(
     if json {
         println!("{}", output::status_json(&config, &rows));
     } else {
-        print!("{}", output::status_table(&config, &rows));
+        print!("{}", output::status_table(&config, &rows, wide));
     }
     Ok(if ok {
         Outcome::Success
@@ -195,6 +196,9 @@ fn row(
         detail: None,
         latency_ms: probe.as_ref().map(|p| p.latency.as_secs_f64() * 1000.0),
         external: false,
+        rss_bytes: None,
+        cpu_percent: None,
+        restarts_total: 0,
     };
     if svc.disabled {
         row.state = ServiceState::Stopped;
@@ -218,6 +222,9 @@ fn row(
         row.restarts_in_row = st.restarts_in_row;
         row.uptime_s = st.uptime_s;
         row.external = st.external;
+        row.rss_bytes = st.rss_bytes;
+        row.cpu_percent = st.cpu_percent;
+        row.restarts_total = st.restarts_total;
         row.state = match (st.state, verdict) {
             (ServiceState::Failed | ServiceState::Blocked | ServiceState::Completed, _) => {
                 row.detail = st.detail.clone();
@@ -249,6 +256,7 @@ fn row(
     if let (Some((pid, _)), Some(rec)) = (alive, rec) {
         row.pid = Some(pid);
         row.restarts = rec.restarts;
+        row.restarts_total = rec.restarts;
         row.restarts_in_row = rec.restarts_in_row.unwrap_or(0);
         row.uptime_s = rec.started_at.map(|t| (state::now_unix() - t).max(0.0));
     }

@@ -322,7 +322,7 @@ pub fn up(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) -> 
                     failures,
                 } => report_failures(&failures),
                 Response::Error { message, .. } => eprintln!("error: {message}"),
-                Response::Status { .. } | Response::Plan { .. } => {}
+                _ => {}
             }
         }
     });

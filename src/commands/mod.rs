@@ -35,6 +35,7 @@ pub fn graph(file: Option<&Path>, dot: bool) -> Result<Outcome> {
 }
 
 mod check;
+mod dashboard;
 mod events;
 mod exec;
 mod generate;
@@ -46,6 +47,7 @@ mod scale;
 mod tools;
 
 pub use check::check;
+pub use dashboard::dashboard;
 pub use events::events;
 pub use exec::exec;
 pub use generate::{import, init};

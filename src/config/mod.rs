@@ -62,6 +62,17 @@ pub struct Project {
     /// How many setups may run at once (`max_parallel_setup`; default: the
     /// number of cores).
     pub max_parallel_setup: usize,
+    pub api: ApiSettings,
+}
+
+/// The HTTP API: where it listens (off when `None`, until `fpctl dashboard`
+/// asks for it), its token when set in the file (else one is generated under
+/// `.fpctl/`), and whether mutations are refused.
+#[derive(Debug, Clone, Default)]
+pub struct ApiSettings {
+    pub listen: Option<std::net::SocketAddr>,
+    pub token: Option<String>,
+    pub read_only: bool,
 }
 
 /// Rotate a service's log once it reaches `max_size` bytes, keeping `keep`

@@ -42,6 +42,11 @@ pub struct RawProject {
     #[serde(default)]
     #[schemars(with = "IndexMap<String, Scalar>")]
     pub env: IndexMap<Spanned<String>, Spanned<Scalar>>,
+    #[schemars(with = "Option<String>")]
+    pub api: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub api_token: Option<Spanned<String>>,
+    pub api_read_only: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -344,11 +344,64 @@ impl Validator<'_> {
                     .map(|n| n.get())
                     .unwrap_or(1)
             });
+        let api = self.api(raw.as_ref());
         Project {
             name,
             log_dir,
             log_rotation,
             max_parallel_setup,
+            api,
+        }
+    }
+
+    /// `api`, `api_token`, `api_read_only`. A bind beyond loopback needs a
+    /// configured token: a generated one would protect nothing remote users
+    /// could be told about safely.
+    fn api(&mut self, raw: Option<&super::raw::RawProject>) -> super::ApiSettings {
+        let Some(raw) = raw else {
+            return super::ApiSettings::default();
+        };
+        let token = raw.api_token.as_ref().and_then(|t| {
+            let lookup = |k: &str| std::env::var(k).ok();
+            match super::expand(t.get_ref(), &lookup) {
+                Ok(v) if v.len() >= 16 => Some(v),
+                Ok(_) => {
+                    self.error(t.span(), "api_token must be at least 16 characters");
+                    None
+                }
+                Err(e) => {
+                    self.error(t.span(), format!("api_token: {e}"));
+                    None
+                }
+            }
+        });
+        let listen = raw.api.as_ref().and_then(|a| {
+            let text = a.get_ref().trim();
+            let parsed = text
+                .parse::<std::net::SocketAddr>()
+                .or_else(|_| text.replacen("localhost", "127.0.0.1", 1).parse());
+            match parsed {
+                Err(_) => {
+                    self.error(
+                        a.span(),
+                        format!("api: \"{text}\" is not an address:port (write it like \"127.0.0.1:7070\")"),
+                    );
+                    None
+                }
+                Ok(addr) if !addr.ip().is_loopback() && token.is_none() => {
+                    self.error(
+                        a.span(),
+                        format!("api: {addr} is not a loopback address; listening there needs api_token in [project] (or bind 127.0.0.1)"),
+                    );
+                    None
+                }
+                Ok(addr) => Some(addr),
+            }
+        });
+        super::ApiSettings {
+            listen,
+            token,
+            read_only: raw.api_read_only.unwrap_or(false),
         }
     }
 

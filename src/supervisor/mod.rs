@@ -99,10 +99,11 @@ async fn serve(
     if let Some((request, reply)) = initial {
         let _ = tx.send(Msg::Client { request, reply });
     }
+    let api = start_api(&config, &tx, &supervisor).await;
     // Every connection holds a clone of `drain`; once the actor is done, the
     // last replies are flushed before the process exits.
     let (drain, mut drained) = mpsc::channel::<()>(1);
-    let acceptor = tokio::spawn(accept(listener, tx.clone(), drain));
+    let acceptor = tokio::spawn(accept(listener, tx.clone(), api, drain));
     tokio::spawn(signals(tx.clone(), foreground));
     supervisor.run().await;
     // `fpctl scale` lasts as long as the supervisor.
@@ -113,6 +114,25 @@ async fn serve(
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drained.recv()).await;
     tracing::info!("supervisor exiting");
     Ok(())
+}
+
+/// The HTTP API, reaching the actor like socket clients do; it listens at
+/// once when `[project] api` is set, else when `fpctl dashboard` asks.
+async fn start_api(
+    config: &Arc<Config>,
+    tx: &mpsc::UnboundedSender<Msg>,
+    supervisor: &Supervisor,
+) -> crate::api::Api {
+    let tx = tx.clone();
+    let forward: crate::api::Forward =
+        Arc::new(move |request, reply| tx.send(Msg::Client { request, reply }).is_ok());
+    let api = crate::api::Api::new(supervisor.config_watch(), forward, supervisor.updates());
+    if let Some(addr) = config.project.api.listen {
+        if let Err(e) = api.listen(addr).await {
+            tracing::error!("{e}");
+        }
+    }
+    api
 }
 
 async fn signals(tx: mpsc::UnboundedSender<Msg>, foreground: bool) {
@@ -142,7 +162,12 @@ async fn signals(tx: mpsc::UnboundedSender<Msg>, foreground: bool) {
     }
 }
 
-async fn accept(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>, drain: mpsc::Sender<()>) {
+async fn accept(
+    listener: UnixListener,
+    tx: mpsc::UnboundedSender<Msg>,
+    api: crate::api::Api,
+    drain: mpsc::Sender<()>,
+) {
     let me = nix::unistd::getuid().as_raw();
     loop {
         let stream = match listener.accept().await {
@@ -171,12 +196,17 @@ async fn accept(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>, drain: m
                 continue;
             }
         }
-        tokio::spawn(connection(stream, tx.clone(), drain.clone()));
+        tokio::spawn(connection(stream, tx.clone(), api.clone(), drain.clone()));
     }
 }
 
 /// One client: read one request line, forward it, stream the responses.
-async fn connection(stream: UnixStream, tx: mpsc::UnboundedSender<Msg>, _drain: mpsc::Sender<()>) {
+async fn connection(
+    stream: UnixStream,
+    tx: mpsc::UnboundedSender<Msg>,
+    api: crate::api::Api,
+    _drain: mpsc::Sender<()>,
+) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read).take(control::MAX_LINE as u64 + 1);
     let mut line = String::new();
@@ -204,6 +234,12 @@ async fn connection(stream: UnixStream, tx: mpsc::UnboundedSender<Msg>, _drain: 
             return;
         }
     };
+    if let Request::Api = request {
+        let _ = write
+            .write_all(control::encode(api.ensure().await).as_bytes())
+            .await;
+        return;
+    }
     let (reply_tx, mut reply_rx) = mpsc::unbounded_channel();
     if tx
         .send(Msg::Client {

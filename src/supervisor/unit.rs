@@ -507,7 +507,7 @@ fn spawn_prober(svc: Arc<Service>, sink: Sink, l: &Launch) -> tokio::task::JoinH
 }
 
 /// The next multiple of `interval` on a clock shared by every prober.
-fn next_tick(interval: Duration) -> tokio::time::Instant {
+pub(super) fn next_tick(interval: Duration) -> tokio::time::Instant {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
     let step = interval.as_nanos().max(1);

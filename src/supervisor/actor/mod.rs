@@ -7,7 +7,8 @@
 //! service does with an event is decided by [`Svc::handle`] in `service.rs`;
 //! the processes themselves belong to unit tasks (`unit.rs`). Requests and
 //! reload are in `requests.rs`, waiters in `waiters.rs`, `state.json` and
-//! adoption in `persist.rs`.
+//! adoption in `persist.rs`. Changes of state, probe results and events
+//! are also published to live watchers (the HTTP API's stream).
 //!
 //! Services are known by name ([`ServiceId`]). Every launch gets a number
 //! from one counter shared by all services, so a late report about an
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc, watch};
 
 use self::waiters::{WaitFor, Waiter};
 use super::reload::{self, Plan};
@@ -31,11 +32,13 @@ use super::service::{Effect, Goal, Input, Phase, ServiceId, Svc};
 use super::unit::{self, Ctl, Launch, Report, Unit, UnitEvent};
 use crate::config::{Config, Service};
 use crate::control::{
-    BlockReason, ChangeKind, DepState, ErrorKind, FailReason, Failure, Progress, Request, Response,
-    ServiceState, ServiceStatus,
+    BlockReason, ChangeKind, DepState, ErrorKind, FailReason, Failure, ProbeSample, Progress,
+    Request, Response, ServiceState, ServiceStatus, Update,
 };
 use crate::events::{self, EventKind};
 use crate::graph;
+use crate::health::Verdict;
+use crate::metrics::{self, Usage};
 use crate::process;
 use crate::setup;
 use crate::state::{self, ServiceRecord, StateFile};
@@ -44,8 +47,14 @@ use crate::state::{self, ServiceRecord, StateFile};
 const STOPPED_BY_STOP: &str = "stopped by `fpctl stop` while starting";
 const STOPPED_BY_SIGNAL: &str = "the supervisor was told to stop while starting";
 
-/// How often services with `max_memory` are measured.
-const MEMORY_INTERVAL: Duration = Duration::from_secs(1);
+/// The grid on which memory and CPU are sampled: every tick when a service
+/// has `max_memory`...
+const METRICS_INTERVAL: Duration = Duration::from_secs(1);
+/// ...else every this many ticks: /proc counts CPU in 10 ms ticks, so a
+/// shorter window would make an idle service's CPU flicker between 0 and 1 %.
+const METRICS_IDLE_EVERY: u32 = 5;
+/// Updates a slow live watcher may lag behind before it misses some.
+const UPDATES_BACKLOG: usize = 1024;
 
 pub enum Msg {
     Client {
@@ -67,12 +76,8 @@ pub enum Msg {
         failed: Vec<(ServiceId, String)>,
         reply: mpsc::UnboundedSender<Response>,
     },
-    /// Time to measure the memory of services with `max_memory`.
-    MemoryTick,
     /// Once a second: waiters say what goes on (see `waiters::STILL`).
     Tick,
-    /// Resident memory (bytes) of each measured service's process group.
-    Memory(Vec<MemoryUse>),
     /// A watched file of the service changed (`path`, relative to its dir).
     Watched {
         id: ServiceId,
@@ -84,12 +89,16 @@ pub enum Msg {
         token: u64,
         result: std::result::Result<(), String>,
     },
+    /// Time to sample the memory and CPU of running services.
+    MetricsTick,
+    /// Each sampled service's process group use, tagged with its launch.
+    Metrics(Vec<MetricsUse>),
 }
 
-pub struct MemoryUse {
+pub struct MetricsUse {
     id: ServiceId,
     gen: u64,
-    rss: u64,
+    usage: Usage,
 }
 
 /// One service: its definition, its state and its running unit.
@@ -104,6 +113,13 @@ struct Entry {
     ahead: Option<unit::Ahead>,
     /// Gone from services.toml: stopped, then forgotten.
     removed: bool,
+    /// Memory and CPU of its process group at the last sample.
+    usage: Option<Usage>,
+    /// Its last probe results.
+    history: metrics::History,
+    /// Restarts asked for (`restart`, a reload); `svc.restarts` counts those
+    /// fpctl did on its own.
+    requested_restarts: u32,
 }
 
 pub struct Supervisor {
@@ -142,6 +158,12 @@ pub struct Supervisor {
     next_ahead: u64,
     /// What last stopped services, for starts that were waiting on them.
     stopped_by: Option<&'static str>,
+    /// Live watchers (the HTTP API's stream) subscribe here.
+    updates: broadcast::Sender<Update>,
+    /// The config in force, for readers outside the dispatcher (the API).
+    config_tx: watch::Sender<Arc<Config>>,
+    sampler: Arc<std::sync::Mutex<metrics::Sampler>>,
+    metrics_ticks: u32,
 }
 
 impl Supervisor {
@@ -173,6 +195,10 @@ impl Supervisor {
             gate: setup::Gate::new(config.project.max_parallel_setup),
             next_ahead: 0,
             stopped_by: None,
+            updates: broadcast::channel(UPDATES_BACKLOG).0,
+            config_tx: watch::Sender::new(Arc::clone(&config)),
+            sampler: Default::default(),
+            metrics_ticks: 0,
         };
         sup.install(config);
         (sup, tx)
@@ -217,6 +243,9 @@ impl Supervisor {
                             unit: None,
                             ahead: None,
                             removed: false,
+                            usage: None,
+                            history: metrics::History::default(),
+                            requested_restarts: 0,
                         },
                     );
                 }
@@ -235,8 +264,26 @@ impl Supervisor {
                 .map(|(id, _)| id.clone()),
         );
         self.digest = crate::control::file_digest(&config.path);
+        self.config_tx.send_replace(Arc::clone(&config));
         self.config = config;
         self.dirty = true;
+    }
+
+    /// Where state changes, probe results and events are published.
+    pub fn updates(&self) -> broadcast::Sender<Update> {
+        self.updates.clone()
+    }
+
+    /// The config in force, following reloads.
+    pub fn config_watch(&self) -> watch::Receiver<Arc<Config>> {
+        self.config_tx.subscribe()
+    }
+
+    /// Send to live watchers, if there are any.
+    fn publish(&self, update: impl FnOnce() -> Update) {
+        if self.updates.receiver_count() > 0 {
+            let _ = self.updates.send(update());
+        }
     }
 
     fn gen(&mut self) -> u64 {
@@ -246,19 +293,16 @@ impl Supervisor {
 
     /// Handle messages until asked to exit and everything is stopped.
     pub async fn run(mut self) {
-        if self.config.services.iter().any(|s| s.max_memory.is_some()) {
-            let tx = self.tx.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(MEMORY_INTERVAL);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    if tx.send(Msg::MemoryTick).is_err() {
-                        return;
-                    }
+        // Sampled on the probes' shared grid, so it costs no extra wakeup.
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep_until(unit::next_tick(METRICS_INTERVAL)).await;
+                if tx.send(Msg::MetricsTick).is_err() {
+                    return;
                 }
-            });
-        }
+            }
+        });
         self.watches = super::watch::start(&self.config, self.tx.clone());
         let tx = self.tx.clone();
         tokio::spawn(async move {
@@ -308,6 +352,9 @@ impl Supervisor {
             if self.dirty {
                 let due = *flush_at.get_or_insert(now + PERSIST_EVERY);
                 if now >= due {
+                    self.publish(|| Update::Status {
+                        services: self.statuses(),
+                    });
                     self.persist();
                 }
             }
@@ -373,7 +420,6 @@ impl Supervisor {
                 }
             }
             Msg::SetupAhead { id, token, result } => self.ahead_done(&id, token, result),
-            Msg::MemoryTick => self.measure_memory(),
             Msg::Watched { id, path } => {
                 // A running service restarts, and a failed one gets another
                 // chance (the edit may be the fix); a stopped one stays down.
@@ -391,20 +437,8 @@ impl Supervisor {
                 self.restart_request(vec![id], reply);
             }
             Msg::Tick => {}
-            Msg::Memory(usage) => {
-                for m in usage {
-                    let Some(e) = self.entries.get(&m.id) else {
-                        continue;
-                    };
-                    let Some(limit) = e.spec.max_memory else {
-                        continue;
-                    };
-                    if e.svc.gen == m.gen && m.rss > limit {
-                        let input = Input::MemoryOver { rss: m.rss, limit };
-                        self.input(&m.id, input);
-                    }
-                }
-            }
+            Msg::MetricsTick => self.sample_metrics(),
+            Msg::Metrics(usage) => self.metrics(usage),
         }
     }
 
@@ -430,7 +464,24 @@ impl Supervisor {
                 self.record(&r.id, EventKind::Spawned, format!("pid {pid}: {shown}"));
                 Input::Spawned { pid, ticks, at }
             }
-            UnitEvent::Probed(p) => Input::Probed(p),
+            UnitEvent::Probed(p) => {
+                // A booting service is polled every few ms; only the probe
+                // that finds it up is kept, so the history shows its life,
+                // not its boot.
+                if e.svc.phase != Phase::Starting || p.verdict == Verdict::Healthy {
+                    let sample = ProbeSample {
+                        ts: state::now_unix(),
+                        verdict: p.verdict.as_str().into(),
+                        latency_ms: p.latency.as_secs_f64() * 1000.0,
+                    };
+                    e.history.push(sample.clone());
+                    self.publish(|| Update::Probe {
+                        service: r.id.to_string(),
+                        sample,
+                    });
+                }
+                Input::Probed(p)
+            }
             UnitEvent::StartTimeout { elsewhere } => Input::StartTimeout { elsewhere },
             UnitEvent::AliveFor => Input::AliveFor,
             UnitEvent::Ended { pid, exit } => Input::Ended { pid, exit },
@@ -460,6 +511,10 @@ impl Supervisor {
         self.changed.insert(id.clone());
         let before = (e.svc.public(), e.svc.detail.clone(), e.svc.pid);
         let effects = e.svc.handle(&e.spec, input, Instant::now());
+        if before.2 != e.svc.pid {
+            // What was measured belonged to another process.
+            e.usage = None;
+        }
         if before != (e.svc.public(), e.svc.detail.clone(), e.svc.pid) || !effects.is_empty() {
             self.dirty = true;
             self.unsettled = true;
@@ -602,32 +657,75 @@ impl Supervisor {
             })
     }
 
-    fn measure_memory(&mut self) {
+    /// Sample the process groups of running services, off the dispatcher.
+    fn sample_metrics(&mut self) {
+        self.metrics_ticks = self.metrics_ticks.wrapping_add(1);
+        let every_tick = self.entries.values().any(|e| e.spec.max_memory.is_some());
+        if !every_tick && !self.metrics_ticks.is_multiple_of(METRICS_IDLE_EVERY) {
+            return;
+        }
         let targets: Vec<(ServiceId, u64, i32)> = self
             .entries
             .iter()
-            .filter(|(_, e)| {
-                e.spec.max_memory.is_some()
-                    && matches!(e.svc.phase, Phase::Running { .. } | Phase::Starting)
-            })
+            .filter(|(_, e)| matches!(e.svc.phase, Phase::Running { .. } | Phase::Starting))
             .filter_map(|(id, e)| Some((id.clone(), e.svc.gen, e.svc.pid?)))
             .collect();
         if targets.is_empty() {
             return;
         }
         let tx = self.tx.clone();
+        let sampler = Arc::clone(&self.sampler);
         tokio::task::spawn_blocking(move || {
-            let by_group = process::rss_by_group();
+            let pgids: Vec<i32> = targets.iter().map(|t| t.2).collect();
+            let by_group = match sampler.lock() {
+                Ok(mut s) => s.sample(&pgids),
+                Err(_) => return,
+            };
             let usage = targets
                 .into_iter()
-                .map(|(id, gen, pgid)| MemoryUse {
-                    id,
-                    gen,
-                    rss: by_group.get(&pgid).copied().unwrap_or(0),
+                .filter_map(|(id, gen, pgid)| {
+                    let usage = *by_group.get(&pgid)?;
+                    Some(MetricsUse { id, gen, usage })
                 })
                 .collect();
-            let _ = tx.send(Msg::Memory(usage));
+            let _ = tx.send(Msg::Metrics(usage));
         });
+    }
+
+    /// Record a sample, and restart what exceeds its `max_memory`.
+    fn metrics(&mut self, usage: Vec<MetricsUse>) {
+        // Live watchers hear of a sample only when it changes what they show.
+        let shown = |u: Option<Usage>| {
+            u.map(|u| {
+                (
+                    u.rss_bytes >> 16,
+                    u.cpu_percent.map(|c| (c * 10.0).round() as i64),
+                )
+            })
+        };
+        let mut changed = false;
+        for m in usage {
+            let Some(e) = self.entries.get_mut(&m.id) else {
+                continue;
+            };
+            if e.svc.gen != m.gen || !matches!(e.svc.phase, Phase::Running { .. } | Phase::Starting)
+            {
+                continue;
+            }
+            changed |= shown(e.usage) != shown(Some(m.usage));
+            e.usage = Some(m.usage);
+            if let Some(limit) = e.spec.max_memory {
+                if m.usage.rss_bytes > limit {
+                    let rss = m.usage.rss_bytes;
+                    self.input(&m.id, Input::MemoryOver { rss, limit });
+                }
+            }
+        }
+        if changed && !self.dirty {
+            self.publish(|| Update::Status {
+                services: self.statuses(),
+            });
+        }
     }
 
     /// Record an event (secrets redacted).
@@ -644,6 +742,7 @@ impl Supervisor {
             detail,
         };
         self.events.append(&event);
+        self.publish(|| Update::Event { event });
     }
 
     /// Last resort on exit: nothing carrying our marker survives us.

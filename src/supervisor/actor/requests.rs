@@ -84,6 +84,26 @@ impl Supervisor {
                 Err(e) => self.refuse(&reply, ErrorKind::UnknownService, e),
             },
             Request::Reload { dry_run } => self.reload(dry_run, reply),
+            Request::History { services } => {
+                let histories = self
+                    .config
+                    .services
+                    .iter()
+                    .filter(|svc| services.is_empty() || services.contains(&svc.name))
+                    .filter_map(|svc| {
+                        let e = self.entries.get(svc.name.as_str())?;
+                        Some((svc.name.clone(), e.history.to_vec()))
+                    })
+                    .collect();
+                let _ = reply.send(Response::History { histories });
+            }
+            // The socket's connection handler answers it; a transport
+            // without an HTTP API has none to offer.
+            Request::Api => self.refuse(
+                &reply,
+                ErrorKind::Internal,
+                "the HTTP API is not available in this supervisor",
+            ),
         }
     }
 
@@ -156,6 +176,9 @@ impl Supervisor {
             .collect();
         for id in &go {
             self.input(id, Input::Restart);
+            if let Some(e) = self.entries.get_mut(id) {
+                e.requested_restarts += 1;
+            }
         }
         // Their dependencies must be up too.
         let roots = go
@@ -246,6 +269,9 @@ impl Supervisor {
                 // gets another chance; what is stopped stays stopped.
                 ChangeKind::Changed if e.svc.active() => {
                     self.input(&id, Input::Restart);
+                    if let Some(e) = self.entries.get_mut(&id) {
+                        e.requested_restarts += 1;
+                    }
                     targets.push(id);
                 }
                 ChangeKind::Changed if e.svc.broken() || e.svc.phase == Phase::Waiting => {
@@ -299,6 +325,13 @@ impl Supervisor {
                     reason: s.typed_reason().map(|r| r.masked(|t| e.spec.redact(t))),
                     latency_ms: s.latency_ms,
                     external: matches!(s.phase, Phase::External),
+                    rss_bytes: e.usage.filter(|_| s.pid.is_some()).map(|u| u.rss_bytes),
+                    cpu_percent: e
+                        .usage
+                        .filter(|_| s.pid.is_some())
+                        .and_then(|u| u.cpu_percent)
+                        .map(|c| (c * 10.0).round() / 10.0),
+                    restarts_total: s.restarts + e.requested_restarts,
                 })
             })
             .collect()

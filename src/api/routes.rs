@@ -1,0 +1,348 @@
+//! The JSON endpoints under `/api/v1/`, and the router that puts every
+//! part of the API behind the guard.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{assets, auth, prom, stream, Shared};
+use crate::config::{Config, Probe};
+use crate::control::{ErrorKind, Request, Response, ServiceStatus};
+use crate::output::{self, Row};
+use crate::{events, graph};
+
+type St = State<Arc<Shared>>;
+
+pub fn router(shared: Arc<Shared>, guard: auth::Guard) -> Router {
+    Router::new()
+        .route("/", get(assets::page))
+        .route("/api/v1/openapi.json", get(assets::openapi))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/services", get(services))
+        .route("/api/v1/services/{name}", get(service))
+        .route("/api/v1/services/{name}/history", get(history))
+        .route("/api/v1/services/{name}/logs", get(logs))
+        .route("/api/v1/services/{name}/{action}", post(action))
+        .route("/api/v1/reload", post(reload))
+        .route("/api/v1/events", get(events))
+        .route("/api/v1/graph", get(graph))
+        .route("/api/v1/stream", get(stream::upgrade))
+        .route("/metrics", get(prom::metrics))
+        .layer(axum::middleware::from_fn_with_state(guard, auth::check))
+        .with_state(shared)
+}
+
+/// An error answer: `{"error": message}` with a status code.
+pub struct Failure(StatusCode, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> HttpResponse {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn gone() -> Failure {
+    Failure(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the supervisor is shutting down".into(),
+    )
+}
+
+fn index(config: &Config, name: &str) -> Result<usize, Failure> {
+    config.service(name).map(|(i, _)| i).ok_or_else(|| {
+        Failure(
+            StatusCode::NOT_FOUND,
+            format!("no service named \"{name}\""),
+        )
+    })
+}
+
+/// The supervisor's statuses, in file order.
+pub async fn statuses(shared: &Shared) -> Result<(i32, Vec<ServiceStatus>), Failure> {
+    match shared.ask(Request::Status).await.map(|a| a.last) {
+        Some(Response::Status {
+            supervisor_pid,
+            services,
+            ..
+        }) => Ok((supervisor_pid, services)),
+        Some(Response::Error { message, .. }) => {
+            Err(Failure(StatusCode::SERVICE_UNAVAILABLE, message))
+        }
+        _ => Err(gone()),
+    }
+}
+
+/// The status model of `check --json`, from the supervisor's statuses.
+pub fn status_model(config: &Config, services: &[ServiceStatus]) -> Value {
+    let rows: Vec<Row> = services
+        .iter()
+        .filter_map(|st| Some(Row::from_status(config.service(&st.name)?.0, st)))
+        .collect();
+    output::status_value(config, &rows)
+}
+
+async fn status(State(shared): St) -> Result<Json<Value>, Failure> {
+    let (pid, services) = statuses(&shared).await?;
+    let mut model = status_model(&shared.config(), &services);
+    model["supervisor_pid"] = pid.into();
+    model["project"] = shared.config().project.name.clone().into();
+    model["read_only"] = shared.config().project.api.read_only.into();
+    Ok(Json(model))
+}
+
+async fn services(State(shared): St) -> Result<Json<Value>, Failure> {
+    let (_, services) = statuses(&shared).await?;
+    Ok(Json(
+        status_model(&shared.config(), &services)["services"].take(),
+    ))
+}
+
+async fn service(State(shared): St, Path(name): Path<String>) -> Result<Json<Value>, Failure> {
+    let i = index(&shared.config(), &name)?;
+    let (_, services) = statuses(&shared).await?;
+    let one: Vec<ServiceStatus> = services.into_iter().filter(|s| s.name == name).collect();
+    let mut entry = status_model(&shared.config(), &one)["services"][0].take();
+    entry["settings"] = settings(&shared.config(), i);
+    Ok(Json(entry))
+}
+
+/// What the file says about a service, secrets redacted.
+fn settings(config: &Config, i: usize) -> Value {
+    let svc = &config.services[i];
+    let names = |idx: &mut dyn Iterator<Item = usize>| -> Vec<String> {
+        idx.map(|d| config.services[d].name.clone()).collect()
+    };
+    let health = svc.health.as_ref().map(|h| {
+        let (kind, target) = match &h.probe {
+            Probe::Http { url, .. } => ("http", url.clone()),
+            Probe::Tcp { port } => ("tcp", port.to_string()),
+            Probe::Exec { argv } => ("exec", shell_words::join(argv)),
+            Probe::Log { pattern, .. } => ("log", pattern.as_str().to_string()),
+        };
+        json!({
+            "kind": kind,
+            "target": svc.redact(&target),
+            "interval_s": h.interval.as_secs_f64(),
+            "timeout_s": h.timeout.as_secs_f64(),
+            "retries": h.retries,
+        })
+    });
+    json!({
+        "command": svc.redact(&shell_words::join(&svc.argv)),
+        "depends_on": names(&mut svc.depends_on.iter().copied()),
+        "dependents": names(&mut (0..config.services.len()).filter(|&j| config.services[j].depends_on.contains(&i))),
+        "health": health,
+        "start_timeout_s": svc.start_timeout.as_secs_f64(),
+        "restart": svc.restart,
+        "max_restarts": svc.max_restarts,
+        "oneshot": svc.oneshot,
+        "disabled": svc.disabled,
+    })
+}
+
+async fn history(State(shared): St, Path(name): Path<String>) -> Result<Json<Value>, Failure> {
+    index(&shared.config(), &name)?;
+    let request = Request::History {
+        services: vec![name.clone()],
+    };
+    match shared.ask(request).await.map(|a| a.last) {
+        Some(Response::History { mut histories }) => Ok(Json(json!({
+            "service": name,
+            "probes": histories.remove(&name).unwrap_or_default(),
+        }))),
+        _ => Err(gone()),
+    }
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    n: Option<usize>,
+}
+
+async fn logs(
+    State(shared): St,
+    Path(name): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Json<Value>, Failure> {
+    index(&shared.config(), &name)?;
+    let n = q.n.unwrap_or(100).min(10_000);
+    let path = shared.config().log_path(&name);
+    let text = tokio::task::spawn_blocking(move || crate::service_log::last_lines(&path, n))
+        .await
+        .unwrap_or_default();
+    Ok(Json(json!({
+        "service": name,
+        "lines": text.lines().collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    service: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn events(State(shared): St, Query(q): Query<EventsQuery>) -> Result<Json<Value>, Failure> {
+    if let Some(name) = &q.service {
+        index(&shared.config(), name)?;
+    }
+    let limit = q.limit.unwrap_or(100);
+    Ok(Json(json!(
+        recent_events(&shared.config(), q.service, limit).await
+    )))
+}
+
+/// The newest `limit` events (of one service), oldest first.
+pub async fn recent_events(
+    config: &Config,
+    service: Option<String>,
+    limit: usize,
+) -> Vec<events::Event> {
+    let path = events::path(config);
+    tokio::task::spawn_blocking(move || {
+        let mut all: Vec<events::Event> = events::read_all(&path)
+            .into_iter()
+            .filter(|e| service.as_ref().is_none_or(|s| &e.service == s))
+            .collect();
+        all.drain(..all.len().saturating_sub(limit));
+        all
+    })
+    .await
+    .unwrap_or_default()
+}
+
+async fn graph(State(shared): St) -> Json<Value> {
+    Json(graph_model(&shared.config()))
+}
+
+/// Tiers, start levels and dependencies.
+pub fn graph_model(config: &Config) -> Value {
+    let all = (0..config.services.len()).collect();
+    let plan = graph::plan(config, &all);
+    let name = |i: usize| config.services[i].name.clone();
+    let tiers: Vec<Value> = plan
+        .tiers
+        .iter()
+        .map(|tp| {
+            let tier = &config.tiers[tp.tier];
+            json!({
+                "name": tier.name,
+                "title": tier.title,
+                "levels": tp.levels.iter().map(|l| l.iter().map(|&i| name(i)).collect::<Vec<_>>()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let services: serde_json::Map<String, Value> = config
+        .services
+        .iter()
+        .map(|s| {
+            let deps: Vec<String> = s.depends_on.iter().map(|&d| name(d)).collect();
+            (
+                s.name.clone(),
+                json!({ "tier": config.tiers[s.tier].name, "port": s.port, "depends_on": deps }),
+            )
+        })
+        .collect();
+    json!({ "tiers": tiers, "services": services })
+}
+
+#[derive(Deserialize)]
+struct ReloadQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `POST /api/v1/reload[?dry_run=true]`: what `fpctl reload` does. The
+/// answer lists the plan (one entry per added, removed or changed service)
+/// and, unless a dry run, comes once what the reload started has settled.
+async fn reload(State(shared): St, Query(q): Query<ReloadQuery>) -> Result<HttpResponse, Failure> {
+    if shared.config().project.api.read_only && !q.dry_run {
+        return Err(Failure(
+            StatusCode::FORBIDDEN,
+            "the API is read-only (api_read_only = true)".into(),
+        ));
+    }
+    let request = Request::Reload { dry_run: q.dry_run };
+    let answer = shared.ask(request).await.ok_or_else(gone)?;
+    let (ok, failures) = match answer.last {
+        Response::Done { ok, failures } => (ok, failures),
+        Response::Error {
+            kind: ErrorKind::InvalidConfig,
+            message,
+        } => return Err(Failure(StatusCode::UNPROCESSABLE_ENTITY, message)),
+        Response::Error { message, .. } => return Err(Failure(StatusCode::CONFLICT, message)),
+        _ => return Err(gone()),
+    };
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let body = json!({
+        "ok": ok,
+        "dry_run": q.dry_run,
+        "changes": answer.changes,
+        "progress": answer.progress,
+        "failures": failures,
+    });
+    Ok((code, Json(body)).into_response())
+}
+
+/// `POST /api/v1/services/{name}/start|stop|restart`: answered once the
+/// supervisor is done, with the outcome and the service's status after.
+async fn action(
+    State(shared): St,
+    Path((name, action)): Path<(String, String)>,
+) -> Result<HttpResponse, Failure> {
+    if shared.config().project.api.read_only {
+        return Err(Failure(
+            StatusCode::FORBIDDEN,
+            "the API is read-only (api_read_only = true)".into(),
+        ));
+    }
+    index(&shared.config(), &name)?;
+    let services = vec![name.clone()];
+    let request = match action.as_str() {
+        "start" => Request::Start {
+            services,
+            profiles: Vec::new(),
+            replace: false,
+        },
+        "stop" => Request::Stop { services },
+        "restart" => Request::Restart { services },
+        other => {
+            return Err(Failure(
+                StatusCode::NOT_FOUND,
+                format!("no action \"{other}\" (start, stop or restart)"),
+            ))
+        }
+    };
+    let answer = shared.ask(request).await.ok_or_else(gone)?;
+    let (ok, failures) = match answer.last {
+        Response::Done { ok, failures } => (ok, failures),
+        Response::Error { message, .. } => return Err(Failure(StatusCode::CONFLICT, message)),
+        _ => return Err(gone()),
+    };
+    let (_, now) = statuses(&shared).await?;
+    let one: Vec<ServiceStatus> = now.into_iter().filter(|s| s.name == name).collect();
+    let after = status_model(&shared.config(), &one)["services"][0].take();
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let body = json!({
+        "ok": ok,
+        "action": action,
+        "service": after,
+        "progress": answer.progress,
+        "failures": failures,
+    });
+    Ok((code, Json(body)).into_response())
+}

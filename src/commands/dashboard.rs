@@ -1,0 +1,53 @@
+//! `fpctl dashboard`: have the supervisor serve its HTTP API and dashboard
+//! (starting a supervisor if none runs), print the URL and token, and open
+//! a browser where there is one.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use super::lifecycle::connect_or_spawn;
+use super::load;
+use crate::control::{Request, Response};
+use crate::{Error, Outcome, Result};
+
+pub fn dashboard(file: Option<&Path>, no_open: bool) -> Result<Outcome> {
+    let config = load(file)?;
+    let mut client = connect_or_spawn(&config)?;
+    let reply = client
+        .request(Request::Api, |_| {})
+        .map_err(|e| Error::other("lost the supervisor", e))?;
+    let (url, token) = match reply {
+        Response::Api { url, token } => (url, token),
+        Response::Error { message, .. } => return Err(Error::Other(message)),
+        other => {
+            return Err(Error::Other(format!(
+                "unexpected reply from the supervisor: {other:?}"
+            )))
+        }
+    };
+    // The token rides in the fragment, which browsers never send.
+    let page = format!("{url}#token={token}");
+    println!("dashboard: {page}");
+    println!("API:       {url}api/v1/  (header: Authorization: Bearer {token})");
+    if !no_open {
+        open_browser(&page);
+    }
+    Ok(Outcome::Success)
+}
+
+/// Best effort: `$BROWSER`, else xdg-open when a display is there.
+fn open_browser(page: &str) {
+    let graphical =
+        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    let opener = match std::env::var("BROWSER") {
+        Ok(b) if !b.trim().is_empty() => b,
+        _ if graphical => "xdg-open".to_string(),
+        _ => return,
+    };
+    let _ = Command::new(opener)
+        .arg(page)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
