@@ -144,6 +144,9 @@ pub struct Supervisor {
     /// Exit once everything is stopped.
     exiting: bool,
     dirty: bool,
+    /// Something live watchers see changed since the last `Status` update
+    /// (published at once, while state.json waits for the end of a burst).
+    unpublished: bool,
     events: events::Log,
     /// Digest of the services.toml in force (see `control::file_digest`).
     digest: Option<String>,
@@ -188,6 +191,7 @@ impl Supervisor {
             marker,
             exiting: false,
             dirty: true,
+            unpublished: true,
             events,
             digest: None,
             watches: None,
@@ -264,6 +268,7 @@ impl Supervisor {
                 .map(|(id, _)| id.clone()),
         );
         self.digest = crate::control::file_digest(&config.path);
+        self.unpublished = true;
         self.config_tx.send_replace(Arc::clone(&config));
         self.config = config;
         self.dirty = true;
@@ -349,12 +354,14 @@ impl Supervisor {
                 trim_at = Some(now + TRIM_AFTER);
             }
             self.notify_waiters();
+            if std::mem::take(&mut self.unpublished) {
+                self.publish(|| Update::Status {
+                    services: self.statuses(),
+                });
+            }
             if self.dirty {
                 let due = *flush_at.get_or_insert(now + PERSIST_EVERY);
                 if now >= due {
-                    self.publish(|| Update::Status {
-                        services: self.statuses(),
-                    });
                     self.persist();
                 }
             }
@@ -518,6 +525,7 @@ impl Supervisor {
         if before != (e.svc.public(), e.svc.detail.clone(), e.svc.pid) || !effects.is_empty() {
             self.dirty = true;
             self.unsettled = true;
+            self.unpublished = true;
         }
         for effect in effects {
             self.effect(id, effect);
@@ -721,10 +729,8 @@ impl Supervisor {
                 }
             }
         }
-        if changed && !self.dirty {
-            self.publish(|| Update::Status {
-                services: self.statuses(),
-            });
+        if changed {
+            self.unpublished = true;
         }
     }
 

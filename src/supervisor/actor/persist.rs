@@ -126,6 +126,7 @@ impl Supervisor {
             }
         }
         self.dirty = true;
+        self.unpublished = true;
     }
 
     pub(super) fn persist(&mut self) {
