@@ -1,6 +1,7 @@
 //! What fpctl measures about services beyond their state: resident memory
-//! and CPU use summed over each service's process group (read from /proc,
-//! once per sample interval), and the last probe results of each service.
+//! and CPU use summed over each service's process group (read from /proc
+//! when someone looks: a status request, a live watcher, a `max_memory`
+//! limit), and the last probe results of each service.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
@@ -14,7 +15,8 @@ pub const HISTORY_LEN: usize = 100;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Usage {
     pub rss_bytes: u64,
-    /// % of one core since the previous sample; `None` at the first one.
+    /// % of one core since the previous sample (at the first one, since
+    /// the group's leader started).
     pub cpu_percent: Option<f64>,
 }
 
@@ -69,11 +71,16 @@ impl Sampler {
             let Some(&(pages, ticks)) = groups.get(&pgid) else {
                 continue;
             };
-            let cpu_percent = self.prev.get(&pgid).and_then(|&(before, at)| {
-                let secs = now.duration_since(at).as_secs_f64();
-                (ticks >= before && secs > 0.0)
-                    .then(|| (ticks - before) as f64 / self.hz / secs * 100.0)
-            });
+            // Since the previous sample; for a group seen the first time,
+            // since its leader started (as `ps` shows it).
+            let cpu_percent = match self.prev.get(&pgid) {
+                Some(&(before, at)) => {
+                    let secs = now.duration_since(at).as_secs_f64();
+                    (ticks >= before && secs > 0.0)
+                        .then(|| (ticks - before) as f64 / self.hz / secs * 100.0)
+                }
+                None => self.lifetime(pgid, ticks),
+            };
             prev.insert(pgid, (ticks, now));
             out.insert(
                 pgid,
@@ -89,6 +96,21 @@ impl Sampler {
 }
 
 /// Add `pid` and its descendants to `groups` (pgrp -> rss pages, CPU ticks).
+impl Sampler {
+    /// CPU % of a group since its leader started.
+    fn lifetime(&self, leader: i32, ticks: u64) -> Option<f64> {
+        let started = read_stat(leader)?.started;
+        let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        let secs = uptime - started as f64 / self.hz;
+        (secs > 0.0).then(|| ticks as f64 / self.hz / secs * 100.0)
+    }
+}
+
 fn walk(
     pid: i32,
     groups: &mut HashMap<i32, (u64, u64)>,
@@ -114,6 +136,8 @@ struct Stat {
     pages: u64,
     ticks: u64,
     threads: u64,
+    /// Clock ticks after boot when it started.
+    started: u64,
 }
 
 /// pgrp, resident pages, CPU ticks (user + system) and thread count.
@@ -128,6 +152,7 @@ fn read_stat(pid: i32) -> Option<Stat> {
         pages: num(21)?,
         ticks: num(11)? + num(12)?,
         threads: num(17)?,
+        started: num(19)?,
     })
 }
 

@@ -111,7 +111,8 @@ async fn plain(url: &str) -> Result<(u16, Option<Bytes>), String> {
     let stream = TcpStream::connect((host, port))
         .await
         .map_err(|e| short_io_error(&e))?;
-    let _ = stream.set_nodelay(true);
+    // No TCP_NODELAY: the request is one write on a fresh connection, which
+    // Nagle never delays; a setsockopt per probe would be wasted.
     // A health answer is small: a 4 KiB read buffer (hyper starts at 8 KiB
     // and grows) keeps a round of many probes at once light on memory.
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()

@@ -61,6 +61,7 @@ pub fn run(
     initial: Option<(Request, mpsc::UnboundedSender<Response>)>,
     foreground: bool,
 ) -> Result<()> {
+    crate::process::one_malloc_arena();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -105,7 +106,12 @@ async fn serve(
     let (drain, mut drained) = mpsc::channel::<()>(1);
     let acceptor = tokio::spawn(accept(listener, tx.clone(), api, drain));
     tokio::spawn(signals(tx.clone(), foreground));
-    supervisor.run().await;
+    // The dispatcher runs as a task, not as the runtime's main future: a
+    // unit's report then wakes it through the scheduler's local queue, where
+    // waking the main future would write the runtime's eventfd each time.
+    if let Err(e) = tokio::spawn(supervisor.run()).await {
+        tracing::error!("the dispatcher ended abnormally: {e}");
+    }
     // `fpctl scale` lasts as long as the supervisor.
     crate::scale::clear(&config.root);
     let _ = std::fs::remove_file(&socket);

@@ -246,8 +246,11 @@ impl Task {
         fresh: bool,
     ) {
         let svc = Arc::clone(&self.l.svc);
+        // Told by the prober when the service first answers: the start
+        // timer then has nothing left to time.
+        let (ready_tx, mut ready) = oneshot::channel();
         let prober = probing.then(|| {
-            let guard = spawn_prober(Arc::clone(&svc), self.sink.clone(), &self.l);
+            let guard = spawn_prober(Arc::clone(&svc), self.sink.clone(), &self.l, ready_tx);
             AbortOnDrop(guard)
         });
         // A timer that is not armed is never polled.
@@ -259,6 +262,7 @@ impl Task {
         let status = loop {
             tokio::select! {
                 e = &mut exit => break e.unwrap_or(Exit::Unknown),
+                _ = &mut ready, if start_armed => start_armed = false,
                 _ = &mut start_timer, if start_armed => {
                     start_armed = false;
                     let elsewhere = match svc.port {
@@ -461,8 +465,14 @@ fn spawn(l: &Launch) -> Result<(process::Child, Option<process::Child>), String>
 /// through a log writer before fpctl notes the exit anyway.
 const LOG_DRAIN: Duration = Duration::from_secs(2);
 
-fn spawn_prober(svc: Arc<Service>, sink: Sink, l: &Launch) -> tokio::task::JoinHandle<()> {
+fn spawn_prober(
+    svc: Arc<Service>,
+    sink: Sink,
+    l: &Launch,
+    ready: oneshot::Sender<()>,
+) -> tokio::task::JoinHandle<()> {
     let (id, gen) = (l.id.clone(), l.gen);
+    let mut ready = Some(ready);
     tokio::spawn(async move {
         let health = svc.health.as_ref().expect("prober needs a health check");
         let begun = Instant::now();
@@ -474,6 +484,11 @@ fn spawn_prober(svc: Arc<Service>, sink: Sink, l: &Launch) -> tokio::task::JoinH
         loop {
             let result = health::probe(&svc, &health.probe, health.timeout).await;
             healthy_once |= result.verdict == Verdict::Healthy;
+            if healthy_once {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(());
+                }
+            }
             let news = healthy_once || last_down.as_deref() != Some(result.detail.as_str());
             if !healthy_once {
                 last_down = Some(result.detail.clone());

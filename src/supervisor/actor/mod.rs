@@ -47,12 +47,19 @@ use crate::state::{self, ServiceRecord, StateFile};
 const STOPPED_BY_STOP: &str = "stopped by `fpctl stop` while starting";
 const STOPPED_BY_SIGNAL: &str = "the supervisor was told to stop while starting";
 
-/// The grid on which memory and CPU are sampled: every tick when a service
-/// has `max_memory`...
-const METRICS_INTERVAL: Duration = Duration::from_secs(1);
-/// ...else every this many ticks: /proc counts CPU in 10 ms ticks, so a
-/// shorter window would make an idle service's CPU flicker between 0 and 1 %.
-const METRICS_IDLE_EVERY: u32 = 5;
+/// Memory and CPU are sampled only when someone looks: every second when a
+/// service has `max_memory`...
+const METRICS_LIMITS_EVERY: Duration = Duration::from_secs(1);
+/// ...every five while a live watcher (the dashboard) is connected (/proc
+/// counts CPU in 10 ms ticks, so a shorter window would make an idle
+/// service's CPU flicker between 0 and 1 %), and on each status request that
+/// finds the last sample older than this. A stack nobody looks at costs no
+/// /proc reads at all.
+const METRICS_WATCHED_EVERY: Duration = Duration::from_secs(5);
+const METRICS_FRESH: Duration = Duration::from_secs(1);
+/// While a client waits for an answer, waiters look again this often, to
+/// say what is still going on.
+const WAITER_TICK: Duration = Duration::from_secs(1);
 /// Updates a slow live watcher may lag behind before it misses some.
 const UPDATES_BACKLOG: usize = 1024;
 
@@ -76,8 +83,6 @@ pub enum Msg {
         failed: Vec<(ServiceId, String)>,
         reply: mpsc::UnboundedSender<Response>,
     },
-    /// Once a second: waiters say what goes on (see `waiters::STILL`).
-    Tick,
     /// A watched file of the service changed (`path`, relative to its dir).
     Watched {
         id: ServiceId,
@@ -89,8 +94,6 @@ pub enum Msg {
         token: u64,
         result: std::result::Result<(), String>,
     },
-    /// Time to sample the memory and CPU of running services.
-    MetricsTick,
     /// Each sampled service's process group use, tagged with its launch.
     Metrics(Vec<MetricsUse>),
 }
@@ -166,7 +169,8 @@ pub struct Supervisor {
     /// The config in force, for readers outside the dispatcher (the API).
     config_tx: watch::Sender<Arc<Config>>,
     sampler: Arc<std::sync::Mutex<metrics::Sampler>>,
-    metrics_ticks: u32,
+    /// When memory and CPU were last sampled.
+    sampled_at: Option<Instant>,
 }
 
 impl Supervisor {
@@ -202,7 +206,7 @@ impl Supervisor {
             updates: broadcast::channel(UPDATES_BACKLOG).0,
             config_tx: watch::Sender::new(Arc::clone(&config)),
             sampler: Default::default(),
-            metrics_ticks: 0,
+            sampled_at: None,
         };
         sup.install(config);
         (sup, tx)
@@ -297,29 +301,13 @@ impl Supervisor {
     }
 
     /// Handle messages until asked to exit and everything is stopped.
+    ///
+    /// At idle the loop wakes only for what arrives: probe reports, client
+    /// requests, signals. Its own timers (state.json bursts, trimming, the
+    /// waiters' progress tick, metrics samples) are armed only while they
+    /// have something to do.
     pub async fn run(mut self) {
-        // Sampled on the probes' shared grid, so it costs no extra wakeup.
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep_until(unit::next_tick(METRICS_INTERVAL)).await;
-                if tx.send(Msg::MetricsTick).is_err() {
-                    return;
-                }
-            }
-        });
         self.watches = super::watch::start(&self.config, self.tx.clone());
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if tx.send(Msg::Tick).is_err() {
-                    return;
-                }
-            }
-        });
         self.reconcile();
         self.persist();
         // state.json is written once per burst: at most every PERSIST_EVERY,
@@ -328,6 +316,11 @@ impl Supervisor {
         let mut flush_at: Option<tokio::time::Instant> = None;
         // Once a burst is over, what it used and no longer needs goes back.
         let mut trim_at: Option<tokio::time::Instant> = None;
+        let mut tick_at: Option<tokio::time::Instant> = None;
+        let mut sample_at: Option<tokio::time::Instant> = None;
+        let pending = |at: Option<tokio::time::Instant>| {
+            tokio::time::sleep_until(at.unwrap_or_else(tokio::time::Instant::now))
+        };
         loop {
             tokio::select! {
                 Some(msg) = self.rx.recv() => {
@@ -336,12 +329,19 @@ impl Supervisor {
                     self.handle(msg);
                 }
                 Some(report) = self.reports_rx.recv() => self.report(report),
-                _ = tokio::time::sleep_until(flush_at.unwrap_or_else(tokio::time::Instant::now)),
-                    if flush_at.is_some() => {}
-                _ = tokio::time::sleep_until(trim_at.unwrap_or_else(tokio::time::Instant::now)),
-                    if trim_at.is_some() => {
+                _ = pending(flush_at), if flush_at.is_some() => {}
+                _ = pending(trim_at), if trim_at.is_some() => {
                     trim_at = None;
                     process::trim_resident();
+                }
+                // Waiters look at every service again, to say "still ...".
+                _ = pending(tick_at), if tick_at.is_some() => {
+                    tick_at = None;
+                    self.all_changed = true;
+                }
+                _ = pending(sample_at), if sample_at.is_some() => {
+                    sample_at = None;
+                    self.sample_metrics();
                 }
                 else => break,
             }
@@ -367,6 +367,14 @@ impl Supervisor {
             }
             if !self.dirty {
                 flush_at = None;
+            }
+            if self.waiters.is_empty() {
+                tick_at = None;
+            } else if tick_at.is_none() {
+                tick_at = Some(now + WAITER_TICK);
+            }
+            if sample_at.is_none() {
+                sample_at = self.metrics_every().map(unit::next_tick);
             }
             if self.exiting && self.quiet() && self.waiters.is_empty() {
                 break;
@@ -443,8 +451,6 @@ impl Supervisor {
                 let (reply, _) = mpsc::unbounded_channel();
                 self.restart_request(vec![id], reply);
             }
-            Msg::Tick => {}
-            Msg::MetricsTick => self.sample_metrics(),
             Msg::Metrics(usage) => self.metrics(usage),
         }
     }
@@ -666,12 +672,46 @@ impl Supervisor {
     }
 
     /// Sample the process groups of running services, off the dispatcher.
+    /// How often memory and CPU are sampled on a timer now: never, unless
+    /// a service has `max_memory` or a live watcher is connected.
+    fn metrics_every(&self) -> Option<Duration> {
+        if self.entries.values().any(|e| e.spec.max_memory.is_some()) {
+            Some(METRICS_LIMITS_EVERY)
+        } else if self.updates.receiver_count() > 0 {
+            Some(METRICS_WATCHED_EVERY)
+        } else {
+            None
+        }
+    }
+
+    /// Sample the running services' process groups, off the dispatcher
+    /// (a /proc walk of a large stack takes milliseconds).
     fn sample_metrics(&mut self) {
-        self.metrics_ticks = self.metrics_ticks.wrapping_add(1);
-        let every_tick = self.entries.values().any(|e| e.spec.max_memory.is_some());
-        if !every_tick && !self.metrics_ticks.is_multiple_of(METRICS_IDLE_EVERY) {
+        let Some((targets, sampler)) = self.sample_targets() else {
+            return;
+        };
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let usage = measure(&sampler, targets);
+            let _ = tx.send(Msg::Metrics(usage));
+        });
+    }
+
+    /// Sample now, in place, unless the last sample is fresh: a status
+    /// request answers with what is true now.
+    pub(super) fn sample_if_stale(&mut self) {
+        if self.sampled_at.is_some_and(|t| t.elapsed() < METRICS_FRESH) {
             return;
         }
+        if let Some((targets, sampler)) = self.sample_targets() {
+            let usage = measure(&sampler, targets);
+            self.metrics(usage);
+        }
+    }
+
+    fn sample_targets(
+        &mut self,
+    ) -> Option<(Vec<(ServiceId, u64, i32)>, Arc<std::sync::Mutex<metrics::Sampler>>)> {
         let targets: Vec<(ServiceId, u64, i32)> = self
             .entries
             .iter()
@@ -679,25 +719,10 @@ impl Supervisor {
             .filter_map(|(id, e)| Some((id.clone(), e.svc.gen, e.svc.pid?)))
             .collect();
         if targets.is_empty() {
-            return;
+            return None;
         }
-        let tx = self.tx.clone();
-        let sampler = Arc::clone(&self.sampler);
-        tokio::task::spawn_blocking(move || {
-            let pgids: Vec<i32> = targets.iter().map(|t| t.2).collect();
-            let by_group = match sampler.lock() {
-                Ok(mut s) => s.sample(&pgids),
-                Err(_) => return,
-            };
-            let usage = targets
-                .into_iter()
-                .filter_map(|(id, gen, pgid)| {
-                    let usage = *by_group.get(&pgid)?;
-                    Some(MetricsUse { id, gen, usage })
-                })
-                .collect();
-            let _ = tx.send(Msg::Metrics(usage));
-        });
+        self.sampled_at = Some(Instant::now());
+        Some((targets, Arc::clone(&self.sampler)))
     }
 
     /// Record a sample, and restart what exceeds its `max_memory`.
@@ -791,4 +816,22 @@ const TRIM_AFTER: Duration = Duration::from_secs(1);
 /// A marker unique to this project folder, shared by all its services.
 pub fn instance_marker(config: &Config) -> String {
     process::project_marker(&config.root)
+}
+
+/// Each target's process group use, tagged with its launch.
+fn measure(
+    sampler: &std::sync::Mutex<metrics::Sampler>,
+    targets: Vec<(ServiceId, u64, i32)>,
+) -> Vec<MetricsUse> {
+    let pgids: Vec<i32> = targets.iter().map(|t| t.2).collect();
+    let Ok(by_group) = sampler.lock().map(|mut s| s.sample(&pgids)) else {
+        return Vec::new();
+    };
+    targets
+        .into_iter()
+        .filter_map(|(id, gen, pgid)| {
+            let usage = *by_group.get(&pgid)?;
+            Some(MetricsUse { id, gen, usage })
+        })
+        .collect()
 }

@@ -33,6 +33,7 @@ impl Supervisor {
         };
         match request {
             Request::Status => {
+                self.sample_if_stale();
                 let _ = reply.send(Response::Status {
                     supervisor_pid: std::process::id() as i32,
                     services: self.statuses(),
