@@ -334,3 +334,109 @@ pub fn texts_and_times<'a>(
         })
         .unzip()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn at(ms: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(1_795_000_000_000 + ms)
+    }
+
+    fn line(ms: Option<u64>, text: &str) -> Line {
+        Line {
+            time: ms.map(at),
+            text: text.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_recorded_time_is_split_off_and_read_back_to_the_millisecond() {
+        let raw = format!("{}hello world", stamp(at(123)));
+        assert_eq!(split_time(&raw), (Some(at(123)), "hello world"));
+        assert_eq!(split_time("hello"), (None, "hello"));
+        // Something that only looks like a time stays part of the line.
+        let fake = "2026-99-26T03:32:14.123Z not a time";
+        assert_eq!(split_time(fake), (None, fake));
+        assert_eq!(split_time_bytes(raw.as_bytes()).1, b"hello world");
+    }
+
+    #[test]
+    fn history_keeps_the_last_lines_since_a_time_and_notes_untimed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        // Several blocks of the backwards reader.
+        let mut text = String::from("no time here\n");
+        for ms in 0..5000u64 {
+            text.push_str(&format!("{}line {ms}\n", stamp(at(ms * 100))));
+        }
+        text.push_str("a partial line");
+        std::fs::write(&path, &text).unwrap();
+        let mut f = File::open(&path).unwrap();
+        let end = f.metadata().unwrap().len();
+        let h = history(&mut f, end, Some(3), None).unwrap();
+        let texts: Vec<&str> = h.lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["line 4997", "line 4998", "line 4999"]);
+        assert_eq!(h.end, end - "a partial line".len() as u64);
+        let h = history(&mut f, end, None, Some(at(499_750))).unwrap();
+        let texts: Vec<&str> = h.lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["line 4998", "line 4999"]);
+        assert!(!h.untimed);
+        // Back to the first line, which has no time: left out, and said.
+        let h = history(&mut f, end, None, Some(at(0))).unwrap();
+        assert_eq!(h.lines.len(), 5000);
+        assert_eq!(h.lines[0].text, "line 0");
+        assert!(h.untimed);
+        let all = history(&mut f, end, None, None).unwrap();
+        assert_eq!(all.lines.len(), 5001);
+        assert_eq!(all.lines[0], line(None, "no time here"));
+    }
+
+    #[test]
+    fn merge_is_in_time_order_and_keeps_untimed_lines_with_the_line_before() {
+        let a = vec![
+            line(Some(0), "a1"),
+            line(None, "a1 continued"),
+            line(Some(600), "a2"),
+        ];
+        let b = vec![line(Some(300), "b1"), line(Some(600), "b2")];
+        let merged: Vec<String> = merge(vec![a, b])
+            .into_iter()
+            .map(|(k, l)| format!("{k}:{}", l.text))
+            .collect();
+        assert_eq!(
+            merged,
+            ["0:a1", "0:a1 continued", "1:b1", "0:a2", "1:b2"],
+            "ties go to the earlier log"
+        );
+        // No times at all: one log after the other, as written.
+        let merged: Vec<usize> = merge(vec![
+            vec![line(None, "x"), line(None, "y")],
+            vec![line(None, "z")],
+        ])
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+        assert_eq!(merged, [0, 0, 1]);
+    }
+
+    #[test]
+    fn current_run_and_setup_status_read_through_recorded_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let t = stamp(at(0));
+        std::fs::write(
+            &path,
+            format!("{t}[fpctl] starting: old\n{t}old-run\n{t}[fpctl] starting: new\n{t}new-run\n{t}[fpctl] setup: pip install\n{t}Collecting numpy\n"),
+        )
+        .unwrap();
+        let run = current_run(&path, 10);
+        assert!(!run.contains("old-run"), "{run}");
+        assert!(run.starts_with("[fpctl] setup: pip install\n"), "{run}");
+        assert_eq!(
+            setup_status(&path),
+            Some(("pip install".into(), Some("Collecting numpy".into())))
+        );
+    }
+}
