@@ -594,7 +594,7 @@ impl LogTailer {
         n: Option<usize>,
         since: Option<std::time::SystemTime>,
     ) -> Vec<String> {
-        use crate::service_log::{history, merge};
+        use crate::service_log::{history_of, merge};
         use std::io::Write;
         let mut untimed = Vec::new();
         let mut logs = Vec::new();
@@ -603,9 +603,7 @@ impl LogTailer {
                 // Nothing to compare: do not read a long log for nothing.
                 None
             } else {
-                std::fs::File::open(&log.path)
-                    .and_then(|mut f| history(&mut f, log.offset, n, since))
-                    .ok()
+                history_of(&log.path, log.offset, n, since).ok()
             };
             match read {
                 Some(h) => {

@@ -218,6 +218,10 @@ pub struct History {
     /// Lines were left out because they have no time to compare with
     /// `since`.
     pub untimed: bool,
+    /// The file was read back to its beginning without finding enough
+    /// lines, or one older than `since`: older ones may be in the file
+    /// before it.
+    pub whole: bool,
 }
 
 /// The last lines of a log before `end`: at most `n` (all with `None`) of
@@ -237,48 +241,82 @@ pub fn history(
     let mut carry: Vec<u8> = Vec::new();
     let mut first_block = true;
     let mut rev: Vec<Line> = Vec::new();
-    'read: while pos > 0 {
-        let start = pos.saturating_sub(BLOCK);
-        let mut buf = vec![0u8; (pos - start) as usize];
-        f.seek(SeekFrom::Start(start))?;
-        f.read_exact(&mut buf)?;
-        buf.extend_from_slice(&carry);
-        pos = start;
-        if first_block {
-            first_block = false;
-            let whole = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            out.end = start + whole as u64;
-            buf.truncate(whole);
-        }
-        // The first piece of a block may be the end of a line that began
-        // in the block before it: keep it for the next round.
-        let (head, body) = match (pos > 0, buf.iter().position(|&b| b == b'\n')) {
-            (true, Some(i)) => buf.split_at(i + 1),
-            (true, None) => {
-                carry = buf;
-                continue;
+    // Whether the file was read to its beginning without stopping.
+    out.whole = 'read: {
+        while pos > 0 {
+            let start = pos.saturating_sub(BLOCK);
+            let mut buf = vec![0u8; (pos - start) as usize];
+            f.seek(SeekFrom::Start(start))?;
+            f.read_exact(&mut buf)?;
+            buf.extend_from_slice(&carry);
+            pos = start;
+            if first_block {
+                first_block = false;
+                let whole = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                out.end = start + whole as u64;
+                buf.truncate(whole);
             }
-            (false, _) => buf.split_at(0),
-        };
-        // Every piece read ends with a line end; none is an empty read.
-        if let Some(body) = body.strip_suffix(b"\n") {
-            for raw in body.rsplit(|&b| b == b'\n') {
-                if n.is_some_and(|n| rev.len() >= n) {
-                    break 'read;
+            // The first piece of a block may be the end of a line that began
+            // in the block before it: keep it for the next round.
+            let (head, body) = match (pos > 0, buf.iter().position(|&b| b == b'\n')) {
+                (true, Some(i)) => buf.split_at(i + 1),
+                (true, None) => {
+                    carry = buf;
+                    continue;
                 }
-                let line = Line::parse(&String::from_utf8_lossy(raw));
-                match (since, line.time) {
-                    (Some(since), Some(t)) if t < since => break 'read,
-                    (Some(_), None) => out.untimed = true,
-                    _ => rev.push(line),
+                (false, _) => buf.split_at(0),
+            };
+            // Every piece read ends with a line end; none is an empty read.
+            if let Some(body) = body.strip_suffix(b"\n") {
+                for raw in body.rsplit(|&b| b == b'\n') {
+                    if n.is_some_and(|n| rev.len() >= n) {
+                        break 'read false;
+                    }
+                    let line = Line::parse(&String::from_utf8_lossy(raw));
+                    match (since, line.time) {
+                        (Some(since), Some(t)) if t < since => break 'read false,
+                        (Some(_), None) => out.untimed = true,
+                        _ => rev.push(line),
+                    }
                 }
             }
+            carry = head.to_vec();
         }
-        carry = head.to_vec();
-    }
+        true
+    };
     rev.reverse();
     out.lines = rev;
     Ok(out)
+}
+
+/// [`history`] of the log at `path` before `end`, going on into its
+/// rotated files (`NAME.log.1`, …) while they may hold what was asked for.
+pub fn history_of(
+    path: &Path,
+    end: u64,
+    n: Option<usize>,
+    since: Option<SystemTime>,
+) -> std::io::Result<History> {
+    let mut h = history(&mut File::open(path)?, end, n, since)?;
+    let mut k = 1;
+    while h.whole {
+        let left = n.map(|n| n.saturating_sub(h.lines.len()));
+        let Ok(mut f) = File::open(crate::logger::rotated(path, k)) else {
+            break;
+        };
+        if left == Some(0) {
+            break;
+        }
+        let len = f.metadata()?.len();
+        let older = history(&mut f, len, left, since)?;
+        h.untimed |= older.untimed;
+        h.whole = older.whole;
+        let mut lines = older.lines;
+        lines.append(&mut h.lines);
+        h.lines = lines;
+        k += 1;
+    }
+    Ok(h)
 }
 
 /// The key a line sorts by in a merged history: its recorded time, or for
@@ -390,6 +428,9 @@ mod tests {
         assert!(h.untimed);
         let all = history(&mut f, end, None, None).unwrap();
         assert_eq!(all.lines.len(), 5001);
+        // Only a read to the beginning may go on into an older file.
+        assert!(all.whole);
+        assert!(!history(&mut f, end, Some(3), None).unwrap().whole);
         assert_eq!(all.lines[0], line(None, "no time here"));
     }
 

@@ -424,6 +424,19 @@ fn times_and_rotation_together_lose_no_line() {
         (1..=N).collect::<Vec<_>>(),
         "lines lost or out of order"
     );
+
+    // `logs` reads back through the rotated files.
+    let since = s
+        .run(&["logs", "writer", "--since", "10m"])
+        .expect(0)
+        .stdout();
+    let shown: Vec<usize> = since.lines().filter_map(|l| l.parse().ok()).collect();
+    assert_eq!(shown, (1..=N).collect::<Vec<_>>());
+    let last = s.run(&["logs", "writer", "-n", "500"]).expect(0).stdout();
+    let shown: Vec<usize> = last.lines().filter_map(|l| l.parse().ok()).collect();
+    assert!(shown.len() >= 498, "{} lines", shown.len());
+    assert_eq!(shown.last(), Some(&N));
+    assert!(shown.windows(2).all(|w| w[1] == w[0] + 1), "{last}");
 }
 
 #[test]
