@@ -120,7 +120,13 @@ fn logs_of_several_services_are_merged_and_followed_in_order() {
 
 #[test]
 fn up_attaches_to_a_running_stack_and_detaches_without_stopping_it() {
-    let s = Stack::new(&format!("{}{}", echoer("alpha"), echoer("bravo")));
+    // alpha records times, which `up` does not show: `trigger` waits for
+    // `alpha | alpha-line` exactly as the service wrote it.
+    let s = Stack::new(&format!(
+        "{}log_timestamps = true\n{}",
+        echoer("alpha"),
+        echoer("bravo")
+    ));
     s.run(&["start"]).expect(0);
     let before = (s.pid_of("alpha"), s.pid_of("bravo"));
     let (mut child, seen) = spawn_collecting(&s, &["up"]);
