@@ -101,16 +101,24 @@ pub enum Command {
         #[arg(add = names(Names::Services))]
         services: Vec<String>,
     },
-    /// Print a service's log, or several merged (default: all)
+    /// Print a service's log, or several merged in time order (default: all)
     Logs {
         #[arg(add = names(Names::Services))]
         services: Vec<String>,
         /// Keep printing new lines
         #[arg(short, long)]
         follow: bool,
-        /// How many lines from the end
-        #[arg(short = 'n', long = "lines", default_value_t = 100)]
-        lines: usize,
+        /// How many lines from the end of each log [default: 100, or all
+        /// with --since]
+        #[arg(short = 'n', long = "lines", value_name = "N")]
+        lines: Option<usize>,
+        /// Show the time each line was recorded (needs log_timestamps)
+        #[arg(short = 't', long)]
+        timestamps: bool,
+        /// Only lines recorded since then: a duration ago (10m, 2h30m) or a
+        /// time (2026-11-26T03:00:00Z)
+        #[arg(long, value_name = "WHEN", value_parser = crate::commands::parse_since)]
+        since: Option<std::time::SystemTime>,
     },
     /// Show the history of starts, exits, health changes and restarts
     Events {
@@ -227,14 +235,18 @@ pub enum Command {
     /// Run the supervisor in this process (used by `start`)
     #[command(name = "__supervise", hide = true)]
     Supervise,
-    /// Copy stdin into a log file with rotation (used by the supervisor)
+    /// Copy stdin into a log file with rotation or times (used by the
+    /// supervisor)
     #[command(name = "__log", hide = true)]
     Log {
         path: PathBuf,
+        #[arg(long, requires = "keep")]
+        max_size: Option<u64>,
+        #[arg(long, requires = "max_size")]
+        keep: Option<u32>,
+        /// Put the time in front of every line
         #[arg(long)]
-        max_size: u64,
-        #[arg(long)]
-        keep: u32,
+        timestamps: bool,
     },
 }
 

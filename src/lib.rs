@@ -71,7 +71,18 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             services,
             follow,
             lines,
-        } => commands::logs(file, &services, follow, lines),
+            timestamps,
+            since,
+        } => commands::logs(
+            file,
+            &services,
+            commands::LogsOptions {
+                follow,
+                lines,
+                timestamps,
+                since,
+            },
+        ),
         Command::Events {
             service,
             json,
@@ -105,9 +116,16 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             path,
             max_size,
             keep,
+            timestamps,
         } => {
-            let rotation = config::LogRotation { max_size, keep };
-            logger::run(&path, rotation).map_err(|e| Error::other(path.display(), e))?;
+            let rotation = max_size
+                .zip(keep)
+                .map(|(max_size, keep)| config::LogRotation { max_size, keep });
+            let options = logger::Options {
+                rotation,
+                timestamps,
+            };
+            logger::run(&path, options).map_err(|e| Error::other(path.display(), e))?;
             Ok(Outcome::Success)
         }
     }

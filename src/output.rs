@@ -489,30 +489,67 @@ pub fn print_failure(f: &crate::control::Failure, tail: &str) {
     }
 }
 
-/// Follows the logs of some services and prints each new line with a
-/// coloured `name |` prefix (`fpctl up`).
+/// Several services' logs printed as one: each line behind a coloured
+/// `name |` prefix (unless it is a single service's), without its recorded
+/// time or, with `times`, with it in a column of its own. First a merged
+/// history in time order, then (`run`) every line as it is written.
 pub struct LogTailer {
-    files: Vec<(String, std::path::PathBuf, u64)>,
+    logs: Vec<TailedLog>,
     width: usize,
+    named: bool,
+    times: bool,
+}
+
+struct TailedLog {
+    name: String,
+    path: std::path::PathBuf,
+    /// Where the next read begins.
+    offset: u64,
+    /// Whether the service records times (`log_timestamps`).
+    timed: bool,
 }
 
 impl LogTailer {
-    /// Start at each log's current end: only what is written from now on.
+    /// Start at each log's current end: only what is written from now on
+    /// (unless `print_history` shows what came before).
     pub fn new(config: &Config, names: &[String]) -> Self {
-        let files = names
+        let logs = names
             .iter()
             .map(|n| {
-                let p = config.log_path(n);
-                let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-                (n.clone(), p, len)
+                let path = config.log_path(n);
+                let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                let timed = config.service(n).is_some_and(|(_, s)| s.log_timestamps);
+                TailedLog {
+                    name: n.clone(),
+                    path,
+                    offset,
+                    timed,
+                }
             })
             .collect();
         let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
-        LogTailer { files, width }
+        LogTailer {
+            logs,
+            width,
+            named: true,
+            times: false,
+        }
+    }
+
+    /// Print lines as the log holds them, without a `name |` prefix.
+    pub fn unnamed(mut self) -> Self {
+        self.named = false;
+        self
+    }
+
+    /// Show each line's recorded time, or a blank column of its width.
+    pub fn with_times(mut self, times: bool) -> Self {
+        self.times = times;
+        self
     }
 
     /// `name |` in the service's colour.
-    fn prefix(&self, k: usize) -> colored::ColoredString {
+    fn prefix(&self, k: usize) -> String {
         const COLORS: [colored::Color; 6] = [
             colored::Color::Cyan,
             colored::Color::Magenta,
@@ -521,53 +558,123 @@ impl LogTailer {
             colored::Color::Green,
             colored::Color::BrightRed,
         ];
-        format!("{:<w$} |", self.files[k].0, w = self.width).color(COLORS[k % COLORS.len()])
+        if !self.named {
+            return String::new();
+        }
+        let name = format!("{:<w$} |", self.logs[k].name, w = self.width);
+        format!("{} ", name.color(COLORS[k % COLORS.len()]))
     }
 
-    /// The last `n` lines of each log, service by service, behind the
-    /// prefix (what was written before the tailer began).
-    pub fn print_last(&self, n: usize) {
+    /// One line: the prefix, the time column when asked for, the text.
+    fn write_line(
+        &self,
+        out: &mut impl std::io::Write,
+        prefix: &str,
+        time: Option<std::time::SystemTime>,
+        text: &[u8],
+    ) -> std::io::Result<()> {
+        out.write_all(prefix.as_bytes())?;
+        if self.times {
+            let column = match time {
+                Some(t) => humantime::format_rfc3339_millis(t).to_string(),
+                None => " ".repeat(crate::service_log::TIME_WIDTH),
+            };
+            write!(out, "{} ", column.dimmed())?;
+        }
+        out.write_all(text)?;
+        out.write_all(b"\n")
+    }
+
+    /// The last `n` lines of each log (all with `None`), of those recorded
+    /// at or after `since`, merged in time order; following goes on after
+    /// them. Returns the services whose lines were left out because they
+    /// carry no time to compare with `since`.
+    pub fn print_history(
+        &mut self,
+        n: Option<usize>,
+        since: Option<std::time::SystemTime>,
+    ) -> Vec<String> {
+        use crate::service_log::{history_of, merge};
         use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        for (k, (_, path, _)) in self.files.iter().enumerate() {
-            let tail = crate::service_log::last_lines(path, n);
-            for line in tail.lines() {
-                let _ = writeln!(out, "{} {line}", self.prefix(k));
+        let mut untimed = Vec::new();
+        let mut logs = Vec::new();
+        for log in &mut self.logs {
+            let read = if since.is_some() && !log.timed {
+                // Nothing to compare: do not read a long log for nothing.
+                None
+            } else {
+                history_of(&log.path, log.offset, n, since).ok()
+            };
+            match read {
+                Some(h) => {
+                    log.offset = h.end;
+                    if h.untimed {
+                        untimed.push(log.name.clone());
+                    }
+                    logs.push(h.lines);
+                }
+                None => {
+                    if since.is_some() && !log.timed {
+                        untimed.push(log.name.clone());
+                    }
+                    logs.push(Vec::new());
+                }
+            }
+        }
+        let prefixes: Vec<String> = (0..self.logs.len()).map(|k| self.prefix(k)).collect();
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        for (k, line) in merge(logs) {
+            if self
+                .write_line(&mut out, &prefixes[k], line.time, line.text.as_bytes())
+                .is_err()
+            {
+                break;
             }
         }
         let _ = out.flush();
+        untimed
     }
 
+    /// Print every line written from here on, polling the files; the
+    /// history before it is not read again. Returns when stdout is closed.
     pub fn run(mut self) {
         use std::io::{Read, Seek, SeekFrom, Write};
-        let prefixes: Vec<_> = (0..self.files.len()).map(|k| self.prefix(k)).collect();
-        let mut partial: Vec<Vec<u8>> = vec![Vec::new(); self.files.len()];
+        let prefixes: Vec<String> = (0..self.logs.len()).map(|k| self.prefix(k)).collect();
+        let mut partial: Vec<Vec<u8>> = vec![Vec::new(); self.logs.len()];
         loop {
             let mut out = std::io::stdout().lock();
-            for (k, (_, path, offset)) in self.files.iter_mut().enumerate() {
-                let Ok(mut f) = std::fs::File::open(&*path) else {
+            for k in 0..self.logs.len() {
+                let log = &mut self.logs[k];
+                let Ok(mut f) = std::fs::File::open(&log.path) else {
                     continue;
                 };
                 let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-                if len < *offset {
-                    *offset = 0;
+                if len < log.offset {
+                    // Truncated or rotated: start over from the new beginning.
+                    log.offset = 0;
                 }
-                if len == *offset || f.seek(SeekFrom::Start(*offset)).is_err() {
+                if len == log.offset || f.seek(SeekFrom::Start(log.offset)).is_err() {
                     continue;
                 }
                 let mut buf = Vec::new();
-                if let Ok(n) = f.take(len - *offset).read_to_end(&mut buf) {
-                    *offset += n as u64;
+                if let Ok(n) = f.take(len - log.offset).read_to_end(&mut buf) {
+                    log.offset += n as u64;
                 }
                 partial[k].extend_from_slice(&buf);
-                let prefix = &prefixes[k];
-                while let Some(pos) = partial[k].iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = partial[k].drain(..=pos).collect();
-                    let _ = write!(out, "{prefix} ");
-                    let _ = out.write_all(&line);
+                let Some(last) = memchr::memrchr(b'\n', &partial[k]) else {
+                    continue;
+                };
+                let lines: Vec<u8> = partial[k].drain(..=last).collect();
+                for line in lines[..last].split(|&b| b == b'\n') {
+                    let (time, text) = crate::service_log::split_time_bytes(line);
+                    if self.write_line(&mut out, &prefixes[k], time, text).is_err() {
+                        return; // stdout closed
+                    }
                 }
             }
-            let _ = out.flush();
+            if out.flush().is_err() {
+                return;
+            }
             drop(out);
             std::thread::sleep(std::time::Duration::from_millis(50));
         }

@@ -189,22 +189,26 @@ pub fn spawn_logged(spec: &SpawnSpec<'_>, log: impl AsFd) -> io::Result<Child> {
 }
 
 /// Start a log writer (`fpctl __log`) that appends what it reads to `path`,
-/// rotating it; returns the write end of its pipe for the service's output,
-/// and the writer, which exits once every write end is closed and all that
-/// was written is in the file.
+/// rotating it and recording times as `options` say; returns the write end
+/// of its pipe for the service's output, and the writer, which exits once
+/// every write end is closed and all that was written is in the file.
 pub fn spawn_log_writer(
     path: &Path,
-    rotation: crate::config::LogRotation,
+    options: crate::logger::Options,
 ) -> io::Result<(OwnedFd, Child)> {
     let (reader, writer) = std::io::pipe()?;
     let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.arg("__log")
-        .arg(path)
-        .arg("--max-size")
-        .arg(rotation.max_size.to_string())
-        .arg("--keep")
-        .arg(rotation.keep.to_string())
-        .stdin(reader)
+    cmd.arg("__log").arg(path);
+    if let Some(rotation) = options.rotation {
+        cmd.arg("--max-size")
+            .arg(rotation.max_size.to_string())
+            .arg("--keep")
+            .arg(rotation.keep.to_string());
+    }
+    if options.timestamps {
+        cmd.arg("--timestamps");
+    }
+    cmd.stdin(reader)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0);
@@ -212,13 +216,32 @@ pub fn spawn_log_writer(
     Ok((OwnedFd::from(writer), child))
 }
 
-/// Run to completion with output appended to `log`.
-pub async fn run_logged(spec: &SpawnSpec<'_>, log: &File) -> io::Result<Exit> {
-    let child = spawn_logged(spec, log)?;
-    child
-        .exit
-        .await
-        .map_err(|_| io::Error::other("child exit was lost"))
+/// How long the last output of a process may take to reach its log file
+/// through a log writer once the process has ended.
+pub const LOG_DRAIN: Duration = Duration::from_secs(2);
+
+/// Run to completion with output appended to `log`; with `stamped_path`
+/// (the log's path), through a log writer that puts the time in front of
+/// every line, and only once that writer has put the last line in the file.
+pub async fn run_logged(
+    spec: &SpawnSpec<'_>,
+    log: &File,
+    stamped_path: Option<&Path>,
+) -> io::Result<Exit> {
+    let lost = || io::Error::other("child exit was lost");
+    let Some(path) = stamped_path else {
+        return spawn_logged(spec, log)?.exit.await.map_err(|_| lost());
+    };
+    let options = crate::logger::Options {
+        rotation: None,
+        timestamps: true,
+    };
+    let (pipe, writer) = spawn_log_writer(path, options)?;
+    let child = spawn_logged(spec, &pipe);
+    drop(pipe);
+    let exit = child?.exit.await.map_err(|_| lost());
+    let _ = tokio::time::timeout(LOG_DRAIN, writer.exit).await;
+    exit
 }
 
 /// Run with a deadline, capturing stdout and stderr together. On timeout the

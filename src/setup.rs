@@ -208,14 +208,20 @@ pub async fn run(
     let _ = std::fs::remove_file(&stamp);
     let env = service_env(service);
     for argv in steps(service) {
-        service_log::note(log, &format!("setup: {}", shell_words::join(&argv)));
+        service_log::note(
+            log,
+            service.log_timestamps,
+            &format!("setup: {}", shell_words::join(&argv)),
+        );
         let spec = SpawnSpec {
             argv: &argv,
             dir: &service.dir,
             env: &env,
             marker,
         };
-        let exit = process::run_logged(&spec, log)
+        let log_path = config.log_path(&service.name);
+        let stamped = service.log_timestamps.then_some(log_path.as_path());
+        let exit = process::run_logged(&spec, log, stamped)
             .await
             .map_err(|e| e.to_string())?;
         if !exit.success() {
@@ -229,7 +235,7 @@ pub async fn run(
     }
     crate::state::write_atomic(&stamp, after.as_bytes())
         .map_err(|e| format!("cannot record setup: {e}"))?;
-    service_log::note(log, "setup: done");
+    service_log::note(log, service.log_timestamps, "setup: done");
     Ok(SetupOutcome::Ran)
 }
 

@@ -53,6 +53,7 @@ fn toml_fragment() -> impl Strategy<Value = String> {
         "max_memory",
         "log_max_size",
         "log_keep",
+        "log_timestamps",
         "name",
         "title",
         "log_dir",

@@ -175,3 +175,48 @@ setup = ["echo unpacking wheels; sleep 2"]
     );
     assert!(text.contains("everything online"), "{text}");
 }
+
+#[test]
+fn with_recorded_times_failure_tails_setup_lines_and_log_probes_still_work() {
+    let toml = |word: &str| {
+        format!(
+            r#"[project]
+log_timestamps = true
+
+[services.job]
+shell = true
+command = "echo {word}-run; exit 3"
+restart = "no"
+
+[services.worker]
+shell = true
+command = "echo warming up; sleep 0.3; echo ready; sleep 600"
+setup = ["echo unpacking wheels"]
+health = {{ log = "^ready$" }}
+"#
+        )
+    };
+    let s = Stack::new(&toml("first"));
+    s.run(&["start", "job"]).expect(1);
+    std::fs::write(s.file("services.toml"), toml("second")).unwrap();
+    let out = s.run(&["start", "job"]).expect(1);
+    let err = out.stderr();
+    assert!(err.contains("second-run"), "{err}");
+    assert!(!err.contains("first-run"), "the tail crosses runs:\n{err}");
+    let time = regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z").unwrap();
+    assert!(
+        !time.is_match(&err),
+        "the report shows recorded times:\n{err}"
+    );
+    assert!(time.is_match(&s.log("job")), "{}", s.log("job"));
+
+    // The log probe matches the service's own text, `^ready$`, behind the
+    // time; the setup's output is stamped like the rest.
+    s.run(&["start", "worker"]).expect(0);
+    assert_eq!(s.state_of("worker"), "online");
+    let log = s.log("worker");
+    for needle in ["Z [fpctl] setup: sh -c", "Z unpacking wheels", "Z ready"] {
+        assert!(log.contains(needle), "no {needle:?} in:\n{log}");
+    }
+    assert!(log.lines().all(|l| time.is_match(l)), "{log}");
+}

@@ -176,9 +176,11 @@ async fn logs(
     let text = tokio::task::spawn_blocking(move || crate::service_log::last_lines(&path, n))
         .await
         .unwrap_or_default();
+    let (lines, times) = crate::service_log::texts_and_times(text.lines());
     Ok(Json(json!({
         "service": name,
-        "lines": text.lines().collect::<Vec<_>>(),
+        "lines": lines,
+        "times": times,
     })))
 }
 

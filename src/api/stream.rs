@@ -71,8 +71,8 @@ async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
                                 let path = shared.config().log_path(&name);
                                 let backlog = crate::service_log::last_lines(&path, LOG_BACKLOG);
                                 let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                                let lines: Vec<&str> = backlog.lines().collect();
-                                if !send(&mut socket, &json!({"type": "log", "service": name, "lines": lines})).await {
+                                let (lines, times) = crate::service_log::texts_and_times(backlog.lines());
+                                if !send(&mut socket, &json!({"type": "log", "service": name, "lines": lines, "times": times})).await {
                                     break;
                                 }
                                 Some(Follow { service: name, path, offset })
@@ -86,9 +86,10 @@ async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
             },
             _ = poll.tick(), if follow.is_some() => {
                 let Some(f) = follow.as_mut() else { continue };
-                let lines = new_lines(f);
+                let raw = new_lines(f);
+                let (lines, times) = crate::service_log::texts_and_times(raw.iter().map(String::as_str));
                 if !lines.is_empty()
-                    && !send(&mut socket, &json!({"type": "log", "service": f.service, "lines": lines})).await
+                    && !send(&mut socket, &json!({"type": "log", "service": f.service, "lines": lines, "times": times})).await
                 {
                     break;
                 }

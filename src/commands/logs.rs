@@ -1,23 +1,28 @@
-//! `fpctl logs [SVC…] [-f] [-n N]`: one service's log as it is, or several
-//! (default: all) behind a coloured `name |` prefix.
+//! `fpctl logs [SVC…] [-f] [-n N] [-t] [--since WHEN]`: one service's log
+//! as it wrote it, or several (default: all) merged in time order behind a
+//! coloured `name |` prefix; recorded times shown with `-t`, filtered by
+//! `--since`.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::time::Duration;
+use std::time::SystemTime;
 
 use super::load;
 use crate::{Error, Outcome, Result};
 
-pub fn logs(
-    file: Option<&Path>,
-    services: &[String],
-    follow: bool,
-    lines: usize,
-) -> Result<Outcome> {
-    if let [service] = services {
-        return one(file, service, follow, lines);
-    }
+/// How many lines of each log, when neither `-n` nor `--since` says.
+const DEFAULT_LINES: usize = 100;
+
+/// What `fpctl logs` was asked for.
+pub struct Options {
+    pub follow: bool,
+    /// `-n`: lines from the end of each log.
+    pub lines: Option<usize>,
+    /// `-t`: show the recorded times.
+    pub timestamps: bool,
+    pub since: Option<SystemTime>,
+}
+
+pub fn logs(file: Option<&Path>, services: &[String], opts: Options) -> Result<Outcome> {
     let config = load(file)?;
     let names: Vec<String> = if services.is_empty() {
         config.services.iter().map(|s| s.name.clone()).collect()
@@ -27,12 +32,50 @@ pub fn logs(
         }
         services.to_vec()
     };
-    let tailer = crate::output::LogTailer::new(&config, &names);
-    tailer.print_last(lines);
-    if follow {
+    let timed = |n: &String| config.service(n).is_some_and(|(_, s)| s.log_timestamps);
+    if opts.timestamps && !names.iter().any(timed) {
+        eprintln!(
+            "note: no time is recorded for {}; `log_timestamps = true` in services.toml ([project] or the service) records them",
+            if names.len() == 1 { "this service" } else { "these services" }
+        );
+    }
+    let mut tailer = crate::output::LogTailer::new(&config, &names).with_times(opts.timestamps);
+    if let [service] = services {
+        tailer = tailer.unnamed();
+        let path = config.log_path(service);
+        if !opts.follow && !path.exists() {
+            eprintln!("{service} has no log yet ({})", path.display());
+            return Ok(Outcome::Success);
+        }
+    }
+    // With --since, every line since then unless -n limits it.
+    let n = match (opts.lines, opts.since) {
+        (Some(n), _) => Some(n),
+        (None, Some(_)) => None,
+        (None, None) => Some(DEFAULT_LINES),
+    };
+    for name in tailer.print_history(n, opts.since) {
+        eprintln!(
+            "note: lines of {name} without a recorded time are left out: --since cannot place them (`log_timestamps = true` records times)"
+        );
+    }
+    if opts.follow {
         tailer.run();
     }
     Ok(Outcome::Success)
+}
+
+/// `--since`: a duration back from now (`10m`, `2h30m`) or a time (RFC
+/// 3339, `2026-11-26T03:00:00Z`).
+pub fn parse_since(s: &str) -> std::result::Result<SystemTime, String> {
+    if let Ok(ago) = humantime::parse_duration(s) {
+        return SystemTime::now()
+            .checked_sub(ago)
+            .ok_or_else(|| format!("\"{s}\" reaches back before 1970"));
+    }
+    humantime::parse_rfc3339_weak(s).map_err(|_| {
+        format!("\"{s}\" is neither a duration (10m, 2h30m) nor a time (2026-11-26T03:00:00Z)")
+    })
 }
 
 /// An error naming the file (and the nearest name) when `service` is not
@@ -48,60 +91,4 @@ fn known(config: &crate::config::Config, service: &str) -> Result<()> {
         "no service named \"{service}\" in {}{hint}",
         config.path.display()
     )))
-}
-
-fn one(file: Option<&Path>, service: &str, follow: bool, lines: usize) -> Result<Outcome> {
-    let config = load(file)?;
-    known(&config, service)?;
-    let path = config.log_path(service);
-    let mut f = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !follow => {
-            eprintln!("{service} has no log yet ({})", path.display());
-            return Ok(Outcome::Success);
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => wait_for(&path)?,
-        Err(e) => return Err(Error::other(format!("cannot read {}", path.display()), e)),
-    };
-    let mut out = std::io::stdout().lock();
-    let tail = crate::service_log::tail_lines(&mut f, lines)
-        .map_err(|e| Error::other(path.display(), e))?;
-    let _ = out.write_all(&tail);
-    let _ = out.flush();
-    if !follow {
-        return Ok(Outcome::Success);
-    }
-    let mut offset = f.stream_position().unwrap_or(0);
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        if len < offset {
-            // Truncated or rotated: start over from the new beginning.
-            f = File::open(&path).unwrap_or(f);
-            offset = 0;
-        }
-        let _ = f.seek(SeekFrom::Start(offset));
-        loop {
-            match f.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    offset += n as u64;
-                    if out.write_all(&buf[..n]).is_err() {
-                        return Ok(Outcome::Success); // stdout closed
-                    }
-                }
-            }
-        }
-        let _ = out.flush();
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn wait_for(path: &Path) -> Result<File> {
-    loop {
-        if let Ok(f) = File::open(path) {
-            return Ok(f);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }

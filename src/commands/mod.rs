@@ -52,7 +52,7 @@ pub use events::events;
 pub use exec::exec;
 pub use generate::{import, init};
 pub use lifecycle::{reload, restart, start, stop, supervise, supervisor_if_needed, up};
-pub use logs::logs;
+pub use logs::{logs, parse_since, Options as LogsOptions};
 pub use ports::ports;
 pub use probe::probe;
 pub use scale::scale;

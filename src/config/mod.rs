@@ -59,6 +59,8 @@ pub struct Project {
     pub name: String,
     pub log_dir: PathBuf,
     pub log_rotation: Option<LogRotation>,
+    /// Record the time of every line of every service's log.
+    pub log_timestamps: bool,
     /// How many setups may run at once (`max_parallel_setup`; default: the
     /// number of cores).
     pub max_parallel_setup: usize,
@@ -188,6 +190,9 @@ pub struct Service {
     pub max_memory: Option<u64>,
     /// The project's rotation, or this service's own.
     pub log_rotation: Option<LogRotation>,
+    /// Whether each line of its log gets the time it was written (the
+    /// project's `log_timestamps`, or this service's own).
+    pub log_timestamps: bool,
     /// `[services.X.container]`, when given.
     pub container: Option<Container>,
     /// For an instance of a service with `replicas`: the service's name as

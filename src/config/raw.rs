@@ -37,6 +37,9 @@ pub struct RawProject {
     pub log_max_size: Option<Spanned<Scalar>>,
     #[schemars(with = "Option<i64>")]
     pub log_keep: Option<Spanned<i64>>,
+    /// Record the time of every line in every service's log (a service's
+    /// own `log_timestamps` overrides it).
+    pub log_timestamps: Option<bool>,
     #[schemars(with = "Option<i64>")]
     pub max_parallel_setup: Option<Spanned<i64>>,
     #[serde(default)]
@@ -108,6 +111,8 @@ pub struct RawService {
     pub log_max_size: Option<Spanned<Scalar>>,
     #[schemars(with = "Option<i64>")]
     pub log_keep: Option<Spanned<i64>>,
+    /// Record the time of every line in the log (default: the project's).
+    pub log_timestamps: Option<bool>,
     #[schemars(with = "Option<RawContainer>")]
     pub container: Option<Spanned<RawContainer>>,
     /// Run this many instances, `NAME-1` to `NAME-N`.

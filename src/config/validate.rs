@@ -49,6 +49,7 @@ pub fn validate(
         diags: Vec::new(),
         port_vars: Arc::from(Vec::new()),
         project_rotation: None,
+        project_timestamps: false,
         project_env: Vec::new(),
         dotenv,
         dotenv_secrets: dotenv
@@ -77,6 +78,7 @@ struct Validator<'a> {
     /// `FPCTL_PORT_*` of every service, once known.
     port_vars: Arc<[(String, String)]>,
     project_rotation: Option<super::LogRotation>,
+    project_timestamps: bool,
     /// `[project] env`, applied to every service before its own.
     project_env: Vec<(Spanned<String>, Spanned<Scalar>)>,
     /// `.env` (or `--env-file`): looked up last, after fpctl's environment.
@@ -117,6 +119,7 @@ impl Validator<'_> {
     fn file(&mut self, path: &Path, raw: RawFile, book: &dyn PortBook) -> Config {
         let project = self.project(raw.project);
         self.project_rotation = project.log_rotation;
+        self.project_timestamps = project.log_timestamps;
         self.log_dir = project.log_dir.clone();
         let tiers = self.tiers(raw.tier);
         if raw.services.is_empty() {
@@ -345,10 +348,12 @@ impl Validator<'_> {
                     .unwrap_or(1)
             });
         let api = self.api(raw.as_ref());
+        let log_timestamps = raw.as_ref().and_then(|p| p.log_timestamps).unwrap_or(false);
         Project {
             name,
             log_dir,
             log_rotation,
+            log_timestamps,
             max_parallel_setup,
             api,
         }
@@ -810,6 +815,7 @@ impl Validator<'_> {
             disabled: svc.disabled,
             max_memory,
             log_rotation,
+            log_timestamps: svc.log_timestamps.unwrap_or(self.project_timestamps),
         };
         (service, dep_spans)
     }

@@ -73,7 +73,7 @@ fn read_new_lines(log: &Path, pattern: &Regex, state: &mut Scan) -> std::io::Res
         }
         state.offset += n as u64;
         let text = String::from_utf8_lossy(&line);
-        let text = text.trim_end();
+        let text = crate::service_log::text_of(text.trim_end());
         if text.starts_with(LAUNCH_NOTE) {
             state.matched = None;
         } else if state.matched.is_none() && !text.starts_with(OWN_NOTE) && pattern.is_match(text) {

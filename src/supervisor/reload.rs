@@ -96,6 +96,7 @@ fn differences(a: &Service, b: &Service) -> Vec<String> {
     check(a.oneshot != b.oneshot, "oneshot");
     check(a.max_memory != b.max_memory, "max_memory");
     check(a.log_rotation != b.log_rotation, "log_max_size");
+    check(a.log_timestamps != b.log_timestamps, "log_timestamps");
     out
 }
 

@@ -176,7 +176,7 @@ struct Task {
     l: Launch,
     sink: Sink,
     ctl: mpsc::UnboundedReceiver<Ctl>,
-    /// The log writer, when the service's log rotates.
+    /// The log writer, when the service's log rotates or records times.
     writer: Option<process::Child>,
 }
 
@@ -291,7 +291,7 @@ impl Task {
         sweep(Some(pid), &self.l.marker).await;
         // The exit is noted after the service's last line is in the file.
         if let Some(writer) = self.writer.take() {
-            let _ = tokio::time::timeout(LOG_DRAIN, writer.exit).await;
+            let _ = tokio::time::timeout(process::LOG_DRAIN, writer.exit).await;
         }
         self.report(UnitEvent::Ended {
             pid: Some(pid),
@@ -407,7 +407,7 @@ async fn prepare(l: &Launch) -> Result<Prepared, String> {
                     Ok(note) => {
                         let log = service_log::open(&l.log_path)
                             .map_err(|e| format!("cannot open log: {e}"))?;
-                        service_log::note(&log, &note);
+                        service_log::note(&log, svc.log_timestamps, &note);
                     }
                     Err(why) => return Err(format!("{refusal}; {why}")),
                 },
@@ -440,7 +440,7 @@ fn spawn(l: &Launch) -> Result<(process::Child, Option<process::Child>), String>
     let log = service_log::open(&l.log_path)
         .map_err(|e| format!("cannot open log {}: {e}", l.log_path.display()))?;
     let shown = svc.redact(&shell_words::join(&svc.argv));
-    service_log::note(&log, &format!("starting: {shown}"));
+    service_log::note(&log, svc.log_timestamps, &format!("starting: {shown}"));
     let env = setup::service_env(svc);
     let spec = SpawnSpec {
         argv: &svc.argv,
@@ -448,22 +448,21 @@ fn spawn(l: &Launch) -> Result<(process::Child, Option<process::Child>), String>
         env: &env,
         marker: Some(&l.marker),
     };
-    let spawned = match svc.log_rotation {
-        None => process::spawn_logged(&spec, &log).map(|c| (c, None)),
-        Some(rotation) => {
-            process::spawn_log_writer(&l.log_path, rotation).and_then(|(pipe, writer)| {
-                process::spawn_logged(&spec, &pipe).map(|c| (c, Some(writer)))
-            })
-        }
+    let options = crate::logger::Options {
+        rotation: svc.log_rotation,
+        timestamps: svc.log_timestamps,
+    };
+    let spawned = if options.rotation.is_none() && !options.timestamps {
+        process::spawn_logged(&spec, &log).map(|c| (c, None))
+    } else {
+        process::spawn_log_writer(&l.log_path, options).and_then(|(pipe, writer)| {
+            process::spawn_logged(&spec, &pipe).map(|c| (c, Some(writer)))
+        })
     };
     let (child, writer) = spawned.map_err(|e| e.to_string())?;
     tracing::info!(service = %svc.name, pid = child.pid, "spawned");
     Ok((child, writer))
 }
-
-/// How long the last output of a service may take to reach its log file
-/// through a log writer before fpctl notes the exit anyway.
-const LOG_DRAIN: Duration = Duration::from_secs(2);
 
 fn spawn_prober(
     svc: Arc<Service>,

@@ -567,7 +567,7 @@ impl Supervisor {
             Effect::Note(text) => {
                 let spec = &self.entries[id].spec;
                 if let Ok(log) = crate::service_log::open(&self.config.log_path(id.as_str())) {
-                    crate::service_log::note(&log, &spec.redact(&text));
+                    crate::service_log::note(&log, spec.log_timestamps, &spec.redact(&text));
                 }
             }
             Effect::Record(kind, detail) => self.record(id, kind, detail),
