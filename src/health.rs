@@ -112,12 +112,17 @@ async fn http(
     let Some(body) = body else {
         return (Verdict::Unhealthy, format!("{code}, body over 1 MiB"));
     };
-    let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
-    let status_field = json.as_ref().and_then(|j| j.get("status")).map(|s| {
-        s.as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| s.to_string())
-    });
+    // The whole body as JSON only when fields are expected; for the detail
+    // a typical `{"status":"ok"}` is read without building a JSON tree.
+    let json: Option<serde_json::Value> = if expect_json.is_empty() {
+        None
+    } else {
+        serde_json::from_slice(&body).ok()
+    };
+    let status_field = match &json {
+        Some(j) => j.get("status").map(shown),
+        None => status_of(&body),
+    };
     let detail = status_field.clone().unwrap_or_else(|| code.clone());
     if !status_ok {
         return (
@@ -133,11 +138,7 @@ async fn http(
         match value {
             Some(v) if accepted.contains(v) => {}
             Some(v) => {
-                let shown = v
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string());
-                return (Verdict::Unhealthy, format!("{field}={shown}"));
+                return (Verdict::Unhealthy, format!("{field}={}", shown(v)));
             }
             None if json.is_none() => {
                 return (Verdict::Unhealthy, format!("{code}, body is not JSON"))
@@ -146,6 +147,26 @@ async fn http(
         }
     }
     (Verdict::Healthy, detail)
+}
+
+/// A JSON value as a detail shows it: a string without its quotes.
+fn shown(v: &serde_json::Value) -> String {
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
+}
+
+/// The top-level `status` field of a JSON object body, if there is one;
+/// other fields are skipped without being built.
+fn status_of(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        status: Option<serde_json::Value>,
+    }
+    serde_json::from_slice::<Head>(body)
+        .ok()?
+        .status
+        .map(|v| shown(&v))
 }
 
 /// A dotted path into a JSON value: `checks.db.status`.

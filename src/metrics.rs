@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use crate::control::ProbeSample;
+use crate::health::Verdict;
 
 /// How many probe results are kept per service.
 pub const HISTORY_LEN: usize = 100;
@@ -181,18 +182,42 @@ fn children(pid: i32, threads: u64) -> Vec<i32> {
 
 /// The last [`HISTORY_LEN`] probe results of one service, oldest first.
 #[derive(Debug, Clone, Default)]
-pub struct History(VecDeque<ProbeSample>);
+pub struct History(VecDeque<Kept>);
+
+/// A probe result as kept: 16 bytes, where a [`ProbeSample`] with its
+/// verdict as a string takes 40 and an allocation. A hundred of them per
+/// service adds up at a thousand services.
+#[derive(Debug, Clone, Copy)]
+struct Kept {
+    ts: f64,
+    latency_ms: f32,
+    verdict: Verdict,
+}
 
 impl History {
-    pub fn push(&mut self, sample: ProbeSample) {
+    pub fn push(&mut self, ts: f64, verdict: Verdict, latency_ms: f64) {
+        if self.0.capacity() == 0 {
+            self.0.reserve_exact(HISTORY_LEN);
+        }
         if self.0.len() == HISTORY_LEN {
             self.0.pop_front();
         }
-        self.0.push_back(sample);
+        self.0.push_back(Kept {
+            ts,
+            latency_ms: latency_ms as f32,
+            verdict,
+        });
     }
 
     pub fn to_vec(&self) -> Vec<ProbeSample> {
-        self.0.iter().cloned().collect()
+        self.0
+            .iter()
+            .map(|k| ProbeSample {
+                ts: k.ts,
+                verdict: k.verdict.as_str().into(),
+                latency_ms: f64::from(k.latency_ms),
+            })
+            .collect()
     }
 }
 
@@ -204,11 +229,7 @@ mod tests {
     fn history_keeps_the_newest_hundred() {
         let mut h = History::default();
         for i in 0..150 {
-            h.push(ProbeSample {
-                ts: i as f64,
-                verdict: "healthy".into(),
-                latency_ms: 1.0,
-            });
+            h.push(i as f64, Verdict::Healthy, 1.0);
         }
         let v = h.to_vec();
         assert_eq!(v.len(), HISTORY_LEN);

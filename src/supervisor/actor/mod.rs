@@ -482,15 +482,15 @@ impl Supervisor {
                 // that finds it up is kept, so the history shows its life,
                 // not its boot.
                 if e.svc.phase != Phase::Starting || p.verdict == Verdict::Healthy {
-                    let sample = ProbeSample {
-                        ts: state::now_unix(),
-                        verdict: p.verdict.as_str().into(),
-                        latency_ms: p.latency.as_secs_f64() * 1000.0,
-                    };
-                    e.history.push(sample.clone());
+                    let (ts, latency_ms) = (state::now_unix(), p.latency.as_secs_f64() * 1000.0);
+                    e.history.push(ts, p.verdict, latency_ms);
                     self.publish(|| Update::Probe {
                         service: r.id.to_string(),
-                        sample,
+                        sample: ProbeSample {
+                            ts,
+                            verdict: p.verdict.as_str().into(),
+                            latency_ms,
+                        },
                     });
                 }
                 Input::Probed(p)
@@ -711,7 +711,10 @@ impl Supervisor {
 
     fn sample_targets(
         &mut self,
-    ) -> Option<(Vec<(ServiceId, u64, i32)>, Arc<std::sync::Mutex<metrics::Sampler>>)> {
+    ) -> Option<(
+        Vec<(ServiceId, u64, i32)>,
+        Arc<std::sync::Mutex<metrics::Sampler>>,
+    )> {
         let targets: Vec<(ServiceId, u64, i32)> = self
             .entries
             .iter()
