@@ -223,7 +223,8 @@ pub struct Svc {
     pub started: Option<Instant>,
     /// Restarts in a row (reset by `start`, `restart` and a long run).
     pub streak: u32,
-    /// Restarts since the supervisor took it over.
+    /// Restarts it did on its own (after an exit) since the supervisor took
+    /// it over; requested ones are counted by the supervisor.
     pub restarts: u32,
     pub detail: Option<String>,
     pub latency_ms: Option<f64>,
