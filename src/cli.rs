@@ -122,7 +122,7 @@ pub enum Command {
     },
     /// Show the history of starts, exits, health changes and restarts
     Events {
-        /// Only this service's events
+        /// Only this service's events (a replicated service: all its instances')
         #[arg(add = names(Names::Services))]
         service: Option<String>,
         /// One JSON object per line
