@@ -69,7 +69,7 @@ pub enum Command {
         /// Print one JSON object instead of the table
         #[arg(long)]
         json: bool,
-        /// Also show memory, CPU and all restarts
+        /// Also show memory, CPU and every restart, asked for or not
         #[arg(long, conflicts_with = "json")]
         wide: bool,
         /// Wait until everything is online (default up to 60s), then report
@@ -122,7 +122,7 @@ pub enum Command {
     },
     /// Show the history of starts, exits, health changes and restarts
     Events {
-        /// Only this service's events
+        /// Only this service's events (a replicated service: all its instances')
         #[arg(add = names(Names::Services))]
         service: Option<String>,
         /// One JSON object per line

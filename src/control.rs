@@ -206,7 +206,9 @@ pub struct ServiceStatus {
     /// The port of the config the supervisor runs (not of the file on disk).
     #[serde(default)]
     pub port: Option<u16>,
-    /// Restarts since the supervisor took the service over.
+    /// Restarts fpctl did on its own (after an exit, a crash, a failed
+    /// liveness check or `max_memory`) since the supervisor took the service
+    /// over; requested ones count only in `restarts_total`.
     pub restarts: u32,
     /// Restarts in a row, the count `max_restarts` limits; `start` resets it.
     #[serde(default)]

@@ -31,6 +31,20 @@ health = {{ http = "/health" }}
     )
 }
 
+/// `n` workers from port `base`, each answering as `w1`, `w2`, …
+fn workers(base: u16, n: u16) -> String {
+    format!(
+        r#"
+[services.worker]
+command = "python3 {httpd} --port ${{PORT}} --name w${{FPCTL_REPLICA}}"
+port = {base}
+replicas = {n}
+health = {{ http = "/health", interval = "100ms" }}
+"#,
+        httpd = httpd()
+    )
+}
+
 #[test]
 fn three_replicas_get_their_own_ports_and_a_dependent_waits_for_all() {
     let base = free_range(3);
@@ -106,16 +120,7 @@ replicas = 3
 #[test]
 fn scale_goes_from_three_to_one_and_back_live() {
     let base = free_range(3);
-    let s = Stack::new(&format!(
-        r#"
-[services.worker]
-command = "python3 {httpd} --port ${{PORT}} --name w${{FPCTL_REPLICA}}"
-port = {base}
-replicas = 3
-health = {{ http = "/health", interval = "100ms" }}
-"#,
-        httpd = httpd()
-    ));
+    let s = Stack::new(&workers(base, 3));
     s.run_within(&["start"], Duration::from_secs(30)).expect(0);
     let first = s.pid_of("worker-1").unwrap();
     let (second, third) = (s.pid_of("worker-2").unwrap(), s.pid_of("worker-3").unwrap());
@@ -187,5 +192,70 @@ health = {{ http = "/health" }}
         (port("worker-1"), port("worker-2")),
         ports,
         "auto ports moved"
+    );
+}
+
+/// `logs worker` and `events worker` mean every instance: the logs merged
+/// behind each instance's name, the events of all of them; an instance's own
+/// name still means that one alone.
+#[test]
+fn logs_and_events_of_a_replicated_service_cover_all_its_instances() {
+    let base = free_range(2);
+    let s = Stack::new(&format!(
+        "{}{}",
+        workers(base, 2),
+        http_service("other", free_port(), "--name solo", "")
+    ));
+    s.run_within(&["start"], Duration::from_secs(30)).expect(0);
+    wait_until("both instances logged", Duration::from_secs(10), || {
+        s.log("worker-1").contains("w1: listening") && s.log("worker-2").contains("w2: listening")
+    });
+
+    let r = s.run(&["logs", "worker"]).expect(0);
+    let out = r.stdout();
+    for i in 1..=2 {
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("worker-{i} "))
+                && l.contains(&format!("w{i}: listening"))),
+            "no line of worker-{i} behind its name:\n{out}"
+        );
+    }
+    assert!(
+        !out.contains("solo"),
+        "another service's log came along:\n{out}"
+    );
+
+    let r = s.run(&["logs", "worker-2"]).expect(0);
+    let out = r.stdout();
+    assert!(out.contains("w2: listening"), "{out}");
+    assert!(
+        !out.contains("w1: listening") && !out.contains("worker-2 |"),
+        "one instance's log is printed as it wrote it:\n{out}"
+    );
+
+    let r = s.run(&["events", "worker", "--json"]).expect(0);
+    let mut services: Vec<String> = r
+        .stdout()
+        .lines()
+        .map(|l| {
+            let e: serde_json::Value = serde_json::from_str(l).expect("one JSON event a line");
+            e["service"].as_str().unwrap().to_string()
+        })
+        .collect();
+    services.sort();
+    services.dedup();
+    assert_eq!(services, ["worker-1", "worker-2"], "{}", r.stdout());
+
+    let r = s.run(&["logs", "wroker"]).expect(2);
+    assert!(
+        r.all().contains("no service named \"wroker\""),
+        "{}",
+        r.all()
+    );
+    let r = s.run(&["events", "wroker"]).expect(2);
+    assert!(
+        r.all().contains("no service named \"wroker\""),
+        "{}",
+        r.all()
     );
 }

@@ -1,5 +1,6 @@
 //! `fpctl events [SVC] [--json] [-f] [-n N]`: the event history, read from
-//! `.fpctl/events.jsonl` (no supervisor needed).
+//! `.fpctl/events.jsonl` (no supervisor needed); a replicated service's name
+//! means all its instances.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use colored::Colorize;
 
 use super::load;
 use crate::events::{self, Event};
-use crate::{Error, Outcome, Result};
+use crate::{graph, Outcome, Result};
 
 pub fn events(
     file: Option<&Path>,
@@ -18,16 +19,17 @@ pub fn events(
     lines: usize,
 ) -> Result<Outcome> {
     let config = load(file)?;
-    if let Some(name) = service {
-        if config.service(name).is_none() {
-            return Err(Error::Usage(format!(
-                "no service named \"{name}\" in {}",
-                config.path.display()
-            )));
+    let names = match service {
+        Some(name) => {
+            let name = [name.to_string()];
+            // The same "no service named … (did you mean …)" as every command.
+            graph::select(&config, &name, &[])?;
+            Some(config.expand_names(&name))
         }
-    }
+        None => None,
+    };
     let path = events::path(&config);
-    let wanted = |e: &Event| service.is_none_or(|s| e.service == s);
+    let wanted = |e: &Event| names.as_ref().is_none_or(|n| n.contains(&e.service));
     let all: Vec<Event> = events::read_all(&path)
         .into_iter()
         .filter(|e| wanted(e))

@@ -1,13 +1,13 @@
 //! `fpctl logs [SVC…] [-f] [-n N] [-t] [--since WHEN]`: one service's log
-//! as it wrote it, or several (default: all) merged in time order behind a
-//! coloured `name |` prefix; recorded times shown with `-t`, filtered by
-//! `--since`.
+//! as it wrote it, or several (default: all; a replicated service's name
+//! means all its instances) merged in time order behind a coloured `name |`
+//! prefix; recorded times shown with `-t`, filtered by `--since`.
 
 use std::path::Path;
 use std::time::SystemTime;
 
 use super::load;
-use crate::{Error, Outcome, Result};
+use crate::{graph, Outcome, Result};
 
 /// How many lines of each log, when neither `-n` nor `--since` says.
 const DEFAULT_LINES: usize = 100;
@@ -27,10 +27,9 @@ pub fn logs(file: Option<&Path>, services: &[String], opts: Options) -> Result<O
     let names: Vec<String> = if services.is_empty() {
         config.services.iter().map(|s| s.name.clone()).collect()
     } else {
-        for name in services {
-            known(&config, name)?;
-        }
-        services.to_vec()
+        // The same "no service named … (did you mean …)" as every command.
+        graph::select(&config, services, &[])?;
+        config.expand_names(services)
     };
     let timed = |n: &String| config.service(n).is_some_and(|(_, s)| s.log_timestamps);
     if opts.timestamps && !names.iter().any(timed) {
@@ -40,7 +39,7 @@ pub fn logs(file: Option<&Path>, services: &[String], opts: Options) -> Result<O
         );
     }
     let mut tailer = crate::output::LogTailer::new(&config, &names).with_times(opts.timestamps);
-    if let [service] = services {
+    if let ([_], [service]) = (services, names.as_slice()) {
         tailer = tailer.unnamed();
         let path = config.log_path(service);
         if !opts.follow && !path.exists() {
@@ -76,19 +75,4 @@ pub fn parse_since(s: &str) -> std::result::Result<SystemTime, String> {
     humantime::parse_rfc3339_weak(s).map_err(|_| {
         format!("\"{s}\" is neither a duration (10m, 2h30m) nor a time (2026-11-26T03:00:00Z)")
     })
-}
-
-/// An error naming the file (and the nearest name) when `service` is not
-/// in it.
-fn known(config: &crate::config::Config, service: &str) -> Result<()> {
-    if config.service(service).is_some() {
-        return Ok(());
-    }
-    let hint = crate::config::suggest(service, config.services.iter().map(|s| s.name.as_str()))
-        .map(|n| format!(" (did you mean \"{n}\"?)"))
-        .unwrap_or_default();
-    Err(Error::Usage(format!(
-        "no service named \"{service}\" in {}{hint}",
-        config.path.display()
-    )))
 }

@@ -2,7 +2,7 @@
 //!
 //! These types only mirror the file: every struct denies unknown keys so that a
 //! typo is an error, and every value a user may get wrong keeps its span so
-//! that validation (in `validate.rs`) can point at it. No defaults are applied
+//! that validation (in `validate/`) can point at it. No defaults are applied
 //! and nothing is resolved here. The JSON Schema of services.toml (`fpctl
 //! schema`) is derived from these same types, so it cannot drift from them.
 

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::mapping::{self, Gate, Image, Plan};
 use super::OutFile;
-use crate::config::{dns_name, Probe, RestartPolicy, Service, Setup};
+use crate::config::{dns_name, Probe, RestartPolicy, Service};
 
 pub const FILE_NAME: &str = "compose.yaml";
 
@@ -203,18 +203,7 @@ fn notes(plan: &mut Plan, svc: &Service, image: &Image) {
             "max_restarts does not apply: compose's restart: always has no limit",
         );
     }
-    match &svc.setup {
-        Setup::None => {}
-        Setup::Commands(_) => plan.note(
-            &name,
-            "its setup commands do not run: do that work in the image's Dockerfile",
-        ),
-        Setup::Venv | Setup::Npm if image.generated.is_none() => plan.note(
-            &name,
-            "its venv/npm setup is assumed to be done by the image's Dockerfile",
-        ),
-        Setup::Venv | Setup::Npm => {}
-    }
+    plan.note_image_setup(svc, image);
     if svc.dir != plan.config.root {
         plan.note_stack(super::DIR_NOTE);
     }

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::mapping::{self, Gate, Image, Plan};
 use super::OutFile;
-use crate::config::{dns_name, Probe, RestartPolicy, Service, Setup};
+use crate::config::{dns_name, Probe, RestartPolicy, Service};
 
 /// Waits for dependencies: a small image with sh, wget and nc.
 const WAIT_IMAGE: &str = "busybox:1.36";
@@ -377,27 +377,8 @@ fn notes(plan: &mut Plan, svc: &Service, image: &Image) {
             ),
         );
     }
-    match &svc.setup {
-        Setup::None => {}
-        Setup::Commands(_) => plan.note(
-            &name,
-            "its setup commands do not run: do that work in the image's Dockerfile",
-        ),
-        Setup::Venv | Setup::Npm if image.generated.is_none() => plan.note(
-            &name,
-            "its venv/npm setup is assumed to be done by the image's Dockerfile",
-        ),
-        Setup::Venv | Setup::Npm => {}
-    }
-    if !svc.profiles.is_empty() {
-        plan.note(
-            &name,
-            format!(
-                "it belongs to profile {}: included because it was selected for this export",
-                svc.profiles.join(", ")
-            ),
-        );
-    }
+    plan.note_image_setup(svc, image);
+    plan.note_profiles(svc);
     if svc.log_rotation.is_some() {
         plan.note(
             &name,

@@ -106,6 +106,35 @@ impl<'a> Plan<'a> {
         self.push(None, text.into());
     }
 
+    /// A service that runs from an image: its setup is the image's job.
+    pub fn note_image_setup(&mut self, svc: &Service, image: &Image) {
+        match &svc.setup {
+            Setup::None => {}
+            Setup::Commands(_) => self.note(
+                &svc.name,
+                "its setup commands do not run: do that work in the image's Dockerfile",
+            ),
+            Setup::Venv | Setup::Npm if image.generated.is_none() => self.note(
+                &svc.name,
+                "its venv/npm setup is assumed to be done by the image's Dockerfile",
+            ),
+            Setup::Venv | Setup::Npm => {}
+        }
+    }
+
+    /// A target without profiles gets the selected services alone.
+    pub fn note_profiles(&mut self, svc: &Service) {
+        if !svc.profiles.is_empty() {
+            self.note(
+                &svc.name,
+                format!(
+                    "it belongs to profile {}: included because it was selected for this export",
+                    svc.profiles.join(", ")
+                ),
+            );
+        }
+    }
+
     fn push(&mut self, service: Option<&str>, text: String) {
         let note = Note {
             service: service.map(str::to_string),

@@ -223,15 +223,7 @@ fn notes(plan: &mut Plan, svc: &Service) {
             "log_max_size / log_keep do not apply: output goes to the journal",
         );
     }
-    if !svc.profiles.is_empty() {
-        plan.note(
-            &name,
-            format!(
-                "it belongs to profile {}: included because it was selected for this export",
-                svc.profiles.join(", ")
-            ),
-        );
-    }
+    plan.note_profiles(svc);
 }
 
 /// `%` and `$` mean something to systemd everywhere (specifiers, variables).

@@ -223,7 +223,8 @@ pub struct Svc {
     pub started: Option<Instant>,
     /// Restarts in a row (reset by `start`, `restart` and a long run).
     pub streak: u32,
-    /// Restarts since the supervisor took it over.
+    /// Restarts it did on its own (after an exit) since the supervisor took
+    /// it over; requested ones are counted by the supervisor.
     pub restarts: u32,
     pub detail: Option<String>,
     pub latency_ms: Option<f64>,
@@ -717,224 +718,221 @@ mod tests {
             .collect()
     }
 
-    /// A service driven to `Running Online` with pid 42.
-    fn running(spec: &Service, now: Instant) -> Svc {
-        let mut s = Svc::new();
-        s.handle(spec, Input::Start, now);
-        s.handle(spec, Input::Launch { gen: 7 }, now);
-        s.handle(
-            spec,
-            Input::Spawned {
+    /// One service under test: its definition, its state and the time the
+    /// inputs arrive at.
+    struct Case {
+        spec: Service,
+        s: Svc,
+        now: Instant,
+    }
+
+    impl Case {
+        /// A service that has not been asked for anything yet.
+        fn new(spec: Service) -> Case {
+            Case {
+                spec,
+                s: Svc::new(),
+                now: Instant::now(),
+            }
+        }
+
+        /// Already in `phase`.
+        fn in_phase(spec: Service, phase: Phase) -> Case {
+            let mut c = Case::new(spec);
+            c.s.phase = phase;
+            c
+        }
+
+        /// Launched (generation 1) and spawned as `pid`.
+        fn spawned(spec: Service, pid: i32) -> Case {
+            let mut c = Case::new(spec);
+            c.on(Input::Launch { gen: 1 });
+            c.spawn(pid);
+            c
+        }
+
+        /// Driven to `Running Online` with pid 42.
+        fn running(spec: Service) -> Case {
+            let mut c = Case::new(spec);
+            c.on(Input::Start);
+            c.on(Input::Launch { gen: 7 });
+            c.on(Input::Spawned {
                 pid: 42,
                 ticks: Some(1),
                 at: 0.0,
-            },
-            now,
-        );
-        s.handle(spec, Input::Probed(probe(Verdict::Healthy)), now);
-        assert_eq!(s.public(), ServiceState::Online);
-        s
+            });
+            c.probed(Verdict::Healthy);
+            assert_eq!(c.s.public(), ServiceState::Online);
+            c
+        }
+
+        fn on(&mut self, input: Input) -> Vec<Effect> {
+            self.s.handle(&self.spec, input, self.now)
+        }
+
+        fn spawn(&mut self, pid: i32) -> Vec<Effect> {
+            self.on(Input::Spawned {
+                pid,
+                ticks: None,
+                at: 0.0,
+            })
+        }
+
+        fn probed(&mut self, verdict: Verdict) -> Vec<Effect> {
+            self.on(Input::Probed(probe(verdict)))
+        }
+
+        fn ended(&mut self, pid: Option<i32>, exit: Option<Exit>) -> Vec<Effect> {
+            self.on(Input::Ended { pid, exit })
+        }
+
+        /// The current process exits with code 1.
+        fn crash(&mut self) -> Vec<Effect> {
+            self.ended(self.s.pid, Some(Exit::Code(1)))
+        }
     }
 
-    fn crash(s: &mut Svc, spec: &Service, now: Instant) -> Vec<Effect> {
-        s.handle(
-            spec,
-            Input::Ended {
-                pid: s.pid,
-                exit: Some(Exit::Code(1)),
-            },
-            now,
-        )
+    fn prepare_failed() -> Phase {
+        Phase::Failed(FailReason::Prepare {
+            message: "x".into(),
+        })
     }
 
     #[test]
     fn start_makes_an_idle_failed_or_blocked_service_wait() {
-        let spec = spec();
-        let now = Instant::now();
         for phase in [
             Phase::Idle,
-            Phase::Failed(FailReason::Prepare {
-                message: "x".into(),
-            }),
+            prepare_failed(),
             Phase::Blocked(BlockReason::Dependency {
                 service: "db".into(),
                 state: DepState::Failed,
             }),
         ] {
-            let mut s = Svc::new();
-            s.phase = phase;
-            s.streak = 3;
-            assert!(s.handle(&spec, Input::Start, now).is_empty());
-            assert_eq!(s.phase, Phase::Waiting);
-            assert_eq!(s.streak, 0, "start resets the count in a row");
+            let mut c = Case::in_phase(spec(), phase);
+            c.s.streak = 3;
+            assert!(c.on(Input::Start).is_empty());
+            assert_eq!(c.s.phase, Phase::Waiting);
+            assert_eq!(c.s.streak, 0, "start resets the count in a row");
         }
     }
 
     #[test]
     fn start_during_a_stop_starts_again_once_down_and_cancels_a_pending_stop() {
-        let spec = spec();
-        let now = Instant::now();
-        let mut s = running(&spec, now);
-        s.handle(&spec, Input::Stop, now);
-        assert_eq!(s.goal, Goal::Stop);
-        s.handle(&spec, Input::Start, now);
-        assert_eq!(s.goal, Goal::Run, "a pending stop is cancelled");
-        s.handle(&spec, Input::Stop, now);
-        assert_eq!(s.handle(&spec, Input::BeginStop, now), [Effect::Stop]);
-        s.handle(&spec, Input::Start, now);
-        assert_eq!(s.goal, Goal::Restart);
-        let fx = s.handle(
-            &spec,
-            Input::Ended {
-                pid: Some(42),
-                exit: Some(Exit::Signal(15)),
-            },
-            now,
-        );
-        assert_eq!(s.phase, Phase::Waiting);
-        assert_eq!(s.goal, Goal::Run);
+        let mut c = Case::running(spec());
+        c.on(Input::Stop);
+        assert_eq!(c.s.goal, Goal::Stop);
+        c.on(Input::Start);
+        assert_eq!(c.s.goal, Goal::Run, "a pending stop is cancelled");
+        c.on(Input::Stop);
+        assert_eq!(c.on(Input::BeginStop), [Effect::Stop]);
+        c.on(Input::Start);
+        assert_eq!(c.s.goal, Goal::Restart);
+        let fx = c.ended(Some(42), Some(Exit::Signal(15)));
+        assert_eq!(c.s.phase, Phase::Waiting);
+        assert_eq!(c.s.goal, Goal::Run);
         assert_eq!(kinds(&fx), ["exited", "stopped"]);
     }
 
     #[test]
     fn restart_of_a_running_service_stops_it_then_waits_to_start() {
-        let spec = spec();
-        let now = Instant::now();
-        let mut s = running(&spec, now);
-        s.streak = 2;
-        s.handle(&spec, Input::Restart, now);
-        assert_eq!((s.goal, s.streak), (Goal::Restart, 0));
-        assert!(s.going_down());
-        assert_eq!(s.handle(&spec, Input::BeginStop, now), [Effect::Stop]);
-        assert_eq!(s.public(), ServiceState::Stopped);
-        let stops = s.stops;
-        s.handle(
-            &spec,
-            Input::Ended {
-                pid: Some(42),
-                exit: Some(Exit::Code(0)),
-            },
-            now,
-        );
-        assert_eq!((s.phase.clone(), s.stops), (Phase::Waiting, stops + 1));
-        assert_eq!(s.pid, None);
+        let mut c = Case::running(spec());
+        c.s.streak = 2;
+        c.on(Input::Restart);
+        assert_eq!((c.s.goal, c.s.streak), (Goal::Restart, 0));
+        assert!(c.s.going_down());
+        assert_eq!(c.on(Input::BeginStop), [Effect::Stop]);
+        assert_eq!(c.s.public(), ServiceState::Stopped);
+        let stops = c.s.stops;
+        c.ended(Some(42), Some(Exit::Code(0)));
+        assert_eq!((c.s.phase.clone(), c.s.stops), (Phase::Waiting, stops + 1));
+        assert_eq!(c.s.pid, None);
     }
 
     #[test]
     fn restart_of_a_stopped_service_waits_to_start() {
-        let spec = spec();
-        let mut s = Svc::new();
-        s.handle(&spec, Input::Restart, Instant::now());
-        assert_eq!((s.phase.clone(), s.goal), (Phase::Waiting, Goal::Run));
+        let mut c = Case::new(spec());
+        c.on(Input::Restart);
+        assert_eq!((c.s.phase.clone(), c.s.goal), (Phase::Waiting, Goal::Run));
     }
 
     #[test]
     fn stop_of_a_service_with_nothing_running_is_immediate() {
-        let spec = spec();
-        let now = Instant::now();
         for phase in [
             Phase::Waiting,
             Phase::External,
             Phase::Completed,
-            Phase::Failed(FailReason::Prepare {
-                message: "x".into(),
-            }),
+            prepare_failed(),
         ] {
-            let mut s = Svc::new();
-            s.phase = phase;
-            assert!(s.handle(&spec, Input::Stop, now).is_empty());
-            assert_eq!(s.phase, Phase::Idle);
+            let mut c = Case::in_phase(spec(), phase);
+            assert!(c.on(Input::Stop).is_empty());
+            assert_eq!(c.s.phase, Phase::Idle);
         }
     }
 
     #[test]
     fn stop_of_a_running_service_waits_for_begin_stop() {
-        let spec = spec();
-        let now = Instant::now();
-        let mut s = running(&spec, now);
-        assert!(s.handle(&spec, Input::Stop, now).is_empty());
+        let mut c = Case::running(spec());
+        assert!(c.on(Input::Stop).is_empty());
         assert_eq!(
-            s.public(),
+            c.s.public(),
             ServiceState::Online,
             "still up until dependents are down"
         );
-        assert!(!s.wanted());
-        assert_eq!(s.handle(&spec, Input::BeginStop, now), [Effect::Stop]);
-        assert_eq!(s.phase, Phase::Stopping);
+        assert!(!c.s.wanted());
+        assert_eq!(c.on(Input::BeginStop), [Effect::Stop]);
+        assert_eq!(c.s.phase, Phase::Stopping);
         // A second BeginStop while stopping does nothing.
-        assert!(s.handle(&spec, Input::BeginStop, now).is_empty());
-        let fx = s.handle(
-            &spec,
-            Input::Ended {
-                pid: Some(42),
-                exit: Some(Exit::Signal(15)),
-            },
-            now,
-        );
-        assert_eq!(s.phase, Phase::Idle);
+        assert!(c.on(Input::BeginStop).is_empty());
+        let fx = c.ended(Some(42), Some(Exit::Signal(15)));
+        assert_eq!(c.s.phase, Phase::Idle);
         assert_eq!(notes(&fx), ["process 42 killed by SIGTERM"]);
     }
 
     #[test]
     fn stop_during_prepare_ends_the_unit() {
-        let spec = spec();
-        let now = Instant::now();
-        let mut s = Svc::new();
-        s.handle(&spec, Input::Start, now);
-        s.handle(&spec, Input::Launch { gen: 1 }, now);
-        s.handle(&spec, Input::Stop, now);
-        assert_eq!(s.handle(&spec, Input::BeginStop, now), [Effect::Stop]);
-        let fx = s.handle(
-            &spec,
-            Input::Ended {
-                pid: None,
-                exit: None,
-            },
-            now,
-        );
-        assert_eq!(s.phase, Phase::Idle);
+        let mut c = Case::new(spec());
+        c.on(Input::Start);
+        c.on(Input::Launch { gen: 1 });
+        c.on(Input::Stop);
+        assert_eq!(c.on(Input::BeginStop), [Effect::Stop]);
+        let fx = c.ended(None, None);
+        assert_eq!(c.s.phase, Phase::Idle);
         assert!(notes(&fx).is_empty(), "nothing was spawned: {fx:?}");
     }
 
     #[test]
     fn stop_during_backoff_needs_no_unit() {
-        let spec = spec();
-        let now = Instant::now();
-        let mut s = running(&spec, now);
-        crash(&mut s, &spec, now);
-        assert!(matches!(s.phase, Phase::Backoff { .. }));
-        s.handle(&spec, Input::Stop, now);
-        let fx = s.handle(&spec, Input::BeginStop, now);
-        assert_eq!(s.phase, Phase::Idle);
+        let mut c = Case::running(spec());
+        c.crash();
+        assert!(matches!(c.s.phase, Phase::Backoff { .. }));
+        c.on(Input::Stop);
+        let fx = c.on(Input::BeginStop);
+        assert_eq!(c.s.phase, Phase::Idle);
         assert_eq!(kinds(&fx), ["stopped"]);
         // The restart timer that fires later is ignored.
-        assert!(s
-            .handle(&spec, Input::RestartDue { gen: 9 }, now)
-            .is_empty());
-        assert_eq!(s.phase, Phase::Idle);
+        assert!(c.on(Input::RestartDue { gen: 9 }).is_empty());
+        assert_eq!(c.s.phase, Phase::Idle);
     }
 
     #[test]
     fn launch_prepares_with_the_given_generation() {
-        let spec = spec();
-        let mut s = Svc::new();
-        s.handle(&spec, Input::Start, Instant::now());
-        let fx = s.handle(&spec, Input::Launch { gen: 11 }, Instant::now());
+        let mut c = Case::new(spec());
+        c.on(Input::Start);
+        let fx = c.on(Input::Launch { gen: 11 });
         assert_eq!(fx, [Effect::Launch]);
-        assert_eq!((s.phase.clone(), s.gen), (Phase::Preparing, 11));
-        assert_eq!(s.public(), ServiceState::Starting);
+        assert_eq!((c.s.phase.clone(), c.s.gen), (Phase::Preparing, 11));
+        assert_eq!(c.s.public(), ServiceState::Starting);
     }
 
     #[test]
     fn block_records_the_reason() {
-        let spec = spec();
-        let mut s = Svc::new();
-        s.handle(&spec, Input::Start, Instant::now());
+        let mut c = Case::new(spec());
+        c.on(Input::Start);
         let reason = BlockReason::Dependency {
             service: "db".into(),
             state: DepState::Failed,
         };
-        let fx = s.handle(&spec, Input::Block(reason), Instant::now());
+        let fx = c.on(Input::Block(reason));
         assert_eq!(
             fx,
             [Effect::Record(
@@ -942,112 +940,86 @@ mod tests {
                 "dependency \"db\" is failed".into()
             )]
         );
-        assert!(s.broken());
-        assert_eq!(s.public(), ServiceState::Blocked);
+        assert!(c.s.broken());
+        assert_eq!(c.s.public(), ServiceState::Blocked);
     }
 
     #[test]
     fn a_healthy_service_on_the_port_becomes_external() {
-        let spec = spec();
-        let mut s = Svc::new();
-        s.handle(&spec, Input::Launch { gen: 1 }, Instant::now());
-        let fx = s.handle(
-            &spec,
-            Input::External(probe(Verdict::Healthy)),
-            Instant::now(),
-        );
+        let mut c = Case::new(spec());
+        c.on(Input::Launch { gen: 1 });
+        let fx = c.on(Input::External(probe(Verdict::Healthy)));
         assert_eq!(kinds(&fx), ["external"]);
-        assert_eq!(s.phase, Phase::External);
-        assert!(s.ready());
+        assert_eq!(c.s.phase, Phase::External);
+        assert!(c.s.ready());
     }
 
     #[test]
     fn a_failed_prepare_fails_the_service_with_its_words() {
-        let spec = spec();
-        let mut s = Svc::new();
-        s.handle(&spec, Input::Launch { gen: 1 }, Instant::now());
-        let fx = s.handle(
-            &spec,
-            Input::PrepareFailed("setup step `x` exited with code 7".into()),
-            Instant::now(),
-        );
+        let mut c = Case::new(spec());
+        c.on(Input::Launch { gen: 1 });
+        let fx = c.on(Input::PrepareFailed(
+            "setup step `x` exited with code 7".into(),
+        ));
         assert_eq!(kinds(&fx), ["failed"]);
         assert_eq!(notes(&fx), ["failed: setup step `x` exited with code 7"]);
-        assert_eq!(s.public(), ServiceState::Failed);
+        assert_eq!(c.s.public(), ServiceState::Failed);
     }
 
     #[test]
     fn spawned_then_healthy_is_online() {
-        let spec = spec();
-        let now = Instant::now();
-        let mut s = Svc::new();
-        s.handle(&spec, Input::Launch { gen: 1 }, now);
-        s.handle(
-            &spec,
-            Input::Spawned {
-                pid: 5,
-                ticks: None,
-                at: 1.0,
-            },
-            now,
-        );
-        assert_eq!((s.phase.clone(), s.pid), (Phase::Starting, Some(5)));
+        let mut c = Case::spawned(spec(), 5);
+        assert_eq!((c.s.phase.clone(), c.s.pid), (Phase::Starting, Some(5)));
         assert_eq!(
-            s.label().as_deref(),
+            c.s.label().as_deref(),
             Some("launched as pid 5, waiting for health")
         );
         // Not healthy yet: still starting, no event.
-        let fx = s.handle(&spec, Input::Probed(probe(Verdict::Down)), now);
+        let fx = c.probed(Verdict::Down);
         assert!(fx.is_empty());
-        assert_eq!(s.phase, Phase::Starting);
-        let fx = s.handle(&spec, Input::Probed(probe(Verdict::Healthy)), now);
+        assert_eq!(c.s.phase, Phase::Starting);
+        let fx = c.probed(Verdict::Healthy);
         assert_eq!(kinds(&fx), ["online"]);
-        assert!(s.ready());
+        assert!(c.s.ready());
     }
 
     #[test]
     fn failed_probes_degrade_after_retries_and_recover() {
-        let spec = spec_from("health = { tcp = 7000, retries = 2 }\nrestart = \"no\"");
-        let now = Instant::now();
-        let mut s = running(&spec, now);
-        assert!(s
-            .handle(&spec, Input::Probed(probe(Verdict::Unhealthy)), now)
-            .is_empty());
-        assert_eq!(s.public(), ServiceState::Online, "one failure is tolerated");
-        let fx = s.handle(&spec, Input::Probed(probe(Verdict::Unhealthy)), now);
+        let mut c = Case::running(spec_from(
+            "health = { tcp = 7000, retries = 2 }\nrestart = \"no\"",
+        ));
+        assert!(c.probed(Verdict::Unhealthy).is_empty());
+        assert_eq!(
+            c.s.public(),
+            ServiceState::Online,
+            "one failure is tolerated"
+        );
+        let fx = c.probed(Verdict::Unhealthy);
         assert_eq!(kinds(&fx), ["degraded"]);
-        let fx = s.handle(&spec, Input::Probed(probe(Verdict::Down)), now);
+        let fx = c.probed(Verdict::Down);
         assert_eq!(kinds(&fx), ["offline"]);
         assert!(
             !fx.contains(&Effect::Stop),
             "restart = no: no liveness kill"
         );
-        let fx = s.handle(&spec, Input::Probed(probe(Verdict::Healthy)), now);
+        let fx = c.probed(Verdict::Healthy);
         assert_eq!(kinds(&fx), ["online"]);
     }
 
     #[test]
     fn a_failed_liveness_check_recycles_the_service_and_restarts_it() {
-        let spec = spec_from("health = { tcp = 7000, retries = 1 }");
-        let now = Instant::now();
-        let mut s = running(&spec, now);
-        let fx = s.handle(&spec, Input::Probed(probe(Verdict::Down)), now);
+        let mut c = Case::running(spec_from("health = { tcp = 7000, retries = 1 }"));
+        let fx = c.probed(Verdict::Down);
         assert!(fx.contains(&Effect::Stop));
         assert!(matches!(
-            s.phase,
+            c.s.phase,
             Phase::Recycling(KillReason::Liveness { .. })
         ));
         // Even a clean exit is restarted: fpctl stopped it.
-        let fx = s.handle(
-            &spec,
-            Input::Ended {
-                pid: Some(42),
-                exit: Some(Exit::Code(0)),
-            },
-            now,
-        );
+        let fx = c.ended(Some(42), Some(Exit::Code(0)));
         assert!(fx.contains(&Effect::RestartAfter(Duration::ZERO)), "{fx:?}");
-        assert!(s
+        assert!(c
+            .s
             .detail
             .as_deref()
             .unwrap()
@@ -1056,228 +1028,134 @@ mod tests {
 
     #[test]
     fn start_timeout_fails_and_kills() {
-        let spec = spec();
-        let now = Instant::now();
-        let mut s = Svc::new();
-        s.handle(&spec, Input::Launch { gen: 1 }, now);
-        s.handle(
-            &spec,
-            Input::Spawned {
-                pid: 9,
-                ticks: None,
-                at: 0.0,
-            },
-            now,
-        );
-        s.handle(&spec, Input::Probed(probe(Verdict::Down)), now);
-        let fx = s.handle(&spec, Input::StartTimeout { elsewhere: None }, now);
+        let mut c = Case::spawned(spec(), 9);
+        c.probed(Verdict::Down);
+        let fx = c.on(Input::StartTimeout { elsewhere: None });
         assert!(fx.contains(&Effect::Kill));
         assert_eq!(kinds(&fx), ["failed"]);
-        assert!(s.reason().unwrap().contains("start_timeout"));
+        assert!(c.s.reason().unwrap().contains("start_timeout"));
         // The kill's exit is noted with the real pid and changes nothing.
-        let fx = s.handle(
-            &spec,
-            Input::Ended {
-                pid: Some(9),
-                exit: Some(Exit::Signal(9)),
-            },
-            now,
-        );
+        let fx = c.ended(Some(9), Some(Exit::Signal(9)));
         assert_eq!(notes(&fx), ["process 9 killed by SIGKILL"]);
-        assert_eq!(s.public(), ServiceState::Failed);
+        assert_eq!(c.s.public(), ServiceState::Failed);
         // A late timeout once online does nothing.
-        let mut s = running(&spec, now);
-        assert!(s
-            .handle(&spec, Input::StartTimeout { elsewhere: None }, now)
-            .is_empty());
+        let mut c = Case::running(spec());
+        assert!(c.on(Input::StartTimeout { elsewhere: None }).is_empty());
     }
 
     #[test]
     fn without_a_health_check_alive_for_the_grace_is_online() {
-        let spec = spec_from("");
-        let now = Instant::now();
-        let mut s = Svc::new();
-        s.handle(&spec, Input::Launch { gen: 1 }, now);
-        s.handle(
-            &spec,
-            Input::Spawned {
-                pid: 3,
-                ticks: None,
-                at: 0.0,
-            },
-            now,
-        );
-        let fx = s.handle(&spec, Input::AliveFor, now);
+        let mut c = Case::spawned(spec_from(""), 3);
+        let fx = c.on(Input::AliveFor);
         assert_eq!(kinds(&fx), ["online"]);
-        assert!(s.ready());
-        assert!(s.handle(&spec, Input::AliveFor, now).is_empty());
+        assert!(c.s.ready());
+        assert!(c.on(Input::AliveFor).is_empty());
     }
 
     #[test]
     fn memory_over_the_limit_recycles() {
-        let spec = spec();
-        let now = Instant::now();
-        let mut s = running(&spec, now);
-        let fx = s.handle(
-            &spec,
-            Input::MemoryOver {
-                rss: 3 << 20,
-                limit: 1 << 20,
-            },
-            now,
-        );
+        let mut c = Case::running(spec());
+        let fx = c.on(Input::MemoryOver {
+            rss: 3 << 20,
+            limit: 1 << 20,
+        });
         assert_eq!(kinds(&fx), ["memory"]);
         assert!(fx.contains(&Effect::Stop));
-        assert_eq!(s.public(), ServiceState::Offline);
+        assert_eq!(c.s.public(), ServiceState::Offline);
     }
 
     #[test]
     fn crashes_back_off_count_in_a_row_and_give_up() {
-        let spec = spec(); // max_restarts = 2
-        let now = Instant::now();
-        let mut s = running(&spec, now);
-        let fx = crash(&mut s, &spec, now);
+        let mut c = Case::running(spec()); // max_restarts = 2
+        let fx = c.crash();
         assert!(fx.contains(&Effect::RestartAfter(Duration::ZERO)));
         assert_eq!(notes(&fx)[1], "restart 1 of 2 in 0ms");
-        assert_eq!((s.streak, s.restarts), (1, 1));
-        assert_eq!(s.public(), ServiceState::Offline);
+        assert_eq!((c.s.streak, c.s.restarts), (1, 1));
+        assert_eq!(c.s.public(), ServiceState::Offline);
         // A late RestartDue is taken only in backoff.
-        assert_eq!(
-            s.handle(&spec, Input::RestartDue { gen: 8 }, now),
-            [Effect::Launch]
-        );
-        s.handle(
-            &spec,
-            Input::Spawned {
-                pid: 43,
-                ticks: None,
-                at: 0.0,
-            },
-            now,
-        );
-        let fx = crash(&mut s, &spec, now);
+        assert_eq!(c.on(Input::RestartDue { gen: 8 }), [Effect::Launch]);
+        c.spawn(43);
+        let fx = c.crash();
         assert!(fx.contains(&Effect::RestartAfter(BACKOFF_BASE)));
         assert_eq!(notes(&fx)[1], "restart 2 of 2 in 100ms");
-        s.handle(&spec, Input::RestartDue { gen: 9 }, now);
-        s.handle(
-            &spec,
-            Input::Spawned {
-                pid: 44,
-                ticks: None,
-                at: 0.0,
-            },
-            now,
-        );
-        let fx = crash(&mut s, &spec, now);
+        c.on(Input::RestartDue { gen: 9 });
+        c.spawn(44);
+        let fx = c.crash();
         assert_eq!(kinds(&fx), ["exited", "failed"]);
         assert_eq!(
-            s.reason().unwrap(),
+            c.s.reason().unwrap(),
             "exited with code 1; gave up after 2 restarts (max_restarts)"
         );
-        assert_eq!((s.streak, s.restarts), (2, 2));
+        assert_eq!((c.s.streak, c.s.restarts), (2, 2));
     }
 
     #[test]
     fn a_long_run_resets_the_count_in_a_row() {
-        let spec = spec();
-        let now = Instant::now();
-        let mut s = running(&spec, now);
-        s.streak = 2;
-        crash(&mut s, &spec, now + RESTART_WINDOW);
-        assert!(matches!(s.phase, Phase::Backoff { .. }));
-        assert_eq!(s.streak, 1);
+        let mut c = Case::running(spec());
+        c.s.streak = 2;
+        c.now += RESTART_WINDOW;
+        c.crash();
+        assert!(matches!(c.s.phase, Phase::Backoff { .. }));
+        assert_eq!(c.s.streak, 1);
     }
 
     #[test]
     fn the_restart_policy_decides_after_an_exit() {
-        let now = Instant::now();
-        let no = spec_from("restart = \"no\"");
-        let mut s = running(&no, now);
-        crash(&mut s, &no, now);
-        assert_eq!(s.reason().unwrap(), "exited with code 1 (restart = \"no\")");
-        let on_failure = spec_from("restart = \"on-failure\"");
-        let mut s = running(&on_failure, now);
-        s.handle(
-            &on_failure,
-            Input::Ended {
-                pid: Some(42),
-                exit: Some(Exit::Code(0)),
-            },
-            now,
+        let mut c = Case::running(spec_from("restart = \"no\""));
+        c.crash();
+        assert_eq!(
+            c.s.reason().unwrap(),
+            "exited with code 1 (restart = \"no\")"
         );
-        assert!(s
+        let on_failure = spec_from("restart = \"on-failure\"");
+        let mut c = Case::running(on_failure.clone());
+        c.ended(Some(42), Some(Exit::Code(0)));
+        assert!(c
+            .s
             .reason()
             .unwrap()
             .contains("does not restart a clean exit"));
-        let mut s = running(&on_failure, now);
-        crash(&mut s, &on_failure, now);
-        assert!(matches!(s.phase, Phase::Backoff { .. }));
+        let mut c = Case::running(on_failure);
+        c.crash();
+        assert!(matches!(c.s.phase, Phase::Backoff { .. }));
     }
 
     #[test]
     fn a_oneshot_completes_or_fails() {
-        let spec = spec_from("oneshot = true");
-        let now = Instant::now();
         for (exit, state) in [
             (Exit::Code(0), ServiceState::Completed),
             (Exit::Code(3), ServiceState::Failed),
         ] {
-            let mut s = Svc::new();
-            s.handle(&spec, Input::Launch { gen: 1 }, now);
-            s.handle(
-                &spec,
-                Input::Spawned {
-                    pid: 4,
-                    ticks: None,
-                    at: 0.0,
-                },
-                now,
-            );
-            s.handle(
-                &spec,
-                Input::Ended {
-                    pid: Some(4),
-                    exit: Some(exit),
-                },
-                now,
-            );
-            assert_eq!(s.public(), state);
+            let mut c = Case::spawned(spec_from("oneshot = true"), 4);
+            c.ended(Some(4), Some(exit));
+            assert_eq!(c.s.public(), state);
         }
     }
 
     #[test]
     fn an_exit_while_a_stop_waits_for_dependents_is_the_stop() {
-        let spec = spec();
-        let now = Instant::now();
-        let mut s = running(&spec, now);
-        s.handle(&spec, Input::Stop, now);
-        let fx = crash(&mut s, &spec, now);
-        assert_eq!(s.phase, Phase::Idle);
+        let mut c = Case::running(spec());
+        c.on(Input::Stop);
+        let fx = c.crash();
+        assert_eq!(c.s.phase, Phase::Idle);
         assert!(!fx.iter().any(|e| matches!(e, Effect::RestartAfter(_))));
     }
 
     #[test]
     fn a_death_nobody_saw_is_said_so_with_the_recorded_pid() {
-        let spec = spec();
-        let now = Instant::now();
-        let mut s = Svc::new();
-        s.phase = Phase::Running {
-            health: Health::Offline,
-            fails: 0,
-        };
-        let fx = s.handle(
-            &spec,
-            Input::Ended {
-                pid: Some(77),
-                exit: None,
+        let mut c = Case::in_phase(
+            spec(),
+            Phase::Running {
+                health: Health::Offline,
+                fails: 0,
             },
-            now,
         );
+        let fx = c.ended(Some(77), None);
         assert_eq!(
             notes(&fx)[0],
             "process 77 died while no supervisor was running"
         );
-        assert!(matches!(s.phase, Phase::Backoff { .. }));
+        assert!(matches!(c.s.phase, Phase::Backoff { .. }));
     }
 
     #[test]

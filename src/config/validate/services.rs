@@ -1,0 +1,343 @@
+//! One `[services.NAME]` table: its name, tier, fields, `watch` and
+//! `container`.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use nix::sys::signal::Signal;
+use toml::Spanned;
+
+use super::values::{suggest, valid_env_name};
+use super::{Declared, Validator};
+use crate::config::raw::{RawRestart, RawService};
+use crate::config::{defaults, looks_secret, Container, RestartPolicy, Service, Tier};
+
+impl Validator<'_> {
+    pub(super) fn service_name(&mut self, name: &Spanned<String>) {
+        let n = name.get_ref();
+        let ok = !n.is_empty()
+            && n.len() <= 64
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !n.starts_with('.');
+        if !ok {
+            self.error(
+                name.span(),
+                format!(
+                    "invalid service name {n:?}: use 1-64 letters, digits, '-', '_' or '.', not starting with '.'"
+                ),
+            );
+        }
+    }
+
+    pub(super) fn service_tier(&mut self, name: &str, svc: &RawService, tiers: &[Tier]) -> usize {
+        let Some(t) = &svc.tier else { return 0 };
+        match tiers.iter().position(|x| &x.name == t.get_ref()) {
+            Some(i) => i,
+            None => {
+                let names: Vec<&str> = tiers.iter().map(|x| x.name.as_str()).collect();
+                let hint = suggest(t.get_ref(), names.iter().copied())
+                    .map(|s| format!(" (did you mean \"{s}\"?)"))
+                    .unwrap_or_default();
+                self.error(
+                    t.span(),
+                    format!(
+                        "unknown tier \"{}\" of service \"{name}\"{hint}; declared tiers: {}",
+                        t.get_ref(),
+                        names.join(", ")
+                    ),
+                );
+                0
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn service(
+        &mut self,
+        i: usize,
+        svc: &RawService,
+        declared: &[Declared],
+        index: &HashMap<&str, Vec<usize>>,
+        port_vars: &Arc<[(String, String)]>,
+        tiers: &[Tier],
+    ) -> (Service, Vec<Range<usize>>) {
+        let me = &declared[i];
+        let name = me.name.clone();
+        let header = me.span.clone();
+
+        let dir = match &svc.dir {
+            Some(d) => {
+                let p = self.root.join(d.get_ref());
+                if !p.is_dir() {
+                    self.error(
+                        d.span(),
+                        format!(
+                            "dir \"{}\" of service \"{name}\" is not a folder ({})",
+                            d.get_ref(),
+                            p.display()
+                        ),
+                    );
+                }
+                p
+            }
+            None => self.root.to_path_buf(),
+        };
+
+        // Environment: PORT, every FPCTL_PORT_*, env_file, then env.
+        let mut env: Vec<(String, String)> = Vec::new();
+        let mut secret_keys = Vec::new();
+        let mut env_files = Vec::new();
+        let mut env_keys = Vec::new();
+        if let Some(p) = me.port {
+            env.push(("PORT".into(), p.to_string()));
+        }
+        if let Some((_, replica)) = &me.group {
+            env.push(("FPCTL_REPLICA".into(), replica.to_string()));
+        }
+        if let Some(files) = &svc.env_file {
+            let span = files.span();
+            for f in files.get_ref().clone().into_vec() {
+                env_files.push(self.root.join(&f));
+                match crate::config::dotenv::read(&self.root.join(&f)) {
+                    Ok(pairs) => {
+                        for (k, v) in pairs {
+                            secret_keys.push(k.clone());
+                            env.push((k, v));
+                        }
+                    }
+                    Err(e) => self.error(
+                        span.clone(),
+                        format!("env_file \"{f}\" of service \"{name}\": {e}"),
+                    ),
+                }
+            }
+        }
+        let project_env = std::mem::take(&mut self.project_env);
+        let entries = project_env.iter().map(|(k, v)| (k, v)).chain(&svc.env);
+        for (key, value) in entries {
+            let k = key.get_ref();
+            if !valid_env_name(k) {
+                self.error(
+                    key.span(),
+                    format!("invalid environment variable name {k:?} in service \"{name}\""),
+                );
+                continue;
+            }
+            let raw_value = value.get_ref().to_env_string();
+            let expanded = self.expand_at(&raw_value, value.span(), &env, &name);
+            if looks_secret(k) {
+                secret_keys.push(k.clone());
+            }
+            env_keys.push(k.clone());
+            env.push((k.clone(), expanded));
+        }
+        self.project_env = project_env;
+
+        let argv = self.command(svc, &header, &name, &env);
+        let setup = self.setup(svc.setup.as_ref(), &name);
+        let (health, start_timeout) =
+            self.health(svc.health.as_ref(), me.port, &name, &env, svc.oneshot);
+
+        // Dependencies.
+        let mut depends_on = Vec::new();
+        let mut dep_spans = Vec::new();
+        for dep in &svc.depends_on {
+            let d = dep.get_ref();
+            match index.get(d.as_str()).map(Vec::as_slice) {
+                None | Some([]) => {
+                    let hint = suggest(d, declared.iter().map(|x| x.name.as_str()))
+                        .map(|s| format!(" (did you mean \"{s}\"?)"))
+                        .unwrap_or_default();
+                    self.error(
+                        dep.span(),
+                        format!("unknown dependency \"{d}\" of service \"{name}\"{hint}"),
+                    );
+                }
+                Some(js) if js.iter().any(|&j| declared[j].raw == me.raw) => {
+                    self.error(dep.span(), format!("service \"{name}\" depends on itself"));
+                }
+                Some(js) => {
+                    let j = js[0];
+                    if declared[j].tier > me.tier {
+                        self.error(
+                            dep.span(),
+                            format!(
+                                "service \"{name}\" in tier \"{}\" depends on \"{d}\" in the later tier \"{}\"; a dependency must be in the same or an earlier tier",
+                                tiers[me.tier].name, tiers[declared[j].tier].name
+                            ),
+                        );
+                    } else {
+                        for &j in js {
+                            if !depends_on.contains(&j) {
+                                depends_on.push(j);
+                                dep_spans.push(dep.span());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        let restart = match svc.restart.as_ref().map(|r| *r.get_ref()) {
+            None | Some(RawRestart::OnFailure) => RestartPolicy::OnFailure,
+            Some(RawRestart::No) => RestartPolicy::No,
+            Some(RawRestart::Always) => RestartPolicy::Always,
+        };
+        let max_restarts = match &svc.max_restarts {
+            None => defaults::MAX_RESTARTS,
+            Some(m) => self.count(m, "max_restarts", &format!("service \"{name}\""), 0),
+        };
+        let stop_signal = match &svc.stop_signal {
+            None => Signal::SIGTERM,
+            Some(s) => self.signal(s, &name),
+        };
+        let stop_timeout = self.duration(
+            svc.stop_timeout.as_ref(),
+            "stop_timeout",
+            &name,
+            defaults::STOP_TIMEOUT,
+        );
+        let profiles = svc.profiles.iter().map(|p| p.get_ref().clone()).collect();
+        let max_memory = svc
+            .max_memory
+            .as_ref()
+            .map(|m| self.size(m, "max_memory", &format!("service \"{name}\"")));
+        let log_rotation = match (&svc.log_max_size, &svc.log_keep) {
+            (None, None) => self.project_rotation,
+            (size, keep) => {
+                let max_size = match size {
+                    Some(v) => Some(self.size(v, "log_max_size", &format!("service \"{name}\""))),
+                    None => self.project_rotation.map(|r| r.max_size),
+                };
+                let keep = keep
+                    .as_ref()
+                    .map(|k| self.count(k, "log_keep", &format!("service \"{name}\""), 1))
+                    .or(self.project_rotation.map(|r| r.keep))
+                    .unwrap_or(defaults::LOG_KEEP);
+                match max_size {
+                    Some(max_size) => Some(crate::config::LogRotation { max_size, keep }),
+                    None => {
+                        let span = keep_span(&svc.log_keep);
+                        self.error(
+                            span,
+                            format!("log_keep of service \"{name}\" needs log_max_size"),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+
+        let container = svc.container.as_ref().map(|c| self.container(c, &name));
+        let watch = self.watch(&svc.watch, &name);
+        let watch_debounce = self.duration(
+            svc.watch_debounce.as_ref(),
+            "watch_debounce",
+            &name,
+            defaults::WATCH_DEBOUNCE,
+        );
+        let service = Service {
+            group: me.group.clone(),
+            watch,
+            watch_debounce,
+            replace_stale: svc.replace_stale,
+            env_files,
+            env_keys,
+            container,
+            name,
+            tier: me.tier,
+            port_env: Arc::clone(port_vars),
+            argv,
+            dir,
+            port: me.port,
+            port_auto: me.port_auto,
+            env,
+            secret_keys,
+            secret_values: Arc::clone(&self.dotenv_secrets),
+            depends_on,
+            setup,
+            health,
+            restart,
+            max_restarts,
+            stop_signal,
+            stop_timeout,
+            start_timeout,
+            profiles,
+            oneshot: svc.oneshot,
+            disabled: svc.disabled,
+            max_memory,
+            log_rotation,
+            log_timestamps: svc.log_timestamps.unwrap_or(self.project_timestamps),
+        };
+        (service, dep_spans)
+    }
+
+    /// `watch` globs: each must parse; `!` in front excludes.
+    pub(super) fn watch(&mut self, raw: &[Spanned<String>], name: &str) -> Vec<String> {
+        for glob in raw {
+            let pattern = glob.get_ref();
+            let body = pattern.strip_prefix('!').unwrap_or(pattern);
+            if body.is_empty() || body.starts_with('/') || body.split('/').any(|c| c == "..") {
+                self.error(
+                    glob.span(),
+                    format!("watch pattern {pattern:?} of service \"{name}\" must be a glob relative to the service's dir, like \"src/**/*.py\""),
+                );
+            } else if let Err(e) = globset::Glob::new(body) {
+                self.error(
+                    glob.span(),
+                    format!(
+                        "invalid watch pattern {pattern:?} of service \"{name}\": {}",
+                        e.kind()
+                    ),
+                );
+            }
+        }
+        raw.iter().map(|g| g.get_ref().clone()).collect()
+    }
+
+    pub(super) fn container(
+        &mut self,
+        raw: &Spanned<crate::config::raw::RawContainer>,
+        name: &str,
+    ) -> Container {
+        let c = raw.get_ref();
+        let image = c.image.as_ref().and_then(|i| {
+            let ok = !i.get_ref().trim().is_empty() && !i.get_ref().contains(char::is_whitespace);
+            if !ok {
+                self.error(
+                    i.span(),
+                    format!("container image of service \"{name}\" must be an image reference like \"redis:7\" (no spaces)"),
+                );
+            }
+            ok.then(|| i.get_ref().clone())
+        });
+        let build = c.build.as_ref().and_then(|b| {
+            let p = self.root.join(b.get_ref());
+            if p.is_dir() {
+                Some(p)
+            } else {
+                self.error(
+                    b.span(),
+                    format!(
+                        "container build of service \"{name}\" is not a folder ({}); give the folder holding its Dockerfile",
+                        p.display()
+                    ),
+                );
+                None
+            }
+        });
+        if c.image.is_none() && c.build.is_none() {
+            self.error(
+                raw.span(),
+                format!("container of service \"{name}\" needs image = \"...\", build = \"DIR\", or both"),
+            );
+        }
+        Container { image, build }
+    }
+}
+
+pub(super) fn keep_span(keep: &Option<Spanned<i64>>) -> Range<usize> {
+    keep.as_ref().map(|k| k.span()).unwrap_or(0..0)
+}
