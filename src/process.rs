@@ -412,22 +412,36 @@ pub fn has_marker(pid: i32, marker: &str) -> bool {
 /// Every live process carrying `FPCTL_INSTANCE=marker` in its environment
 /// (with `prefix`, any value starting with `marker`).
 pub fn marked_pids(marker: &str, prefix: bool) -> Vec<i32> {
-    let needle = format!("{MARKER_VAR}={marker}");
-    let matches = |kv: &[u8]| {
+    pids_marked(|value| {
         if prefix {
-            kv.starts_with(needle.as_bytes())
+            value.starts_with(marker)
         } else {
-            kv == needle.as_bytes()
+            value == marker
         }
-    };
+    })
+}
+
+/// Every live process (but us) whose marker is exactly one of `markers`:
+/// one pass over /proc for many services.
+pub fn pids_marked_with(markers: &std::collections::HashSet<&str>) -> Vec<i32> {
+    pids_marked(|value| markers.contains(value))
+}
+
+/// Every live process (but us) whose [`MARKER_VAR`] value `keep` accepts.
+fn pids_marked(keep: impl Fn(&str) -> bool) -> Vec<i32> {
+    let key = format!("{MARKER_VAR}=");
     let me = std::process::id() as i32;
     all_pids()
         .into_iter()
         .filter(|&pid| pid != me && !is_zombie(pid))
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| env.split(|b| *b == 0).any(matches))
-                .unwrap_or(false)
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                env.split(|b| *b == 0).any(|kv| {
+                    kv.strip_prefix(key.as_bytes())
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .is_some_and(&keep)
+                })
+            })
         })
         .collect()
 }

@@ -155,3 +155,53 @@ stop_timeout = "500ms"
     }
     assert!(!port_open(port), "something still listens on {port}");
 }
+
+/// Several services stopped at once, each with a grandchild that left its
+/// process group (setsid) but kept the service's marker: one sweep of /proc
+/// serves them all, kills every one of them, and nothing of a service that
+/// was not stopped.
+#[test]
+fn services_stopped_together_lose_their_escaped_grandchildren_and_only_theirs() {
+    let names = ["a1", "a2", "a3", "a4", "a5", "keep"];
+    let mut toml = String::new();
+    for n in names {
+        toml.push_str(&format!(
+            "[services.{n}]\ncommand = '''sh -c 'setsid sh -c \"echo \\$\\$ > {n}.pid; exec sleep 1000\" & exec sleep 1000' '''\n\n"
+        ));
+    }
+    let mut s = Stack::new(&toml);
+    s.run(&["start"]).expect(0);
+    let mut escaped = Vec::new();
+    for n in names {
+        let file = s.file(&format!("{n}.pid"));
+        wait_until(
+            &format!("{n}'s grandchild"),
+            Duration::from_secs(10),
+            || std::fs::read_to_string(&file).is_ok_and(|t| t.trim().parse::<i32>().is_ok()),
+        );
+        let pid: i32 = std::fs::read_to_string(&file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        s.own_pids.push(pid);
+        assert!(pid_alive(pid));
+        escaped.push(pid);
+    }
+    s.run(&["stop", "a1", "a2", "a3", "a4", "a5"]).expect(0);
+    wait_until(
+        "the stopped services' grandchildren to be gone",
+        Duration::from_secs(5),
+        || escaped[..5].iter().all(|&p| !pid_alive(p)),
+    );
+    assert!(
+        pid_alive(escaped[5]),
+        "the grandchild of a service that was not stopped was killed"
+    );
+    s.run(&["stop"]).expect(0);
+    wait_until(
+        "the last grandchild to be gone",
+        Duration::from_secs(5),
+        || !pid_alive(escaped[5]),
+    );
+}

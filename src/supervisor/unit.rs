@@ -332,8 +332,54 @@ async fn terminate(
 /// SIGKILL what is left of a service's tree: its group and every process
 /// carrying its marker (a grandchild that left the group with setsid).
 pub async fn sweep(pgid: Option<i32>, marker: &str) {
-    let marker = marker.to_string();
-    let _ = tokio::task::spawn_blocking(move || kill_tree(pgid, &marker)).await;
+    if let Some(pgid) = pgid {
+        process::signal_group(pgid, Signal::SIGKILL);
+    }
+    let (done, finished) = oneshot::channel();
+    let start = {
+        let mut q = sweeps().lock().unwrap_or_else(|e| e.into_inner());
+        q.pending.push((marker.to_string(), done));
+        !std::mem::replace(&mut q.running, true)
+    };
+    if start {
+        tokio::task::spawn_blocking(sweep_all);
+    }
+    let _ = finished.await;
+}
+
+/// Sweeps asked for while one runs wait for the next pass, which serves
+/// them all: stopping a thousand services reads /proc a few times, not a
+/// thousand.
+#[derive(Default)]
+struct Sweeps {
+    pending: Vec<(String, oneshot::Sender<()>)>,
+    running: bool,
+}
+
+fn sweeps() -> &'static std::sync::Mutex<Sweeps> {
+    static SWEEPS: std::sync::OnceLock<std::sync::Mutex<Sweeps>> = std::sync::OnceLock::new();
+    SWEEPS.get_or_init(Default::default)
+}
+
+fn sweep_all() {
+    loop {
+        let batch = {
+            let mut q = sweeps().lock().unwrap_or_else(|e| e.into_inner());
+            if q.pending.is_empty() {
+                q.running = false;
+                return;
+            }
+            std::mem::take(&mut q.pending)
+        };
+        let markers: std::collections::HashSet<&str> =
+            batch.iter().map(|(m, _)| m.as_str()).collect();
+        for pid in process::pids_marked_with(&markers) {
+            process::signal_pid(pid, Signal::SIGKILL);
+        }
+        for (_, done) in batch {
+            let _ = done.send(());
+        }
+    }
 }
 
 pub fn kill_tree(pgid: Option<i32>, marker: &str) {
