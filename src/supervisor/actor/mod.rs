@@ -167,6 +167,8 @@ pub struct Supervisor {
     config_tx: watch::Sender<Arc<Config>>,
     sampler: Arc<std::sync::Mutex<metrics::Sampler>>,
     metrics_ticks: u32,
+    /// The HTTP API, which a reload may move.
+    api: Option<crate::api::Api>,
 }
 
 impl Supervisor {
@@ -203,6 +205,7 @@ impl Supervisor {
             config_tx: watch::Sender::new(Arc::clone(&config)),
             sampler: Default::default(),
             metrics_ticks: 0,
+            api: None,
         };
         sup.install(config);
         (sup, tx)
@@ -277,6 +280,11 @@ impl Supervisor {
     /// Where state changes, probe results and events are published.
     pub fn updates(&self) -> broadcast::Sender<Update> {
         self.updates.clone()
+    }
+
+    /// Let reloads apply `[project] api` and `api_token` to this API.
+    pub fn attach_api(&mut self, api: crate::api::Api) {
+        self.api = Some(api);
     }
 
     /// The config in force, following reloads.

@@ -222,8 +222,10 @@ impl Supervisor {
             }
         };
         let plan = reload::plan(&self.config, &new, |svc| setup::stale(&new, svc));
+        let api = self.api.as_ref().and_then(|a| a.plan(&new));
         let _ = reply.send(Response::Plan {
             changes: plan.changes.clone(),
+            api: api.clone(),
         });
         if dry_run {
             let _ = reply.send(Response::Done {
@@ -231,6 +233,19 @@ impl Supervisor {
                 failures: Vec::new(),
             });
             return;
+        }
+        // The API first: if its new address cannot be bound, nothing changes.
+        if let (Some(a), Some(change)) = (&self.api, &api) {
+            if let Err(e) = a.apply(&new) {
+                let still = change.from.as_deref().map_or_else(
+                    || "the API stays off".to_string(),
+                    |f| format!("the API still listens on {f}"),
+                );
+                let message = format!("reload refused: {e}; nothing changed, {still}");
+                tracing::warn!("{message}");
+                self.refuse(&reply, ErrorKind::Internal, message);
+                return;
+            }
         }
         tracing::info!(changes = plan.changes.len(), "reloading services.toml");
         self.apply(plan, new, reply);
