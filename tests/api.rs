@@ -501,12 +501,15 @@ async fn dashboard_turns_the_api_on_for_a_stack_without_it() {
         .find(|w| w.starts_with("http://127.0.0.1:") && w.contains("#token="))
         .unwrap_or_else(|| panic!("no URL in {out}"));
     let (base, token) = url.split_once("#token=").unwrap();
-    let r = client()
-        .get(format!("{base}api/v1/services/solo"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let solo = || async {
+        client()
+            .get(format!("{base}api/v1/services/solo"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    };
+    let r = solo().await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["state"], "online");
@@ -517,13 +520,11 @@ async fn dashboard_turns_the_api_on_for_a_stack_without_it() {
     let toml = std::fs::read_to_string(stack.file("services.toml")).unwrap();
     stack.write("services.toml", &format!("{toml}\n# edited\n"));
     stack.run(&["reload"]).expect(0);
-    let r = client()
-        .get(format!("{base}api/v1/services/solo"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "the dashboard's API still serves");
+    assert_eq!(
+        solo().await.status(),
+        200,
+        "the dashboard's API still serves"
+    );
 }
 
 /// Rewrite the stack's `[project] api` line (or drop it: `None`).
@@ -606,6 +607,17 @@ async fn a_reload_changes_the_token_and_sighup_turns_the_api_off() {
         Some(200),
         "the new one is accepted"
     );
+
+    // The same port on every interface: the old listener must let go of it
+    // first.
+    let everywhere = format!("0.0.0.0:{}", api.port);
+    set_api_line(&api.stack, Some(&format!("api = \"{everywhere}\"")));
+    let out = api.stack.run(&["reload"]).expect(0).stdout();
+    assert!(
+        out.contains(&format!("127.0.0.1:{} -> {everywhere}", api.port)),
+        "{out}"
+    );
+    assert_eq!(status_on(api.port, second).await, Some(200));
 
     // No `api` any more: SIGHUP closes the listener the file had opened.
     set_api_line(&api.stack, None);
