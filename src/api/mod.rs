@@ -110,14 +110,13 @@ impl Api {
     }
 
     /// Bind `addr` and serve the API there, checking the token in force.
-    fn open(&self, configured: Option<SocketAddr>, addr: SocketAddr) -> Result<Listener, String> {
+    fn open(&self, configured: Option<SocketAddr>, addr: SocketAddr) -> std::io::Result<Listener> {
         Listener::open(configured, addr, |bound| {
             routes::router(
                 Arc::clone(&self.shared),
                 auth::Guard::new(self.token.subscribe(), bound),
             )
         })
-        .map_err(|e| bind_error(addr, &e))
     }
 
     /// Listen on `addr` (port 0: a free one) unless already listening;
@@ -133,10 +132,17 @@ impl Api {
         }
         self.token
             .send_replace(auth::token(&self.shared.config())?.into());
-        let l = self.open(configured, addr)?;
+        let l = self
+            .open(configured, addr)
+            .map_err(|e| bind_error(addr, &e))?;
         let bound = l.bound;
         *listening = Some(l);
         Ok(bound)
+    }
+
+    /// Where it listens now, if it does.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.listening().as_ref().map(|l| l.bound)
     }
 
     /// What a reload to `new` changes in the API, if anything.
@@ -159,17 +165,15 @@ impl Api {
     pub fn apply(&self, new: &Config) -> Result<(), String> {
         let mut listening = self.listening();
         let token_changed = self.shared.config().project.api.token != new.project.api.token;
-        let opens = matches!(
-            listen::wanted(listening.as_ref(), new.project.api.listen),
-            Move::Open(_)
-        );
+        let wanted = listen::wanted(listening.as_ref(), new.project.api.listen);
+        let opens = matches!(wanted, Move::Open(_));
         // Read (or create) the new token first: it may fail too.
         let token = if (token_changed && listening.is_some()) || (opens && listening.is_none()) {
             Some(auth::token(new)?)
         } else {
             None
         };
-        match listen::wanted(listening.as_ref(), new.project.api.listen) {
+        match wanted {
             Move::Keep => {
                 if let (Some(l), Some(addr)) = (listening.as_mut(), new.project.api.listen) {
                     l.configured = Some(addr);
@@ -181,23 +185,25 @@ impl Api {
                     Ok(l) => l,
                     // The same port on another address: the old listener
                     // holds it until it closes.
-                    Err(e) => match listening.take() {
-                        Some(old) if old.bound.port() == addr.port() => {
-                            let (configured, bound) = (old.configured, old.bound);
-                            drop(old);
-                            match self.open(Some(addr), addr) {
-                                Ok(l) => l,
-                                Err(e) => {
-                                    *listening = self.open(configured, bound).ok();
-                                    return Err(e);
-                                }
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::AddrInUse
+                            && listening
+                                .as_ref()
+                                .is_some_and(|old| old.bound.port() == addr.port()) =>
+                    {
+                        let old = listening.take();
+                        let back = old.as_ref().map(|o| (o.configured, o.bound));
+                        drop(old);
+                        match self.open(Some(addr), addr) {
+                            Ok(l) => l,
+                            Err(e) => {
+                                // Serve where it was again.
+                                *listening = back.and_then(|(c, b)| self.open(c, b).ok());
+                                return Err(bind_error(addr, &e));
                             }
                         }
-                        old => {
-                            *listening = old;
-                            return Err(e);
-                        }
-                    },
+                    }
+                    Err(e) => return Err(bind_error(addr, &e)),
                 };
                 *listening = Some(opened);
             }

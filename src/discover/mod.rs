@@ -371,7 +371,7 @@ fn unique_names(found: &mut [Found], draft: &Draft) {
 /// guess.
 fn health(f: &mut Found, report: &mut Report) {
     let auto = f.svc.get_str("port") == Some("auto");
-    if f.svc.table.contains_key("health") || !auto && f.svc.port().is_none() {
+    if f.svc.table.contains_key("health") || (!auto && f.svc.port().is_none()) {
         return;
     }
     let name = f.svc.name.clone();

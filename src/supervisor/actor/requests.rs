@@ -235,11 +235,11 @@ impl Supervisor {
             return;
         }
         // The API first: if its new address cannot be bound, nothing changes.
-        if let (Some(a), Some(change)) = (&self.api, &api) {
+        if let (Some(a), Some(_)) = (&self.api, &api) {
             if let Err(e) = a.apply(&new) {
-                let still = change.from.as_deref().map_or_else(
-                    || "the API stays off".to_string(),
-                    |f| format!("the API still listens on {f}"),
+                let still = a.address().map_or_else(
+                    || "the API is off".to_string(),
+                    |at| format!("the API still listens on {at}"),
                 );
                 let message = format!("reload refused: {e}; nothing changed, {still}");
                 tracing::warn!("{message}");
