@@ -216,6 +216,13 @@ fn generated(s: &Stack) -> toml::Table {
         .unwrap_or_else(|e| panic!("services.toml is not TOML: {e}\n{text}"))
 }
 
+/// Whether init's report says it moved `name`'s port into its tier's range.
+fn moved(report: &str, name: &str) -> bool {
+    report
+        .lines()
+        .any(|l| l.trim_start().starts_with(&format!("{name}: port ")) && l.contains("moved to"))
+}
+
 fn deps(t: &toml::Table, name: &str) -> Vec<String> {
     t["services"][name]
         .get("depends_on")
@@ -326,12 +333,7 @@ fn init_drafts_a_stack_that_validates_and_starts() {
         );
     }
     // The Procfile's port (fpctl's own choice) moved into its tier's range.
-    assert!(
-        report
-            .lines()
-            .any(|l| l.trim_start().starts_with("clock: port ") && l.contains("moved to")),
-        "{report}"
-    );
+    assert!(moved(&report, "clock"), "{report}");
     assert_eq!(services["redis"]["tier"].as_str(), Some("infra"));
     assert_eq!(services["users"]["setup"].as_str(), Some("venv"));
     assert_eq!(services["web"]["setup"].as_str(), Some("npm"));
@@ -495,4 +497,49 @@ fn init_probes_a_running_service_for_its_health_route() {
         Some(i64::from(port)),
         "the port in use was kept"
     );
+}
+
+/// A Node app whose port is written into its code (it reads no `PORT`).
+fn fixed_node_app(s: &Stack, dir: &str, port: u16) {
+    s.write(
+        &format!("{dir}/package.json"),
+        &format!(r#"{{"name": "{dir}", "scripts": {{"start": "node server.js"}}}}"#),
+    );
+    s.write(
+        &format!("{dir}/server.js"),
+        &format!("require('http').createServer((q, r) => r.end('ok')).listen({port});\n"),
+    );
+}
+
+#[test]
+fn init_moves_a_port_that_reads_port_into_its_tiers_range_and_leaves_fixed_ones() {
+    let s = Stack::empty();
+    fixed_node_app(&s, "web", 4000);
+    s.write("api/requirements.txt", "");
+    s.write("api/app.py", &users_app(8000));
+    let r = s.run(&["init"]).expect(0);
+    s.run(&["validate"]).expect(0);
+    let t = generated(&s);
+    let tier = &t["tier"].as_array().unwrap()[0];
+    let range = tier["ports"].as_str().expect("the tier has a range");
+    let (lo, hi) = range.split_once('-').unwrap();
+    let (lo, hi): (u16, u16) = (lo.parse().unwrap(), hi.parse().unwrap());
+    // The port in web's code decides; api reads PORT, so it moves in.
+    let web = t["services"]["web"]["port"].as_integer().unwrap() as u16;
+    let api = t["services"]["api"]["port"].as_integer().unwrap() as u16;
+    assert_eq!(lo, web - web % 100, "{range}");
+    assert!((lo..=hi).contains(&api), "api on {api}, outside {range}");
+    assert!(moved(&r.stderr(), "api"), "{}", r.all());
+
+    // Two ports written into code, 5000 apart: no range can hold both, so
+    // the tier gets none, and the report says why.
+    fixed_node_app(&s, "admin", 9000);
+    let r = s.run(&["init", "--force"]).expect(0);
+    s.run(&["validate"]).expect(0);
+    let t = generated(&s);
+    assert!(
+        t["tier"].as_array().unwrap()[0].get("ports").is_none(),
+        "{t:?}"
+    );
+    assert!(r.stderr().contains("no port range written"), "{}", r.all());
 }
