@@ -199,6 +199,10 @@ pub enum Command {
         /// Write a minimal Dockerfile for venv/npm services that have none
         #[arg(long)]
         dockerfiles: bool,
+        /// Compose: publish ports on every host interface (default: on
+        /// 127.0.0.1 only, as fpctl's services listen)
+        #[arg(long)]
+        publish_all: bool,
     },
     /// Run one service's health check; exit 0 when it passes
     Probe {

@@ -68,9 +68,12 @@ pub enum Response {
         #[serde(default)]
         config_digest: Option<String>,
     },
-    /// What a reload changes, one entry per service (before its progress).
+    /// What a reload changes, one entry per service (before its progress),
+    /// and where the HTTP API moves, if it does.
     Plan {
         changes: Vec<Change>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        api: Option<ApiChange>,
     },
     Done {
         ok: bool,
@@ -376,6 +379,29 @@ impl std::fmt::Display for Change {
                 )
             }
         }
+    }
+}
+
+/// What a reload changes in the HTTP API: where it listens (`None`: off)
+/// and whether its token is another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiChange {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub token: bool,
+}
+
+impl std::fmt::Display for ApiChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let off = |a: &Option<String>| a.clone().unwrap_or_else(|| "off".into());
+        let mut parts = Vec::new();
+        if self.from != self.to {
+            parts.push(format!("api: {} -> {}", off(&self.from), off(&self.to)));
+        }
+        if self.token {
+            parts.push("api_token changed".into());
+        }
+        write!(f, "~ [project] {}", parts.join(", "))
     }
 }
 

@@ -10,6 +10,8 @@ pub struct Draft {
     pub header: Vec<String>,
     /// `(name, title)`, in start order. None at all: one implicit tier.
     pub tiers: Vec<(String, String)>,
+    /// A tier's port range (`ports = "8000-8099"`), by tier name.
+    pub tier_ports: std::collections::BTreeMap<String, String>,
     pub services: Vec<DraftService>,
 }
 
@@ -146,6 +148,9 @@ impl Draft {
                 let mut t = Table::new();
                 t.insert("name", Item::Value(name.as_str().into()));
                 t.insert("title", Item::Value(title.as_str().into()));
+                if let Some(range) = self.tier_ports.get(name) {
+                    t.insert("ports", Item::Value(range.as_str().into()));
+                }
                 tiers.push(t);
             }
             doc.insert("tier", Item::ArrayOfTables(tiers));
@@ -211,6 +216,13 @@ impl PortPlan {
             .unwrap_or(wanted);
         self.taken.insert(port);
         port
+    }
+
+    /// The lowest free port of `lo..=hi`; None when none is left.
+    pub fn claim_in(&mut self, lo: u16, hi: u16) -> Option<u16> {
+        let port = (lo..=hi).find(|&p| !self.taken.contains(&p) && bindable(p))?;
+        self.taken.insert(port);
+        Some(port)
     }
 
     /// `port` as written, unless another service here has it already; then

@@ -96,6 +96,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             output,
             profiles,
             dockerfiles,
+            publish_all,
         } => export::export(
             file,
             export::Options {
@@ -104,6 +105,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
                 profiles,
                 output,
                 dockerfiles,
+                publish_all,
             },
         ),
         Command::Probe { service, wait } => commands::probe(file, &service, wait),

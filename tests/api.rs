@@ -501,16 +501,181 @@ async fn dashboard_turns_the_api_on_for_a_stack_without_it() {
         .find(|w| w.starts_with("http://127.0.0.1:") && w.contains("#token="))
         .unwrap_or_else(|| panic!("no URL in {out}"));
     let (base, token) = url.split_once("#token=").unwrap();
-    let r = client()
-        .get(format!("{base}api/v1/services/solo"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let solo = || async {
+        client()
+            .get(format!("{base}api/v1/services/solo"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    };
+    let r = solo().await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["state"], "online");
     // Asking again gives the same address.
     let again = stack.run(&["dashboard", "--no-open"]).expect(0).stdout();
     assert!(again.contains(url), "{again}");
+    // A reload of a file without `api` leaves what the dashboard opened.
+    let toml = std::fs::read_to_string(stack.file("services.toml")).unwrap();
+    stack.write("services.toml", &format!("{toml}\n# edited\n"));
+    stack.run(&["reload"]).expect(0);
+    assert_eq!(
+        solo().await.status(),
+        200,
+        "the dashboard's API still serves"
+    );
+}
+
+/// Rewrite the stack's `[project] api` line (or drop it: `None`).
+fn set_api_line(stack: &Stack, line: Option<&str>) {
+    let toml = std::fs::read_to_string(stack.file("services.toml")).unwrap();
+    let head = toml.lines().nth(1).unwrap_or_default();
+    assert!(head.starts_with("api = "), "{toml}");
+    let edited = toml.replacen(
+        &format!("{head}\n"),
+        &line.map(|l| format!("{l}\n")).unwrap_or_default(),
+        1,
+    );
+    stack.write("services.toml", &edited);
+}
+
+/// Whether the API answers `path` on `port` with `token`, and its status.
+async fn status_on(port: u16, token: &str) -> Option<u16> {
+    let r = client()
+        .get(format!("http://127.0.0.1:{port}/api/v1/status"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?;
+    Some(r.status().as_u16())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_the_api_to_its_new_address() {
+    let api = Api::start("");
+    let web = api.stack.pid_of("web");
+    let new_port = free_port();
+    set_api_line(&api.stack, Some(&format!("api = \"127.0.0.1:{new_port}\"")));
+
+    let plan = api.stack.run(&["reload", "--dry-run"]).expect(0).stdout();
+    let line = format!(
+        "~ [project] api: 127.0.0.1:{} -> 127.0.0.1:{new_port}",
+        api.port
+    );
+    assert!(plan.contains(&line), "{plan}");
+    assert_eq!(
+        status_on(api.port, &api.token).await,
+        Some(200),
+        "a dry run moves nothing"
+    );
+    assert!(!port_open(new_port));
+
+    let out = api.stack.run(&["reload"]).expect(0).stdout();
+    assert!(out.contains(&line), "{out}");
+    // The old address refuses connections the moment the reload answers.
+    assert!(!port_open(api.port), "the old listener is closed");
+    assert_eq!(status_on(new_port, &api.token).await, Some(200));
+    assert_eq!(api.stack.pid_of("web"), web, "the services are untouched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_token_and_sighup_turns_the_api_off() {
+    let (first, second) = ("first-token-0123456789", "second-token-9876543210");
+    let port = free_port();
+    let stack = Stack::new(&stack_toml(port, &format!("api_token = \"{first}\"")));
+    stack.run(&["start"]).expect(0);
+    let api = Api {
+        stack,
+        port,
+        token: first.into(),
+        http: client(),
+    };
+    assert_eq!(status_on(api.port, first).await, Some(200));
+    let toml = std::fs::read_to_string(api.stack.file("services.toml")).unwrap();
+    api.stack
+        .write("services.toml", &toml.replace(first, second));
+    let out = api.stack.run(&["reload"]).expect(0).stdout();
+    assert!(out.contains("~ [project] api_token changed"), "{out}");
+    assert_eq!(
+        status_on(api.port, first).await,
+        Some(401),
+        "the old token is refused"
+    );
+    assert_eq!(
+        status_on(api.port, second).await,
+        Some(200),
+        "the new one is accepted"
+    );
+
+    // The same port on every interface: the old listener must let go of it
+    // first.
+    let everywhere = format!("0.0.0.0:{}", api.port);
+    set_api_line(&api.stack, Some(&format!("api = \"{everywhere}\"")));
+    let out = api.stack.run(&["reload"]).expect(0).stdout();
+    assert!(
+        out.contains(&format!("127.0.0.1:{} -> {everywhere}", api.port)),
+        "{out}"
+    );
+    assert_eq!(status_on(api.port, second).await, Some(200));
+
+    // No `api` any more: SIGHUP closes the listener the file had opened.
+    set_api_line(&api.stack, None);
+    let sup = api.stack.supervisor_pid().expect("a supervisor");
+    // SAFETY: kill(2) on the supervisor this test started.
+    unsafe {
+        libc::kill(sup, libc::SIGHUP);
+    }
+    wait_until("the API closed by SIGHUP", Duration::from_secs(10), || {
+        !port_open(api.port)
+    });
+    assert_eq!(api.stack.state_of("web"), "online");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_a_taken_port_fails_and_the_old_api_keeps_serving() {
+    let mut api = Api::start("");
+    let taken = free_port();
+    let holder = api.stack.spawn_httpd(&["--port", &taken.to_string()]);
+    wait_until("the other process listens", Duration::from_secs(10), || {
+        port_open(taken)
+    });
+    set_api_line(&api.stack, Some(&format!("api = \"127.0.0.1:{taken}\"")));
+
+    let run = api.stack.run(&["reload"]).expect(1);
+    let err = run.stderr();
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{taken}")),
+        "{err}"
+    );
+    assert!(err.contains("in use"), "{err}");
+    assert!(
+        err.contains(&format!("still listens on 127.0.0.1:{}", api.port)),
+        "{err}"
+    );
+    // `start` applies the file first, and says the same.
+    let err = api.stack.run(&["start"]).expect(1).stderr();
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{taken}")),
+        "{err}"
+    );
+
+    assert_eq!(
+        status_on(api.port, &api.token).await,
+        Some(200),
+        "the old API serves"
+    );
+    assert!(pid_alive(holder), "the other process keeps its port");
+    assert_eq!(api.stack.state_of("web"), "online");
+    // Once the port is free, the next reload moves the API.
+    // SAFETY: kill(2) on the process this test started.
+    unsafe {
+        libc::kill(holder, libc::SIGKILL);
+    }
+    wait_until("the port freed", Duration::from_secs(10), || {
+        !port_open(taken)
+    });
+    api.stack.run(&["reload"]).expect(0);
+    assert_eq!(status_on(taken, &api.token).await, Some(200));
+    assert!(!port_open(api.port));
 }

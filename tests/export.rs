@@ -324,6 +324,34 @@ fn a_stack_with_every_feature_exports_to_valid_files() {
     assert!(out.join("compose/api.Dockerfile").is_file());
     // env_file values stay in their file.
     assert!(!compose.contains("s3cr3t"), "{compose}");
+    // Ports are published on the host's loopback, as fpctl's services
+    // listen; --publish-all publishes them on every interface.
+    assert_eq!(svc("cache")["ports"][0], "127.0.0.1:16379:16379");
+    assert_eq!(svc("api")["ports"][0], "127.0.0.1:18080:18080");
+    let everywhere = out.join("compose-all/compose.yaml");
+    let r = export(
+        &stack,
+        &[
+            "compose",
+            "--dockerfiles",
+            "--publish-all",
+            "-o",
+            everywhere.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code(), 0, "{}", r.all());
+    validate_compose(&everywhere);
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&everywhere).unwrap()).unwrap();
+    assert_eq!(doc["services"]["cache"]["ports"][0], "16379:16379");
+    let r = export(&stack, &["systemd", "--publish-all"]);
+    assert_eq!(r.code(), 2, "{}", r.all());
+    assert!(
+        r.stderr()
+            .contains("--publish-all is for `fpctl export compose`"),
+        "{}",
+        r.all()
+    );
 
     let k8s = out.join("kubernetes");
     let r = export(

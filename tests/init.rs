@@ -117,6 +117,26 @@ class Clock(BaseHTTPRequestHandler):
 HTTPServer(("127.0.0.1", port), Clock).serve_forever()
 "#;
 
+/// Its port comes only from `PORT`: no default anywhere in its files.
+const ADMIN: &str = r#"
+import os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+class Admin(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"admin")
+
+    def log_message(self, *a):
+        pass
+
+
+if __name__ == "__main__":
+    HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Admin).serve_forever()
+"#;
+
 fn require_tools() {
     for tool in ["redis-server", "redis-cli", "npm", "python3"] {
         let found = std::process::Command::new("sh")
@@ -175,6 +195,8 @@ fn write_tree(s: &Stack, code_port: u16, web_port: u16, redis_port: u16) {
         ),
     );
     s.write("clock/Procfile", "web: python3 clock.py --port $PORT\n");
+    s.write("services/admin/requirements.txt", "");
+    s.write("services/admin/app.py", ADMIN);
     s.write("clock/clock.py", CLOCK);
     // Ignored and skipped folders must not become services.
     s.write(".gitignore", "scratch/\n");
@@ -192,6 +214,13 @@ fn generated(s: &Stack) -> toml::Table {
     let text = std::fs::read_to_string(s.file("services.toml")).expect("services.toml written");
     text.parse()
         .unwrap_or_else(|e| panic!("services.toml is not TOML: {e}\n{text}"))
+}
+
+/// Whether init's report says it moved `name`'s port into its tier's range.
+fn moved(report: &str, name: &str) -> bool {
+    report
+        .lines()
+        .any(|l| l.trim_start().starts_with(&format!("{name}: port ")) && l.contains("moved to"))
 }
 
 fn deps(t: &toml::Table, name: &str) -> Vec<String> {
@@ -243,11 +272,15 @@ fn init_drafts_a_stack_that_validates_and_starts() {
     let services = t["services"].as_table().unwrap();
     let mut names: Vec<&str> = services.keys().map(String::as_str).collect();
     names.sort();
-    assert_eq!(names, ["clock", "orders", "redis", "users", "web"]);
+    assert_eq!(names, ["admin", "clock", "orders", "redis", "users", "web"]);
+    // No port in admin's files, and it reads PORT: fpctl chooses.
+    assert_eq!(services["admin"]["port"].as_str(), Some("auto"));
     let ports: Vec<u16> = services
         .values()
-        .map(|v| v["port"].as_integer().expect("every service has a port") as u16)
+        .filter_map(|v| v["port"].as_integer())
+        .map(|p| p as u16)
         .collect();
+    assert_eq!(ports.len(), 5, "every other service has a port");
     let distinct: HashSet<u16> = ports.iter().copied().collect();
     assert_eq!(distinct.len(), ports.len(), "ports conflict: {ports:?}");
     let port = |n: &str| services[n]["port"].as_integer().unwrap() as u16;
@@ -265,6 +298,42 @@ fn init_drafts_a_stack_that_validates_and_starts() {
     assert_eq!(web_deps, ["orders", "redis"]);
     let tiers = t["tier"].as_array().unwrap();
     assert_eq!(tiers[0]["name"].as_str(), Some("infra"));
+    // Every tier has a port range; none overlaps another, and each holds
+    // its services' ports.
+    let ranges: Vec<(String, u16, u16)> = tiers
+        .iter()
+        .map(|tier| {
+            let name = tier["name"].as_str().unwrap().to_string();
+            let range = tier["ports"]
+                .as_str()
+                .unwrap_or_else(|| panic!("tier {name} has no port range"));
+            let (lo, hi) = range.split_once('-').unwrap();
+            (name, lo.parse().unwrap(), hi.parse().unwrap())
+        })
+        .collect();
+    for (i, a) in ranges.iter().enumerate() {
+        for b in &ranges[i + 1..] {
+            assert!(a.2 < b.1 || b.2 < a.1, "ranges overlap: {a:?} {b:?}");
+        }
+    }
+    let range_of = |n: &str| {
+        let tier = services[n]["tier"].as_str().unwrap();
+        ranges
+            .iter()
+            .find(|r| r.0 == tier)
+            .map(|r| (r.1, r.2))
+            .unwrap()
+    };
+    for name in ["redis", "users", "orders", "web", "clock"] {
+        let (lo, hi) = range_of(name);
+        assert!(
+            (lo..=hi).contains(&port(name)),
+            "{name}: {} outside {lo}-{hi}",
+            port(name)
+        );
+    }
+    // The Procfile's port (fpctl's own choice) moved into its tier's range.
+    assert!(moved(&report, "clock"), "{report}");
     assert_eq!(services["redis"]["tier"].as_str(), Some("infra"));
     assert_eq!(services["users"]["setup"].as_str(), Some("venv"));
     assert_eq!(services["web"]["setup"].as_str(), Some("npm"));
@@ -274,9 +343,19 @@ fn init_drafts_a_stack_that_validates_and_starts() {
     // Up for real.
     let r = s.run(&["start"]);
     assert_eq!(r.code(), 0, "start failed:\n{}\n{text}", r.all());
-    for name in ["redis", "users", "orders", "web", "clock"] {
+    for name in ["redis", "users", "orders", "web", "clock", "admin"] {
         assert_eq!(s.state_of(name), "online", "{name}:\n{}", s.log(name));
     }
+    let admin = s.service("admin")["port"]
+        .as_u64()
+        .expect("admin's chosen port") as u16;
+    let (lo, hi) = range_of("admin");
+    assert!(
+        (lo..=hi).contains(&admin),
+        "admin on {admin}, outside {lo}-{hi}"
+    );
+    let (code, body) = http_get(admin, "/").expect("admin answers on its chosen port");
+    assert_eq!((code, body.as_str()), (200, "admin"));
     let (code, body) = http_get(port("orders"), "/api/health").expect("orders answers");
     assert_eq!(code, 200, "{body}");
     assert!(
@@ -307,14 +386,14 @@ fn init_drafts_a_stack_that_validates_and_starts() {
     );
 
     let pids = s.recorded_pids();
-    assert!(pids.len() >= 5, "recorded pids: {pids:?}");
+    assert!(pids.len() >= 6, "recorded pids: {pids:?}");
     s.run(&["stop"]).expect(0);
     wait_until(
         "every process fpctl started is gone",
         Duration::from_secs(15),
         || pids.iter().all(|&p| !pid_alive(p)),
     );
-    for p in distinct {
+    for p in distinct.into_iter().chain([admin]) {
         assert!(!port_open(p), "port {p} still answers after stop");
     }
 }
@@ -418,4 +497,49 @@ fn init_probes_a_running_service_for_its_health_route() {
         Some(i64::from(port)),
         "the port in use was kept"
     );
+}
+
+/// A Node app whose port is written into its code (it reads no `PORT`).
+fn fixed_node_app(s: &Stack, dir: &str, port: u16) {
+    s.write(
+        &format!("{dir}/package.json"),
+        &format!(r#"{{"name": "{dir}", "scripts": {{"start": "node server.js"}}}}"#),
+    );
+    s.write(
+        &format!("{dir}/server.js"),
+        &format!("require('http').createServer((q, r) => r.end('ok')).listen({port});\n"),
+    );
+}
+
+#[test]
+fn init_moves_a_port_that_reads_port_into_its_tiers_range_and_leaves_fixed_ones() {
+    let s = Stack::empty();
+    fixed_node_app(&s, "web", 4000);
+    s.write("api/requirements.txt", "");
+    s.write("api/app.py", &users_app(8000));
+    let r = s.run(&["init"]).expect(0);
+    s.run(&["validate"]).expect(0);
+    let t = generated(&s);
+    let tier = &t["tier"].as_array().unwrap()[0];
+    let range = tier["ports"].as_str().expect("the tier has a range");
+    let (lo, hi) = range.split_once('-').unwrap();
+    let (lo, hi): (u16, u16) = (lo.parse().unwrap(), hi.parse().unwrap());
+    // The port in web's code decides; api reads PORT, so it moves in.
+    let web = t["services"]["web"]["port"].as_integer().unwrap() as u16;
+    let api = t["services"]["api"]["port"].as_integer().unwrap() as u16;
+    assert_eq!(lo, web - web % 100, "{range}");
+    assert!((lo..=hi).contains(&api), "api on {api}, outside {range}");
+    assert!(moved(&r.stderr(), "api"), "{}", r.all());
+
+    // Two ports written into code, 5000 apart: no range can hold both, so
+    // the tier gets none, and the report says why.
+    fixed_node_app(&s, "admin", 9000);
+    let r = s.run(&["init", "--force"]).expect(0);
+    s.run(&["validate"]).expect(0);
+    let t = generated(&s);
+    assert!(
+        t["tier"].as_array().unwrap()[0].get("ports").is_none(),
+        "{t:?}"
+    );
+    assert!(r.stderr().contains("no port range written"), "{}", r.all());
 }

@@ -12,6 +12,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tokio::sync::watch;
 
 use crate::config::Config;
 
@@ -58,16 +59,18 @@ pub fn url_host(bound: SocketAddr) -> String {
     }
 }
 
+/// The checks of one listener: its port, and the token in force (a reload
+/// may change it; the next request sees the new one).
 #[derive(Clone)]
 pub struct Guard {
-    token: Arc<str>,
+    token: watch::Receiver<Arc<str>>,
     port: u16,
 }
 
 impl Guard {
-    pub fn new(token: String, bound: SocketAddr) -> Guard {
+    pub fn new(token: watch::Receiver<Arc<str>>, bound: SocketAddr) -> Guard {
         Guard {
-            token: token.into(),
+            token,
             port: bound.port(),
         }
     }
@@ -85,9 +88,12 @@ impl Guard {
     }
 
     fn token_ok(&self, given: &str) -> bool {
-        // Constant time in the token's length.
-        let (a, b) = (given.as_bytes(), self.token.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        // Constant time in the token's length; no token yet refuses all.
+        let token = Arc::clone(&self.token.borrow());
+        let (a, b) = (given.as_bytes(), token.as_bytes());
+        !b.is_empty()
+            && a.len() == b.len()
+            && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 }
 
@@ -155,7 +161,8 @@ mod tests {
 
     #[test]
     fn hosts() {
-        let g = Guard::new("t".into(), "127.0.0.1:7000".parse().unwrap());
+        let (_token, rx) = watch::channel(Arc::from("t"));
+        let g = Guard::new(rx, "127.0.0.1:7000".parse().unwrap());
         assert!(g.host_ok("127.0.0.1:7000"));
         assert!(g.host_ok("localhost:7000"));
         assert!(g.host_ok("[::1]:7000"));

@@ -8,6 +8,7 @@
 
 mod assets;
 mod auth;
+mod listen;
 mod prom;
 mod routes;
 mod stream;
@@ -15,10 +16,13 @@ mod stream;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc, watch, Mutex};
+use std::sync::Mutex;
+
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::config::Config;
-use crate::control::{Change, ErrorKind, Progress, Request, Response, Update};
+use crate::control::{ApiChange, Change, ErrorKind, Progress, Request, Response, Update};
+use listen::{Listener, Move};
 
 /// Hands one request to the supervisor; false when it is gone.
 pub type Forward = Arc<dyn Fn(Request, mpsc::UnboundedSender<Response>) -> bool + Send + Sync>;
@@ -27,7 +31,9 @@ pub type Forward = Arc<dyn Fn(Request, mpsc::UnboundedSender<Response>) -> bool 
 #[derive(Clone)]
 pub struct Api {
     shared: Arc<Shared>,
-    listening: Arc<Mutex<Option<SocketAddr>>>,
+    listening: Arc<Mutex<Option<Listener>>>,
+    /// The token every listener checks, replaced by a reload.
+    token: Arc<watch::Sender<Arc<str>>>,
 }
 
 /// What every handler can reach.
@@ -38,11 +44,13 @@ pub(crate) struct Shared {
     pub updates: broadcast::Sender<Update>,
 }
 
-/// One request's answer: the progress lines, a reload's plan, then the
+/// One request's answer: the progress lines, a reload's plan (and its
+/// change to the API), then the
 /// final response.
 pub(crate) struct Answer {
     pub progress: Vec<Progress>,
     pub changes: Vec<Change>,
+    pub api: Option<ApiChange>,
     pub last: Response,
 }
 
@@ -58,15 +66,19 @@ impl Shared {
         if !(self.forward)(request, tx) {
             return None;
         }
-        let (mut progress, mut changes) = (Vec::new(), Vec::new());
+        let (mut progress, mut changes, mut api) = (Vec::new(), Vec::new(), None);
         while let Some(r) = rx.recv().await {
             match r {
                 Response::Progress(p) => progress.push(p),
-                Response::Plan { changes: c } => changes.extend(c),
+                Response::Plan { changes: c, api: a } => {
+                    changes.extend(c);
+                    api = api.or(a);
+                }
                 last => {
                     return Some(Answer {
                         progress,
                         changes,
+                        api,
                         last,
                     })
                 }
@@ -89,54 +101,134 @@ impl Api {
                 updates,
             }),
             listening: Arc::new(Mutex::new(None)),
+            token: Arc::new(watch::channel(Arc::from("")).0),
         }
     }
 
+    fn listening(&self) -> std::sync::MutexGuard<'_, Option<Listener>> {
+        self.listening.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bind `addr` and serve the API there, checking the token in force.
+    fn open(&self, configured: Option<SocketAddr>, addr: SocketAddr) -> std::io::Result<Listener> {
+        Listener::open(configured, addr, |bound| {
+            routes::router(
+                Arc::clone(&self.shared),
+                auth::Guard::new(self.token.subscribe(), bound),
+            )
+        })
+    }
+
     /// Listen on `addr` (port 0: a free one) unless already listening;
-    /// returns where it listens.
-    pub async fn listen(&self, addr: SocketAddr) -> Result<SocketAddr, String> {
-        let mut listening = self.listening.lock().await;
-        if let Some(bound) = *listening {
-            return Ok(bound);
+    /// returns where it listens. `configured`: the `[project] api` asking.
+    pub fn listen(
+        &self,
+        configured: Option<SocketAddr>,
+        addr: SocketAddr,
+    ) -> Result<SocketAddr, String> {
+        let mut listening = self.listening();
+        if let Some(l) = &*listening {
+            return Ok(l.bound);
         }
-        let token = auth::token(&self.shared.config())?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("cannot listen on {addr} for the HTTP API: {e}"))?;
-        let bound = listener
-            .local_addr()
-            .map_err(|e| format!("cannot read the API's address: {e}"))?;
-        let app = routes::router(Arc::clone(&self.shared), auth::Guard::new(token, bound));
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!("the HTTP API stopped: {e}");
-            }
-        });
-        tracing::info!(%bound, "HTTP API listening");
-        *listening = Some(bound);
+        self.token
+            .send_replace(auth::token(&self.shared.config())?.into());
+        let l = self
+            .open(configured, addr)
+            .map_err(|e| bind_error(addr, &e))?;
+        let bound = l.bound;
+        *listening = Some(l);
         Ok(bound)
+    }
+
+    /// Where it listens now, if it does.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.listening().as_ref().map(|l| l.bound)
+    }
+
+    /// What a reload to `new` changes in the API, if anything.
+    pub fn plan(&self, new: &Config) -> Option<ApiChange> {
+        let listening = self.listening();
+        let from = listening.as_ref().map(|l| l.bound.to_string());
+        let to = match listen::wanted(listening.as_ref(), new.project.api.listen) {
+            Move::Keep => from.clone(),
+            Move::Open(addr) => Some(addr.to_string()),
+            Move::Close => None,
+        };
+        let token = self.shared.config().project.api.token != new.project.api.token;
+        (from != to || token).then_some(ApiChange { from, to, token })
+    }
+
+    /// Make the API what `new` says: bind a new address before letting go
+    /// of the old one, so that when the bind fails (the error names the
+    /// address) the old listener keeps serving and nothing changed. A new
+    /// token counts from the next request.
+    pub fn apply(&self, new: &Config) -> Result<(), String> {
+        let mut listening = self.listening();
+        let token_changed = self.shared.config().project.api.token != new.project.api.token;
+        let wanted = listen::wanted(listening.as_ref(), new.project.api.listen);
+        let opens = matches!(wanted, Move::Open(_));
+        // Read (or create) the new token first: it may fail too.
+        let token = if (token_changed && listening.is_some()) || (opens && listening.is_none()) {
+            Some(auth::token(new)?)
+        } else {
+            None
+        };
+        match wanted {
+            Move::Keep => {
+                if let (Some(l), Some(addr)) = (listening.as_mut(), new.project.api.listen) {
+                    l.configured = Some(addr);
+                }
+            }
+            Move::Close => *listening = None,
+            Move::Open(addr) => {
+                let opened = match self.open(Some(addr), addr) {
+                    Ok(l) => l,
+                    // The same port on another address: the old listener
+                    // holds it until it closes.
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::AddrInUse
+                            && listening
+                                .as_ref()
+                                .is_some_and(|old| old.bound.port() == addr.port()) =>
+                    {
+                        let old = listening.take();
+                        let back = old.as_ref().map(|o| (o.configured, o.bound));
+                        drop(old);
+                        match self.open(Some(addr), addr) {
+                            Ok(l) => l,
+                            Err(e) => {
+                                // Serve where it was again.
+                                *listening = back.and_then(|(c, b)| self.open(c, b).ok());
+                                return Err(bind_error(addr, &e));
+                            }
+                        }
+                    }
+                    Err(e) => return Err(bind_error(addr, &e)),
+                };
+                *listening = Some(opened);
+            }
+        }
+        if let Some(token) = token {
+            self.token.send_replace(token.into());
+        }
+        Ok(())
     }
 
     /// For `fpctl dashboard`: listen where configured, else on a free
     /// loopback port, and say where, with the token.
-    pub async fn ensure(&self) -> Response {
-        let addr = self
-            .shared
-            .config()
-            .project
-            .api
-            .listen
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-        let bound = match self.listen(addr).await {
-            Ok(b) => b,
-            Err(message) => return Response::error(ErrorKind::Internal, message),
-        };
-        match auth::token(&self.shared.config()) {
-            Ok(token) => Response::Api {
+    pub fn ensure(&self) -> Response {
+        let configured = self.shared.config().project.api.listen;
+        let addr = configured.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        match self.listen(configured, addr) {
+            Ok(bound) => Response::Api {
                 url: format!("http://{}/", auth::url_host(bound)),
-                token,
+                token: self.token.borrow().to_string(),
             },
             Err(message) => Response::error(ErrorKind::Internal, message),
         }
     }
+}
+
+fn bind_error(addr: SocketAddr, e: &std::io::Error) -> String {
+    format!("cannot listen on {addr} for the HTTP API: {e}")
 }

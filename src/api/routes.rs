@@ -290,6 +290,7 @@ async fn reload(State(shared): St, Query(q): Query<ReloadQuery>) -> Result<HttpR
         "ok": ok,
         "dry_run": q.dry_run,
         "changes": answer.changes,
+        "api": answer.api,
         "progress": answer.progress,
         "failures": failures,
     });

@@ -29,17 +29,22 @@ pub fn start(
         let reply = client
             .request_with(Request::Reload { dry_run: false }, |r| {
                 // Quiet when the file did not change.
-                if !matches!(r, Response::Plan { changes } if changes.is_empty()) {
+                if !matches!(r, Response::Plan { changes, api: None } if changes.is_empty()) {
                     print_update(r)
                 }
             })
             .map_err(|e| Error::other("lost the supervisor", e))?;
-        if let Response::Done {
-            ok: false,
-            failures,
-        } = &reply
-        {
-            report_failures(failures);
+        match reply {
+            Response::Done {
+                ok: false,
+                failures,
+            } => report_failures(&failures),
+            // Refused (the API's new address cannot be bound): the stack
+            // runs the old file, which the user must know.
+            Response::Error { kind, message } if !matches!(kind, ErrorKind::ShuttingDown) => {
+                return Err(Error::Other(message))
+            }
+            _ => {}
         }
     }
     let request = Request::Start {
@@ -70,10 +75,13 @@ pub fn reload(file: Option<&Path>, dry_run: bool) -> Result<Outcome> {
 fn print_update(r: &Response) {
     match r {
         Response::Progress(p) => output::print_progress(p),
-        Response::Plan { changes } if changes.is_empty() => {
+        Response::Plan { changes, api: None } if changes.is_empty() => {
             println!("services.toml: no changes")
         }
-        Response::Plan { changes } => {
+        Response::Plan { changes, api } => {
+            if let Some(a) = api {
+                println!("{a}");
+            }
             for c in changes {
                 println!("{c}");
             }

@@ -17,6 +17,11 @@ pub struct App {
     /// The port it listens on as written (before conflicts are resolved),
     /// and where that came from.
     pub port: Option<(u16, String)>,
+    /// It serves, its files give no port, and it takes its port from the
+    /// environment (`PORT`): fpctl may choose one (`port = "auto"`).
+    pub auto_port: bool,
+    /// It takes its port from `PORT`, so fpctl may give it another.
+    pub port_from_env: bool,
     /// Whether it serves HTTP (so an HTTP health check makes sense).
     pub web: bool,
     pub notes: Vec<String>,
@@ -119,8 +124,9 @@ pub fn node(dir: &Path, fallback_name: &str) -> Result<App, String> {
         .map(|p| (p, "PORT= in package.json's scripts".to_string()))
         .or_else(|| port_in_code(&code).map(|p| (p, "the code".to_string())));
     app.web = app.port.is_some() || code.contains(".listen(");
+    app.port_from_env = reads_port_env(&code) || port_assignment(&scripts_text).is_some();
     if app.web && app.port.is_none() {
-        app.port = Some((3000, "guess: Node's usual 3000".into()));
+        guess_port(&mut app, 3000, "Node's usual 3000");
     }
     Ok(app)
 }
@@ -243,13 +249,42 @@ pub fn python(dir: &Path, fallback_name: &str) -> Result<App, String> {
         .any(|w| code.contains(w));
     app.port = port_in_code(&code).map(|p| (p, "the code".to_string()));
     app.web = serves || app.port.is_some();
+    app.port_from_env = app.command.contains("${PORT}") || reads_port_env(&code);
     if app.web && app.port.is_none() {
-        app.port = Some((
+        guess_port(
+            &mut app,
             default_port,
-            format!("guess: {} default", framework_or(framework)),
-        ));
+            &format!("{} default", framework_or(framework)),
+        );
     }
     Ok(app)
+}
+
+/// A server whose files name no port: `auto` when it reads `PORT`, else
+/// the usual port of its kind, marked as a guess.
+fn guess_port(app: &mut App, usual: u16, why: &str) {
+    if app.port_from_env {
+        app.auto_port = true;
+    } else {
+        app.port = Some((usual, format!("guess: {why}")));
+    }
+}
+
+/// Whether the code reads its port from the `PORT` variable.
+fn reads_port_env(code: &str) -> bool {
+    [
+        "env.PORT",
+        "env[\"PORT\"]",
+        "env['PORT']",
+        "environ[\"PORT\"]",
+        "environ['PORT']",
+        "environ.get(\"PORT\"",
+        "environ.get('PORT'",
+        "getenv(\"PORT\"",
+        "getenv('PORT'",
+    ]
+    .iter()
+    .any(|m| code.contains(m))
 }
 
 fn framework_or(framework: &str) -> &str {

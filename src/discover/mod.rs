@@ -7,6 +7,7 @@
 
 mod apps;
 mod links;
+mod ranges;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -68,6 +69,8 @@ pub struct Found {
     pub written_port: Option<u16>,
     /// Whether its port is handed out already (a Procfile's are).
     pub port_settled: bool,
+    /// It takes its port from `PORT`, so it can be given another.
+    pub movable: bool,
     /// Its `.env`, read.
     pub env: Vec<(String, String)>,
     /// Its code, for names of other services.
@@ -105,8 +108,10 @@ pub fn discover(root: &Path) -> Result<(Draft, Report), Error> {
     for f in &mut found {
         health(f, &mut report);
     }
+    let holds = ranges::holds(&draft, &found);
     draft.services.extend(found.into_iter().map(|f| f.svc));
     links::tiers(&mut draft);
+    ranges::assign(&mut draft, &holds, &mut ports, &mut report);
     if draft.services.is_empty() {
         return Err(Error::Usage(format!(
             "found no services under {}: no package.json, requirements.txt, pyproject.toml, \
@@ -201,10 +206,12 @@ fn folder_services(
             ));
             for svc in procs.services {
                 let written_port = svc.port();
+                let movable = svc.get_str("command").is_some_and(|c| c.contains("PORT"));
                 found.push(Found {
                     svc,
                     written_port,
                     port_settled: true,
+                    movable,
                     env: env.clone(),
                     code: code.clone(),
                 });
@@ -323,10 +330,22 @@ fn app_service(
     for n in app.notes {
         report.found.push(format!("{}: {n}", app.name));
     }
+    if port.is_none() && app.auto_port {
+        svc.set_noted(
+            "port",
+            "auto",
+            "guess: no port in its files; it reads PORT, so fpctl gives it a free one of its tier's range",
+        );
+        report.guessed.push(format!(
+            "{}: port \"auto\" (no port in its files; it reads PORT)",
+            app.name
+        ));
+    }
     Found {
         svc,
         written_port: port.map(|(p, _)| p),
         port_settled: false,
+        movable: app.port_from_env,
         env,
         code,
     }
@@ -351,21 +370,24 @@ fn unique_names(found: &mut [Found], draft: &Draft) {
 /// service runs now, else one its code names, else `/health`, marked as a
 /// guess.
 fn health(f: &mut Found, report: &mut Report) {
-    if f.svc.table.contains_key("health") || f.svc.port().is_none() || f.written_port.is_none() {
+    let auto = f.svc.get_str("port") == Some("auto");
+    if f.svc.table.contains_key("health") || (!auto && f.svc.port().is_none()) {
         return;
     }
     let name = f.svc.name.clone();
-    let written = f.written_port.unwrap_or_default();
-    if let Some(path) = HEALTH_PATHS.iter().find(|p| answers(written, p)) {
-        f.svc.set_noted(
-            "health",
-            inline([("http", (*path).into())]),
-            &format!("{path} answered on port {written}, where it runs now"),
-        );
-        report
-            .found
-            .push(format!("{name}: {path} answers on port {written}"));
-        return;
+    // Where a copy runs now, if its files say.
+    if let Some(written) = f.written_port.filter(|_| !auto) {
+        if let Some(path) = HEALTH_PATHS.iter().find(|p| answers(written, p)) {
+            f.svc.set_noted(
+                "health",
+                inline([("http", (*path).into())]),
+                &format!("{path} answered on port {written}, where it runs now"),
+            );
+            report
+                .found
+                .push(format!("{name}: {path} answers on port {written}"));
+            return;
+        }
     }
     let in_code = HEALTH_PATHS
         .iter()

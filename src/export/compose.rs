@@ -11,8 +11,14 @@ use crate::config::{dns_name, Probe, RestartPolicy, Service};
 pub const FILE_NAME: &str = "compose.yaml";
 
 /// The compose file, written to be read from `base` (relative paths start
-/// there), plus any generated Dockerfiles.
-pub fn export(plan: &mut Plan, images: &[(usize, Image)], base: &Path) -> Vec<OutFile> {
+/// there), plus any generated Dockerfiles. Ports are published on the
+/// host's loopback, where fpctl's services listen, unless `publish_all`.
+pub fn export(
+    plan: &mut Plan,
+    images: &[(usize, Image)],
+    base: &Path,
+    publish_all: bool,
+) -> Vec<OutFile> {
     let mut services = Map::new();
     let mut files = Vec::new();
     for (i, image) in images {
@@ -27,7 +33,7 @@ pub fn export(plan: &mut Plan, images: &[(usize, Image)], base: &Path) -> Vec<Ou
                 format!("named \"{key}\" in compose, so that its host name is valid"),
             );
         }
-        let value = service(plan, i, image, base);
+        let value = service(plan, i, image, base, publish_all);
         if let Some((name, text)) = &image.generated {
             files.push(OutFile::new(name, text.clone()));
         }
@@ -50,7 +56,7 @@ pub fn export(plan: &mut Plan, images: &[(usize, Image)], base: &Path) -> Vec<Ou
     files
 }
 
-fn service(plan: &mut Plan, i: usize, image: &Image, base: &Path) -> Value {
+fn service(plan: &mut Plan, i: usize, image: &Image, base: &Path, publish_all: bool) -> Value {
     let svc = plan.svc(i);
     let mut s = Map::new();
     if let Some(name) = &image.name {
@@ -88,7 +94,8 @@ fn service(plan: &mut Plan, i: usize, image: &Image, base: &Path) -> Value {
         s.insert("env_file".into(), json!(files));
     }
     if let Some(p) = svc.port {
-        s.insert("ports".into(), json!([format!("{p}:{p}")]));
+        let host = if publish_all { "" } else { "127.0.0.1:" };
+        s.insert("ports".into(), json!([format!("{host}{p}:{p}")]));
     }
     let deps: Map<String, Value> = plan
         .waits_for(i)

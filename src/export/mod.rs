@@ -35,6 +35,8 @@ pub struct Options {
     pub output: Option<PathBuf>,
     /// Write a minimal Dockerfile for venv/npm services that have none.
     pub dockerfiles: bool,
+    /// Compose: publish ports on every host interface, not only loopback.
+    pub publish_all: bool,
 }
 
 /// One file of an export, by its name in the output folder.
@@ -77,6 +79,11 @@ pub fn export(file: Option<&Path>, opts: Options) -> Result<Outcome> {
             "--dockerfiles writes files: give an output folder with -o DIR".into(),
         ));
     }
+    if opts.publish_all && opts.target != Target::Compose {
+        return Err(Error::Usage(
+            "--publish-all is for `fpctl export compose` (which publishes ports on 127.0.0.1 without it)".into(),
+        ));
+    }
     let base = match &dest {
         Dest::Dir(d) => d.clone(),
         Dest::File(f) => f.parent().map(Path::to_path_buf).unwrap_or_default(),
@@ -91,7 +98,7 @@ pub fn export(file: Option<&Path>, opts: Options) -> Result<Outcome> {
     let files = match opts.target {
         Target::Compose => {
             let images = mapping::images(&plan, opts.dockerfiles)?;
-            compose::export(&mut plan, &images, &base)
+            compose::export(&mut plan, &images, &base, opts.publish_all)
         }
         Target::Kubernetes => {
             let images = mapping::images(&plan, opts.dockerfiles)?;

@@ -100,7 +100,7 @@ async fn serve(
     if let Some((request, reply)) = initial {
         let _ = tx.send(Msg::Client { request, reply });
     }
-    let api = start_api(&config, &tx, &supervisor).await;
+    let api = start_api(&config, &tx, &mut supervisor);
     // Every connection holds a clone of `drain`; once the actor is done, the
     // last replies are flushed before the process exits.
     let (drain, mut drained) = mpsc::channel::<()>(1);
@@ -123,21 +123,23 @@ async fn serve(
 }
 
 /// The HTTP API, reaching the actor like socket clients do; it listens at
-/// once when `[project] api` is set, else when `fpctl dashboard` asks.
-async fn start_api(
+/// once when `[project] api` is set, else when `fpctl dashboard` asks, and
+/// a reload moves it.
+fn start_api(
     config: &Arc<Config>,
     tx: &mpsc::UnboundedSender<Msg>,
-    supervisor: &Supervisor,
+    supervisor: &mut Supervisor,
 ) -> crate::api::Api {
     let tx = tx.clone();
     let forward: crate::api::Forward =
         Arc::new(move |request, reply| tx.send(Msg::Client { request, reply }).is_ok());
     let api = crate::api::Api::new(supervisor.config_watch(), forward, supervisor.updates());
     if let Some(addr) = config.project.api.listen {
-        if let Err(e) = api.listen(addr).await {
+        if let Err(e) = api.listen(Some(addr), addr) {
             tracing::error!("{e}");
         }
     }
+    supervisor.attach_api(api.clone());
     api
 }
 
@@ -242,7 +244,7 @@ async fn connection(
     };
     if let Request::Api = request {
         let _ = write
-            .write_all(control::encode(api.ensure().await).as_bytes())
+            .write_all(control::encode(api.ensure()).as_bytes())
             .await;
         return;
     }

@@ -171,6 +171,8 @@ pub struct Supervisor {
     sampler: Arc<std::sync::Mutex<metrics::Sampler>>,
     /// When memory and CPU were last sampled.
     sampled_at: Option<Instant>,
+    /// The HTTP API, which a reload may move.
+    api: Option<crate::api::Api>,
 }
 
 impl Supervisor {
@@ -207,6 +209,7 @@ impl Supervisor {
             config_tx: watch::Sender::new(Arc::clone(&config)),
             sampler: Default::default(),
             sampled_at: None,
+            api: None,
         };
         sup.install(config);
         (sup, tx)
@@ -281,6 +284,11 @@ impl Supervisor {
     /// Where state changes, probe results and events are published.
     pub fn updates(&self) -> broadcast::Sender<Update> {
         self.updates.clone()
+    }
+
+    /// Let reloads apply `[project] api` and `api_token` to this API.
+    pub fn attach_api(&mut self, api: crate::api::Api) {
+        self.api = Some(api);
     }
 
     /// The config in force, following reloads.

@@ -223,8 +223,10 @@ impl Supervisor {
             }
         };
         let plan = reload::plan(&self.config, &new, |svc| setup::stale(&new, svc));
+        let api = self.api.as_ref().and_then(|a| a.plan(&new));
         let _ = reply.send(Response::Plan {
             changes: plan.changes.clone(),
+            api: api.clone(),
         });
         if dry_run {
             let _ = reply.send(Response::Done {
@@ -232,6 +234,19 @@ impl Supervisor {
                 failures: Vec::new(),
             });
             return;
+        }
+        // The API first: if its new address cannot be bound, nothing changes.
+        if let (Some(a), Some(_)) = (&self.api, &api) {
+            if let Err(e) = a.apply(&new) {
+                let still = a.address().map_or_else(
+                    || "the API is off".to_string(),
+                    |at| format!("the API still listens on {at}"),
+                );
+                let message = format!("reload refused: {e}; nothing changed, {still}");
+                tracing::warn!("{message}");
+                self.refuse(&reply, ErrorKind::Internal, message);
+                return;
+            }
         }
         tracing::info!(changes = plan.changes.len(), "reloading services.toml");
         self.apply(plan, new, reply);
