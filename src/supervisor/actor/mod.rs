@@ -168,7 +168,7 @@ pub struct Supervisor {
     updates: broadcast::Sender<Update>,
     /// The config in force, for readers outside the dispatcher (the API).
     config_tx: watch::Sender<Arc<Config>>,
-    sampler: Arc<std::sync::Mutex<metrics::Sampler>>,
+    sampler: SharedSampler,
     /// When memory and CPU were last sampled.
     sampled_at: Option<Instant>,
     /// The HTTP API, which a reload may move.
@@ -731,13 +731,8 @@ impl Supervisor {
         }
     }
 
-    fn sample_targets(
-        &mut self,
-    ) -> Option<(
-        Vec<(ServiceId, u64, i32)>,
-        Arc<std::sync::Mutex<metrics::Sampler>>,
-    )> {
-        let targets: Vec<(ServiceId, u64, i32)> = self
+    fn sample_targets(&mut self) -> Option<(Vec<SampleTarget>, SharedSampler)> {
+        let targets: Vec<SampleTarget> = self
             .entries
             .iter()
             .filter(|(_, e)| matches!(e.svc.phase, Phase::Running { .. } | Phase::Starting))
@@ -846,10 +841,14 @@ pub fn instance_marker(config: &Config) -> String {
     process::project_marker(&config.root)
 }
 
+/// A running service to sample: its launch and its process group.
+type SampleTarget = (ServiceId, u64, i32);
+type SharedSampler = Arc<std::sync::Mutex<metrics::Sampler>>;
+
 /// Each target's process group use, tagged with its launch.
 fn measure(
     sampler: &std::sync::Mutex<metrics::Sampler>,
-    targets: Vec<(ServiceId, u64, i32)>,
+    targets: Vec<SampleTarget>,
 ) -> Vec<MetricsUse> {
     let pgids: Vec<i32> = targets.iter().map(|t| t.2).collect();
     let Ok(by_group) = sampler.lock().map(|mut s| s.sample(&pgids)) else {
