@@ -40,6 +40,17 @@ pub mod defaults {
     pub const LOG_KEEP: u32 = 3;
     /// Quiet time after a watched file changes before the restart.
     pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(300);
+    /// Setups at once when the file does not say: the number of cores, at
+    /// least 4. Installs mostly wait on the network and the disk, so a
+    /// 2-core machine still runs three of them side by side.
+    pub const MIN_PARALLEL_SETUPS: usize = 4;
+
+    pub fn parallel_setups() -> usize {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .max(MIN_PARALLEL_SETUPS)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -62,7 +73,7 @@ pub struct Project {
     /// Record the time of every line of every service's log.
     pub log_timestamps: bool,
     /// How many setups may run at once (`max_parallel_setup`; default: the
-    /// number of cores).
+    /// number of cores, at least 4).
     pub max_parallel_setup: usize,
     pub api: ApiSettings,
 }

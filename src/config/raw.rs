@@ -40,6 +40,8 @@ pub struct RawProject {
     /// Record the time of every line in every service's log (a service's
     /// own `log_timestamps` overrides it).
     pub log_timestamps: Option<bool>,
+    /// How many setups may run at once (default: the number of cores, at
+    /// least 4).
     #[schemars(with = "Option<i64>")]
     pub max_parallel_setup: Option<Spanned<i64>>,
     #[serde(default)]

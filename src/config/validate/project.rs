@@ -75,11 +75,7 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|p| p.max_parallel_setup.as_ref())
             .map(|v| self.count(v, "max_parallel_setup", "the project", 1) as usize)
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            });
+            .unwrap_or_else(defaults::parallel_setups);
         let api = self.api(raw.as_ref());
         let log_timestamps = raw.as_ref().and_then(|p| p.log_timestamps).unwrap_or(false);
         Project {
