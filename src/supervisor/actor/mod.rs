@@ -353,20 +353,6 @@ impl Supervisor {
                 }
                 else => break,
             }
-            // What else is queued already is taken too, so that a burst (a
-            // thousand services starting) runs the rules once per batch,
-            // not once per report.
-            for _ in 0..BATCH {
-                if let Ok(report) = self.reports_rx.try_recv() {
-                    self.report(report);
-                } else if let Ok(msg) = self.rx.try_recv() {
-                    self.all_changed = true;
-                    self.unsettled = true;
-                    self.handle(msg);
-                } else {
-                    break;
-                }
-            }
             if std::mem::take(&mut self.unsettled) {
                 self.reconcile();
                 self.forget_removed();
@@ -829,9 +815,6 @@ fn kill_own_children() {
 }
 
 /// The longest a change waits before `state.json` records it.
-/// At most this many queued reports and messages are taken before the
-/// rules between services run again.
-const BATCH: usize = 256;
 const PERSIST_EVERY: Duration = Duration::from_millis(50);
 /// How long after the last change of a burst memory is given back.
 const TRIM_AFTER: Duration = Duration::from_secs(1);
