@@ -561,14 +561,6 @@ pub fn trim_resident() {
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT);
         }
     }
-    if std::env::var_os("FPCTL_TRIM_CACHE").is_some() {
-        if let Ok(f) = std::fs::File::open(exe.as_ref()) {
-            use std::os::fd::AsRawFd;
-            unsafe {
-                libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
-            }
-        }
-    }
 }
 
 /// One malloc arena for the whole process. The dispatcher runs on one

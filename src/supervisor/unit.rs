@@ -382,10 +382,9 @@ fn sweep_all() {
     }
 }
 
-pub fn kill_tree(pgid: Option<i32>, marker: &str) {
-    if let Some(pgid) = pgid {
-        process::signal_group(pgid, Signal::SIGKILL);
-    }
+/// SIGKILL every process carrying `marker`, at once (a setup begun ahead
+/// that is cancelled; its processes are in no group of ours).
+pub fn kill_marked(marker: &str) {
     for pid in process::marked_pids(marker, false) {
         process::signal_pid(pid, Signal::SIGKILL);
     }

@@ -63,7 +63,7 @@ impl Supervisor {
             if let Some(ahead) = e.ahead.take() {
                 if !ahead.finished {
                     drop(ahead);
-                    unit::kill_tree(None, &format!("{marker}:{id}"));
+                    unit::kill_marked(&format!("{marker}:{id}"));
                 }
             }
         }
