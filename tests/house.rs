@@ -117,7 +117,7 @@ fn expand(tree: &str) -> Vec<String> {
 
 /// Every path the module `me` names: `use` trees and inline `crate::…`
 /// paths, made absolute (`super::`, `self::`).
-fn paths_named(me: &str, is_dir_module: bool, code: &str) -> Vec<Vec<String>> {
+fn paths_named(me: &str, code: &str) -> Vec<Vec<String>> {
     let mut raw = Vec::new();
     let mut rest = code;
     while let Some(k) = rest.find("use ") {
@@ -151,14 +151,13 @@ fn paths_named(me: &str, is_dir_module: bool, code: &str) -> Vec<Vec<String>> {
         me.split("::").map(str::to_string).collect()
     };
     // `super` of `a::b` (file a/b.rs or a/b/mod.rs) is `a`.
-    let _ = is_dir_module;
     raw.into_iter()
         .filter_map(|p| {
             let segs: Vec<&str> = p.split("::").filter(|s| !s.is_empty()).collect();
-            let mut abs = match segs.first()? {
-                &"crate" => Vec::new(),
-                &"self" => here.clone(),
-                &"super" => here[..here.len().saturating_sub(1)].to_vec(),
+            let mut abs = match *segs.first()? {
+                "crate" => Vec::new(),
+                "self" => here.clone(),
+                "super" => here[..here.len().saturating_sub(1)].to_vec(),
                 _ => return None, // another crate, or a local name
             };
             let mut k = 1;
@@ -185,11 +184,8 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
             Some(k) => &text[..k],
             None => &text[..],
         };
-        let is_dir = path
-            .file_name()
-            .is_some_and(|n| n == "mod.rs" || n == "lib.rs");
         let mine = edges.entry(me.clone()).or_default();
-        for path in paths_named(me, is_dir, &code_of(text)) {
+        for path in paths_named(me, &code_of(text)) {
             // The longest prefix that is a module.
             let target = (1..=path.len())
                 .rev()
@@ -306,7 +302,6 @@ fn the_import_graph_has_no_new_cycle() {
 fn the_checker_sees_a_cycle_and_expands_brace_groups() {
     let paths = paths_named(
         "a::b",
-        false,
         &code_of("use crate::{x::{Y, z::W}, q};\nuse super::c; // use crate::nope;\nfn f() { crate::r::s(); }"),
     );
     let joined: BTreeSet<String> = paths.iter().map(|p| p.join("::")).collect();
