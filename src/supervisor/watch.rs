@@ -9,7 +9,8 @@
 //! when it appears. A change that matches a service's globs (and not a `!`
 //! glob nor `.gitignore`), or that touches one of its setup inputs, restarts
 //! it once the files are quiet for `watch_debounce`. The dispatcher decides
-//! what the restart means; this task only reports `Msg::Watched`.
+//! what the restart means; this task only reports the change through the
+//! [`Notify`] it was given.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -21,9 +22,12 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::actor::Msg;
 use super::service::ServiceId;
 use crate::config::Config;
+
+/// Told of each change: the service and the first path that changed
+/// (relative to its dir); false once nobody listens.
+pub type Notify = Box<dyn Fn(ServiceId, PathBuf) -> bool + Send>;
 
 /// The most folders watched at once, over all services.
 pub const MAX_WATCHES: usize = 8192;
@@ -117,7 +121,7 @@ fn skipped(rel: &Path) -> bool {
 
 /// Start watching for every service of `config` with `watch` globs; None
 /// when there are none (or inotify is unavailable, which is logged).
-pub fn start(config: &Config, tx: mpsc::UnboundedSender<Msg>) -> Option<Watches> {
+pub fn start(config: &Config, notify: Notify) -> Option<Watches> {
     let mut targets = Vec::new();
     for svc in config.services.iter().filter(|s| !s.watch.is_empty()) {
         match Target::new(config, svc) {
@@ -148,7 +152,7 @@ pub fn start(config: &Config, tx: mpsc::UnboundedSender<Msg>) -> Option<Watches>
         add_tree(&mut watcher, &mut watched, t, &t.dir);
     }
     tracing::debug!(folders = watched.len(), "watching");
-    let task = tokio::spawn(run(watcher, watched, targets, events_rx, tx));
+    let task = tokio::spawn(run(watcher, watched, targets, events_rx, notify));
     Some(Watches { task })
 }
 
@@ -202,7 +206,7 @@ async fn run(
     mut watched: HashSet<PathBuf>,
     targets: Vec<Target>,
     mut events: mpsc::UnboundedReceiver<notify::Event>,
-    tx: mpsc::UnboundedSender<Msg>,
+    notify: Notify,
 ) {
     // Per target: when the files went quiet long enough, and the first
     // path that changed.
@@ -247,7 +251,7 @@ async fn run(
                 for k in due {
                     if let Some((_, path)) = pending.remove(&k) {
                         let id = targets[k].id.clone();
-                        if tx.send(Msg::Watched { id, path }).is_err() {
+                        if !notify(id, path) {
                             return;
                         }
                     }

@@ -277,7 +277,6 @@ const KNOWN_CYCLES: &[&[&str]] = &[
     &["cli", "commands", "output"],
     &["control", "events", "state"],
     &["logger", "service_log"],
-    &["supervisor::actor", "supervisor::watch"],
 ];
 
 #[test]

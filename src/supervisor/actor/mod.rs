@@ -304,6 +304,12 @@ impl Supervisor {
         self.config_tx.subscribe()
     }
 
+    /// How the file watcher tells of a change: as a message.
+    fn watch_notify(&self) -> super::watch::Notify {
+        let tx = self.tx.clone();
+        Box::new(move |id, path| tx.send(Msg::Watched { id, path }).is_ok())
+    }
+
     /// Send to live watchers, if there are any.
     fn publish(&self, update: impl FnOnce() -> Update) {
         if self.updates.receiver_count() > 0 {
@@ -323,7 +329,7 @@ impl Supervisor {
     /// waiters' progress tick, metrics samples) are armed only while they
     /// have something to do.
     pub async fn run(mut self) {
-        self.watches = super::watch::start(&self.config, self.tx.clone());
+        self.watches = super::watch::start(&self.config, self.watch_notify());
         self.reconcile();
         self.persist();
         // state.json is written once per burst: at most every PERSIST_EVERY,

@@ -261,7 +261,7 @@ impl Supervisor {
         self.install(new);
         // Watches follow the new globs and dirs.
         self.watches = None;
-        self.watches = super::super::watch::start(&self.config, self.tx.clone());
+        self.watches = super::super::watch::start(&self.config, self.watch_notify());
         let mut targets = Vec::new();
         for change in &plan.changes {
             let id = ServiceId::new(&change.service);
