@@ -132,6 +132,10 @@ pub struct Supervisor {
     entries: BTreeMap<ServiceId, Entry>,
     /// All services in start order (removed ones last, so they stop first).
     order: Vec<ServiceId>,
+    /// The services of each tier of the config in force.
+    by_tier: Vec<Vec<ServiceId>>,
+    /// Who depends on each service, in the config in force.
+    dependents: BTreeMap<ServiceId, Vec<ServiceId>>,
     next_gen: u64,
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
@@ -192,6 +196,8 @@ impl Supervisor {
             config: Arc::clone(&config),
             entries: BTreeMap::new(),
             order: Vec::new(),
+            by_tier: Vec::new(),
+            dependents: BTreeMap::new(),
             next_gen: 0,
             tx: tx.clone(),
             rx,
@@ -268,6 +274,16 @@ impl Supervisor {
                         },
                     );
                 }
+            }
+        }
+        self.by_tier = vec![Vec::new(); config.tiers.len()];
+        self.dependents.clear();
+        for svc in &config.services {
+            let id = ServiceId::new(&svc.name);
+            self.by_tier[svc.tier].push(id.clone());
+            for &d in &svc.depends_on {
+                let dep = ServiceId::new(&config.services[d].name);
+                self.dependents.entry(dep).or_default().push(id.clone());
             }
         }
         let all = (0..config.services.len()).collect();
@@ -486,6 +502,8 @@ impl Supervisor {
         {
             e.unit = None;
             self.unsettled = true;
+            // A stop waiter looks at whether a unit still runs.
+            self.changed.insert(r.id.clone());
         }
         if e.svc.gen != r.gen {
             return;
@@ -532,6 +550,7 @@ impl Supervisor {
             .map(|(id, _)| id.clone())
             .collect();
         for id in gone {
+            self.changed.insert(id.clone());
             self.entries.remove(&id);
             self.order.retain(|x| x != &id);
         }
@@ -622,27 +641,38 @@ impl Supervisor {
             // Dependents that are being stopped too go first. One that stays
             // (a `restart` of its dependency alone) does not hold it up.
             let dependents_down = self
-                .entries
-                .values()
-                .filter(|d| !d.removed && d.deps.contains(&id))
+                .dependents
+                .get(&id)
+                .into_iter()
+                .flatten()
+                .filter_map(|d| self.entries.get(d))
+                .filter(|d| !d.removed)
                 .all(|d| !d.svc.going_down());
             if dependents_down {
                 self.input(&id, Input::BeginStop);
             }
         }
+        // Starts, in start order, so tier by tier: what the earlier tiers
+        // hold is folded in once, as each tier begins, rather than looked up
+        // again for each of its services (a pass stays linear in the number
+        // of services).
+        let mut earlier = Earlier::default();
         for pos in 0..self.order.len() {
             let id = self.order[pos].clone();
             let e = &self.entries[&id];
+            let tier = e.tier;
             // A blocker that came back (by a restart, or by itself) lets a
             // blocked dependent start.
-            if matches!(e.svc.phase, Phase::Blocked(_)) && self.blocked_by(&id).is_none() {
+            if matches!(e.svc.phase, Phase::Blocked(_))
+                && self.blocked_by(&id, earlier.at(tier, self)).is_none()
+            {
                 self.input(&id, Input::Start);
             }
             let e = &self.entries[&id];
             if e.svc.phase != Phase::Waiting || e.unit.is_some() {
                 continue;
             }
-            if let Some(reason) = self.blocked_by(&id) {
+            if let Some(reason) = self.blocked_by(&id, earlier.at(tier, self)) {
                 self.input(&id, Input::Block(reason));
                 continue;
             }
@@ -652,8 +682,7 @@ impl Supervisor {
                 continue;
             }
             let deps_ready = e.deps.iter().all(|d| self.entries[d].svc.ready());
-            let earlier_ready = self.earlier_tiers(e.tier).all(|j| j.svc.ready());
-            if deps_ready && earlier_ready {
+            if deps_ready && earlier.at(tier, self).all_ready {
                 let gen = self.gen();
                 self.input(&id, Input::Launch { gen });
             }
@@ -661,34 +690,23 @@ impl Supervisor {
         self.cancel_stale_aheads();
     }
 
-    /// Wanted services of tiers before `tier`.
-    fn earlier_tiers(&self, tier: usize) -> impl Iterator<Item = &Entry> + '_ {
-        self.entries
-            .values()
-            .filter(move |e| !e.removed && e.tier < tier && e.svc.wanted())
-    }
-
-    fn blocked_by(&self, id: &ServiceId) -> Option<BlockReason> {
+    /// Why `id` cannot start: a dependency that gave up or is down, or a
+    /// wanted service of an earlier tier that gave up.
+    fn blocked_by(&self, id: &ServiceId, earlier: &Earlier) -> Option<BlockReason> {
         let e = &self.entries[id];
-        let state_of = |j: &Entry| match j.svc.phase {
-            Phase::Blocked(_) => DepState::Blocked,
-            Phase::Idle if j.spec.disabled => DepState::Disabled,
-            Phase::Idle => DepState::Stopped,
-            _ => DepState::Failed,
-        };
         for d in &e.deps {
             let dep = &self.entries[d];
             if dep.svc.broken() || dep.svc.phase == Phase::Idle {
-                let (service, state) = (d.to_string(), state_of(dep));
+                let (service, state) = (d.to_string(), dep_state(dep));
                 return Some(BlockReason::Dependency { service, state });
             }
         }
-        self.entries
-            .iter()
-            .find(|(_, j)| !j.removed && j.tier < e.tier && j.svc.wanted() && j.svc.broken())
-            .map(|(name, j)| BlockReason::EarlierTier {
+        earlier
+            .broken
+            .as_ref()
+            .map(|(name, state)| BlockReason::EarlierTier {
                 service: name.to_string(),
-                state: state_of(j),
+                state: *state,
             })
     }
 
@@ -793,6 +811,64 @@ impl Supervisor {
         };
         self.events.append(&event);
         self.publish(|| Update::Event { event });
+    }
+}
+
+/// What the tiers before one hold, for the tier rule: whether every wanted
+/// service of theirs is ready, and the first (by name) that gave up.
+/// Folded one tier at a time as a pass of `reconcile` moves up the tiers, so
+/// each service is looked at once per pass.
+struct Earlier {
+    /// Tiers `0..upto` are folded in.
+    upto: usize,
+    all_ready: bool,
+    broken: Option<(ServiceId, DepState)>,
+}
+
+impl Default for Earlier {
+    fn default() -> Self {
+        Earlier {
+            upto: 0,
+            all_ready: true,
+            broken: None,
+        }
+    }
+}
+
+impl Earlier {
+    /// The view from `tier`. Tiers come in order in a pass; only a removed
+    /// service (listed last, with its old tier) looks back, and it gets a
+    /// view of its own.
+    fn at(&mut self, tier: usize, sup: &Supervisor) -> &Earlier {
+        if tier < self.upto {
+            *self = Earlier::default();
+        }
+        while self.upto < tier.min(sup.by_tier.len()) {
+            for id in &sup.by_tier[self.upto] {
+                let Some(j) = sup.entries.get(id) else {
+                    continue;
+                };
+                if j.removed || !j.svc.wanted() {
+                    continue;
+                }
+                self.all_ready &= j.svc.ready();
+                if j.svc.broken() && self.broken.as_ref().is_none_or(|(first, _)| id < first) {
+                    self.broken = Some((id.clone(), dep_state(j)));
+                }
+            }
+            self.upto += 1;
+        }
+        self
+    }
+}
+
+/// What a blocker is, as its dependents are told.
+fn dep_state(j: &Entry) -> DepState {
+    match j.svc.phase {
+        Phase::Blocked(_) => DepState::Blocked,
+        Phase::Idle if j.spec.disabled => DepState::Disabled,
+        Phase::Idle => DepState::Stopped,
+        _ => DepState::Failed,
     }
 }
 

@@ -32,6 +32,10 @@ pub(super) struct Waiter {
     index: HashMap<ServiceId, usize>,
     /// Not looked at yet: every target is news.
     fresh: bool,
+    /// Whether each target has settled, as last looked at, and how many
+    /// have not: only the targets that changed are looked at again.
+    settled: Vec<bool>,
+    unsettled: usize,
 }
 
 impl Supervisor {
@@ -62,6 +66,8 @@ impl Supervisor {
             failures: Vec::new(),
             index: targets_index,
             fresh: true,
+            settled: vec![false; n],
+            unsettled: n,
         });
     }
 
@@ -87,7 +93,7 @@ impl Supervisor {
             if news.is_empty() && !first {
                 return true;
             }
-            for k in news {
+            for &k in &news {
                 let id = &w.targets[k];
                 let Some(e) = self.entries.get(id) else {
                     continue;
@@ -125,19 +131,27 @@ impl Supervisor {
                     }
                 }
             }
-            let settled = w.targets.iter().enumerate().all(|(k, id)| {
-                let Some(e) = self.entries.get(id) else {
-                    return true;
+            for &k in &news {
+                let now = match self.entries.get(&w.targets[k]) {
+                    None => true,
+                    Some(e) => match w.wait_for {
+                        WaitFor::Up => e.svc.settled_up(),
+                        WaitFor::Down => {
+                            (!e.svc.active() && e.svc.goal == Goal::Run && e.unit.is_none())
+                                || e.svc.stops > w.stops_before[k]
+                        }
+                    },
                 };
-                match w.wait_for {
-                    WaitFor::Up => e.svc.settled_up(),
-                    WaitFor::Down => {
-                        (!e.svc.active() && e.svc.goal == Goal::Run && e.unit.is_none())
-                            || e.svc.stops > w.stops_before[k]
+                if now != w.settled[k] {
+                    w.settled[k] = now;
+                    if now {
+                        w.unsettled -= 1;
+                    } else {
+                        w.unsettled += 1;
                     }
                 }
-            });
-            if !settled {
+            }
+            if w.unsettled > 0 {
                 return true;
             }
             // Whoever reads state.json after the answer sees what it says.
