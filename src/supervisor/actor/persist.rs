@@ -38,8 +38,6 @@ impl Supervisor {
             let gen = self.gen();
             let marker = format!("{}:{}", self.marker, id);
             let e = self.entries.get_mut(&id).expect("every id has an entry");
-            e.svc.restarts = rec.restarts;
-            e.svc.streak = rec.restarts_in_row.unwrap_or(0);
             let recorded = match (rec.pid, rec.ticks) {
                 (Some(pid), Some(ticks)) if process::is_same_process(pid, ticks) => {
                     Some((pid, ticks))
@@ -62,6 +60,14 @@ impl Supervisor {
                     | ServiceState::Offline
                     | ServiceState::Starting
             );
+            // The counts go on only for a run that goes on (adopted, or
+            // crashed while nobody watched): a service that was stopped
+            // starts afresh under a new supervisor, as the counts say
+            // "since the supervisor took the service over".
+            if alive.is_some() || (was_wanted && rec.pid.is_some() && !rec.external) {
+                e.svc.restarts = rec.restarts;
+                e.svc.streak = rec.restarts_in_row.unwrap_or(0);
+            }
             match alive {
                 Some((pid, ticks)) => match process::watch_foreign(pid) {
                     Ok(exit) => {
