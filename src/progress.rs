@@ -100,15 +100,16 @@ impl Display {
                 return;
             }
             shown.insert(p.service.clone(), now);
-            if p.state == ServiceState::Stopped && p.detail.as_deref() == Some("stopping") {
-                self.went_down
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(p.service.clone());
-            }
             if self.stopping && (p.state != ServiceState::Stopped || (first && p.detail.is_none()))
             {
                 return;
+            }
+            // Went down while this command watched (not stopped before).
+            if p.state == ServiceState::Stopped {
+                let mut down = self.went_down.lock().unwrap_or_else(|e| e.into_inner());
+                if !down.contains(&p.service) {
+                    down.push(p.service.clone());
+                }
             }
         }
         match &self.kind {

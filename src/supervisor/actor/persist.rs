@@ -60,11 +60,11 @@ impl Supervisor {
                     | ServiceState::Offline
                     | ServiceState::Starting
             );
-            // The counts go on only for a run that goes on (adopted, or
-            // crashed while nobody watched): a service that was stopped
-            // starts afresh under a new supervisor, as the counts say
-            // "since the supervisor took the service over".
-            if alive.is_some() || (was_wanted && rec.pid.is_some() && !rec.external) {
+            // The counts are "since the supervisor took the service over":
+            // a supervisor that takes over from one that died (or adopts a
+            // running process) goes on counting; after a clean exit (`fpctl
+            // stop`) the next one starts from 0.
+            if saved.supervisor_pid.is_some() || alive.is_some() {
                 e.svc.restarts = rec.restarts;
                 e.svc.streak = rec.restarts_in_row.unwrap_or(0);
             }
