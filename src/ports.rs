@@ -14,6 +14,19 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, PortBook, PortRange};
 use crate::process;
 
+/// The part of `.fpctl/state.json` (`state::StateFile`) that tells which
+/// processes are the services' own.
+#[derive(Deserialize)]
+struct RecordedState {
+    services: BTreeMap<String, RecordedProcess>,
+}
+
+#[derive(Deserialize)]
+struct RecordedProcess {
+    pid: Option<i32>,
+    ticks: Option<u64>,
+}
+
 /// What `.fpctl/ports.json` holds.
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 struct Recorded {
@@ -46,7 +59,9 @@ impl Registry {
             path,
             marker: process::project_marker(root),
             recorded,
-            state_path: root.join(".fpctl").join(crate::state::STATE_FILE),
+            // `state::STATE_FILE`, read without the state module (which
+            // depends on the config, which depends on this registry).
+            state_path: root.join(".fpctl").join("state.json"),
             running: std::sync::OnceLock::new(),
         }
     }
@@ -60,7 +75,7 @@ impl Registry {
             let Ok(bytes) = std::fs::read(&self.state_path) else {
                 return Vec::new();
             };
-            let Ok(saved) = serde_json::from_slice::<crate::state::StateFile>(&bytes) else {
+            let Ok(saved) = serde_json::from_slice::<RecordedState>(&bytes) else {
                 return Vec::new();
             };
             saved

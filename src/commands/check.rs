@@ -119,10 +119,10 @@ async fn snapshot(config: &Arc<Config>, shown: &[usize], running: bool) -> Vec<R
         let svc = &config.services[i];
         let live = match &from_supervisor {
             Some(statuses) => statuses.get(&svc.name).and_then(|s| s.pid).is_some(),
-            None => super::live_in_saved_state(saved.as_ref(), &svc.name),
+            None => live_in_saved_state(saved.as_ref(), &svc.name),
         };
         if let Some(r) = result.as_mut().filter(|_| !live) {
-            super::no_live_run(svc, r);
+            no_live_run(svc, r);
         }
     }
     shown
@@ -303,4 +303,29 @@ fn row(
         );
     }
     row
+}
+
+/// Whether the saved state records a process of `service` that still runs
+/// (the very process: pid and start time).
+pub(super) fn live_in_saved_state(saved: Option<&crate::state::StateFile>, service: &str) -> bool {
+    saved
+        .and_then(|s| s.services.get(service))
+        .and_then(|r| Some((r.pid?, r.ticks?)))
+        .is_some_and(|(pid, ticks)| crate::process::is_same_process(pid, ticks))
+}
+
+/// A `log` check of a service with no live run fails: the lines in its log
+/// belong to a run that is over, whatever they say.
+pub(super) fn no_live_run(svc: &crate::config::Service, result: &mut crate::health::ProbeResult) {
+    if let Some(crate::config::Health {
+        probe: crate::config::Probe::Log { .. },
+        ..
+    }) = &svc.health
+    {
+        result.verdict = crate::health::Verdict::Down;
+        result.detail = format!(
+            "no live run of \"{}\": a log check proves only the current run ready",
+            svc.name
+        );
+    }
 }

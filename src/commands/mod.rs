@@ -82,31 +82,6 @@ pub fn graph(file: Option<&Path>, dot: bool) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Whether the saved state records a process of `service` that still runs
-/// (the very process: pid and start time).
-pub(crate) fn live_in_saved_state(saved: Option<&crate::state::StateFile>, service: &str) -> bool {
-    saved
-        .and_then(|s| s.services.get(service))
-        .and_then(|r| Some((r.pid?, r.ticks?)))
-        .is_some_and(|(pid, ticks)| crate::process::is_same_process(pid, ticks))
-}
-
-/// A `log` check of a service with no live run fails: the lines in its log
-/// belong to a run that is over, whatever they say.
-pub(crate) fn no_live_run(svc: &config::Service, result: &mut crate::health::ProbeResult) {
-    if let Some(config::Health {
-        probe: config::Probe::Log { .. },
-        ..
-    }) = &svc.health
-    {
-        result.verdict = crate::health::Verdict::Down;
-        result.detail = format!(
-            "no live run of \"{}\": a log check proves only the current run ready",
-            svc.name
-        );
-    }
-}
-
 mod check;
 mod dashboard;
 mod events;

@@ -107,10 +107,10 @@ fn judge_log_checks(
             Some(statuses) => statuses
                 .iter()
                 .any(|s| s.name == svc.name && s.pid.is_some()),
-            None => super::live_in_saved_state(saved.as_ref(), &svc.name),
+            None => super::check::live_in_saved_state(saved.as_ref(), &svc.name),
         };
         if !live {
-            super::no_live_run(svc, result);
+            super::check::no_live_run(svc, result);
         }
     }
 }

@@ -140,7 +140,7 @@ async fn serve(
     tracing::info!(pid = std::process::id(), socket = %socket.display(), "supervisor ready");
 
     let config = Arc::new(config);
-    let (mut supervisor, tx) = Supervisor::new(Arc::clone(&config));
+    let (mut supervisor, tx) = Supervisor::new(Arc::clone(&config), Arc::new(unit::Processes));
     if let Some(saved) = state::read(&config) {
         supervisor.adopt(&saved);
     }

@@ -137,7 +137,66 @@ impl Drop for Ahead {
     }
 }
 
-type Sink = mpsc::UnboundedSender<Report>;
+/// Where units send their reports.
+pub type Sink = mpsc::UnboundedSender<Report>;
+
+/// The dispatcher's window onto processes: it starts units, and on exit
+/// sweeps whatever of the project is left. The real one runs processes; a
+/// test double records launches and lets a test push reports, so the rules
+/// between services are tested in-process, in milliseconds.
+pub trait Launcher: Send + Sync {
+    fn launch(&self, l: Launch, sink: Sink) -> Unit;
+    /// Last resort on exit: nothing carrying `marker` survives, and no
+    /// descendant of the supervisor either.
+    fn sweep_all(&self, marker: &str);
+}
+
+/// Units that prepare, spawn and watch real processes.
+pub struct Processes;
+
+impl Launcher for Processes {
+    fn launch(&self, l: Launch, sink: Sink) -> Unit {
+        launch(l, sink)
+    }
+
+    fn sweep_all(&self, marker: &str) {
+        for pid in process::marked_pids(&format!("{marker}:"), true) {
+            process::signal_pid(pid, Signal::SIGKILL);
+        }
+        kill_own_children();
+    }
+}
+
+/// Kill every process still parented to the supervisor: as a subreaper it
+/// inherits descendants that left their group and cleared their
+/// environment, so neither a group signal nor the marker reaches them. Log
+/// writers are spared: they finish on their own once their service is gone.
+fn kill_own_children() {
+    let me = std::process::id() as i32;
+    for _ in 0..5 {
+        let left: Vec<i32> = process::children_of(me)
+            .into_iter()
+            .filter(|&pid| !process::cmdline(pid).is_some_and(|c| c.contains("__log")))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        for pid in left {
+            tracing::info!(pid, "killing a leftover descendant");
+            process::signal_pid(pid, Signal::SIGKILL);
+        }
+        // Its own children are re-parented to us in turn.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+impl Unit {
+    /// A handle on a unit run by someone else (a test double).
+    pub fn new(gen: u64, ctl: mpsc::UnboundedSender<Ctl>) -> Unit {
+        Unit { gen, ctl }
+    }
+}
 
 /// Start a unit that prepares and spawns the service.
 pub fn launch(l: Launch, sink: Sink) -> Unit {

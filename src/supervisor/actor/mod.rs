@@ -17,6 +17,8 @@
 mod ahead;
 mod persist;
 mod requests;
+#[cfg(test)]
+mod tests;
 mod waiters;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -179,10 +181,15 @@ pub struct Supervisor {
     sampled_at: Option<Instant>,
     /// The HTTP API, which a reload may move.
     api: Option<crate::api::Api>,
+    /// Starts units: real processes, or a test double.
+    launcher: Arc<dyn unit::Launcher>,
 }
 
 impl Supervisor {
-    pub fn new(config: Arc<Config>) -> (Self, mpsc::UnboundedSender<Msg>) {
+    pub fn new(
+        config: Arc<Config>,
+        launcher: Arc<dyn unit::Launcher>,
+    ) -> (Self, mpsc::UnboundedSender<Msg>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let marker = instance_marker(&config);
@@ -217,6 +224,7 @@ impl Supervisor {
             sampler: Default::default(),
             sampled_at: None,
             api: None,
+            launcher,
         };
         sup.install(config);
         (sup, tx)
@@ -397,8 +405,7 @@ impl Supervisor {
                 break;
             }
         }
-        self.kill_all_marked();
-        kill_own_children();
+        self.launcher.sweep_all(&self.marker);
         self.persist();
     }
 
@@ -562,7 +569,7 @@ impl Supervisor {
                 let mut launch = self.launch_of(id, gen);
                 launch.replace |= self.replace.remove(id);
                 launch.ahead = self.entries.get_mut(id).expect("entry").ahead.take();
-                let unit = unit::launch(launch, self.reports_tx.clone());
+                let unit = self.launcher.launch(launch, self.reports_tx.clone());
                 self.entries.get_mut(id).expect("entry").unit = Some(unit);
             }
             Effect::Stop | Effect::Kill => {
@@ -789,37 +796,6 @@ impl Supervisor {
         };
         self.events.append(&event);
         self.publish(|| Update::Event { event });
-    }
-
-    /// Last resort on exit: nothing carrying our marker survives us.
-    fn kill_all_marked(&self) {
-        let prefix = format!("{}:", self.marker);
-        for pid in process::marked_pids(&prefix, true) {
-            process::signal_pid(pid, Signal::SIGKILL);
-        }
-    }
-}
-
-/// Kill every process still parented to the supervisor: as a subreaper it
-/// inherits descendants that left their group and cleared their
-/// environment, so neither a group signal nor the marker reaches them. Log
-/// writers are spared: they finish on their own once their service is gone.
-fn kill_own_children() {
-    let me = std::process::id() as i32;
-    for _ in 0..5 {
-        let left: Vec<i32> = process::children_of(me)
-            .into_iter()
-            .filter(|&pid| !process::cmdline(pid).is_some_and(|c| c.contains("__log")))
-            .collect();
-        if left.is_empty() {
-            return;
-        }
-        for pid in left {
-            tracing::info!(pid, "killing a leftover descendant");
-            process::signal_pid(pid, Signal::SIGKILL);
-        }
-        // Its own children are re-parented to us in turn.
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

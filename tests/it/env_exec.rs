@@ -1,0 +1,205 @@
+//! The environment as compose users expect it (`.env`, `--env-file`,
+//! `--no-dotenv`, `[project] env`, `FPCTL_PROFILES`) and `fpctl exec`.
+
+use crate::common::{wait_until, Stack};
+use std::time::Duration;
+
+/// A service that writes what it was given to its log, then waits.
+fn echo_service(name: &str, text: &str) -> String {
+    format!(
+        r#"
+[services.{name}]
+command = "echo {text}; sleep 100"
+shell = true
+"#
+    )
+}
+
+fn wait_for_log(stack: &Stack, service: &str, needle: &str) {
+    wait_until(
+        &format!("{needle:?} in {service}'s log"),
+        Duration::from_secs(10),
+        || stack.log(service).contains(needle),
+    );
+}
+
+#[test]
+fn dotenv_beside_the_file_is_read_and_its_secrets_are_redacted() {
+    let stack = Stack::new(&echo_service(
+        "greeter",
+        "greeting=${GREETING} token=${API_TOKEN}",
+    ));
+    stack.write(
+        ".env",
+        "GREETING=hello-from-dotenv\nAPI_TOKEN=s3cr3t-t0ken\n",
+    );
+    let start = stack.run(&["start"]).expect(0);
+    wait_for_log(&stack, "greeter", "greeting=hello-from-dotenv");
+    // The service prints the token itself (its own business); fpctl's note
+    // of the command it started does not.
+    let log = stack.log("greeter");
+    let note = log
+        .lines()
+        .find(|l| l.starts_with("[fpctl] starting:"))
+        .expect("a starting note");
+    assert!(
+        note.contains("token=***") && !note.contains("s3cr3t"),
+        "{note}"
+    );
+    let events = stack.run(&["events"]).expect(0);
+    for out in [start.all(), events.all(), stack.run(&["check"]).all()] {
+        assert!(!out.contains("s3cr3t-t0ken"), "secret shown:\n{out}");
+    }
+}
+
+#[test]
+fn env_file_flag_overrides_dotenv_and_no_dotenv_turns_it_off() {
+    let stack = Stack::new(&echo_service("greeter", "greeting=${GREETING}"));
+    stack.write(".env", "GREETING=from-dotenv\n");
+    stack.write("other.env", "GREETING=from-other-file\n");
+    stack.run(&["--env-file", "other.env", "start"]).expect(0);
+    wait_for_log(&stack, "greeter", "greeting=from-other-file");
+    assert!(!stack.log("greeter").contains("from-dotenv"));
+    stack.run(&["stop"]).expect(0);
+
+    let r = stack.run(&["--no-dotenv", "validate"]).expect(2);
+    assert!(
+        r.stderr().contains("variable \"GREETING\" is not set"),
+        "{}",
+        r.all()
+    );
+    let r = stack
+        .run(&["--env-file", "missing.env", "validate"])
+        .expect(2);
+    assert!(r.stderr().contains("missing.env"), "{}", r.all());
+    // fpctl's own environment wins over .env, as in compose.
+    let r = stack
+        .cmd(&["graph"])
+        .env("GREETING", "from-shell")
+        .output()
+        .unwrap();
+    assert!(r.status.success());
+}
+
+#[test]
+fn project_env_applies_to_every_service_and_a_service_env_overrides_it() {
+    let stack = Stack::new(
+        r#"
+[project]
+env = { STAGE = "shared-stage", REGION = "eu" }
+
+[services.one]
+command = "echo one stage=$STAGE region=$REGION; sleep 100"
+shell = true
+
+[services.two]
+command = "echo two stage=$STAGE region=$REGION; sleep 100"
+shell = true
+env = { REGION = "us" }
+"#,
+    );
+    stack.run(&["start"]).expect(0);
+    wait_for_log(&stack, "one", "one stage=shared-stage region=eu");
+    wait_for_log(&stack, "two", "two stage=shared-stage region=us");
+}
+
+#[test]
+fn fpctl_profiles_works_like_the_profile_flag() {
+    let stack = Stack::new(
+        r#"
+[services.always]
+command = "sleep 100"
+
+[services.debugger]
+command = "sleep 100"
+profiles = ["debug"]
+
+[services.batch]
+command = "sleep 100"
+profiles = ["batch"]
+
+[services.other]
+command = "sleep 100"
+profiles = ["other"]
+"#,
+    );
+    let out = stack
+        .cmd(&["start"])
+        .env("FPCTL_PROFILES", "debug,batch")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    for (name, state) in [
+        ("always", "online"),
+        ("debugger", "online"),
+        ("batch", "online"),
+        ("other", "stopped"),
+    ] {
+        assert_eq!(stack.state_of(name), state, "{name}");
+    }
+}
+
+#[test]
+fn exec_runs_in_the_service_environment_with_the_venv_first_on_path() {
+    let ports = crate::common::free_ports(2);
+    let stack = Stack::new(&format!(
+        r#"
+[services.db]
+command = "sleep 100"
+port = {db}
+
+[services.app]
+dir = "app"
+setup = "venv"
+command = "python -m http.server ${{PORT}}"
+port = {app}
+env = {{ GREETING = "hi from ${{FPCTL_PORT_DB}}" }}
+"#,
+        db = ports[0],
+        app = ports[1]
+    ));
+    stack.write("app/README", "the app");
+    // The venv that `setup = "venv"` makes.
+    let venv = std::process::Command::new("python3")
+        .args(["-m", "venv", "--without-pip", ".venv"])
+        .current_dir(stack.file("app"))
+        .status()
+        .unwrap();
+    assert!(venv.success());
+    let r = stack
+        .run(&[
+            "exec",
+            "app",
+            "--",
+            "python",
+            "-c",
+            "import os, sys; print(sys.executable); print(os.environ['PATH'].split(':')[0]); \
+             print(os.getcwd()); print(os.environ['PORT'], os.environ['GREETING'])",
+        ])
+        .expect(0);
+    let app = stack.file("app").canonicalize().unwrap();
+    let stdout = r.stdout();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        std::path::Path::new(lines[0]).parent().unwrap(),
+        app.join(".venv/bin"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(
+        std::path::Path::new(lines[1]).canonicalize().unwrap(),
+        app.join(".venv/bin")
+    );
+    assert_eq!(std::path::Path::new(lines[2]).canonicalize().unwrap(), app);
+    assert_eq!(lines[3], format!("{} hi from {}", ports[1], ports[0]));
+    // The exit code is the command's own.
+    stack
+        .run(&["exec", "app", "--", "sh", "-c", "exit 7"])
+        .expect(7);
+    let r = stack.run(&["exec", "ap", "--", "true"]).expect(2);
+    assert!(r.stderr().contains("did you mean \"app\""), "{}", r.all());
+    let r = stack
+        .run(&["exec", "app", "--", "no-such-program-here"])
+        .expect(2);
+    assert!(r.stderr().contains("no-such-program-here"), "{}", r.all());
+}

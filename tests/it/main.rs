@@ -1,0 +1,37 @@
+//! fpctl's integration tests: the real binary against real processes, one
+//! module per area. One test binary, so the harness (`common`) compiles and
+//! links once; `cargo test --release --test it NAME::` runs one area.
+
+mod common;
+
+mod api;
+mod chaos;
+mod check;
+mod cli_habits;
+mod dashboard;
+mod deep_path;
+mod env_exec;
+mod export;
+mod fuzz;
+mod graph_props;
+mod house;
+mod import;
+mod init;
+mod invalid_config;
+mod parallel_setup;
+mod ports;
+mod probes;
+mod recovery;
+mod redis;
+mod reliability;
+mod reload;
+mod replace;
+mod replicas;
+mod setup_hooks;
+mod smoke;
+mod stack_logs;
+mod start_progress;
+mod status_surfaces;
+mod stopping;
+mod supervisor;
+mod watch;
