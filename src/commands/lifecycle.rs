@@ -433,7 +433,7 @@ fn attach(config: &Config, names: &[String]) -> Result<Outcome> {
         std::thread::spawn(move || tailer.run_until(&done))
     };
     while Client::connect(&socket).is_some() {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(500));
     }
     // Lines written last are printed before saying so.
     done.store(true, std::sync::atomic::Ordering::SeqCst);
