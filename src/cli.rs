@@ -60,6 +60,9 @@ pub enum Command {
         services: Vec<String>,
         #[arg(long = "profile", short = 'p', env = "FPCTL_PROFILES", value_delimiter = ',', add = names(Names::Profiles))]
         profiles: Vec<String>,
+        /// In the background: the same as `fpctl start` (as `docker compose up -d`)
+        #[arg(short = 'd', long)]
+        detach: bool,
     },
     /// Show the status of the stack; exit 1 when anything is not online
     #[command(visible_aliases = ["status", "ps"])]
@@ -78,9 +81,9 @@ pub enum Command {
         #[arg(long = "profile", short = 'p', env = "FPCTL_PROFILES", value_delimiter = ',', add = names(Names::Profiles))]
         profiles: Vec<String>,
     },
-    /// Stop and start services again, and wait until they are online
+    /// Stop and start services again (default: all), and wait until they are online
     Restart {
-        #[arg(required = true, add = names(Names::Services))]
+        #[arg(add = names(Names::Services))]
         services: Vec<String>,
     },
     /// Run N instances of a service with replicas (NAME=N…), live
@@ -110,7 +113,7 @@ pub enum Command {
         follow: bool,
         /// How many lines from the end of each log [default: 100, or all
         /// with --since]
-        #[arg(short = 'n', long = "lines", value_name = "N")]
+        #[arg(short = 'n', long = "lines", visible_alias = "tail", value_name = "N")]
         lines: Option<usize>,
         /// Show the time each line was recorded (needs log_timestamps)
         #[arg(short = 't', long)]

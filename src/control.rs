@@ -54,6 +54,10 @@ pub enum Request {
     Reload {
         dry_run: bool,
     },
+    /// The services.toml text the supervisor runs (as it last loaded it):
+    /// commands act on the running stack with it while the file on disk
+    /// does not validate. Answered with `Config`.
+    Config,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,6 +95,10 @@ pub enum Response {
     Api {
         url: String,
         token: String,
+    },
+    Config {
+        path: PathBuf,
+        text: String,
     },
 }
 

@@ -9,6 +9,9 @@ pub enum Outcome {
     Success,
     /// Some service is not online, failed or blocked (already reported).
     NotOnline,
+    /// Stopped by this signal (Ctrl-C in `up`): exit 128 + signal, as
+    /// shells expect (130 for SIGINT).
+    Interrupted { signal: i32 },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,26 @@
 //! services.toml. `run` dispatches a parsed command line; every command
 //! returns an [`Outcome`] or an [`Error`], and `main` maps them to exit codes.
 
+// Every `print!`, `println!`, `eprint!` and `eprintln!` of the crate goes
+// through these: a reader that went away (`fpctl stop | head -1`) ends the
+// output quietly instead of panicking, and the command's work and exit code
+// stay its own. They shadow the standard macros for every module below.
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::output::write_out(format_args!($($arg)*)) };
+}
+macro_rules! println {
+    () => { $crate::output::write_out(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+#[allow(unused_macros)]
+macro_rules! eprint {
+    ($($arg:tt)*) => { $crate::output::write_err(format_args!($($arg)*)) };
+}
+macro_rules! eprintln {
+    () => { $crate::output::write_err(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::write_err(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 pub mod api;
 pub mod cli;
 pub mod commands;
@@ -54,7 +74,16 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             profiles,
             replace,
         } => commands::start(file, services, profiles, replace),
-        Command::Up { services, profiles } => commands::up(file, services, profiles),
+        Command::Up {
+            services,
+            profiles,
+            detach: true,
+        } => commands::start(file, services, profiles, false),
+        Command::Up {
+            services,
+            profiles,
+            detach: false,
+        } => commands::up(file, services, profiles),
         Command::Check {
             services,
             json,

@@ -431,21 +431,40 @@ pub fn status_value(config: &Config, rows: &[Row]) -> serde_json::Value {
     serde_json::json!({ "services": services, "summary": summary })
 }
 
-/// One progress line of `start`, `restart` or `stop`.
-pub fn print_progress(p: &crate::control::Progress) {
+/// One progress line of `start`, `restart` or `stop`, in columns: the
+/// time, the service (padded to `width`), its state, what it is doing. A
+/// service that is going down reads `stopping`, not `stopped  stopping`.
+pub fn print_progress(p: &crate::control::Progress, width: usize) {
+    use crate::control::ServiceState as S;
     let secs = p.elapsed_ms as f64 / 1000.0;
+    let going_down = p.state == S::Stopped && p.detail.as_deref() == Some("stopping");
+    let (state, shown) = if going_down {
+        (
+            "stopping".to_string(),
+            "stopping".yellow().bold().to_string(),
+        )
+    } else {
+        (
+            p.state.as_str().to_string(),
+            paint_state(p.state).to_string(),
+        )
+    };
     let detail = p
         .detail
         .as_deref()
+        .filter(|_| !going_down)
         .map(|d| format!("  {}", truncate(d, 80)))
         .unwrap_or_default();
-    println!(
-        "{} {:<20} {}{}",
+    // The widest state word: `completed`.
+    let state_width = S::ALL.iter().map(|s| s.as_str().len()).max().unwrap_or(9);
+    let line = format!(
+        "{} {}  {}{}",
         format!("[{secs:>6.2}s]").dimmed(),
-        p.service,
-        paint_state(p.state),
+        pad(&p.service, p.service.chars().count(), width.max(12)),
+        pad(&shown, state.chars().count(), state_width),
         detail.dimmed()
     );
+    println!("{}", line.trim_end());
 }
 
 pub fn print_done(goal: &str, took: std::time::Duration) {
@@ -625,23 +644,36 @@ impl LogTailer {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for (k, line) in merge(logs) {
             if self
-                .write_line(&mut out, &prefixes[k], line.time, line.text.as_bytes())
+                .write_line(&mut out, &prefixes[k], line.time, &line.text)
                 .is_err()
             {
+                mark_stdout_closed();
                 break;
             }
         }
-        let _ = out.flush();
+        if out.flush().is_err() {
+            mark_stdout_closed();
+        }
         untimed
     }
 
     /// Print every line written from here on, polling the files; the
     /// history before it is not read again. Returns when stdout is closed.
-    pub fn run(mut self) {
+    pub fn run(self) {
+        self.run_until(&std::sync::atomic::AtomicBool::new(false))
+    }
+
+    /// [`run`](Self::run) until `done` is set: then once more, so that
+    /// what was written before it was set is printed, and return.
+    pub fn run_until(mut self, done: &std::sync::atomic::AtomicBool) {
         use std::io::{Read, Seek, SeekFrom, Write};
         let prefixes: Vec<String> = (0..self.logs.len()).map(|k| self.prefix(k)).collect();
         let mut partial: Vec<Vec<u8>> = vec![Vec::new(); self.logs.len()];
         loop {
+            if stdout_closed() {
+                return;
+            }
+            let last = done.load(std::sync::atomic::Ordering::SeqCst);
             let mut out = std::io::stdout().lock();
             for k in 0..self.logs.len() {
                 let log = &mut self.logs[k];
@@ -668,11 +700,16 @@ impl LogTailer {
                 for line in lines[..last].split(|&b| b == b'\n') {
                     let (time, text) = crate::service_log::split_time_bytes(line);
                     if self.write_line(&mut out, &prefixes[k], time, text).is_err() {
-                        return; // stdout closed
+                        mark_stdout_closed();
+                        return;
                     }
                 }
             }
             if out.flush().is_err() {
+                mark_stdout_closed();
+                return;
+            }
+            if last {
                 return;
             }
             drop(out);
@@ -753,5 +790,44 @@ impl std::fmt::Display for crate::control::Reason {
             crate::control::Reason::Failed(r) => r.fmt(f),
             crate::control::Reason::Blocked(r) => r.fmt(f),
         }
+    }
+}
+
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static STDERR_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a write to stdout failed (its reader went away, as after
+/// `| head`): what follows output, like `events -f`, can end.
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Note that stdout is gone (a writer of its own found it closed).
+pub fn mark_stdout_closed() {
+    STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// What `print!` and `println!` do in this crate: write to stdout, and
+/// once that fails, write nothing more, quietly (never a panic).
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if stdout_closed() {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if out.write_fmt(args).is_err() {
+        mark_stdout_closed();
+    }
+}
+
+/// [`write_out`] for stderr (`eprint!`, `eprintln!`).
+pub fn write_err(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    if STDERR_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    if std::io::stderr().lock().write_fmt(args).is_err() {
+        STDERR_CLOSED.store(true, Ordering::Relaxed);
     }
 }

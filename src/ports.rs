@@ -14,6 +14,19 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, PortBook, PortRange};
 use crate::process;
 
+/// The part of `.fpctl/state.json` (`state::StateFile`) that tells which
+/// processes are the services' own.
+#[derive(Deserialize)]
+struct RecordedState {
+    services: BTreeMap<String, RecordedProcess>,
+}
+
+#[derive(Deserialize)]
+struct RecordedProcess {
+    pid: Option<i32>,
+    ticks: Option<u64>,
+}
+
 /// What `.fpctl/ports.json` holds.
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 struct Recorded {
@@ -27,6 +40,11 @@ pub struct Registry {
     path: PathBuf,
     marker: String,
     recorded: Recorded,
+    /// `.fpctl/state.json`, read when a holder has no marker.
+    state_path: PathBuf,
+    /// The service processes the supervisor recorded that still run (the
+    /// very processes: pid and start time), read once when first needed.
+    running: std::sync::OnceLock<Vec<(String, i32)>>,
 }
 
 impl Registry {
@@ -41,7 +59,47 @@ impl Registry {
             path,
             marker: process::project_marker(root),
             recorded,
+            // `state::STATE_FILE`, read without the state module (which
+            // depends on the config, which depends on this registry).
+            state_path: root.join(".fpctl").join("state.json"),
+            running: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The recorded service whose process `pid` is, or is in the process
+    /// group of, or descends from. For a process that rewrote its
+    /// environment, as redis-server does with its process title, this is
+    /// what is left to tell it from a foreign one.
+    fn recorded_owner(&self, pid: i32) -> Option<String> {
+        let running = self.running.get_or_init(|| {
+            let Ok(bytes) = std::fs::read(&self.state_path) else {
+                return Vec::new();
+            };
+            let Ok(saved) = serde_json::from_slice::<RecordedState>(&bytes) else {
+                return Vec::new();
+            };
+            saved
+                .services
+                .into_iter()
+                .filter_map(|(name, r)| Some((name, r.pid?, r.ticks?)))
+                .filter(|&(_, pid, ticks)| process::is_same_process(pid, ticks))
+                .map(|(name, pid, _)| (name, pid))
+                .collect()
+        });
+        if running.is_empty() {
+            return None;
+        }
+        let group = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid)))
+            .ok()
+            .map(|g| g.as_raw());
+        running
+            .iter()
+            .find(|&&(_, leader)| {
+                // Every service runs in a process group of its own, led by
+                // the recorded process.
+                pid == leader || group == Some(leader) || process::descends_from(pid, leader)
+            })
+            .map(|(name, _)| name.clone())
     }
 
     /// Record the ports `auto` chose in `config`, if they changed. Best
@@ -85,7 +143,8 @@ impl Registry {
                 let service = env
                     .split(|b| *b == 0)
                     .find_map(|kv| kv.strip_prefix(prefix.as_bytes()))
-                    .map(|name| String::from_utf8_lossy(name).into_owned());
+                    .map(|name| String::from_utf8_lossy(name).into_owned())
+                    .or_else(|| self.recorded_owner(pid));
                 match service {
                     Some(service) => Holder::Service { service, pid },
                     None => Holder::Foreign { pid, command },

@@ -22,9 +22,125 @@ const STEP_WIDTH: usize = 32;
 /// How often the live lines re-read the logs.
 const REFRESH: Duration = Duration::from_millis(250);
 
-pub enum Display {
+/// What a command that waits on the supervisor shows: one clock from the
+/// command's own start, whatever requests it makes (a `start` that first
+/// reloads shows one block, not two whose times restart at 0), and a line
+/// only when a service's state or detail changed since the last one.
+pub struct Display {
+    kind: Kind,
+    started: std::time::Instant,
+    /// The last (state, detail) shown per service.
+    shown: Mutex<HashMap<String, (ServiceState, Option<String>)>>,
+    /// The longest service name, for aligned columns.
+    width: usize,
+    /// For a stop: only services going down, not those that still run
+    /// while they wait for their dependents.
+    stopping: bool,
+    went_down: Mutex<Vec<String>>,
+}
+
+enum Kind {
     Plain,
     Live(Arc<Live>),
+}
+
+impl Display {
+    /// Live lines when stdout is a terminal, plain lines otherwise.
+    pub fn for_stdout(config: &Config) -> Display {
+        let width = name_width(config);
+        let kind = if std::io::stdout().is_terminal() {
+            Kind::Live(Live::new(config, width))
+        } else {
+            Kind::Plain
+        };
+        Display {
+            kind,
+            started: std::time::Instant::now(),
+            shown: Mutex::new(HashMap::new()),
+            width,
+            stopping: false,
+            went_down: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Plain lines, wherever stdout goes (`up`, whose logs share it).
+    pub fn plain(config: &Config) -> Display {
+        Display {
+            kind: Kind::Plain,
+            started: std::time::Instant::now(),
+            shown: Mutex::new(HashMap::new()),
+            width: name_width(config),
+            stopping: false,
+            went_down: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// For a stop: a line when a service begins to stop and when it has;
+    /// none for one that runs on until its dependents are down, or that was
+    /// stopped already.
+    pub fn for_stop(config: &Config) -> Display {
+        Display {
+            kind: Kind::Plain,
+            started: std::time::Instant::now(),
+            shown: Mutex::new(HashMap::new()),
+            width: name_width(config),
+            stopping: true,
+            went_down: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn show(&self, p: &Progress) {
+        let mut p = p.clone();
+        p.elapsed_ms = self.started.elapsed().as_millis() as u64;
+        {
+            let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+            let now = (p.state, p.detail.clone());
+            let first = !shown.contains_key(&p.service);
+            if shown.get(&p.service) == Some(&now) {
+                return;
+            }
+            shown.insert(p.service.clone(), now);
+            if self.stopping && (p.state != ServiceState::Stopped || (first && p.detail.is_none()))
+            {
+                return;
+            }
+            // Went down while this command watched (not stopped before).
+            if p.state == ServiceState::Stopped {
+                let mut down = self.went_down.lock().unwrap_or_else(|e| e.into_inner());
+                if !down.contains(&p.service) {
+                    down.push(p.service.clone());
+                }
+            }
+        }
+        match &self.kind {
+            Kind::Plain => output::print_progress(&p, self.width),
+            Kind::Live(live) => live.show(&p),
+        }
+    }
+
+    /// The services this display saw going down (a stop's own, and the
+    /// dependents it took with them), in the order they began to.
+    pub fn went_down(&self) -> Vec<String> {
+        self.went_down
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// When the display began: the command's own clock.
+    pub fn started(&self) -> std::time::Instant {
+        self.started
+    }
+
+    /// Clear the live lines before the final words.
+    pub fn finish(&self) {
+        if let Kind::Live(live) = &self.kind {
+            let bars = std::mem::take(&mut *live.bars.lock().unwrap_or_else(|e| e.into_inner()));
+            for (bar, _) in bars.into_values() {
+                bar.finish_and_clear();
+            }
+        }
+    }
 }
 
 pub struct Live {
@@ -35,12 +151,17 @@ pub struct Live {
     width: usize,
 }
 
-impl Display {
-    /// Live lines when stdout is a terminal, plain lines otherwise.
-    pub fn for_stdout(config: &Config) -> Display {
-        if !std::io::stdout().is_terminal() {
-            return Display::Plain;
-        }
+fn name_width(config: &Config) -> usize {
+    config
+        .services
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0)
+}
+
+impl Live {
+    fn new(config: &Config, width: usize) -> Arc<Live> {
         let logs = config
             .services
             .iter()
@@ -50,12 +171,7 @@ impl Display {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
             bars: Mutex::new(HashMap::new()),
             logs,
-            width: config
-                .services
-                .iter()
-                .map(|s| s.name.len())
-                .max()
-                .unwrap_or(0),
+            width,
         });
         let weak = Arc::downgrade(&live);
         std::thread::spawn(move || {
@@ -65,28 +181,9 @@ impl Display {
                 std::thread::sleep(REFRESH);
             }
         });
-        Display::Live(live)
+        live
     }
 
-    pub fn show(&self, p: &Progress) {
-        match self {
-            Display::Plain => output::print_progress(p),
-            Display::Live(live) => live.show(p),
-        }
-    }
-
-    /// Clear the live lines before the final words.
-    pub fn finish(&self) {
-        if let Display::Live(live) = self {
-            let bars = std::mem::take(&mut *live.bars.lock().unwrap_or_else(|e| e.into_inner()));
-            for (bar, _) in bars.into_values() {
-                bar.finish_and_clear();
-            }
-        }
-    }
-}
-
-impl Live {
     fn show(&self, p: &Progress) {
         let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
         let detail = p.detail.clone().unwrap_or_default();
@@ -94,7 +191,7 @@ impl Live {
             if let Some((bar, _)) = bars.remove(&p.service) {
                 bar.finish_and_clear();
             }
-            self.multi.suspend(|| output::print_progress(p));
+            self.multi.suspend(|| output::print_progress(p, self.width));
             return;
         }
         let (bar, shown) = bars.entry(p.service.clone()).or_insert_with(|| {

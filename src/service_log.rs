@@ -190,19 +190,20 @@ pub fn setup_status(path: &Path) -> Option<(String, Option<String>)> {
 }
 
 /// A line of a log as read back: its recorded time, if it has one, and
-/// its text without it.
+/// its text without it, byte for byte as the service wrote it (which need
+/// not be UTF-8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
     pub time: Option<SystemTime>,
-    pub text: String,
+    pub text: Vec<u8>,
 }
 
 impl Line {
-    pub fn parse(raw: &str) -> Line {
-        let (time, text) = split_time(raw);
+    pub fn parse(raw: &[u8]) -> Line {
+        let (time, text) = split_time_bytes(raw);
         Line {
             time,
-            text: text.to_string(),
+            text: text.to_vec(),
         }
     }
 }
@@ -272,7 +273,7 @@ pub fn history(
                     if n.is_some_and(|n| rev.len() >= n) {
                         break 'read false;
                     }
-                    let line = Line::parse(&String::from_utf8_lossy(raw));
+                    let line = Line::parse(raw);
                     match (since, line.time) {
                         (Some(since), Some(t)) if t < since => break 'read false,
                         (Some(_), None) => out.untimed = true,
@@ -385,8 +386,15 @@ mod tests {
     fn line(ms: Option<u64>, text: &str) -> Line {
         Line {
             time: ms.map(at),
-            text: text.to_string(),
+            text: text.as_bytes().to_vec(),
         }
+    }
+
+    fn texts(h: &History) -> Vec<&str> {
+        h.lines
+            .iter()
+            .map(|l| std::str::from_utf8(&l.text).unwrap())
+            .collect()
     }
 
     #[test]
@@ -414,17 +422,15 @@ mod tests {
         let mut f = File::open(&path).unwrap();
         let end = f.metadata().unwrap().len();
         let h = history(&mut f, end, Some(3), None).unwrap();
-        let texts: Vec<&str> = h.lines.iter().map(|l| l.text.as_str()).collect();
-        assert_eq!(texts, ["line 4997", "line 4998", "line 4999"]);
+        assert_eq!(texts(&h), ["line 4997", "line 4998", "line 4999"]);
         assert_eq!(h.end, end - "a partial line".len() as u64);
         let h = history(&mut f, end, None, Some(at(499_750))).unwrap();
-        let texts: Vec<&str> = h.lines.iter().map(|l| l.text.as_str()).collect();
-        assert_eq!(texts, ["line 4998", "line 4999"]);
+        assert_eq!(texts(&h), ["line 4998", "line 4999"]);
         assert!(!h.untimed);
         // Back to the first line, which has no time: left out, and said.
         let h = history(&mut f, end, None, Some(at(0))).unwrap();
         assert_eq!(h.lines.len(), 5000);
-        assert_eq!(h.lines[0].text, "line 0");
+        assert_eq!(h.lines[0].text, b"line 0");
         assert!(h.untimed);
         let all = history(&mut f, end, None, None).unwrap();
         assert_eq!(all.lines.len(), 5001);
@@ -444,7 +450,7 @@ mod tests {
         let b = vec![line(Some(300), "b1"), line(Some(600), "b2")];
         let merged: Vec<String> = merge(vec![a, b])
             .into_iter()
-            .map(|(k, l)| format!("{k}:{}", l.text))
+            .map(|(k, l)| format!("{k}:{}", String::from_utf8_lossy(&l.text)))
             .collect();
         assert_eq!(
             merged,

@@ -54,12 +54,18 @@ pub const SOCKET_PATH_MAX: usize = 107;
 /// folder too deep for that to fit in `sun_path`, a short name derived from
 /// the project's path in a runtime folder only this user can enter.
 pub fn socket_path(config: &Config) -> PathBuf {
-    let local = config.state_dir().join(SOCKET_FILE);
+    socket_path_in(&config.root)
+}
+
+/// [`socket_path`] of the project whose services.toml is in `root` (known
+/// even when that file does not validate).
+pub fn socket_path_in(root: &Path) -> PathBuf {
+    let local = root.join(".fpctl").join(SOCKET_FILE);
     if local.as_os_str().len() <= SOCKET_PATH_MAX {
         return local;
     }
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(config.root.as_os_str().as_encoded_bytes());
+    let digest = Sha256::digest(root.as_os_str().as_encoded_bytes());
     let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     runtime_dir().join(format!("{name}.sock"))
 }

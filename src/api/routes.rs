@@ -63,6 +63,17 @@ fn index(config: &Config, name: &str) -> Result<usize, Failure> {
     })
 }
 
+/// The services a name in a path means: the service, or every instance of
+/// a replicated service (as `fpctl logs worker` means all of them).
+fn instances(config: &Config, name: &str) -> Result<Vec<String>, Failure> {
+    let names = config.expand_names(&[name.to_string()]);
+    if names.iter().all(|n| config.service(n).is_some()) {
+        Ok(names)
+    } else {
+        index(config, name).map(|_| names)
+    }
+}
+
 /// The supervisor's statuses, in file order.
 pub async fn statuses(shared: &Shared) -> Result<(i32, Vec<ServiceStatus>), Failure> {
     match shared.ask(Request::Status).await.map(|a| a.last) {
@@ -104,6 +115,21 @@ async fn services(State(shared): St) -> Result<Json<Value>, Failure> {
 }
 
 async fn service(State(shared): St, Path(name): Path<String>) -> Result<Json<Value>, Failure> {
+    let names = instances(&shared.config(), &name)?;
+    if names.first() != Some(&name) {
+        // A replicated service: its instances, as `check worker` shows them.
+        let (_, services) = statuses(&shared).await?;
+        let mine: Vec<ServiceStatus> = services
+            .into_iter()
+            .filter(|s| names.contains(&s.name))
+            .collect();
+        let mut model = status_model(&shared.config(), &mine);
+        return Ok(Json(json!({
+            "name": name,
+            "instances": model["services"].take(),
+            "summary": model["summary"].take(),
+        })));
+    }
     let i = index(&shared.config(), &name)?;
     let (_, services) = statuses(&shared).await?;
     let one: Vec<ServiceStatus> = services.into_iter().filter(|s| s.name == name).collect();
@@ -147,14 +173,21 @@ fn settings(config: &Config, i: usize) -> Value {
 }
 
 async fn history(State(shared): St, Path(name): Path<String>) -> Result<Json<Value>, Failure> {
-    index(&shared.config(), &name)?;
+    let names = instances(&shared.config(), &name)?;
     let request = Request::History {
-        services: vec![name.clone()],
+        services: names.clone(),
     };
     match shared.ask(request).await.map(|a| a.last) {
-        Some(Response::History { mut histories }) => Ok(Json(json!({
+        Some(Response::History { mut histories }) if names.first() == Some(&name) => {
+            Ok(Json(json!({
+                "service": name,
+                "probes": histories.remove(&name).unwrap_or_default(),
+            })))
+        }
+        // A replicated service: each instance's probes.
+        Some(Response::History { histories }) => Ok(Json(json!({
             "service": name,
-            "probes": histories.remove(&name).unwrap_or_default(),
+            "instances": histories,
         }))),
         _ => Err(gone()),
     }
@@ -170,8 +203,47 @@ async fn logs(
     Path(name): Path<String>,
     Query(q): Query<LogsQuery>,
 ) -> Result<Json<Value>, Failure> {
-    index(&shared.config(), &name)?;
+    let names = instances(&shared.config(), &name)?;
     let n = q.n.unwrap_or(100).min(10_000);
+    if names.first() != Some(&name) {
+        // A replicated service: every instance's last `n` lines, merged in
+        // time order as `fpctl logs worker` shows them, each line with the
+        // instance that wrote it.
+        let paths: Vec<std::path::PathBuf> =
+            names.iter().map(|n| shared.config().log_path(n)).collect();
+        let merged = tokio::task::spawn_blocking(move || {
+            let logs = paths
+                .iter()
+                .map(|p| {
+                    let end = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+                    crate::service_log::history_of(p, end, Some(n), None)
+                        .map(|h| h.lines)
+                        .unwrap_or_default()
+                })
+                .collect();
+            crate::service_log::merge(logs)
+        })
+        .await
+        .unwrap_or_default();
+        let services: Vec<&str> = merged.iter().map(|(k, _)| names[*k].as_str()).collect();
+        let lines: Vec<String> = merged
+            .iter()
+            .map(|(_, l)| String::from_utf8_lossy(&l.text).into_owned())
+            .collect();
+        let times: Vec<Option<String>> = merged
+            .iter()
+            .map(|(_, l)| {
+                l.time
+                    .map(|t| humantime::format_rfc3339_millis(t).to_string())
+            })
+            .collect();
+        return Ok(Json(json!({
+            "service": name,
+            "lines": lines,
+            "times": times,
+            "services": services,
+        })));
+    }
     let path = shared.config().log_path(&name);
     let text = tokio::task::spawn_blocking(move || crate::service_log::last_lines(&path, n))
         .await
@@ -192,7 +264,7 @@ struct EventsQuery {
 
 async fn events(State(shared): St, Query(q): Query<EventsQuery>) -> Result<Json<Value>, Failure> {
     if let Some(name) = &q.service {
-        index(&shared.config(), name)?;
+        instances(&shared.config(), name)?;
     }
     let limit = q.limit.unwrap_or(100);
     Ok(Json(json!(
@@ -200,17 +272,19 @@ async fn events(State(shared): St, Query(q): Query<EventsQuery>) -> Result<Json<
     )))
 }
 
-/// The newest `limit` events (of one service), oldest first.
+/// The newest `limit` events (of one service, or of every instance of a
+/// replicated one), oldest first.
 pub async fn recent_events(
     config: &Config,
     service: Option<String>,
     limit: usize,
 ) -> Vec<events::Event> {
     let path = events::path(config);
+    let wanted = service.map(|s| config.expand_names(&[s]));
     tokio::task::spawn_blocking(move || {
         let mut all: Vec<events::Event> = events::read_all(&path)
             .into_iter()
-            .filter(|e| service.as_ref().is_none_or(|s| &e.service == s))
+            .filter(|e| wanted.as_ref().is_none_or(|w| w.contains(&e.service)))
             .collect();
         all.drain(..all.len().saturating_sub(limit));
         all
@@ -309,7 +383,7 @@ async fn action(
             "the API is read-only (api_read_only = true)".into(),
         ));
     }
-    index(&shared.config(), &name)?;
+    let names = instances(&shared.config(), &name)?;
     let services = vec![name.clone()];
     let request = match action.as_str() {
         "start" => Request::Start {
@@ -333,8 +407,17 @@ async fn action(
         _ => return Err(gone()),
     };
     let (_, now) = statuses(&shared).await?;
-    let one: Vec<ServiceStatus> = now.into_iter().filter(|s| s.name == name).collect();
-    let after = status_model(&shared.config(), &one)["services"][0].take();
+    let mine: Vec<ServiceStatus> = now
+        .into_iter()
+        .filter(|s| names.contains(&s.name))
+        .collect();
+    let mut model = status_model(&shared.config(), &mine);
+    // One service's status, or a replicated service's instances.
+    let after = if names.first() == Some(&name) {
+        model["services"][0].take()
+    } else {
+        json!({ "name": name, "instances": model["services"].take() })
+    };
     let code = if ok {
         StatusCode::OK
     } else {

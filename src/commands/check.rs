@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::load;
 use crate::config::{Config, Probe};
 use crate::control::{Request, Response, ServiceState, ServiceStatus};
 use crate::health::{self, ProbeResult, Verdict};
@@ -24,7 +23,8 @@ pub fn check(
     wait: Option<Duration>,
     profiles: Vec<String>,
 ) -> Result<Outcome> {
-    let config = Arc::new(load(file)?);
+    let (config, running) = super::load_running(file)?;
+    let config = Arc::new(config);
     // Which rows to show, and which of them decide the exit code.
     let (shown, counted): (Vec<usize>, Vec<usize>) = if services.is_empty() {
         let counted = graph::select(&config, &[], &profiles)?;
@@ -57,7 +57,7 @@ pub fn check(
         process::init();
         let deadline = wait.map(|w| Instant::now() + w);
         loop {
-            let rows = snapshot(&config, &shown).await;
+            let rows = snapshot(&config, &shown, running).await;
             let counted_rows = || rows.iter().filter(|r| counted.contains(&r.index));
             let all_ok = counted_rows().all(|r| r.state.is_ok());
             let hopeless = counted_rows()
@@ -87,13 +87,15 @@ pub fn check(
 }
 
 /// One look at the given services.
-async fn snapshot(config: &Arc<Config>, shown: &[usize]) -> Vec<Row> {
+async fn snapshot(config: &Arc<Config>, shown: &[usize], running: bool) -> Vec<Row> {
     let (from_supervisor, digest) = supervisor_status(config).unzip();
     // The file changed since the supervisor read it: its ports and commands
     // may not be the running ones, so only the supervisor's own view counts.
-    let stale = digest
-        .flatten()
-        .is_some_and(|d| crate::control::file_digest(&config.path).is_some_and(|now| now != d));
+    // (Unless `config` is the running one, read from the supervisor.)
+    let stale = !running
+        && digest
+            .flatten()
+            .is_some_and(|d| crate::control::file_digest(&config.path).is_some_and(|now| now != d));
     if stale {
         note_stale_once(config);
     }
@@ -110,6 +112,18 @@ async fn snapshot(config: &Arc<Config>, shown: &[usize]) -> Vec<Row> {
     let mut results: HashMap<usize, Option<ProbeResult>> = HashMap::new();
     while let Some(Ok((i, r))) = probes.join_next().await {
         results.insert(i, r);
+    }
+    // A log check proves only a live run ready: with no process of the
+    // current run, the lines it matched are an earlier run's.
+    for (&i, result) in results.iter_mut() {
+        let svc = &config.services[i];
+        let live = match &from_supervisor {
+            Some(statuses) => statuses.get(&svc.name).and_then(|s| s.pid).is_some(),
+            None => live_in_saved_state(saved.as_ref(), &svc.name),
+        };
+        if let Some(r) = result.as_mut().filter(|_| !live) {
+            no_live_run(svc, r);
+        }
     }
     shown
         .iter()
@@ -289,4 +303,29 @@ fn row(
         );
     }
     row
+}
+
+/// Whether the saved state records a process of `service` that still runs
+/// (the very process: pid and start time).
+pub(super) fn live_in_saved_state(saved: Option<&crate::state::StateFile>, service: &str) -> bool {
+    saved
+        .and_then(|s| s.services.get(service))
+        .and_then(|r| Some((r.pid?, r.ticks?)))
+        .is_some_and(|(pid, ticks)| crate::process::is_same_process(pid, ticks))
+}
+
+/// A `log` check of a service with no live run fails: the lines in its log
+/// belong to a run that is over, whatever they say.
+pub(super) fn no_live_run(svc: &crate::config::Service, result: &mut crate::health::ProbeResult) {
+    if let Some(crate::config::Health {
+        probe: crate::config::Probe::Log { .. },
+        ..
+    }) = &svc.health
+    {
+        result.verdict = crate::health::Verdict::Down;
+        result.detail = format!(
+            "no live run of \"{}\": a log check proves only the current run ready",
+            svc.name
+        );
+    }
 }

@@ -6,12 +6,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::lifecycle::connect_or_spawn;
-use super::load;
 use crate::control::{Request, Response};
 use crate::{Error, Outcome, Result};
 
 pub fn dashboard(file: Option<&Path>, no_open: bool) -> Result<Outcome> {
-    let config = load(file)?;
+    let (config, _) = super::load_running(file)?;
     let mut client = connect_or_spawn(&config)?;
     let reply = client
         .request(Request::Api, |_| {})

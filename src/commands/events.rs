@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use colored::Colorize;
 
-use super::load;
 use crate::events::{self, Event};
 use crate::{graph, Outcome, Result};
 
@@ -18,7 +17,7 @@ pub fn events(
     follow: bool,
     lines: usize,
 ) -> Result<Outcome> {
-    let config = load(file)?;
+    let (config, _) = super::load_running(file)?;
     let names = match service {
         Some(name) => {
             let name = [name.to_string()];
@@ -51,6 +50,10 @@ pub fn events(
         for e in new {
             last_ts = e.ts;
             print_event(&e, json);
+        }
+        // Its reader went away (`fpctl events -f | head`).
+        if crate::output::stdout_closed() {
+            return Ok(Outcome::Success);
         }
     }
 }

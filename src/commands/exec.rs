@@ -9,10 +9,22 @@ use crate::{graph, setup, Error, Outcome, Result};
 /// in its dir, with its env, `PORT`, every `FPCTL_PORT_*` and its venv / npm
 /// PATH. Its exit code (or signal) is therefore the command's own.
 pub fn exec(file: Option<&Path>, service: &str, command: &[String]) -> Result<Outcome> {
-    let config = super::load(file)?;
+    let (config, _) = super::load_running(file)?;
     // The same "no service named … (did you mean …)" as every command.
     graph::select(&config, &[service.to_string()], &[])?;
-    let (_, svc) = config.service(service).expect("selected above");
+    // A replicated service's name: its first instance, said on stderr.
+    let instances = config.expand_names(&[service.to_string()]);
+    let Some((_, svc)) = instances.first().and_then(|n| config.service(n)) else {
+        return Err(Error::Usage(format!("no service named \"{service}\"")));
+    };
+    if svc.name != service {
+        eprintln!(
+            "note: \"{service}\" runs {} instances; running in {} (name one to choose: {})",
+            instances.len(),
+            svc.name,
+            instances.join(", ")
+        );
+    }
     let (program, args) = command
         .split_first()
         .ok_or_else(|| Error::Usage("exec needs a command after `--`".into()))?;

@@ -24,14 +24,17 @@ pub fn start(
 ) -> Result<Outcome> {
     let config = load(file)?;
     graph::select(&config, &services, &profiles)?;
+    // One display for the reload and the start: one clock, and a service's
+    // line only when it changed.
+    let display = crate::progress::Display::for_stdout(&config);
     // A running supervisor first takes up the edits to services.toml.
     if let Some(mut client) = Client::connect(&state::socket_path(&config)) {
         let reply = client
-            .request_with(Request::Reload { dry_run: false }, |r| {
+            .request_with(Request::Reload { dry_run: false }, |r| match r {
                 // Quiet when the file did not change.
-                if !matches!(r, Response::Plan { changes, api: None } if changes.is_empty()) {
-                    print_update(r)
-                }
+                Response::Plan { changes, api: None } if changes.is_empty() => {}
+                Response::Progress(p) => display.show(p),
+                _ => print_update(r, &display),
             })
             .map_err(|e| Error::other("lost the supervisor", e))?;
         match reply {
@@ -52,7 +55,7 @@ pub fn start(
         profiles,
         replace,
     };
-    drive(&config, request, "online")
+    drive(&config, request, "online", display)
 }
 
 /// `reload`: apply the edits to services.toml to the running stack.
@@ -64,17 +67,22 @@ pub fn reload(file: Option<&Path>, dry_run: bool) -> Result<Outcome> {
         println!("no supervisor is running; `fpctl start` reads services.toml afresh");
         return Ok(Outcome::Success);
     };
-    let started = Instant::now();
+    let display = crate::progress::Display::for_stdout(&config);
     let reply = client
-        .request_with(Request::Reload { dry_run }, print_update)
+        .request_with(Request::Reload { dry_run }, |r| print_update(r, &display))
         .map_err(|e| Error::other("lost the supervisor", e))?;
-    finish(reply, started, if dry_run { "planned" } else { "reloaded" })
+    display.finish();
+    finish(
+        reply,
+        display.started(),
+        if dry_run { "planned" } else { "reloaded" },
+    )
 }
 
 /// A progress line, or a reload plan (one line per changed service).
-fn print_update(r: &Response) {
+fn print_update(r: &Response, display: &crate::progress::Display) {
     match r {
-        Response::Progress(p) => output::print_progress(p),
+        Response::Progress(p) => display.show(p),
         Response::Plan { changes, api: None } if changes.is_empty() => {
             println!("services.toml: no changes")
         }
@@ -91,32 +99,61 @@ fn print_update(r: &Response) {
 }
 
 pub fn restart(file: Option<&Path>, services: Vec<String>) -> Result<Outcome> {
-    let config = load(file)?;
+    let (config, _) = super::load_running(file)?;
     graph::select(&config, &services, &[])?;
-    drive(&config, Request::Restart { services }, "online")
+    let display = crate::progress::Display::for_stdout(&config);
+    drive(&config, Request::Restart { services }, "online", display)
 }
 
 pub fn stop(file: Option<&Path>, services: Vec<String>) -> Result<Outcome> {
-    let config = load(file)?;
+    let (config, _) = super::load_running(file)?;
     graph::select(&config, &services, &[])?;
     let Some(mut client) = supervisor_if_needed(&config)? else {
         println!("nothing is running");
         return Ok(Outcome::Success);
     };
-    let started = Instant::now();
+    let display = crate::progress::Display::for_stop(&config);
+    let named = config.expand_names(&services);
     let reply = client
-        .request(Request::Stop { services }, output::print_progress)
+        .request(
+            Request::Stop {
+                services: services.clone(),
+            },
+            |p| display.show(p),
+        )
         .map_err(|e| Error::other("lost the supervisor", e))?;
-    finish(reply, started, "stopped")
+    let outcome = finish(reply, display.started(), "stopped")?;
+    // Dependents go down with what they depend on: say which, and how
+    // they come back.
+    let along: Vec<String> = display
+        .went_down()
+        .into_iter()
+        .filter(|n| !named.contains(n))
+        .collect();
+    if !services.is_empty() && !along.is_empty() {
+        println!(
+            "also stopped {}, which depend{} on {}; `fpctl start {}` starts {} again",
+            along.join(", "),
+            if along.len() == 1 { "s" } else { "" },
+            services.join(", "),
+            services.join(" "),
+            if along.len() == 1 { "it" } else { "them" },
+        );
+    }
+    Ok(outcome)
 }
 
 /// Send a request to the project's supervisor (starting one if needed) and
 /// report its progress and outcome.
-fn drive(config: &Config, request: Request, goal: &str) -> Result<Outcome> {
+fn drive(
+    config: &Config,
+    request: Request,
+    goal: &str,
+    display: crate::progress::Display,
+) -> Result<Outcome> {
     on_interrupt_say(DETACHED, 130);
-    let started = Instant::now();
+    let started = display.started();
     let deadline = started + SUPERVISOR_BOOT;
-    let display = crate::progress::Display::for_stdout(config);
     loop {
         let mut client = connect_or_spawn(config)?;
         let reply = client
@@ -245,11 +282,15 @@ pub fn connect_or_spawn(config: &Config) -> Result<Client> {
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| Error::other("log", e))?)
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe; it detaches the supervisor from
-    // our terminal and session so it outlives this command.
+    // SAFETY: setsid and sigprocmask are async-signal-safe; setsid detaches
+    // the supervisor from our terminal and session so it outlives this
+    // command. Its stop and reload signals stay blocked from its first
+    // instruction until it handles them (a blocked signal waits, it is not
+    // lost): a SIGHUP in its first milliseconds must not kill it.
     unsafe {
         cmd.pre_exec(|| {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
+            supervisor::block_signals();
             Ok(())
         });
     }
@@ -275,6 +316,9 @@ pub fn connect_or_spawn(config: &Config) -> Result<Client> {
 
 /// `__supervise`: become the project's background supervisor.
 pub fn supervise(file: Option<&Path>) -> Result<Outcome> {
+    // Before anything else (the spawner blocked them already; this covers a
+    // supervisor started another way): signals wait for their handlers.
+    supervisor::block_signals();
     let config = load(file)?;
     init_tracing();
     // The lock may be held by a supervisor that serves (a concurrent start
@@ -317,14 +361,20 @@ pub fn up(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) -> 
         return attach(&config, &names);
     };
     let tailer = output::LogTailer::new(&config, &names);
-    std::thread::spawn(move || tailer.run());
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tail = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || tailer.run_until(&done))
+    };
+    let display = crate::progress::Display::plain(&config);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        let started = Instant::now();
+    let progress = std::thread::spawn(move || {
         while let Some(r) = rx.blocking_recv() {
             match r {
-                Response::Progress(p) => output::print_progress(&p),
-                Response::Done { ok: true, .. } => output::print_done("online", started.elapsed()),
+                Response::Progress(p) => display.show(&p),
+                Response::Done { ok: true, .. } => {
+                    output::print_done("online", display.started().elapsed())
+                }
                 Response::Done {
                     ok: false,
                     failures,
@@ -347,7 +397,16 @@ pub fn up(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) -> 
         )),
         true,
     )?;
-    Ok(Outcome::Success)
+    // Everything is stopped: the last lines the services and fpctl wrote
+    // (their shutdown output, the exit notes) are printed before exiting.
+    let _ = progress.join();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = tail.join();
+    // Stopped by Ctrl-C (or SIGTERM): exit as a shell expects, 128 + signal.
+    Ok(match supervisor::stopped_by_signal() {
+        Some(signal) => Outcome::Interrupted { signal },
+        None => Outcome::Success,
+    })
 }
 
 /// `up` while a supervisor runs: show every log live; Ctrl-C detaches and
@@ -368,12 +427,17 @@ fn attach(config: &Config, names: &[String]) -> Result<Outcome> {
     );
     on_interrupt_say(UP_DETACHED, 0);
     let tailer = output::LogTailer::new(config, names);
-    std::thread::spawn(move || tailer.run());
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tail = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || tailer.run_until(&done))
+    };
     while Client::connect(&socket).is_some() {
         std::thread::sleep(Duration::from_millis(500));
     }
     // Lines written last are printed before saying so.
-    std::thread::sleep(Duration::from_millis(200));
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = tail.join();
     println!("the supervisor stopped");
     Ok(Outcome::Success)
 }

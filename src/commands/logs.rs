@@ -6,7 +6,6 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::load;
 use crate::{graph, Outcome, Result};
 
 /// How many lines of each log, when neither `-n` nor `--since` says.
@@ -23,7 +22,7 @@ pub struct Options {
 }
 
 pub fn logs(file: Option<&Path>, services: &[String], opts: Options) -> Result<Outcome> {
-    let config = load(file)?;
+    let (config, _) = super::load_running(file)?;
     let names: Vec<String> = if services.is_empty() {
         config.services.iter().map(|s| s.name.clone()).collect()
     } else {

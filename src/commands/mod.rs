@@ -12,6 +12,54 @@ pub fn load(file: Option<&Path>) -> Result<Config> {
     Ok(config::load(file)?)
 }
 
+/// For commands that act on a running stack (`stop`, `check`, `logs`, …):
+/// services.toml, or, while it has an error and a supervisor runs, the
+/// config that supervisor runs, with a warning; the bool says which. A
+/// broken file must never leave a running stack out of reach. With no
+/// supervisor, the file's error (exit 2).
+pub fn load_running(file: Option<&Path>) -> Result<(Config, bool)> {
+    let err = match config::load(file) {
+        Ok(c) => return Ok((c, false)),
+        Err(e) => e,
+    };
+    let config::ConfigError::Invalid {
+        path,
+        text,
+        diagnostics,
+    } = &err
+    else {
+        return Err(err.into());
+    };
+    let Some(running) = running_config(path) else {
+        return Err(err.into());
+    };
+    let (line, col) = diagnostics
+        .first()
+        .and_then(|d| d.span.as_ref())
+        .map(|span| config::line_col(text, span.start))
+        .unwrap_or((1, 1));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    output::print_warning(&format!(
+        "{name} has an error ({line}:{col}); acting on the running stack as last loaded \
+         (`fpctl validate` shows the error)"
+    ));
+    Ok((running, true))
+}
+
+/// The config the project's supervisor runs, if one answers.
+fn running_config(path: &Path) -> Option<Config> {
+    use crate::control::{Client, Request, Response};
+    let mut client = Client::connect(&crate::state::socket_path_in(path.parent()?))?;
+    client.set_timeout(Some(std::time::Duration::from_secs(5)));
+    match client.request(Request::Config, |_| {}) {
+        Ok(Response::Config { text, .. }) => config::load_str(path, text).ok(),
+        _ => None,
+    }
+}
+
 pub fn validate(file: Option<&Path>) -> Result<Outcome> {
     let config = load(file)?;
     println!("{}", output::validate_summary(&config));
@@ -56,4 +104,4 @@ pub use logs::{logs, parse_since, Options as LogsOptions};
 pub use ports::ports;
 pub use probe::probe;
 pub use scale::scale;
-pub use tools::{completion_names, completions, man, schema, COMPLETE_VAR};
+pub use tools::{add_habit_tip, completion_names, completions, man, schema, COMPLETE_VAR};

@@ -41,7 +41,7 @@ pub fn completions(shell: Shell) -> Result<Outcome> {
             &program.to_string_lossy(),
             &mut script,
         )
-        .and_then(|()| std::io::stdout().write_all(&script))
+        .and_then(|()| write_stdout(&script))
         .map_err(|e| Error::other("cannot write the completion script", e))?;
     Ok(Outcome::Success)
 }
@@ -74,10 +74,16 @@ pub fn completion_names(kind: Names) -> Vec<CompletionCandidate> {
 
 pub fn man() -> Result<Outcome> {
     let page = man_page().map_err(|e| Error::other("cannot render the man page", e))?;
-    std::io::stdout()
-        .write_all(&page)
-        .map_err(|e| Error::other("cannot write the man page", e))?;
+    write_stdout(&page).map_err(|e| Error::other("cannot write the man page", e))?;
     Ok(Outcome::Success)
+}
+
+/// Write to stdout; a reader that went away (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    match std::io::stdout().write_all(bytes) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 /// One page: fpctl's own, then a section per command (with its aliases and
@@ -112,4 +118,38 @@ fn man_page() -> std::io::Result<Vec<u8>> {
 pub fn schema() -> Result<Outcome> {
     println!("{}", config::json_schema());
     Ok(Outcome::Success)
+}
+
+/// A command line that another tool's users type (docker compose, pm2,
+/// process-compose) and fpctl spells differently: a tip toward fpctl's own
+/// spelling, added to clap's usage error.
+pub fn add_habit_tip(e: &mut clap::Error) {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::InvalidSubcommand {
+        return;
+    }
+    let Some(ContextValue::String(word)) = e.get(ContextKind::InvalidSubcommand) else {
+        return;
+    };
+    let tip = match word.as_str() {
+        "config" | "show" => {
+            "`fpctl validate` checks services.toml, `fpctl graph` shows its tiers and dependencies"
+        }
+        "rm" | "kill" | "delete" => {
+            "`fpctl stop [SVC…]` stops services and every process they started"
+        }
+        "ls" | "list" | "describe" | "inspect" => {
+            "`fpctl check [SVC…]` shows every service's state (`--json` for all fields)"
+        }
+        "top" | "stats" | "monit" => "`fpctl check --wide` shows memory and CPU",
+        "run" => "`fpctl exec SVC -- CMD…` runs a command in a service's environment",
+        "attach" => "`fpctl up` attaches to a running stack and shows its logs live",
+        _ => return,
+    };
+    let mut tips = match e.get(ContextKind::Suggested) {
+        Some(ContextValue::StyledStrs(v)) => v.clone(),
+        _ => Vec::new(),
+    };
+    tips.push(tip.into());
+    e.insert(ContextKind::Suggested, ContextValue::StyledStrs(tips));
 }

@@ -16,7 +16,7 @@ mod words;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use diag::{ConfigError, Diagnostic};
+pub use diag::{line_col, ConfigError, Diagnostic};
 pub use dotenv::read as read_env_file;
 pub use expand::{expand, ExpandError};
 pub use load::{discover, load, load_str, load_with, FILE_NAME};

@@ -3,8 +3,11 @@
 //!
 //! A launch is where fpctl wrote its `[fpctl] starting: …` note into the log
 //! (the supervisor does so right before every spawn), so the probe finds it
-//! whether it runs in the supervisor or in a separate `fpctl check`. What was
-//! read is remembered per log file: each probe reads only the new lines.
+//! whether it runs in the supervisor or in a separate `fpctl check`; the
+//! note of the run's end (`[fpctl] process N exited …`) forgets the match.
+//! What was read is remembered per log file: each probe reads only the new
+//! lines. The log alone cannot tell that the run's process still lives:
+//! `check` and `probe` ask the supervisor (or its saved state) for that.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -17,6 +20,9 @@ use super::Verdict;
 
 /// The prefix of the note fpctl writes at every launch (see `service_log::note`).
 const LAUNCH_NOTE: &str = "[fpctl] starting: ";
+/// The note fpctl writes when a run's process is gone (`process N exited …`):
+/// what the run printed no longer proves anything.
+const END_NOTE: &str = "[fpctl] process ";
 /// fpctl's own lines never count as the service's output.
 const OWN_NOTE: &str = "[fpctl] ";
 
@@ -74,7 +80,7 @@ fn read_new_lines(log: &Path, pattern: &Regex, state: &mut Scan) -> std::io::Res
         state.offset += n as u64;
         let text = String::from_utf8_lossy(&line);
         let text = crate::service_log::text_of(text.trim_end());
-        if text.starts_with(LAUNCH_NOTE) {
+        if text.starts_with(LAUNCH_NOTE) || text.starts_with(END_NOTE) {
             state.matched = None;
         } else if state.matched.is_none() && !text.starts_with(OWN_NOTE) && pattern.is_match(text) {
             state.matched = Some(text.trim().to_string());

@@ -69,12 +69,59 @@ pub fn run(
     rt.block_on(serve(config, lock, initial, foreground))
 }
 
+/// The signals a supervisor handles: stop (SIGTERM, SIGINT) and reload
+/// (SIGHUP).
+const HANDLED: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+/// Block the signals a supervisor handles, so that one arriving before the
+/// handlers are installed waits for them instead of killing the process.
+/// Async-signal-safe (called between fork and exec). Children never inherit
+/// the mask: std resets it in every process it spawns.
+pub fn block_signals() {
+    // SAFETY: sigemptyset, sigaddset and sigprocmask on a set we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in HANDLED {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+fn unblock_signals() {
+    // SAFETY: as in `block_signals`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in HANDLED {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// The signal that told the supervisor to stop everything, if one did.
+static STOPPED_BY: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// SIGINT or SIGTERM, when one of them (not `fpctl stop`) ended the
+/// supervisor: `up` exits as a shell expects after it (130, 143).
+pub fn stopped_by_signal() -> Option<i32> {
+    match STOPPED_BY.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        sig => Some(sig),
+    }
+}
+
 async fn serve(
     config: Config,
     _lock: Lock,
     initial: Option<(Request, mpsc::UnboundedSender<Response>)>,
     foreground: bool,
 ) -> Result<()> {
+    // The handlers first; then what arrived meanwhile is delivered to them.
+    let handlers = Signals::install();
+    unblock_signals();
     crate::process::init();
     if let Err(e) = crate::process::set_subreaper() {
         tracing::warn!("cannot become a child subreaper: {e}");
@@ -105,7 +152,7 @@ async fn serve(
     // last replies are flushed before the process exits.
     let (drain, mut drained) = mpsc::channel::<()>(1);
     let acceptor = tokio::spawn(accept(listener, tx.clone(), api, drain));
-    tokio::spawn(signals(tx.clone(), foreground));
+    tokio::spawn(signals(handlers, tx.clone(), foreground));
     // The dispatcher runs as a task, not as the runtime's main future: a
     // unit's report then wakes it through the scheduler's local queue, where
     // waking the main future would write the runtime's eventfd each time.
@@ -143,29 +190,60 @@ fn start_api(
     api
 }
 
-async fn signals(tx: mpsc::UnboundedSender<Msg>, foreground: bool) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
+/// The supervisor's signal streams (tokio's handlers).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Option<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(term), Ok(int), Ok(hup)) => Some(Signals { term, int, hup }),
+            _ => {
+                tracing::error!("cannot install signal handlers");
+                None
+            }
+        }
+    }
+}
+
+async fn signals(handlers: Option<Signals>, tx: mpsc::UnboundedSender<Msg>, foreground: bool) {
+    let Some(Signals {
+        mut term,
+        mut int,
+        mut hup,
+    }) = handlers
+    else {
         return;
     };
     loop {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        let sig = tokio::select! {
+            _ = term.recv() => libc::SIGTERM,
+            _ = int.recv() => libc::SIGINT,
             // A background supervisor outlives the terminal that started it:
             // to it, SIGHUP means "re-read services.toml".
             _ = hup.recv() => if !foreground {
                 tracing::info!("SIGHUP: reloading services.toml");
                 let _ = tx.send(Msg::Reload);
                 continue;
+            } else {
+                libc::SIGHUP
             },
-        }
+        };
         tracing::info!("signal received: stopping everything");
+        let _ = STOPPED_BY.compare_exchange(
+            0,
+            sig,
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+        );
         let _ = tx.send(Msg::Shutdown);
     }
 }

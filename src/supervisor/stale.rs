@@ -6,13 +6,15 @@
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 
 use crate::config::Service;
 use crate::process;
 
 /// Stop `pid`, which holds `port` of `svc`, if it is a stale copy of `svc`:
-/// its process group gets `stop_signal`, then SIGKILL after `stop_timeout`.
+/// it and its descendants get `stop_signal`, then SIGKILL after
+/// `stop_timeout`. Never its process group or session: started by a script
+/// without job control (make, CI, `run.sh`), the stale copy shares those
+/// with the script and with the `fpctl start` that asked for its end.
 /// Ok is a line for the service's log; Err says why it was left alone.
 pub async fn replace(svc: &Service, pid: i32, port: u16) -> Result<String, String> {
     if process::descends_from(pid, std::process::id() as i32) {
@@ -25,19 +27,16 @@ pub async fn replace(svc: &Service, pid: i32, port: u16) -> Result<String, Strin
             svc.name
         ));
     }
-    let group = nix::unistd::getpgid(Some(Pid::from_raw(pid)))
-        .map(Pid::as_raw)
-        .ok()
-        // Never our own group.
-        .filter(|&g| g != nix::unistd::getpgrp().as_raw() && g > 1);
-    let signal = |sig: Signal| match group {
-        Some(g) => process::signal_group(g, sig),
-        None => process::signal_pid(pid, sig),
-    };
-    signal(svc.stop_signal);
+    let signalled = signal_tree(pid, svc.stop_signal);
     let mut how = svc.stop_signal.as_str().to_string();
     if !gone_within(pid, svc.stop_timeout).await {
-        signal(Signal::SIGKILL);
+        signal_tree(pid, Signal::SIGKILL);
+        // Descendants left behind by a parent that died first.
+        for &(p, ticks) in &signalled {
+            if process::is_same_process(p, ticks) {
+                process::signal_pid(p, Signal::SIGKILL);
+            }
+        }
         how.push_str(", then SIGKILL");
         gone_within(pid, Duration::from_secs(2)).await;
     }
@@ -46,14 +45,43 @@ pub async fn replace(svc: &Service, pid: i32, port: u16) -> Result<String, Strin
     while process::port_holder(port).is_some() && t0.elapsed() < Duration::from_secs(2) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let whom = match group {
-        Some(g) => format!("process group {g}"),
-        None => format!("pid {pid}"),
+    let whom = match signalled.len().saturating_sub(1) {
+        0 => format!("pid {pid}"),
+        n => {
+            let pids: Vec<String> = signalled[1..].iter().map(|(p, _)| p.to_string()).collect();
+            format!(
+                "pid {pid} and its {n} descendant{} (pid {})",
+                if n == 1 { "" } else { "s" },
+                pids.join(", ")
+            )
+        }
     };
     Ok(format!(
-        "replaced a stale copy: pid {pid} ({}) held port {port} without answering; stopped {whom} with {how}",
+        "replaced a stale copy: pid {pid} ({}) held port {port} without answering; signalled {whom} (not its process group) with {how}",
         argv.join(" ")
     ))
+}
+
+/// Send `sig` to `pid` and to every descendant it has now (never to this
+/// supervisor's own processes); returns them, with their start times.
+fn signal_tree(pid: i32, sig: Signal) -> Vec<(i32, u64)> {
+    let me = std::process::id() as i32;
+    let mut tree = Vec::new();
+    let mut next = vec![pid];
+    while let Some(p) = next.pop() {
+        if p == me || tree.iter().any(|&(q, _)| q == p) {
+            continue;
+        }
+        let Some(ticks) = process::start_ticks(p) else {
+            continue;
+        };
+        tree.push((p, ticks));
+        next.extend(process::children_of(p));
+    }
+    for &(p, _) in &tree {
+        process::signal_pid(p, sig);
+    }
+    tree
 }
 
 async fn gone_within(pid: i32, limit: Duration) -> bool {

@@ -491,7 +491,11 @@ async fn prepare(l: &Launch) -> Result<Prepared, String> {
     let svc = &l.svc;
     if let Some(port) = svc.port {
         if health::tcp(port).await.0 == Verdict::Healthy {
-            if let Some(h) = &svc.health {
+            // A log check cannot vouch for a process fpctl did not start:
+            // the lines it would match are an earlier run's.
+            let vouches =
+                |h: &&crate::config::Health| !matches!(h.probe, crate::config::Probe::Log { .. });
+            if let Some(h) = svc.health.as_ref().filter(vouches) {
                 let probe = health::probe(svc, &h.probe, h.timeout).await;
                 if probe.verdict == Verdict::Healthy {
                     return Ok(Prepared::External(probe));

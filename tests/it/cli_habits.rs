@@ -292,3 +292,112 @@ fn detail_column_uses_the_terminal_width() {
         row.chars().count()
     );
 }
+
+/// Run fpctl with its stdout on a pipe whose reader is already gone, as
+/// after `| head -1`: every write to it fails (EPIPE). Returns the exit code
+/// and stderr.
+fn with_closed_stdout(stack: &Stack, args: &[&str]) -> (i32, String) {
+    let (read, write) = nix::unistd::pipe().expect("pipe");
+    drop(read);
+    let out = stack
+        .cmd(args)
+        .stdout(std::process::Stdio::from(write))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run fpctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_stdout_ends_output_quietly_and_the_work_and_exit_code_stay() {
+    let stack = Stack::new(&format!(
+        "{}{}",
+        crate::common::http_service("api", crate::common::free_port(), "", ""),
+        crate::common::http_service(
+            "web",
+            crate::common::free_port(),
+            "",
+            "depends_on = [\"api\"]"
+        )
+    ));
+    let quiet = |args: &[&str], code: i32| {
+        let (got, stderr) = with_closed_stdout(&stack, args);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "fpctl {} panicked on a closed stdout:\n{stderr}",
+            args.join(" ")
+        );
+        assert_eq!(got, code, "fpctl {}: {stderr}", args.join(" "));
+    };
+    // The start is done, although nobody reads what it says.
+    quiet(&["start"], 0);
+    assert_eq!(stack.state_of("web"), "online");
+    let pids = stack.recorded_pids();
+    quiet(&["check"], 0);
+    quiet(&["check", "--json"], 0);
+    quiet(&["events"], 0);
+    quiet(&["logs"], 0);
+    quiet(&["graph"], 0);
+    quiet(&["validate"], 0);
+    quiet(&["ports"], 0);
+    quiet(&["man"], 0);
+    quiet(&["completions", "bash"], 0);
+    // Following ends once it finds its reader gone.
+    quiet(&["events", "-f"], 0);
+    quiet(&["logs", "-f"], 0);
+    // A stop with nobody reading still stops everything.
+    quiet(&["stop", "web"], 0);
+    assert_eq!(stack.state_of("web"), "stopped");
+    quiet(&["stop"], 0);
+    crate::common::wait_until(
+        "every process of the stack is gone",
+        std::time::Duration::from_secs(10),
+        || pids.iter().all(|&p| !crate::common::pid_alive(p)),
+    );
+    // An exit code that is not 0 stays what it is.
+    quiet(&["check"], 1);
+}
+
+/// What docker compose, pm2 and process-compose users type: accepted where
+/// the meaning is clear (`logs --tail N`, `up -d`, `restart` with no
+/// service), a tip toward fpctl's spelling where it is not (`config`).
+#[test]
+fn habits_from_compose_and_pm2_are_accepted_or_answered_with_a_tip() {
+    let stack = Stack::new(
+        "[services.napper]\nshell = true\ncommand = \"echo one; echo two; echo three; echo four; sleep 100\"\n\n[services.other]\ncommand = \"sleep 100\"\n",
+    );
+    // `up -d` is `start`: in the background, and it returns.
+    stack.run(&["up", "-d"]).expect(0);
+    assert_eq!(stack.state_of("napper"), "online");
+    crate::common::wait_until(
+        "napper wrote its lines",
+        std::time::Duration::from_secs(5),
+        || stack.log("napper").contains("four"),
+    );
+    let r = stack.run(&["logs", "napper", "--tail", "2"]).expect(0);
+    assert_eq!(r.stdout(), "three\nfour\n", "{}", r.all());
+    let r = stack.run(&["logs", "napper", "--tail=1"]).expect(0);
+    assert_eq!(r.stdout(), "four\n", "{}", r.all());
+    // `restart` with no service restarts them all.
+    let before = (stack.pid_of("napper"), stack.pid_of("other"));
+    stack.run(&["restart"]).expect(0);
+    let after = (stack.pid_of("napper"), stack.pid_of("other"));
+    assert!(
+        after.0.is_some() && after.1.is_some() && after.0 != before.0 && after.1 != before.1,
+        "not every service restarted: {before:?} -> {after:?}"
+    );
+    // `config` is not fpctl's word: the usage error says what is.
+    let r = stack.run(&["config"]).expect(2);
+    assert!(
+        r.stderr().contains("tip:")
+            && r.stderr().contains("fpctl validate")
+            && r.stderr().contains("fpctl graph"),
+        "{}",
+        r.all()
+    );
+    let r = stack.run(&["rm"]).expect(2);
+    assert!(r.stderr().contains("fpctl stop"), "{}", r.all());
+}

@@ -116,6 +116,66 @@ health = { log = "worker ready", start_timeout = "1500ms" }
     });
 }
 
+const LOG_READY_WORKER: &str = r#"
+[services.worker]
+command = "echo worker ready; sleep 100"
+shell = true
+health = { log = "worker ready", interval = "200ms" }
+
+[services.other]
+command = "sleep 100"
+"#;
+
+/// `check` and `probe` of the worker both say it is not ready.
+fn assert_not_ready(stack: &Stack, when: &str) {
+    let r = stack.run(&["check", "worker", "--json"]);
+    assert_eq!(r.code(), 1, "check passes {when}:\n{}", r.all());
+    let v: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_ne!(v["services"][0]["state"], "online", "{when}: {v}");
+    let r = stack.run(&["probe", "worker"]);
+    assert_eq!(r.code(), 1, "probe passes {when}:\n{}", r.all());
+    assert!(r.stdout().contains("no live run"), "{when}:\n{}", r.all());
+}
+
+#[test]
+fn a_log_check_never_proves_a_stopped_service_ready() {
+    let stack = Stack::new(LOG_READY_WORKER);
+    stack.run(&["start"]).expect(0);
+    stack.run(&["probe", "worker"]).expect(0);
+    stack.run(&["check", "worker"]).expect(0);
+    // Stopped while the supervisor runs on (another service is up) ...
+    stack.run(&["stop", "worker"]).expect(0);
+    assert_eq!(stack.state_of("worker"), "stopped");
+    assert_not_ready(&stack, "after `stop worker`");
+    // ... and with no supervisor at all.
+    stack.run(&["stop"]).expect(0);
+    assert_not_ready(&stack, "after `stop`");
+    assert!(stack.log("worker").contains("worker ready"));
+}
+
+#[test]
+fn a_log_check_never_proves_a_run_that_was_killed_ready() {
+    let stack = Stack::new(LOG_READY_WORKER);
+    stack.run(&["start"]).expect(0);
+    let worker = stack.pid_of("worker").expect("worker runs");
+    let other = stack.pid_of("other").expect("other runs");
+    let supervisor = stack.supervisor_pid().expect("a supervisor");
+    // Everything dies at once: nobody writes the end of the run in the log,
+    // and no process is left for a new supervisor to adopt.
+    // SAFETY: kill(2) on processes this test's stack started.
+    unsafe {
+        libc::kill(supervisor, libc::SIGKILL);
+        libc::kill(-worker, libc::SIGKILL);
+        libc::kill(-other, libc::SIGKILL);
+    }
+    wait_until("the stack is gone", Duration::from_secs(5), || {
+        [worker, other, supervisor]
+            .iter()
+            .all(|&p| !crate::common::pid_alive(p))
+    });
+    assert_not_ready(&stack, "after the run was killed");
+}
+
 #[test]
 fn tls_needs_no_system_openssl() {
     let out = std::process::Command::new("ldd")

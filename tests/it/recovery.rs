@@ -293,3 +293,50 @@ command = "sleep 1000"
     });
     assert_eq!(s.state_of("slowsetup"), "stopped");
 }
+
+/// `restarts` counts since the supervisor took the service over: a new
+/// supervisor after `stop` starts from 0; one that adopts the running
+/// process (the old one died) goes on counting.
+#[test]
+fn the_restart_count_starts_afresh_after_stop_and_goes_on_after_adoption() {
+    let s = Stack::new(
+        "[services.bumpy]\nshell = true\ncommand = \"if [ -e crashed ]; then exec sleep 600; fi; touch crashed; exit 1\"\n",
+    );
+    s.run(&["start"]).expect(0);
+    wait_until(
+        "bumpy restarted once and runs",
+        Duration::from_secs(10),
+        || {
+            let v = s.service("bumpy");
+            v["state"] == "online" && v["restarts"] == 1
+        },
+    );
+    // The supervisor dies; a new one adopts the running process.
+    let supervisor = s.supervisor_pid().expect("a supervisor");
+    // SAFETY: kill(2) on the supervisor this test started.
+    unsafe { libc::kill(supervisor, libc::SIGKILL) };
+    wait_until("the supervisor is gone", Duration::from_secs(5), || {
+        !pid_alive(supervisor)
+    });
+    let v = s.service("bumpy");
+    assert_eq!(
+        (v["state"].clone(), v["restarts"].clone()),
+        ("online".into(), 1.into()),
+        "{v}"
+    );
+    assert_ne!(s.supervisor_pid(), Some(supervisor));
+
+    s.run(&["stop"]).expect(0);
+    s.run(&["start"]).expect(0);
+    let v = s.service("bumpy");
+    assert_eq!(v["state"], "online", "{v}");
+    assert_eq!(
+        (
+            v["restarts"].clone(),
+            v["restarts_in_row"].clone(),
+            v["restarts_total"].clone()
+        ),
+        (0.into(), 0.into(), 0.into()),
+        "a new supervisor counts the restarts of an earlier one: {v}"
+    );
+}

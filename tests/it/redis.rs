@@ -137,3 +137,89 @@ health = {{ http = "/health", expect_json = {{ redis = "+PONG" }} }}
         "something still listens on redis's port"
     );
 }
+
+/// redis-server writes its process title over its environment, so the
+/// marker fpctl gives its processes is gone from /proc/PID/environ: `ports`
+/// must still know it as the service's own, and a redis-server that fpctl
+/// did not start as foreign.
+#[test]
+// The foreign redis-server is killed by the stack's drop (`own_pids`), not
+// reaped, like `Stack::spawn_httpd`'s processes.
+#[allow(clippy::zombie_processes)]
+fn ports_knows_its_own_redis_server_and_calls_another_foreign() {
+    require_redis();
+    let ports = free_ports(2);
+    let (ours, theirs) = (ports[0], ports[1]);
+    let mut s = Stack::new(&format!(
+        r#"
+[services.redis]
+command = "redis-server --port ${{PORT}} --save '' --appendonly no"
+port = {ours}
+health = {{ exec = "redis-cli -p ${{PORT}} ping" }}
+"#
+    ));
+    s.run(&["start"]).expect(0);
+    let pid = s.pid_of("redis").expect("redis runs");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    assert!(
+        !String::from_utf8_lossy(&environ).contains("FPCTL_INSTANCE="),
+        "redis-server kept its environment: this test would prove nothing"
+    );
+    let r = s.run(&["ports"]);
+    assert_eq!(
+        r.code(),
+        0,
+        "fpctl's own redis is called foreign:\n{}",
+        r.all()
+    );
+    assert!(
+        r.stdout().contains(&format!("redis (pid {pid})")),
+        "{}",
+        r.all()
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&s.run(&["ports", "--json"]).expect(0).stdout()).unwrap();
+    assert_eq!(json["ports"][0]["state"], "service", "{json}");
+
+    // A redis-server of someone else's, on a port the file gives a service.
+    s.write(
+        "services.toml",
+        &format!(
+            "{}\n[services.cache]\ncommand = \"redis-server --port ${{PORT}}\"\nport = {theirs}\n",
+            std::fs::read_to_string(s.file("services.toml")).unwrap()
+        ),
+    );
+    let foreign = Command::new("redis-server")
+        .args([
+            "--port",
+            &theirs.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .current_dir(s.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn redis-server");
+    s.own_pids.push(foreign.id() as i32);
+    wait_until(
+        "the other redis-server listens",
+        Duration::from_secs(5),
+        || port_open(theirs),
+    );
+    let r = s.run(&["ports"]);
+    assert_eq!(r.code(), 1, "{}", r.all());
+    assert!(
+        r.stdout()
+            .contains(&format!("pid {} (redis-server", foreign.id())),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stdout().contains(&format!("redis (pid {pid})")),
+        "{}",
+        r.all()
+    );
+}

@@ -257,3 +257,172 @@ fn logs_and_events_of_a_replicated_service_cover_all_its_instances() {
         r.all()
     );
 }
+
+/// `exec worker` (the service's name, not an instance's) runs in the first
+/// instance's environment and says so; an instance's name chooses another.
+#[test]
+fn exec_on_a_replicated_service_runs_in_its_first_instance_and_says_so() {
+    let base = free_range(3);
+    let s = Stack::new(&workers(base, 3));
+    let r = s
+        .run(&[
+            "exec",
+            "worker",
+            "--",
+            "sh",
+            "-c",
+            "echo replica $FPCTL_REPLICA port $PORT",
+        ])
+        .expect(0);
+    assert_eq!(
+        r.stdout().trim(),
+        format!("replica 1 port {base}"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stderr().contains("worker-1") && r.stderr().contains("worker-3"),
+        "no word of which instance:\n{}",
+        r.all()
+    );
+    let r = s
+        .run(&[
+            "exec",
+            "worker-2",
+            "--",
+            "sh",
+            "-c",
+            "echo replica $FPCTL_REPLICA",
+        ])
+        .expect(0);
+    assert_eq!(r.stdout().trim(), "replica 2");
+    assert!(r.stderr().is_empty(), "{}", r.all());
+    // The command's exit code is still the command's.
+    s.run(&["exec", "worker", "--", "sh", "-c", "exit 7"])
+        .expect(7);
+}
+
+/// `probe worker` probes every instance: it passes only when all pass.
+#[test]
+fn probe_of_a_replicated_service_probes_every_instance() {
+    let base = free_range(2);
+    let s = Stack::new(&workers(base, 2));
+    s.run_within(&["start"], Duration::from_secs(30)).expect(0);
+    let r = s.run(&["probe", "worker"]).expect(0);
+    for i in 1..=2 {
+        assert!(
+            r.stdout().contains(&format!("worker-{i}: healthy")),
+            "{}",
+            r.all()
+        );
+    }
+    s.run(&["stop", "worker-2"]).expect(0);
+    let r = s.run(&["probe", "worker"]).expect(1);
+    assert!(
+        r.stdout().contains("worker-1: healthy") && r.stdout().contains("worker-2: down"),
+        "{}",
+        r.all()
+    );
+    s.run(&["probe", "worker-1"]).expect(0);
+    let r = s.run(&["probe", "wroker"]).expect(2);
+    assert!(
+        r.all().contains("no service named \"wroker\""),
+        "{}",
+        r.all()
+    );
+}
+
+/// `GET path` on the API at `port` with the bearer `token`: the status code
+/// and the JSON body.
+fn api_get(port: u16, token: &str, path: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the API");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        code,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// The API takes a replicated service's name as the CLI does: its logs
+/// merged with each line's instance, its events, its instances' status.
+#[test]
+fn the_api_takes_a_replicated_services_name_like_the_cli() {
+    let base = free_range(2);
+    let api = free_port();
+    let s = Stack::new(&format!(
+        "[project]\napi = \"127.0.0.1:{api}\"\n{}",
+        workers(base, 2)
+    ));
+    s.run_within(&["start"], Duration::from_secs(30)).expect(0);
+    let token = std::fs::read_to_string(s.file(".fpctl/api-token")).unwrap();
+    let token = token.trim();
+    wait_until("both instances logged", Duration::from_secs(10), || {
+        s.log("worker-1").contains("w1: listening") && s.log("worker-2").contains("w2: listening")
+    });
+
+    let (code, logs) = api_get(api, token, "/api/v1/services/worker/logs?n=50");
+    assert_eq!(code, 200, "{logs}");
+    let lines: Vec<&str> = logs["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    let services: Vec<&str> = logs["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(lines.len(), services.len(), "{logs}");
+    assert_eq!(
+        lines.len(),
+        logs["times"].as_array().unwrap().len(),
+        "{logs}"
+    );
+    for i in 1..=2 {
+        let k = lines
+            .iter()
+            .position(|l| l.contains(&format!("w{i}: listening")))
+            .unwrap_or_else(|| panic!("no line of worker-{i}: {logs}"));
+        assert_eq!(services[k], format!("worker-{i}"), "{logs}");
+    }
+
+    let (code, one) = api_get(api, token, "/api/v1/services/worker");
+    assert_eq!(code, 200, "{one}");
+    assert_eq!(one["instances"].as_array().unwrap().len(), 2, "{one}");
+    assert_eq!(one["summary"]["online"], 2, "{one}");
+
+    let (code, events) = api_get(api, token, "/api/v1/events?service=worker");
+    assert_eq!(code, 200, "{events}");
+    let mut who: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["service"].as_str().unwrap())
+        .collect();
+    who.sort();
+    who.dedup();
+    assert_eq!(who, ["worker-1", "worker-2"], "{events}");
+
+    let (code, history) = api_get(api, token, "/api/v1/services/worker/history");
+    assert_eq!(code, 200, "{history}");
+    assert!(history["instances"]["worker-2"].is_array(), "{history}");
+
+    // An instance is still itself, and a wrong name still 404.
+    let (code, logs) = api_get(api, token, "/api/v1/services/worker-2/logs");
+    assert_eq!(code, 200);
+    assert!(logs.get("services").is_none(), "{logs}");
+    assert_eq!(api_get(api, token, "/api/v1/services/wroker/logs").0, 404);
+}

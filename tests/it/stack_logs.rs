@@ -459,3 +459,146 @@ fn a_reload_that_turns_times_on_restarts_the_service() {
             .any(|l| l.ends_with("Z hello") && time_of(l).is_some())
     });
 }
+
+/// `fpctl up` in the foreground: Ctrl-C stops everything, the last lines
+/// the service wrote while stopping (and fpctl's note of its exit) are
+/// printed, and the exit code is 130, as shells expect after Ctrl-C.
+#[test]
+fn up_in_the_foreground_exits_130_after_ctrl_c_with_the_last_lines_printed() {
+    let s = Stack::new(
+        "[services.polite]\nshell = true\ncommand = \"trap 'echo polite is leaving; exit 0' TERM; echo polite ready; while :; do sleep 0.05; done\"\n",
+    );
+    let (mut child, seen) = spawn_collecting(&s, &["up"]);
+    wait_until("polite is up", Duration::from_secs(15), || {
+        seen.lock().unwrap().contains("polite | polite ready")
+    });
+    let pid = s.pid_of("polite").expect("polite runs");
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    assert!(!pid_alive(pid), "polite still runs after up exited");
+    // The pipe is closed once up exited: what it printed is all there.
+    wait_until(
+        "up's output read to its end",
+        Duration::from_secs(5),
+        || Arc::strong_count(&seen) == 1,
+    );
+    let out = seen.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(130), "{out}");
+    assert!(
+        out.contains("polite | polite is leaving") && out.contains("polite | [fpctl] process"),
+        "up exited before the last lines were printed:\n{out}"
+    );
+}
+
+/// What a service writes that is not UTF-8 comes out of `fpctl logs` byte
+/// for byte, as `cat` shows it: alone, merged, with -t, --since and -f.
+#[test]
+fn logs_print_what_the_service_wrote_byte_for_byte() {
+    const RAW: &[u8] = b"bytes \xff\xfe and \xc3( end";
+    let s = Stack::new(&format!(
+        "{}log_timestamps = true\n{}",
+        scripted(
+            "timed",
+            "printf 'bytes \\\\377\\\\376 and \\\\303( end\\\\n'",
+            ""
+        ),
+        scripted(
+            "plain",
+            "printf 'bytes \\\\377\\\\376 and \\\\303( end\\\\n'",
+            ""
+        ),
+    ));
+    s.run(&["start"]).expect(0);
+    let log = |name: &str| std::fs::read(s.file(&format!(".fpctl/logs/{name}.log"))).unwrap();
+    wait_until(
+        "both services wrote their line",
+        Duration::from_secs(10),
+        || {
+            ["timed", "plain"]
+                .iter()
+                .all(|n| log(n).windows(RAW.len()).any(|w| w == RAW))
+        },
+    );
+    let bytes_of = |args: &[&str]| s.run(args).expect(0).0.stdout;
+    let has = |out: &[u8], line: &[u8]| out.windows(line.len()).any(|w| w == line);
+    let mut alone = RAW.to_vec();
+    alone.push(b'\n');
+    for name in ["timed", "plain"] {
+        let out = bytes_of(&["logs", name]);
+        assert!(
+            has(&out, &alone),
+            "logs {name}: {}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+    let merged = bytes_of(&["logs"]);
+    for prefix in [&b"timed | "[..], b"plain | "] {
+        let line = [prefix, RAW].concat();
+        assert!(
+            has(&merged, &line),
+            "merged: {}",
+            String::from_utf8_lossy(&merged)
+        );
+    }
+    let out = bytes_of(&["logs", "-t", "timed"]);
+    assert!(
+        has(&out, &[b"Z ", RAW].concat()),
+        "-t: {}",
+        String::from_utf8_lossy(&out)
+    );
+    let out = bytes_of(&["logs", "--since", "1h", "timed"]);
+    assert!(
+        has(&out, &alone),
+        "--since: {}",
+        String::from_utf8_lossy(&out)
+    );
+    assert!(!has(&out, "\u{fffd}".as_bytes()));
+
+    // Followed: a line written after `logs -f` began.
+    let mut child = s
+        .cmd(&["logs", "-f", "plain"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            let _ = tx.send(all.clone());
+        }
+    });
+    let later = b"later \xff line\n";
+    let wait_for = |needle: &[u8]| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = rx
+                .recv_timeout(Duration::from_millis(200))
+                .unwrap_or_default();
+            if has(&got, needle) {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+        }
+    };
+    assert!(wait_for(&alone), "the history before following");
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(s.file(".fpctl/logs/plain.log"))
+            .unwrap();
+        f.write_all(later).unwrap();
+    }
+    let followed = wait_for(later);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(followed, "-f did not print the line byte for byte");
+}

@@ -218,3 +218,58 @@ health = {{ log = "^ready$" }}
     }
     assert!(log.lines().all(|l| time.is_match(l)), "{log}");
 }
+
+/// The seconds of each progress line (`[  1.23s] …`) and the rest of it.
+fn timed_lines(out: &str) -> Vec<(f64, String)> {
+    out.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix('[')?;
+            let (secs, line) = rest.split_once("s]")?;
+            Some((secs.trim().parse().ok()?, line.trim().to_string()))
+        })
+        .collect()
+}
+
+/// A `start` with a supervisor running first applies the edited file (a
+/// reload), then starts: one block of lines on one clock from the command's
+/// start, each service's state said once, and the total time the whole.
+#[test]
+fn a_second_start_shows_one_block_on_one_clock() {
+    let ports = free_ports(2);
+    let toml = |boot: &str| {
+        format!(
+            "{}{}",
+            http_service("api", ports[0], &format!("--ready-after {boot}"), ""),
+            http_service("web", ports[1], "", "depends_on = [\"api\"]"),
+        )
+    };
+    let s = Stack::new(&toml("0.2"));
+    s.run(&["start"]).expect(0);
+    s.write("services.toml", &toml("0.6"));
+    let r = s.run(&["start"]).expect(0);
+    let out = r.stdout();
+    assert!(out.contains("~ api (command changed)"), "{out}");
+    let lines = timed_lines(&out);
+    assert!(!lines.is_empty(), "{out}");
+    assert!(
+        lines.windows(2).all(|w| w[0].0 <= w[1].0),
+        "the clock goes back:\n{out}"
+    );
+    let mut seen = std::collections::HashSet::new();
+    for (_, line) in &lines {
+        assert!(seen.insert(line.clone()), "said twice: {line}\n{out}");
+    }
+    // The api took at least 0.6 s to be ready again: the total says so.
+    let took = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ok: everything online in "))
+        .unwrap_or_else(|| panic!("no final line:\n{out}"));
+    let secs = match took.strip_suffix("ms") {
+        Some(ms) => ms.parse::<f64>().unwrap() / 1000.0,
+        None => took.trim_end_matches('s').parse::<f64>().unwrap(),
+    };
+    assert!(
+        secs >= 0.6,
+        "everything online in {took}, after a 0.6 s boot:\n{out}"
+    );
+}

@@ -203,3 +203,138 @@ fn services_stopped_together_lose_their_escaped_grandchildren_and_only_theirs() 
         || !pid_alive(escaped[5]),
     );
 }
+
+/// While services.toml has an error, the commands that act on the running
+/// stack work from the config the supervisor runs, and say so; with no
+/// supervisor, they refuse with the error (exit 2).
+#[test]
+fn a_broken_services_toml_never_leaves_the_running_stack_out_of_reach() {
+    let ports = free_ports(2);
+    let s = Stack::new(&format!(
+        "{}{}",
+        http_service("api", ports[0], "", ""),
+        http_service("web", ports[1], "", "depends_on = [\"api\"]"),
+    ));
+    s.run(&["start"]).expect(0);
+    let pids = s.recorded_pids();
+    // A syntax error on line 2, column 1.
+    let good = std::fs::read_to_string(s.file("services.toml")).unwrap();
+    s.write("services.toml", &format!("\n[services.api\n{good}"));
+    s.run(&["validate"]).expect(2);
+    let warned = |r: &Run| {
+        let err = r.stderr();
+        assert!(
+            err.contains("services.toml has an error (2:")
+                && err.contains("); acting on the running stack as last loaded"),
+            "no warning:\n{}",
+            r.all()
+        );
+    };
+    let r = s.run(&["check"]).expect(0);
+    warned(&r);
+    assert!(
+        r.stdout().contains("api") && r.stdout().contains("online"),
+        "{}",
+        r.all()
+    );
+    let r = s.run(&["check", "--json"]).expect(0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(v["summary"]["online"], 2, "{v}");
+    warned(&s.run(&["logs", "api"]).expect(0));
+    warned(&s.run(&["events"]).expect(0));
+    warned(&s.run(&["probe", "web"]).expect(0));
+    let r = s.run(&["dashboard", "--no-open"]).expect(0);
+    warned(&r);
+    assert!(
+        r.stdout().contains("dashboard: http://127.0.0.1:"),
+        "{}",
+        r.all()
+    );
+    // A partial stop, then the whole stack and the supervisor.
+    warned(&s.run(&["stop", "web"]).expect(0));
+    assert!(port_open(ports[0]) && !port_open(ports[1]));
+    warned(&s.run(&["stop"]).expect(0));
+    wait_until("every process is gone", Duration::from_secs(10), || {
+        pids.iter().all(|&p| !pid_alive(p))
+    });
+    // Nothing runs: the file's error is all there is to say.
+    for args in [&["check"][..], &["stop"], &["logs"]] {
+        let r = s.run(args).expect(2);
+        assert!(r.stderr().contains("services.toml:2:"), "{}", r.all());
+        assert!(
+            !r.stderr().contains("acting on the running stack"),
+            "{}",
+            r.all()
+        );
+    }
+    // Start never runs a broken file.
+    s.run(&["start"]).expect(2);
+}
+
+/// The progress lines of a command's stdout (`[  0.05s] name  state …`).
+fn progress_lines(out: &str) -> Vec<&str> {
+    out.lines().filter(|l| l.starts_with('[')).collect()
+}
+
+/// `stop api` where `web` depends on `api`: each service that goes down
+/// reads `stopping`, then `stopped`, in aligned columns; a service that runs
+/// on is not listed; the output names `web` as taken down with `api` and how
+/// it comes back, and `start api` does bring it back.
+#[test]
+fn stop_says_what_it_stops_in_columns_and_start_brings_back_its_dependents() {
+    let ports = free_ports(3);
+    let s = Stack::new(&format!(
+        "{}{}{}",
+        http_service("api", ports[0], "", ""),
+        http_service("web", ports[1], "", "depends_on = [\"api\"]"),
+        http_service("independent", ports[2], "", ""),
+    ));
+    s.run(&["start"]).expect(0);
+    let r = s.run(&["stop", "api"]).expect(0);
+    let out = r.stdout();
+    let lines = progress_lines(&out);
+    for name in ["api", "web"] {
+        for state in ["stopping", "stopped"] {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.split_whitespace().skip(2).collect::<Vec<_>>() == [name, state]),
+                "no `{name} {state}` line:\n{out}"
+            );
+        }
+    }
+    assert!(
+        !out.contains("stopped  stopping")
+            && !out.contains("online")
+            && !out.contains("independent"),
+        "lines that contradict themselves, or are noise:\n{out}"
+    );
+    // Every state word starts in the same column.
+    let columns: Vec<usize> = lines
+        .iter()
+        .map(|l| {
+            let name_at = l.find("] ").unwrap() + 2;
+            let rest = &l[name_at..];
+            let name_end = name_at + rest.find(' ').unwrap();
+            name_end + l[name_end..].find(|c: char| c != ' ').unwrap()
+        })
+        .collect();
+    assert!(
+        columns.windows(2).all(|w| w[0] == w[1]),
+        "the state column does not line up:\n{out}"
+    );
+    assert!(
+        out.contains("also stopped web, which depends on api; `fpctl start api` starts it again"),
+        "{out}"
+    );
+    assert_eq!(s.state_of("independent"), "online");
+
+    // What that stop took down comes back with what it depended on.
+    s.run(&["start", "api"]).expect(0);
+    assert_eq!(s.state_of("web"), "online");
+    // A dependent stopped by its own name stays stopped.
+    s.run(&["stop", "web"]).expect(0);
+    s.run(&["stop", "api"]).expect(0);
+    s.run(&["start", "api"]).expect(0);
+    assert_eq!(s.state_of("web"), "stopped");
+}

@@ -547,3 +547,40 @@ stop_timeout = "1s"
     assert_eq!(v["restarts"], 0, "{v}");
     assert_eq!(starts_in_log(&s, "web"), 1);
 }
+
+/// A SIGHUP that reaches the supervisor in its first moments, before it
+/// could have set up its own handling (here: while it waits for the lock of
+/// a supervisor that is still going away), must not kill it: it starts,
+/// serves, and takes the signal as the reload it means.
+#[test]
+fn a_sighup_in_the_supervisors_first_moments_does_not_kill_it() {
+    use std::os::fd::AsRawFd;
+    let s = Stack::new(&http_service("api", free_port(), "", ""));
+    std::fs::create_dir_all(s.file(".fpctl")).unwrap();
+    // Hold the supervisor lock, as a supervisor that is shutting down does.
+    let lock = std::fs::File::create(s.file(".fpctl/supervisor.lock")).unwrap();
+    // SAFETY: flock(2) on a file we own.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let start = {
+        let cmd = s.cmd(&["start"]);
+        std::thread::spawn(move || output_within(cmd, RUN_LIMIT))
+    };
+    let mut supervisor = None;
+    wait_until("a supervisor is spawned", Duration::from_secs(10), || {
+        supervisor = supervisors_of(&s).first().copied();
+        supervisor.is_some()
+    });
+    let supervisor = supervisor.unwrap();
+    // SAFETY: kill(2) on the supervisor this test's start spawned.
+    unsafe { libc::kill(supervisor, libc::SIGHUP) };
+    drop(lock);
+    let out = Run(start.join().unwrap().expect("start finished"));
+    assert!(
+        pid_alive(supervisor),
+        "a SIGHUP in its first moments killed the supervisor:\n{}",
+        out.all()
+    );
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(s.supervisor_pid(), Some(supervisor));
+    assert_eq!(s.state_of("api"), "online");
+}

@@ -125,6 +125,9 @@ struct Entry {
     /// Restarts asked for (`restart`, a reload); `svc.restarts` counts those
     /// fpctl did on its own.
     requested_restarts: u32,
+    /// The services whose `stop` took this running dependent down: a
+    /// `start` of any of them starts it again.
+    taken_down_with: BTreeSet<ServiceId>,
 }
 
 pub struct Supervisor {
@@ -159,6 +162,9 @@ pub struct Supervisor {
     events: events::Log,
     /// Digest of the services.toml in force (see `control::file_digest`).
     digest: Option<String>,
+    /// Its text, for commands that must act on the running stack while the
+    /// file on disk does not validate (`Request::Config`).
+    source: Option<String>,
     /// Services whose next launch may replace a stale copy on their port
     /// (`start --replace`).
     replace: BTreeSet<ServiceId>,
@@ -213,6 +219,7 @@ impl Supervisor {
             unpublished: true,
             events,
             digest: None,
+            source: None,
             watches: None,
             replace: BTreeSet::new(),
             gate: setup::Gate::new(config.project.max_parallel_setup),
@@ -271,6 +278,7 @@ impl Supervisor {
                             usage: None,
                             history: metrics::History::default(),
                             requested_restarts: 0,
+                            taken_down_with: BTreeSet::new(),
                         },
                     );
                 }
@@ -299,6 +307,7 @@ impl Supervisor {
                 .map(|(id, _)| id.clone()),
         );
         self.digest = crate::control::file_digest(&config.path);
+        self.source = std::fs::read_to_string(&config.path).ok();
         self.unpublished = true;
         self.config_tx.send_replace(Arc::clone(&config));
         self.config = config;

@@ -38,8 +38,6 @@ impl Supervisor {
             let gen = self.gen();
             let marker = format!("{}:{}", self.marker, id);
             let e = self.entries.get_mut(&id).expect("every id has an entry");
-            e.svc.restarts = rec.restarts;
-            e.svc.streak = rec.restarts_in_row.unwrap_or(0);
             let recorded = match (rec.pid, rec.ticks) {
                 (Some(pid), Some(ticks)) if process::is_same_process(pid, ticks) => {
                     Some((pid, ticks))
@@ -62,6 +60,14 @@ impl Supervisor {
                     | ServiceState::Offline
                     | ServiceState::Starting
             );
+            // The counts are "since the supervisor took the service over":
+            // a supervisor that takes over from one that died (or adopts a
+            // running process) goes on counting; after a clean exit (`fpctl
+            // stop`) the next one starts from 0.
+            if saved.supervisor_pid.is_some() || alive.is_some() {
+                e.svc.restarts = rec.restarts;
+                e.svc.streak = rec.restarts_in_row.unwrap_or(0);
+            }
             match alive {
                 Some((pid, ticks)) => match process::watch_foreign(pid) {
                     Ok(exit) => {

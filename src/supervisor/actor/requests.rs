@@ -46,7 +46,27 @@ impl Supervisor {
                 replace,
             } => match graph::select(&self.config, &services, &profiles) {
                 Ok(selected) => {
-                    let ids = self.ids(selected);
+                    let mut ids = self.ids(selected);
+                    // What a `stop` of these took down with them comes back.
+                    let named: BTreeSet<ServiceId> = ids.iter().cloned().collect();
+                    let back: Vec<usize> = self
+                        .entries
+                        .iter()
+                        .filter(|(_, e)| !e.taken_down_with.is_disjoint(&named))
+                        .filter_map(|(id, _)| self.config.service(id.as_str()).map(|(i, _)| i))
+                        .collect();
+                    if !back.is_empty() {
+                        for id in self.ids(graph::with_dependencies(&self.config, back)) {
+                            if !ids.contains(&id) {
+                                ids.push(id);
+                            }
+                        }
+                    }
+                    for id in &ids {
+                        if let Some(e) = self.entries.get_mut(id) {
+                            e.taken_down_with.clear();
+                        }
+                    }
                     if replace {
                         self.replace.extend(ids.iter().cloned());
                     }
@@ -58,6 +78,12 @@ impl Supervisor {
                 Err(e) => self.refuse(&reply, ErrorKind::UnknownService, e),
             },
             Request::Restart { services } => match graph::select(&self.config, &services, &[]) {
+                // None named: every service a plain `start` selects, as
+                // `docker compose restart` restarts them all.
+                Ok(selected) if services.is_empty() => {
+                    let ids = self.ids(selected);
+                    self.restart_request(ids, reply);
+                }
                 Ok(_) => {
                     let ids: Vec<ServiceId> = services.iter().map(|n| ServiceId::new(n)).collect();
                     self.restart_request(ids, reply);
@@ -73,11 +99,28 @@ impl Supervisor {
             Request::Stop { services } => match graph::select(&self.config, &services, &[]) {
                 Ok(_) => {
                     self.stopped_by = Some(STOPPED_BY_STOP);
-                    let roots = services
+                    let roots: Vec<usize> = services
                         .iter()
-                        .filter_map(|n| self.config.service(n).map(|(i, _)| i));
+                        .filter_map(|n| self.config.service(n).map(|(i, _)| i))
+                        .collect();
+                    let named: BTreeSet<ServiceId> =
+                        self.ids(roots.iter().copied()).into_iter().collect();
                     let ids = self.ids(graph::with_dependents(&self.config, roots));
                     for id in &ids {
+                        // A dependent that ran is taken down with them, and
+                        // a later `start` of them brings it back.
+                        if let Some(e) = self.entries.get_mut(id) {
+                            if named.contains(id) {
+                                e.taken_down_with.clear();
+                            } else if e.svc.active()
+                                || matches!(
+                                    e.svc.phase,
+                                    Phase::Waiting | Phase::External | Phase::Blocked(_)
+                                )
+                            {
+                                e.taken_down_with.extend(named.iter().cloned());
+                            }
+                        }
                         self.input(id, Input::Stop);
                     }
                     self.add_waiter(ids, WaitFor::Down, reply);
@@ -98,6 +141,19 @@ impl Supervisor {
                     .collect();
                 let _ = reply.send(Response::History { histories });
             }
+            Request::Config => match &self.source {
+                Some(text) => {
+                    let _ = reply.send(Response::Config {
+                        path: self.config.path.clone(),
+                        text: text.clone(),
+                    });
+                }
+                None => self.refuse(
+                    &reply,
+                    ErrorKind::Internal,
+                    "the supervisor did not keep the text of its services.toml",
+                ),
+            },
             // The socket's connection handler answers it; a transport
             // without an HTTP API has none to offer.
             Request::Api => self.refuse(
