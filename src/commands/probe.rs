@@ -53,6 +53,7 @@ pub fn probe(file: Option<&Path>, name: &str, wait: Option<Duration>) -> Result<
         Verdict::Healthy => "healthy",
         Verdict::Unhealthy => "unhealthy",
         Verdict::Down => "down",
+        Verdict::Inconclusive => "inconclusive",
     };
     let detail = svc.redact(result.detail.trim());
     let detail = if detail.is_empty() {
