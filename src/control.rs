@@ -91,6 +91,10 @@ pub enum Response {
     Api {
         url: String,
         token: String,
+        /// One-time codes a browser trades for the token (`#code=` in the
+        /// page's URL), so that the token never appears on a command line.
+        #[serde(default)]
+        codes: Vec<String>,
     },
 }
 
