@@ -418,6 +418,8 @@ pub struct Client {
 impl Client {
     /// Connect, or None when no supervisor answers on `socket`.
     pub fn connect(socket: &Path) -> Option<Client> {
+        // Never talk to a socket in a folder someone else controls.
+        crate::state::check_socket_dir(socket).ok()?;
         let stream = UnixStream::connect(socket).ok()?;
         let writer = stream.try_clone().ok()?;
         Some(Client {
