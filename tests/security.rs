@@ -125,13 +125,23 @@ fn raise_open_files() -> u64 {
 }
 
 /// Run `cmd` with `resource` limited to `limit` (soft and hard).
-fn limited(mut cmd: Command, resource: libc::__rlimit_resource_t, limit: u64) -> Command {
+fn limited(cmd: Command, resource: libc::__rlimit_resource_t, limit: u64) -> Command {
+    limited_to(cmd, resource, limit, limit)
+}
+
+/// Run `cmd` with `resource` limited to `soft` and `hard`.
+fn limited_to(
+    mut cmd: Command,
+    resource: libc::__rlimit_resource_t,
+    soft: u64,
+    hard: u64,
+) -> Command {
     // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
     unsafe {
         cmd.pre_exec(move || {
             let lim = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
+                rlim_cur: soft,
+                rlim_max: hard,
             };
             if libc::setrlimit(resource, &lim) != 0 {
                 return Err(std::io::Error::last_os_error());
@@ -327,6 +337,56 @@ async fn api_connections_that_send_no_request_a_slow_head_or_idle_after_one_are_
             "the {what} connection was closed after {at:?}, before its time"
         );
     }
+}
+
+#[test]
+fn the_supervisor_raises_its_open_file_limit_to_the_hard_limit() {
+    let stack = Stack::new("[services.worker]\ncommand = \"sleep 600\"\n");
+    run_cmd(limited_to(
+        stack.cmd(&["start"]),
+        libc::RLIMIT_NOFILE,
+        256,
+        4096,
+    ))
+    .expect(0);
+    let supervisor = stack.supervisor_pid().unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{supervisor}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(
+        line.split_whitespace().collect::<Vec<_>>(),
+        ["Max", "open", "files", "4096", "4096", "files"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_takes_longer_than_the_head_timeout_still_gets_its_answer() {
+    // The timeout is for a request's head only: a restart of a service that
+    // takes 12 s to be ready is answered when it is done.
+    let (port, api_port) = (free_port(), free_port());
+    let stack = Stack::new(&format!(
+        "[project]\napi = \"127.0.0.1:{api_port}\"\n{}",
+        http_service("slow", port, "--ready-after 12", "")
+    ));
+    stack.run(&["start"]).expect(0);
+    let token = std::fs::read_to_string(stack.file(".fpctl/api-token")).unwrap();
+    let pid = stack.pid_of("slow");
+    let t = Instant::now();
+    let r = client()
+        .post(format!(
+            "http://127.0.0.1:{api_port}/api/v1/services/slow/restart"
+        ))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(r.status(), 200);
+    assert!(t.elapsed() >= Duration::from_secs(11), "{:?}", t.elapsed());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["service"]["state"], "online", "{body}");
+    assert_ne!(stack.pid_of("slow"), pid);
 }
 
 #[test]
