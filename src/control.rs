@@ -95,6 +95,10 @@ pub enum Response {
     Api {
         url: String,
         token: String,
+        /// One-time codes a browser trades for the token (`#code=` in the
+        /// page's URL), so that the token never appears on a command line.
+        #[serde(default)]
+        codes: Vec<String>,
     },
     Config {
         path: PathBuf,
@@ -422,6 +426,8 @@ pub struct Client {
 impl Client {
     /// Connect, or None when no supervisor answers on `socket`.
     pub fn connect(socket: &Path) -> Option<Client> {
+        // Never talk to a socket in a folder someone else controls.
+        crate::state::check_socket_dir(socket).ok()?;
         let stream = UnixStream::connect(socket).ok()?;
         let writer = stream.try_clone().ok()?;
         Some(Client {

@@ -78,10 +78,11 @@ fn runtime_dir() -> PathBuf {
     }
 }
 
-/// Create the socket's folder when it is not `.fpctl/` (owner-only, and
-/// refused when someone else owns it), and refuse a path that cannot fit.
+/// Create the socket's folder when it is not `.fpctl/`: owner-only, and
+/// made by this call or checked to be ours (see [`check_socket_dir`]); and
+/// refuse a path that cannot fit.
 pub fn prepare_socket_dir(socket: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    use std::os::unix::fs::DirBuilderExt;
     if socket.as_os_str().len() > SOCKET_PATH_MAX {
         return Err(std::io::Error::other(format!(
             "the socket path {} is {} bytes, over the {SOCKET_PATH_MAX}-byte limit of Unix sockets; \
@@ -90,33 +91,133 @@ pub fn prepare_socket_dir(socket: &Path) -> std::io::Result<()> {
             socket.as_os_str().len()
         )));
     }
-    let Some(dir) = socket.parent() else {
+    let Some(dir) = runtime_socket_dir(socket) else {
         return Ok(());
     };
-    if dir.file_name() == Some(std::ffi::OsStr::new(".fpctl")) {
-        return Ok(());
+    // mkdir(2) alone, never "create if missing": it fails when the name is
+    // taken, by whoever, and then the check below decides.
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("cannot create {}: {e}", dir.display()),
+            ))
+        }
     }
-    let _ = std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir);
-    let meta = std::fs::metadata(dir)?;
-    if meta.uid() != nix::unistd::getuid().as_raw() {
-        return Err(std::io::Error::other(format!(
-            "{} belongs to another user; set XDG_RUNTIME_DIR to a folder of your own",
-            dir.display()
-        )));
-    }
-    Ok(())
+    check_socket_dir(socket)
 }
 
-/// Create `.fpctl/` (owner-only) and the log folder.
+/// The folder of `socket` when it is a shared runtime folder
+/// (`$XDG_RUNTIME_DIR/fpctl`, `/tmp/fpctl-UID`), not the project's own
+/// `.fpctl/`.
+fn runtime_socket_dir(socket: &Path) -> Option<&Path> {
+    let dir = socket.parent()?;
+    (dir.file_name() != Some(std::ffi::OsStr::new(".fpctl"))).then_some(dir)
+}
+
+/// Refuse a runtime socket folder that another user made or may write
+/// into: whoever can put a socket there can answer in the supervisor's
+/// place (and tell `check` that everything is fine). Checked on every use;
+/// a folder that does not exist yet passes (it is made owner-only).
+pub fn check_socket_dir(socket: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(dir) = runtime_socket_dir(socket) else {
+        return Ok(());
+    };
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let me = nix::unistd::getuid().as_raw();
+    let problem = if meta.file_type().is_symlink() {
+        "is a symbolic link".to_string()
+    } else if !meta.is_dir() {
+        "is not a folder".to_string()
+    } else if meta.uid() != me {
+        format!("belongs to uid {}, not to you (uid {me})", meta.uid())
+    } else if meta.mode() & 0o077 != 0 {
+        format!(
+            "has mode {:o}: other users may enter or write it (it must be 700)",
+            meta.mode() & 0o7777
+        )
+    } else {
+        return Ok(());
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        format!(
+            "the folder for the supervisor's socket, {dir}, {problem}; another user could \
+             answer there in the supervisor's place. Remove it (`rm -r {dir}`; fpctl makes \
+             it again, owner-only), or set XDG_RUNTIME_DIR to a folder only you can write",
+            dir = dir.display()
+        ),
+    ))
+}
+
+/// Create `.fpctl/` (owner-only) and the log folder (owner-only when fpctl
+/// makes it), and refuse a log folder that is a link or someone else's.
 pub fn ensure_dirs(config: &Config) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let dir = config.state_dir();
     std::fs::create_dir_all(&dir)?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-    std::fs::create_dir_all(&config.project.log_dir)
+    let logs = &config.project.log_dir;
+    // Inside the owner-only `.fpctl/`, nobody else can have put anything.
+    let checked = |logs: &Path| match logs.starts_with(&dir) {
+        true => None,
+        false => log_dir_problem(logs),
+    };
+    if let Some(problem) = checked(logs) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            problem,
+        ));
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(logs)?;
+    match checked(logs) {
+        Some(problem) => Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            problem,
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Why fpctl must not write logs into `dir`, if it must not: it is a
+/// symbolic link (whoever can change the link chooses where the logs go and
+/// what they overwrite), not a folder, or another user's (who could read
+/// them, or swap a log for a link). A folder that does not exist yet is
+/// fine: fpctl makes it, owner-only.
+pub fn log_dir_problem(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir).ok()?;
+    let me = nix::unistd::getuid().as_raw();
+    let shown = dir.display();
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(dir)
+            .map(|t| format!(" (to {})", t.display()))
+            .unwrap_or_default();
+        Some(format!(
+            "log_dir {shown} is a symbolic link{target}; fpctl writes logs only into a real \
+             folder: set log_dir to the folder itself"
+        ))
+    } else if !meta.is_dir() {
+        Some(format!("log_dir {shown} is not a folder"))
+    } else if meta.uid() != me {
+        Some(format!(
+            "log_dir {shown} belongs to uid {}, not to you (uid {me}): that user could read \
+             your services' logs or replace them; use a folder of your own",
+            meta.uid()
+        ))
+    } else {
+        None
+    }
 }
 
 pub fn read(config: &Config) -> Option<StateFile> {

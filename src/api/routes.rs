@@ -20,8 +20,10 @@ use crate::{events, graph};
 type St = State<Arc<Shared>>;
 
 pub fn router(shared: Arc<Shared>, guard: auth::Guard) -> Router {
+    let session = post(auth::session).with_state((Arc::clone(&shared.codes), guard.clone()));
     Router::new()
         .route("/", get(assets::page))
+        .route(auth::SESSION, session)
         .route("/api/v1/openapi.json", get(assets::openapi))
         .route("/api/v1/status", get(status))
         .route("/api/v1/services", get(services))

@@ -24,8 +24,21 @@ const LOG_POLL: Duration = Duration::from_millis(250);
 /// Lines of a log sent when a client subscribes to it.
 const LOG_BACKLOG: usize = 50;
 
+/// The largest message (and frame) a client may send: what it sends is
+/// `{"logs": "NAME"}`. A bigger one closes the connection.
+pub const MAX_INBOUND: usize = 4 * 1024;
+/// What a connection may hold of messages not yet written to a client
+/// that is slow to read: a snapshot of a large stack fits, and then the
+/// sender waits for the client.
+const MAX_OUTBOUND: usize = 32 << 20;
+
 pub async fn upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
-    ws.on_upgrade(move |socket| serve(shared, socket))
+    ws.max_message_size(MAX_INBOUND)
+        .max_frame_size(MAX_INBOUND)
+        .read_buffer_size(MAX_INBOUND)
+        .write_buffer_size(16 * 1024)
+        .max_write_buffer_size(MAX_OUTBOUND)
+        .on_upgrade(move |socket| serve(shared, socket))
 }
 
 #[derive(Deserialize)]

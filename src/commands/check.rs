@@ -223,7 +223,7 @@ fn row(
     let probed = |v: Verdict| match v {
         Verdict::Healthy => ServiceState::Online,
         Verdict::Unhealthy => ServiceState::Degraded,
-        Verdict::Down => ServiceState::Offline,
+        Verdict::Down | Verdict::Inconclusive => ServiceState::Offline,
     };
     row.detail = probe
         .as_ref()

@@ -1,7 +1,6 @@
 //! `start`, `up`, `restart`, `stop` and the hidden `__supervise`: the
 //! commands that drive a supervisor.
 
-use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -267,10 +266,7 @@ pub fn connect_or_spawn(config: &Config) -> Result<Client> {
     state::ensure_dirs(config)
         .map_err(|e| Error::other(format!("cannot create {}", config.state_dir().display()), e))?;
     let log_path = supervisor::log_path(config);
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
+    let log = crate::service_log::open(&log_path)
         .map_err(|e| Error::other(format!("cannot open {}", log_path.display()), e))?;
     let exe =
         std::env::current_exe().map_err(|e| Error::other("cannot find the fpctl binary", e))?;

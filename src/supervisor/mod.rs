@@ -255,11 +255,23 @@ async fn accept(
     drain: mpsc::Sender<()>,
 ) {
     let me = nix::unistd::getuid().as_raw();
+    // Out of file descriptors, accept fails until some are freed: said once
+    // every 10 s, not every try.
+    let mut said: Option<(std::time::Instant, u64)> = None;
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
             Err(e) => {
-                tracing::warn!("accept failed: {e}");
+                match &mut said {
+                    Some((at, quiet)) if at.elapsed() < std::time::Duration::from_secs(10) => {
+                        *quiet += 1;
+                    }
+                    _ => {
+                        let quiet = said.map_or(0, |(_, n)| n);
+                        tracing::warn!("accept failed: {e} ({quiet} more since the last note)");
+                        said = Some((std::time::Instant::now(), 0));
+                    }
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }

@@ -505,6 +505,11 @@ impl Svc {
     }
 
     fn probed(&mut self, spec: &Service, result: ProbeResult, fx: &mut Vec<Effect>) {
+        // fpctl could not probe (its own shortage): nothing is known of the
+        // service, so nothing changes.
+        if result.verdict == Verdict::Inconclusive {
+            return;
+        }
         let retries = spec.health.as_ref().map(|h| h.retries).unwrap_or(1);
         let was = self.public();
         self.latency_ms = Some(result.latency.as_secs_f64() * 1000.0);
@@ -1004,6 +1009,25 @@ mod tests {
         );
         let fx = c.probed(Verdict::Healthy);
         assert_eq!(kinds(&fx), ["online"]);
+    }
+
+    #[test]
+    fn an_inconclusive_probe_never_counts_against_a_service() {
+        let mut c = Case::running(spec_from("health = { tcp = 7000, retries = 1 }"));
+        for _ in 0..5 {
+            assert!(c.probed(Verdict::Inconclusive).is_empty());
+        }
+        assert_eq!(c.s.public(), ServiceState::Online);
+        // Nor does it reset a count of real failures in a row.
+        let mut c = Case::running(spec_from("health = { tcp = 7000, retries = 2 }"));
+        assert!(c.probed(Verdict::Down).is_empty());
+        assert!(c.probed(Verdict::Inconclusive).is_empty());
+        let fx = c.probed(Verdict::Down);
+        assert!(fx.contains(&Effect::Stop), "{fx:?}");
+        // Nor does one make a starting service ready.
+        let mut c = Case::spawned(spec(), 5);
+        assert!(c.probed(Verdict::Inconclusive).is_empty());
+        assert_eq!(c.s.phase, Phase::Starting);
     }
 
     #[test]

@@ -590,6 +590,13 @@ fn spawn_prober(
         let mut last_down: Option<String> = None;
         loop {
             let result = health::probe(&svc, &health.probe, health.timeout).await;
+            if result.verdict == Verdict::Inconclusive {
+                // fpctl's own shortage (open files, memory), not the
+                // service's: its state stays, and the probe is tried again.
+                shortage(&svc.name, &result.detail);
+                tokio::time::sleep(SHORTAGE_RETRY.min(health.interval)).await;
+                continue;
+            }
             healthy_once |= result.verdict == Verdict::Healthy;
             if healthy_once {
                 if let Some(ready) = ready.take() {
@@ -626,6 +633,23 @@ fn spawn_prober(
             }
         }
     })
+}
+
+/// How soon a probe that fpctl could not make is tried again.
+const SHORTAGE_RETRY: Duration = Duration::from_secs(1);
+
+/// Say (at most every 10 s, for all services) that fpctl could not probe.
+fn shortage(service: &str, detail: &str) {
+    static LAST: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+        *last = Some(Instant::now());
+        tracing::warn!(
+            service,
+            "cannot probe: fpctl itself is short of resources ({detail}); \
+             the service keeps its state and the probe is tried again"
+        );
+    }
 }
 
 /// The next multiple of `interval` on a clock shared by every prober.

@@ -116,6 +116,8 @@ impl Validator<'_> {
         }
         let project_env = std::mem::take(&mut self.project_env);
         let entries = project_env.iter().map(|(k, v)| (k, v)).chain(&svc.env);
+        // How many levels deep each value refers to others above it.
+        let mut depths: HashMap<&str, usize> = HashMap::new();
         for (key, value) in entries {
             let k = key.get_ref();
             if !valid_env_name(k) {
@@ -126,7 +128,26 @@ impl Validator<'_> {
                 continue;
             }
             let raw_value = value.get_ref().to_env_string();
-            let expanded = self.expand_at(&raw_value, value.span(), &env, &name);
+            let depth = crate::config::expand::references(&raw_value)
+                .iter()
+                .filter_map(|n| depths.get(n).map(|d| d + 1))
+                .max()
+                .unwrap_or(0);
+            let too_deep = depth > crate::config::expand::MAX_DEPTH;
+            // A value refused here is empty: what uses it is not refused again.
+            depths.insert(k, if too_deep { 0 } else { depth });
+            let expanded = if too_deep {
+                self.error(
+                    value.span(),
+                    format!(
+                        "in service \"{name}\": env {k} refers to values that refer to others, {depth} levels deep; at most {} are allowed",
+                        crate::config::expand::MAX_DEPTH
+                    ),
+                );
+                String::new()
+            } else {
+                self.expand_at(&raw_value, value.span(), &env, &name)
+            };
             if looks_secret(k) {
                 secret_keys.push(k.clone());
             }
