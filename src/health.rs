@@ -55,10 +55,7 @@ pub async fn probe(service: &Service, probe: &Probe, timeout: Duration) -> Probe
         Ok(r) => r,
         Err(_) => (
             Verdict::Down,
-            format!(
-                "no answer within {}",
-                crate::output::duration_short(timeout)
-            ),
+            format!("no answer within {}", crate::human::duration_short(timeout)),
         ),
     };
     ProbeResult {

@@ -15,6 +15,7 @@ use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 use crate::config::{Config, Service, Setup};
 use crate::process::{self, SpawnSpec};
 use crate::service_log;
+use crate::status::{IoStep, PrepareError};
 
 /// Variables a set-up service needs at every start (PATH, VIRTUAL_ENV).
 pub fn runtime_env(service: &Service) -> Vec<(String, String)> {
@@ -191,7 +192,7 @@ pub async fn run(
     service: &Service,
     log: &File,
     marker: Option<&str>,
-) -> Result<SetupOutcome, String> {
+) -> Result<SetupOutcome, PrepareError> {
     if inputs_hash(service).is_none() {
         return Ok(SetupOutcome::NotNeeded);
     }
@@ -223,18 +224,26 @@ pub async fn run(
         let stamped = service.log_timestamps.then_some(log_path.as_path());
         let exit = process::run_logged(&spec, log, stamped)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| PrepareError::Io {
+                step: IoStep::RunSetup,
+                error: e.to_string(),
+            })?;
         if !exit.success() {
-            return Err(format!("setup step `{}` {exit}", shell_words::join(&argv)));
+            let step = shell_words::join(&argv);
+            return Err(PrepareError::SetupStep { step, exit });
         }
     }
     let after = inputs_hash(service).expect("setup is set");
     if let Some(dir) = stamp.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| PrepareError::Io {
+            step: IoStep::RecordSetup,
+            error: format!("{}: {e}", dir.display()),
+        })?;
     }
-    crate::state::write_atomic(&stamp, after.as_bytes())
-        .map_err(|e| format!("cannot record setup: {e}"))?;
+    crate::state::write_atomic(&stamp, after.as_bytes()).map_err(|e| PrepareError::Io {
+        step: IoStep::RecordSetup,
+        error: e.to_string(),
+    })?;
     service_log::note(log, service.log_timestamps, "setup: done");
     Ok(SetupOutcome::Ran)
 }

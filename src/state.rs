@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::control::ServiceState;
+use crate::status::ServiceStatus;
 
 pub const STATE_FILE: &str = "state.json";
 pub const SOCKET_FILE: &str = "fpctl.sock";
@@ -20,26 +20,31 @@ pub const SUPERVISOR_LOG: &str = "supervisor.log";
 pub struct StateFile {
     pub supervisor_pid: Option<i32>,
     pub supervisor_ticks: Option<u64>,
-    pub services: BTreeMap<String, ServiceRecord>,
+    pub services: BTreeMap<String, Saved>,
 }
 
-/// One service as the supervisor left it. Files written by earlier versions
-/// load too: the states were the same words, and newer fields default.
+/// One service as the supervisor left it: its status, as every surface
+/// shows it, and what identifies its process. Files written by earlier
+/// versions load too: the states were the same words, and newer fields
+/// default (an earlier file has the reason in words only).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ServiceRecord {
-    pub state: ServiceState,
-    pub pid: Option<i32>,
+pub struct Saved {
+    #[serde(flatten)]
+    pub status: ServiceStatus,
     /// Start time of `pid` in clock ticks since boot: its identity.
+    #[serde(default)]
     pub ticks: Option<u64>,
     /// Unix time, seconds, when the current process started.
-    pub started_at: Option<f64>,
-    /// Restarts since the supervisor took the service over.
-    pub restarts: u32,
-    /// Restarts in a row (the count `max_restarts` limits).
     #[serde(default)]
-    pub restarts_in_row: Option<u32>,
-    pub external: bool,
-    pub detail: Option<String>,
+    pub started_at: Option<f64>,
+}
+
+impl Saved {
+    /// The recorded process, if it is still the very process recorded.
+    pub fn live_pid(&self) -> Option<i32> {
+        let (pid, ticks) = (self.status.pid?, self.ticks?);
+        crate::process::is_same_process(pid, ticks).then_some(pid)
+    }
 }
 
 pub fn state_path(config: &Config) -> PathBuf {
@@ -250,6 +255,7 @@ pub fn now_unix() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::ServiceState;
 
     /// A state.json as the previous version wrote it: the state as a plain
     /// word, no count in a row.
@@ -271,22 +277,51 @@ mod tests {
         let file: StateFile = serde_json::from_str(PREVIOUS).expect("loads");
         assert_eq!(file.supervisor_pid, Some(4242));
         let web = &file.services["web"];
-        assert_eq!(web.state, ServiceState::Online);
+        assert_eq!(web.status.state, ServiceState::Online);
         assert_eq!(
-            (web.pid, web.ticks, web.restarts),
+            (web.status.pid, web.ticks, web.status.restarts),
             (Some(4300), Some(1234), 2)
         );
-        assert_eq!(web.restarts_in_row, None);
-        assert_eq!(file.services["job"].state, ServiceState::Completed);
-        assert_eq!(file.services["db"].state, ServiceState::Failed);
+        assert_eq!(web.status.restarts_in_row, 0);
+        assert_eq!(file.services["job"].status.state, ServiceState::Completed);
+        let db = &file.services["db"].status;
+        assert_eq!(db.state, ServiceState::Failed);
+        assert_eq!(
+            (db.detail.as_deref(), db.reason.as_ref()),
+            (Some("gave up"), None)
+        );
     }
+
+    /// The format of the version before this one: the record of stop 17's
+    /// fpctl, with the count in a row and no status fields.
+    const PREVIOUS_WITH_ROW: &str = r#"{"supervisor_pid": null, "supervisor_ticks": null,
+  "services": {"web": {"state": "stopped", "pid": null, "ticks": null, "started_at": null,
+    "restarts": 0, "restarts_in_row": 3, "external": false, "detail": null}}}"#;
 
     #[test]
     fn a_record_survives_a_round_trip() {
         let file: StateFile = serde_json::from_str(PREVIOUS).unwrap();
         let again: StateFile =
             serde_json::from_str(&serde_json::to_string(&file).unwrap()).unwrap();
-        assert_eq!(again.services["web"].state, ServiceState::Online);
+        assert_eq!(again.services["web"].status.state, ServiceState::Online);
         assert_eq!(again.services.len(), 3);
+        let row: StateFile = serde_json::from_str(PREVIOUS_WITH_ROW).unwrap();
+        assert_eq!(row.services["web"].status.restarts_in_row, 3);
+    }
+
+    #[test]
+    fn a_typed_reason_survives_a_round_trip() {
+        use crate::status::{Cause, FailReason, Reason};
+        let mut file: StateFile = serde_json::from_str(PREVIOUS).unwrap();
+        let reason = Reason::Failed(FailReason::gave_up(
+            Cause::Exit {
+                exit: crate::process::Exit::Code(3),
+            },
+            5,
+        ));
+        file.services.get_mut("db").unwrap().status.reason = Some(reason.clone());
+        let again: StateFile =
+            serde_json::from_str(&serde_json::to_string(&file).unwrap()).unwrap();
+        assert_eq!(again.services["db"].status.reason, Some(reason));
     }
 }

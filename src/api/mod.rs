@@ -12,6 +12,7 @@ mod listen;
 mod prom;
 mod routes;
 mod stream;
+mod view;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +22,8 @@ use std::sync::Mutex;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::config::Config;
-use crate::control::{ApiChange, Change, ErrorKind, Progress, Request, Response, Update};
+use crate::control::{ApiChange, Change, ErrorKind, Request, Response, Update};
+use crate::status::Progress;
 use listen::{Listener, Move};
 
 /// Hands one request to the supervisor; false when it is gone.

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::load;
 use crate::config::Config;
-use crate::control::{Client, ErrorKind, Failure, Request, Response};
+use crate::control::{Client, ErrorKind, Request, Response};
+use crate::status::Failure;
 use crate::{graph, output, process, state, supervisor};
 use crate::{Error, Outcome, Result};
 
@@ -205,7 +206,7 @@ fn report_failures(failures: &[Failure]) {
     // Services stopped while starting share one reason: say it once.
     let (stopped, failed): (Vec<&Failure>, Vec<&Failure>) = failures
         .iter()
-        .partition(|f| f.state == crate::control::ServiceState::Stopped);
+        .partition(|f| f.state == crate::status::ServiceState::Stopped);
     if let Some(first) = stopped.first() {
         let names: Vec<&str> = stopped.iter().map(|f| f.service.as_str()).collect();
         output::print_interrupted(&first.reason, &names);
@@ -415,7 +416,9 @@ fn attach(config: &Config, names: &[String]) -> Result<Outcome> {
         ));
     };
     let pid = match client.request(Request::Status, |_| {}) {
-        Ok(Response::Status { supervisor_pid, .. }) => supervisor_pid.to_string(),
+        Ok(Response::Status { snapshot, .. }) => snapshot
+            .supervisor_pid
+            .map_or_else(|| "?".to_string(), |p| p.to_string()),
         _ => "?".into(),
     };
     println!(
@@ -448,10 +451,13 @@ pub fn supervisor_if_needed(config: &Config) -> Result<Option<Client>> {
     // file, and may have started processes it had not recorded yet: they
     // carry the project's marker.
     let orphans = state::read(config).is_some_and(|saved| {
-        let recorded = saved.services.values().any(|r| match (r.pid, r.ticks) {
-            (Some(pid), Some(ticks)) => process::is_same_process(pid, ticks),
-            _ => false,
-        });
+        let recorded = saved
+            .services
+            .values()
+            .any(|r| match (r.status.pid, r.ticks) {
+                (Some(pid), Some(ticks)) => process::is_same_process(pid, ticks),
+                _ => false,
+            });
         let died = saved.supervisor_pid.is_some();
         recorded
             || died

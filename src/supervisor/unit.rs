@@ -21,6 +21,7 @@ use crate::process::{self, Exit, SpawnSpec};
 use crate::service_log;
 use crate::setup;
 use crate::state;
+use crate::status::{Elsewhere, Holder, IoStep, Listener, Note, PrepareError};
 
 /// While starting, probe this often at first, then back off to `interval`.
 const FAST_PROBE: Duration = Duration::from_millis(5);
@@ -41,7 +42,7 @@ pub enum Ctl {
 #[derive(Debug)]
 pub enum UnitEvent {
     External(ProbeResult),
-    PrepareFailed(String),
+    PrepareFailed(PrepareError),
     Spawned {
         pid: i32,
         ticks: Option<u64>,
@@ -50,7 +51,7 @@ pub enum UnitEvent {
     Probed(ProbeResult),
     StartTimeout {
         /// Ports the service's processes listen on instead of its own.
-        elsewhere: Option<String>,
+        elsewhere: Option<Elsewhere>,
     },
     AliveFor,
     /// The last report: nothing of this launch runs any more.
@@ -106,14 +107,14 @@ pub struct Ahead {
     /// Its result arrived at the dispatcher.
     pub finished: bool,
     task: tokio::task::JoinHandle<()>,
-    done: tokio::sync::watch::Receiver<Option<Result<(), String>>>,
+    done: tokio::sync::watch::Receiver<Option<Result<(), PrepareError>>>,
 }
 
 impl Ahead {
     pub fn new(
         token: u64,
         task: tokio::task::JoinHandle<()>,
-        done: tokio::sync::watch::Receiver<Option<Result<(), String>>>,
+        done: tokio::sync::watch::Receiver<Option<Result<(), PrepareError>>>,
     ) -> Self {
         Ahead {
             token,
@@ -124,7 +125,7 @@ impl Ahead {
     }
 
     /// Wait for its result; None when it was cut short.
-    async fn outcome(&self) -> Option<Result<(), String>> {
+    async fn outcome(&self) -> Option<Result<(), PrepareError>> {
         let mut done = self.done.clone();
         let result = done.wait_for(|r| r.is_some()).await.ok()?;
         result.clone()
@@ -450,8 +451,8 @@ pub fn kill_marked(marker: &str) {
 }
 
 /// Which ports a service's processes listen on, when they are not its own
-/// `port`: "pid 7 listens on 3000, not 3311".
-fn listening_elsewhere(pgid: i32, marker: &str, port: u16) -> Option<String> {
+/// `port`.
+fn listening_elsewhere(pgid: i32, marker: &str, port: u16) -> Option<Elsewhere> {
     let mut pids = process::marked_pids(marker, false);
     pids.push(pgid);
     pids.sort_unstable();
@@ -460,14 +461,11 @@ fn listening_elsewhere(pgid: i32, marker: &str, port: u16) -> Option<String> {
     if found.is_empty() || found.iter().any(|(_, ports)| ports.contains(&port)) {
         return None;
     }
-    let each: Vec<String> = found
-        .iter()
-        .map(|(pid, ports)| {
-            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-            format!("pid {pid} listens on {}", ports.join(", "))
-        })
+    let listeners = found
+        .into_iter()
+        .map(|(pid, ports)| Listener { pid, ports })
         .collect();
-    Some(format!("{}, not {port}", each.join("; ")))
+    Some(Elsewhere { listeners, port })
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -487,7 +485,7 @@ enum Prepared {
 }
 
 /// Before a spawn: is the port free (or already served, healthy)? Then setup.
-async fn prepare(l: &Launch) -> Result<Prepared, String> {
+async fn prepare(l: &Launch) -> Result<Prepared, PrepareError> {
     let svc = &l.svc;
     if let Some(port) = svc.port {
         if health::tcp(port).await.0 == Verdict::Healthy {
@@ -502,24 +500,26 @@ async fn prepare(l: &Launch) -> Result<Prepared, String> {
                 }
             }
             let holder = process::port_holder(port);
-            let refusal = format!(
-                "port {port} is already in use{}, and it does not answer as \"{}\" should",
-                holder
-                    .as_ref()
-                    .map(|(pid, cmd)| format!(" by pid {pid} ({cmd})"))
-                    .unwrap_or_default(),
-                svc.name
-            );
-            match holder {
-                Some((pid, _)) if l.replace => match super::stale::replace(svc, pid, port).await {
-                    Ok(note) => {
-                        let log = service_log::open(&l.log_path)
-                            .map_err(|e| format!("cannot open log: {e}"))?;
-                        service_log::note(&log, svc.log_timestamps, &note);
+            let same_command = holder.as_ref().is_some_and(|(pid, _)| {
+                super::stale::same_command(&process::argv(*pid).unwrap_or_default(), &svc.argv)
+            });
+            let taken = |not_replaced| PrepareError::PortTaken {
+                port,
+                service: svc.name.clone(),
+                holder: holder.clone().map(|(pid, command)| Holder { pid, command }),
+                not_replaced,
+                same_command,
+            };
+            match &holder {
+                Some((pid, _)) if l.replace => match super::stale::replace(svc, *pid, port).await {
+                    Ok(replaced) => {
+                        let log = open_log(&l.log_path)?;
+                        let text = svc.redact(&Note::Replaced(replaced).to_string());
+                        service_log::note(&log, svc.log_timestamps, &text);
                     }
-                    Err(why) => return Err(format!("{refusal}; {why}")),
+                    Err(why) => return Err(taken(Some(why))),
                 },
-                _ => return Err(refusal),
+                _ => return Err(taken(None)),
             }
         }
     }
@@ -536,19 +536,27 @@ async fn prepare(l: &Launch) -> Result<Prepared, String> {
 
 /// Only the setup (ahead of readiness, or for a `restart` while the old
 /// process still serves).
-pub async fn setup_only(l: &Launch) -> Result<(), String> {
-    let log = service_log::open(&l.log_path).map_err(|e| format!("cannot open log: {e}"))?;
+pub async fn setup_only(l: &Launch) -> Result<(), PrepareError> {
+    let log = open_log(&l.log_path)?;
     setup::run(&l.config, &l.gate, &l.svc, &log, Some(&l.marker))
         .await
         .map(drop)
 }
 
-fn spawn(l: &Launch) -> Result<(process::Child, Option<process::Child>), String> {
+/// The service's log, opened for fpctl's notes.
+fn open_log(path: &std::path::Path) -> Result<std::fs::File, PrepareError> {
+    service_log::open(path).map_err(|e| PrepareError::Io {
+        step: IoStep::OpenLog,
+        error: format!("{}: {e}", path.display()),
+    })
+}
+
+fn spawn(l: &Launch) -> Result<(process::Child, Option<process::Child>), PrepareError> {
     let svc = &l.svc;
-    let log = service_log::open(&l.log_path)
-        .map_err(|e| format!("cannot open log {}: {e}", l.log_path.display()))?;
-    let shown = svc.redact(&shell_words::join(&svc.argv));
-    service_log::note(&log, svc.log_timestamps, &format!("starting: {shown}"));
+    let log = open_log(&l.log_path)?;
+    let command = shell_words::join(&svc.argv);
+    let note = Note::Starting { command };
+    service_log::note(&log, svc.log_timestamps, &svc.redact(&note.to_string()));
     let env = setup::service_env(svc);
     let spec = SpawnSpec {
         argv: &svc.argv,
@@ -567,7 +575,10 @@ fn spawn(l: &Launch) -> Result<(process::Child, Option<process::Child>), String>
             process::spawn_logged(&spec, &pipe).map(|c| (c, Some(writer)))
         })
     };
-    let (child, writer) = spawned.map_err(|e| e.to_string())?;
+    let (child, writer) = spawned.map_err(|e| PrepareError::Io {
+        step: IoStep::Spawn,
+        error: e.to_string(),
+    })?;
     tracing::info!(service = %svc.name, pid = child.pid, "spawned");
     Ok((child, writer))
 }

@@ -27,6 +27,7 @@ mod reliability;
 mod reload;
 mod replace;
 mod replicas;
+mod security;
 mod setup_hooks;
 mod smoke;
 mod stack_logs;

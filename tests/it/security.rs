@@ -4,8 +4,6 @@
 //! redaction of secrets, the owner checks of the socket folder and of
 //! `log_dir`, and the bounds of `${VAR}` expansion.
 
-mod common;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -14,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -798,25 +796,16 @@ impl Drop for Deep {
 /// where `worker` is online, as pid 4242; `as_user` runs it as that user.
 /// Returns its pid.
 fn fake_supervisor(stack: &mut Stack, socket: &Path, as_user: Option<u32>) -> i32 {
-    use fpctl::control::{Response, ServiceState, ServiceStatus};
+    use fpctl::control::Response;
+    use fpctl::status::{ServiceState, ServiceStatus, Snapshot};
+    let mut worker = ServiceStatus::new("worker", "default");
+    worker.state = ServiceState::Online;
+    worker.pid = Some(4242);
+    worker.uptime_s = Some(100.0);
+    worker.detail = Some("all good, trust me".into());
+    worker.latency_ms = Some(1.0);
     let status = fpctl::control::encode(Response::Status {
-        supervisor_pid: 4242,
-        services: vec![ServiceStatus {
-            name: "worker".into(),
-            state: ServiceState::Online,
-            pid: Some(4242),
-            port: None,
-            restarts: 0,
-            restarts_in_row: 0,
-            uptime_s: Some(100.0),
-            detail: Some("all good, trust me".into()),
-            reason: None,
-            latency_ms: Some(1.0),
-            external: false,
-            rss_bytes: None,
-            cpu_percent: None,
-            restarts_total: 0,
-        }],
+        snapshot: Snapshot::new("fake", Some(4242), vec![worker]),
         config_digest: None,
     });
     let script = r#"
