@@ -226,37 +226,74 @@ impl Client {
         request: Request,
         mut on_update: impl FnMut(&Response),
     ) -> std::io::Result<Response> {
-        let mut line = serde_json::to_string(&Envelope {
-            v: PROTOCOL_VERSION,
-            body: request,
-        })
-        .map_err(std::io::Error::other)?;
-        line.push('\n');
-        self.writer.write_all(line.as_bytes())?;
+        self.send(request)?;
         loop {
-            let mut buf = String::new();
-            if self.reader.read_line(&mut buf)? == 0 {
+            let Some(reply) = self.read()? else {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "the supervisor closed the connection (see .fpctl/supervisor.log)",
                 ));
-            }
-            let reply: Envelope<Response> = serde_json::from_str(&buf).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("bad reply from supervisor: {e}"),
-                )
-            })?;
-            match reply.body {
+            };
+            match reply {
                 r @ (Response::Progress(_) | Response::Plan { .. }) => on_update(&r),
                 other => return Ok(other),
             }
         }
     }
 
+    /// Subscribe: the first [`Subscription::next`] is a `Status` snapshot,
+    /// then `Update`s follow in the order they happen (and a fresh
+    /// `Status` when this client fell too far behind).
+    pub fn subscribe(mut self) -> std::io::Result<Subscription> {
+        self.send(Request::Subscribe)?;
+        Ok(Subscription { client: self })
+    }
+
+    fn send(&mut self, request: Request) -> std::io::Result<()> {
+        let mut line = serde_json::to_string(&Envelope {
+            v: PROTOCOL_VERSION,
+            body: request,
+        })
+        .map_err(std::io::Error::other)?;
+        line.push('\n');
+        self.writer.write_all(line.as_bytes())
+    }
+
+    /// The next response line; None when the supervisor closed the
+    /// connection.
+    fn read(&mut self) -> std::io::Result<Option<Response>> {
+        let mut buf = String::new();
+        if self.reader.read_line(&mut buf)? == 0 {
+            return Ok(None);
+        }
+        let reply: Envelope<Response> = serde_json::from_str(&buf).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("bad reply from supervisor: {e}"),
+            )
+        })?;
+        Ok(Some(reply.body))
+    }
+
     pub fn set_timeout(&self, t: Option<Duration>) {
         let _ = self.writer.set_read_timeout(t);
         let _ = self.reader.get_ref().set_read_timeout(t);
+    }
+}
+
+/// A live subscription (see [`Request::Subscribe`]).
+pub struct Subscription {
+    client: Client,
+}
+
+impl Subscription {
+    /// The next snapshot or update; None once the supervisor has exited.
+    pub fn next(&mut self) -> std::io::Result<Option<Response>> {
+        self.client.read()
+    }
+
+    pub fn set_timeout(&self, t: Option<Duration>) {
+        self.client.set_timeout(t)
     }
 }
 

@@ -34,5 +34,6 @@ mod stack_logs;
 mod start_progress;
 mod status_surfaces;
 mod stopping;
+mod subscribe;
 mod supervisor;
 mod watch;
