@@ -1256,3 +1256,45 @@ fn newest_text(text: String) -> String {
     let start = text[start..].find('\n').map_or(start, |i| start + i + 1);
     format!("… (older lines in the JSON)\n{}", &text[start..])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tool_is_prefixed_annotated_and_only_four_change_the_stack() {
+        let tools = catalog();
+        assert_eq!(tools.len(), 13);
+        for t in &tools {
+            assert!(t.name.starts_with("fpctl_"), "{}", t.name);
+            assert_eq!(
+                t.input_schema.get("type"),
+                Some(&json!("object")),
+                "{}",
+                t.name
+            );
+            assert!(t.annotations.is_some(), "{}", t.name);
+        }
+        let changing: Vec<&str> = tools
+            .iter()
+            .filter(|t| !is_read_only(t))
+            .map(|t| t.name.as_ref())
+            .collect();
+        assert_eq!(
+            changing,
+            ["fpctl_start", "fpctl_restart", "fpctl_stop", "fpctl_reload"]
+        );
+    }
+
+    #[test]
+    fn arguments_take_their_defaults_and_refuse_unknown_fields() {
+        let logs: LogsArgs = serde_json::from_value(json!({})).unwrap();
+        assert_eq!((logs.tail, logs.name, logs.grep), (100, None, None));
+        let wait: WaitArgs = serde_json::from_value(json!({})).unwrap();
+        assert!(wait.until == Until::Online && wait.timeout_s == 60.0);
+        let reload: ReloadArgs = serde_json::from_value(json!({})).unwrap();
+        assert!(reload.dry_run, "a reload is a dry run unless asked");
+        assert!(serde_json::from_value::<StatusArgs>(json!({"servics": []})).is_err());
+        assert!(serde_json::from_value::<StartArgs>(json!({})).is_err());
+    }
+}

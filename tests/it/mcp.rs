@@ -1,22 +1,39 @@
 //! `fpctl mcp` with a real MCP client (rmcp's, over the child-process
 //! transport) against real stacks, and `POST /mcp` on the HTTP API.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, GetPromptRequestParams, ReadResourceRequestParams,
-    ResourceContents,
+    CallToolRequestParams, CallToolResult, GetPromptRequestParams, ProgressNotificationParam,
+    ReadResourceRequestParams, ResourceContents,
 };
-use rmcp::service::RunningService;
+use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::TokioChildProcess;
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{json, Value};
 
 use crate::common::*;
 
+/// A client that keeps the messages of the progress notifications it gets.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<String>>>);
+
+impl ClientHandler for Recorder {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let message = params.message.unwrap_or_default();
+        self.0.lock().unwrap().push(message);
+    }
+}
+
 /// An MCP client session with `fpctl mcp` in the stack's folder.
 struct Agent {
-    client: RunningService<RoleClient, ()>,
+    client: RunningService<RoleClient, Recorder>,
+    progress: Recorder,
 }
 
 impl Agent {
@@ -28,11 +45,13 @@ impl Agent {
             .env("NO_COLOR", "1")
             .env_remove("FPCTL_FILE");
         let transport = TokioChildProcess::new(cmd).expect("spawn fpctl mcp");
-        let client = tokio::time::timeout(Duration::from_secs(30), ().serve(transport))
-            .await
-            .expect("fpctl mcp answers initialize within 30s")
-            .expect("the MCP handshake succeeds");
-        Agent { client }
+        let progress = Recorder::default();
+        let client =
+            tokio::time::timeout(Duration::from_secs(30), progress.clone().serve(transport))
+                .await
+                .expect("fpctl mcp answers initialize within 30s")
+                .expect("the MCP handshake succeeds");
+        Agent { client, progress }
     }
 
     async fn call(&self, tool: &str, args: Value) -> CallToolResult {
@@ -256,6 +275,9 @@ async fn restart_gives_a_new_pid_and_answers_once_the_service_is_online_again() 
     assert_ne!(new, old);
     assert!(!pid_alive(old), "the old process is gone");
     assert_eq!(stack.pid_of("web"), Some(new));
+    // Each step of the restart came as a progress notification.
+    let seen = agent.progress.0.lock().unwrap().clone();
+    assert!(seen.iter().any(|m| m == "web: online"), "{seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,6 +357,9 @@ async fn wait_on_a_failing_service_answers_its_reason_and_log_tail_never_ok() {
         .expect("after");
     assert_eq!(after["state"], "blocked", "{v}");
     assert!(text(&r).contains("about-to-fail-7731"), "{}", text(&r));
+    // The wait said how far it got as it went.
+    let seen = agent.progress.0.lock().unwrap().clone();
+    assert!(seen.iter().any(|m| m.contains("waiting for")), "{seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
