@@ -3,6 +3,10 @@
 //! (`structuredContent`) plus a short text; a failed operation or a bad
 //! argument is a tool error (`isError`), never a protocol error.
 
+// A step's error is the tool's answer, built once per call and returned as
+// is: boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
 
