@@ -542,6 +542,8 @@ services:
     command: sleep 600
   worker:
     <<: *worker
+    deploy:
+      replicas: 2
   once:
     <<: *worker
     restart: "no"
@@ -564,6 +566,7 @@ services:
         Some("base"),
         "{text}"
     );
+    assert_eq!(svc("worker")["replicas"].as_integer(), Some(2), "{text}");
     assert_eq!(
         svc("once")["restart"].as_str(),
         Some("no"),

@@ -291,13 +291,10 @@ const ENTRY_NAMES: &[&str] = &[
 fn guess_entry(dir: &Path, folder: &str) -> Option<(String, String)> {
     let own = format!("{folder}.py");
     if dir.join(&own).is_file() {
-        return Some((own, "guess: named like its folder".into()));
+        return Some((own, "named like its folder".into()));
     }
     if let Some(f) = ENTRY_NAMES.iter().find(|f| dir.join(f).is_file()) {
-        return Some((
-            f.to_string(),
-            "guess: a usual name for an entry point".into(),
-        ));
+        return Some((f.to_string(), "a usual name for an entry point".into()));
     }
     let mut files: Vec<String> = std::fs::read_dir(dir)
         .ok()?
@@ -313,7 +310,7 @@ fn guess_entry(dir: &Path, folder: &str) -> Option<(String, String)> {
         .collect();
     files.sort();
     match files.as_slice() {
-        [only] => Some((only.clone(), "guess: the only .py file".into())),
+        [only] => Some((only.clone(), "the only .py file".into())),
         _ => None,
     }
 }
