@@ -949,18 +949,17 @@ processes:
     s.stop_all();
 }
 
-/// `base`, `base + 1`: free now, and `base` a multiple of ten.
+/// `base`, `base + 1`: free now, `base` a multiple of ten, and both below
+/// the kernel's ephemeral range (from 32768), so that no other test's
+/// outgoing connection takes one before the replicas listen there.
 fn two_free_ports_from_a_ten() -> u16 {
-    for _ in 0..500 {
-        let p = free_port();
-        let base = p - p % 10;
-        if base > 1024
-            && (base..base + 2).all(|q| std::net::TcpListener::bind(("127.0.0.1", q)).is_ok())
-        {
-            return base;
-        }
-    }
-    panic!("no two free ports from a multiple of ten");
+    let start = 22_000 + (std::process::id() % 500) as u16 * 20;
+    (start..32_000)
+        .step_by(10)
+        .find(|&base| {
+            (base..base + 2).all(|q| std::net::TcpListener::bind(("127.0.0.1", q)).is_ok())
+        })
+        .expect("no two free ports from a multiple of ten below 32000")
 }
 
 #[test]
