@@ -69,7 +69,10 @@ impl Validator<'_> {
 
         let dir = match &svc.dir {
             Some(d) => {
-                let p = self.root.join(d.get_ref());
+                // `${VAR}` in dir: from fpctl's environment, the .env or the
+                // port variables, as in `command` (not the service's own env).
+                let expanded = self.expand_at(d.get_ref(), d.span(), &[], &name);
+                let p = self.root.join(&expanded);
                 if !p.is_dir() {
                     self.error(
                         d.span(),

@@ -102,8 +102,9 @@ impl Validator<'_> {
             self.error(
                 p.span(),
                 format!(
-                    "port {fixed} of service \"{name}\" is outside the range {range} of its tier \"{}\"",
-                    tier.name
+                    "port {fixed} of service \"{name}\" is outside the range {range} of its tier \"{}\": {}",
+                    tier.name,
+                    widen(range, fixed, &tier.name)
                 ),
             );
         }
@@ -126,9 +127,11 @@ impl Validator<'_> {
         let port = u32::from(base) + offset;
         let outside = match tier.ports {
             _ if port > 65535 => Some("1-65535".to_string()),
-            Some(range) if !range.contains(port as u16) => {
-                Some(format!("{range} of its tier \"{}\"", tier.name))
-            }
+            Some(range) if !range.contains(port as u16) => Some(format!(
+                "{range} of its tier \"{}\": {}",
+                tier.name,
+                widen(range, port as u16, &tier.name)
+            )),
             _ => None,
         };
         match outside {
@@ -170,6 +173,16 @@ impl Validator<'_> {
         }
         vars.into()
     }
+}
+
+/// How to make room for `port`: a range of the tier that holds it too, or
+/// no range at all (ranges are for `port = "auto"`; fixed ports need none).
+fn widen(range: PortRange, port: u16, tier: &str) -> String {
+    format!(
+        "widen the range to ports = \"{}-{}\", or remove `ports` from [[tier]] \"{tier}\" if none of its services uses port = \"auto\"",
+        range.first.min(port),
+        range.last.max(port)
+    )
 }
 
 /// `"8000-8099"` (or a single port `"8000"`).
