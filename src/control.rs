@@ -353,8 +353,20 @@ pub struct Change {
     pub service: String,
     pub kind: ChangeKind,
     /// What differs, for a changed service: `command`, `port`, `env`, …
-    /// or `FPCTL_PORT_X` for a dependent that sees a moved port.
+    /// or `FPCTL_PORT_X` for a dependent that sees a moved port. A running
+    /// service restarts for these.
     pub reasons: Vec<String>,
+    /// What differs and takes effect without a restart: `watch`,
+    /// `depends_on`, `tier`, …
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live: Vec<String>,
+}
+
+impl Change {
+    /// Whether the service restarts (when it runs) for this change.
+    pub fn restarts(&self) -> bool {
+        self.kind != ChangeKind::Changed || !self.reasons.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -371,11 +383,22 @@ impl std::fmt::Display for Change {
             ChangeKind::Added => write!(f, "+ {}", self.service),
             ChangeKind::Removed => write!(f, "- {}", self.service),
             ChangeKind::Changed => {
+                let all: Vec<&str> = self
+                    .reasons
+                    .iter()
+                    .chain(&self.live)
+                    .map(String::as_str)
+                    .collect();
+                let restart = if self.reasons.is_empty() {
+                    "; no restart"
+                } else {
+                    ""
+                };
                 write!(
                     f,
-                    "~ {} ({} changed)",
+                    "~ {} ({} changed{restart})",
                     self.service,
-                    self.reasons.join(", ")
+                    all.join(", ")
                 )
             }
         }
@@ -389,6 +412,9 @@ pub struct ApiChange {
     pub from: Option<String>,
     pub to: Option<String>,
     pub token: bool,
+    /// `api_read_only` as it becomes, when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
 }
 
 impl std::fmt::Display for ApiChange {
@@ -400,6 +426,9 @@ impl std::fmt::Display for ApiChange {
         }
         if self.token {
             parts.push("api_token changed".into());
+        }
+        if let Some(now) = self.read_only {
+            parts.push(format!("api_read_only: {} -> {now}", !now));
         }
         write!(f, "~ [project] {}", parts.join(", "))
     }

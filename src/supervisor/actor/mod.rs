@@ -173,6 +173,10 @@ pub struct Supervisor {
     sampled_at: Option<Instant>,
     /// The HTTP API, which a reload may move.
     api: Option<crate::api::Api>,
+    /// Reloads asked for while another is in flight, in order: each
+    /// compares the file with what the one before it installed, and
+    /// answers once what it changed has settled.
+    queued_reloads: std::collections::VecDeque<(bool, mpsc::UnboundedSender<Response>)>,
 }
 
 impl Supervisor {
@@ -210,6 +214,7 @@ impl Supervisor {
             sampler: Default::default(),
             sampled_at: None,
             api: None,
+            queued_reloads: Default::default(),
         };
         sup.install(config);
         (sup, tx)
@@ -362,6 +367,11 @@ impl Supervisor {
                 trim_at = Some(now + TRIM_AFTER);
             }
             self.notify_waiters();
+            while self.next_reload() {
+                self.reconcile();
+                self.forget_removed();
+                self.notify_waiters();
+            }
             if std::mem::take(&mut self.unpublished) {
                 self.publish(|| Update::Status {
                     services: self.statuses(),
@@ -423,8 +433,11 @@ impl Supervisor {
             }
             Msg::Reload => {
                 if !self.exiting {
-                    let (tx, _rx) = mpsc::unbounded_channel();
-                    self.reload(false, tx);
+                    // Nobody reads the answer, but the reload stays in
+                    // flight until it is done, for any that follow.
+                    let (tx, mut rx) = mpsc::unbounded_channel();
+                    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+                    self.reload_when_free(false, tx);
                 }
             }
             Msg::SetupsDone {
