@@ -196,6 +196,55 @@ fn a_killed_service_is_restarted() {
     assert!(!pid_alive(pid));
 }
 
+/// The default interval between probes of an online service is long (10
+/// s), but a crash needs no probe: the exit is seen at once.
+#[test]
+fn a_killed_service_answers_again_within_a_second_or_two_with_the_default_interval() {
+    let port = free_port();
+    let s = Stack::new(&http_service("web", port, "", ""));
+    s.run(&["start"]).expect(0);
+    let pid = s.pid_of("web").expect("a pid");
+    let killed = Instant::now();
+    sigkill(pid);
+    wait_until("the killed web to be gone", SECS5, || !pid_alive(pid));
+    wait_until("web answers again", Duration::from_secs(3), || {
+        http_get(port, "/health").is_some_and(|(code, _)| code == 200)
+    });
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(2), "back after {took:?}");
+    assert_ne!(s.pid_of("web"), Some(pid));
+}
+
+/// Probing an online service every second filled its log with one
+/// `GET /health` line a second; readiness is still probed every few ms.
+#[test]
+fn an_online_http_service_is_probed_every_ten_seconds_by_default() {
+    let port = free_port();
+    let s = Stack::new(&http_service("web", port, "--log-requests", ""));
+    let t0 = Instant::now();
+    s.run(&["start"]).expect(0);
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "a slow start: {:?}",
+        t0.elapsed()
+    );
+    let probes = || count_lines(&s.log("web"), "GET /health");
+    let online = probes();
+    assert!(online >= 1, "no probe logged:\n{}", s.log("web"));
+    // Over 5 s a 1 s interval makes 5 probes; a 10 s one at most one.
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(5) {
+        let more = probes() - online;
+        assert!(
+            more <= 1,
+            "{more} probes within {:?} of going online:\n{}",
+            watch.elapsed(),
+            s.log("web")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn stop_leaves_no_process_behind() {
     let port = free_port();
