@@ -25,6 +25,44 @@ pub struct TierPlan {
 pub enum SelectError {
     #[error("no service named \"{0}\" in {1}{2}")]
     Unknown(String, String, String),
+    #[error("no profile named \"{name}\" in {file}{hint}; {known}")]
+    UnknownProfile {
+        name: String,
+        file: String,
+        hint: String,
+        known: String,
+    },
+}
+
+/// Every profile asked for must be one that some service names: a typo
+/// would otherwise select nothing of it, silently.
+pub fn check_profiles(config: &Config, profiles: &[String]) -> Result<(), SelectError> {
+    let known: BTreeSet<&str> = config
+        .services
+        .iter()
+        .flat_map(|s| s.profiles.iter().map(String::as_str))
+        .collect();
+    for p in profiles.iter().filter(|p| !p.is_empty()) {
+        if known.contains(p.as_str()) {
+            continue;
+        }
+        let hint = crate::config::suggest(p, known.iter().copied())
+            .map(|n| format!(" (did you mean \"{n}\"?)"))
+            .unwrap_or_default();
+        let known = if known.is_empty() {
+            "it defines no profiles".to_string()
+        } else {
+            let names: Vec<&str> = known.iter().copied().collect();
+            format!("its profiles: {}", names.join(", "))
+        };
+        return Err(SelectError::UnknownProfile {
+            name: p.clone(),
+            file: config.path.display().to_string(),
+            hint,
+            known,
+        });
+    }
+    Ok(())
 }
 
 /// The services to start: the named ones (or every enabled one whose profiles
@@ -34,6 +72,7 @@ pub fn select(
     names: &[String],
     profiles: &[String],
 ) -> Result<BTreeSet<usize>, SelectError> {
+    check_profiles(config, profiles)?;
     let mut roots = Vec::new();
     if names.is_empty() {
         for (i, s) in config.services.iter().enumerate() {

@@ -400,9 +400,52 @@ health = {{ http = "/health", timeout = "300ms" }}
     assert!(out.contains(&port.to_string()), "{out}");
     assert!(out.contains("already in use"), "{out}");
     assert!(out.contains(&std::process::id().to_string()), "{out}");
+    // The way out: the holder is not a copy of web, so another port.
+    assert!(
+        out.contains("stop that process, or give \"web\" another port in services.toml"),
+        "{out}"
+    );
+    assert!(!out.contains("--replace"), "{out}");
     assert_eq!(starts_in_log(&s, "web"), 0);
     assert_eq!(s.state_of("web"), "failed");
     drop(listener);
+}
+
+/// `.fpctl` is made owner-only (0700); through a symbolic link that would
+/// change the mode of whatever the link points to.
+#[test]
+fn a_symlinked_state_folder_is_refused_and_its_target_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let port = free_port();
+    let s = Stack::new(&http_service("web", port, "", ""));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("shared");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(&target, s.file(".fpctl")).unwrap();
+    let r = s.run(&["start"]);
+    assert_ne!(r.code(), 0, "{}", r.all());
+    assert!(
+        r.stderr().contains(".fpctl is a symbolic link") && r.stderr().contains("remove the link"),
+        "{}",
+        r.all()
+    );
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755, "the link's target was chmod'ed to {mode:o}");
+    assert!(!port_open(port), "web was started");
+    assert!(
+        std::fs::read_dir(&target).unwrap().next().is_none(),
+        "fpctl wrote into the link's target"
+    );
+    // Once the link is gone, the folder is fpctl's own.
+    std::fs::remove_file(s.file(".fpctl")).unwrap();
+    s.run(&["start"]).expect(0);
+    let mode = std::fs::metadata(s.file(".fpctl"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o700);
 }
 
 #[test]

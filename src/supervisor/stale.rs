@@ -70,7 +70,7 @@ async fn gone_within(pid: i32, limit: Duration) -> bool {
 /// Whether a process's arguments are the service's command: the same
 /// arguments, the program compared by its file name; for `sh -c CMD`, also
 /// the words of CMD (a shell that exec'd its command).
-fn same_command(running: &[String], argv: &[String]) -> bool {
+pub(super) fn same_command(running: &[String], argv: &[String]) -> bool {
     let same = |a: &[String], b: &[String]| {
         let name = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
         !a.is_empty() && a.len() == b.len() && name(&a[0]) == name(&b[0]) && a[1..] == b[1..]

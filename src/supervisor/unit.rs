@@ -414,6 +414,11 @@ fn listening_elsewhere(pgid: i32, marker: &str, port: u16) -> Option<String> {
     Some(format!("{}, not {port}", each.join("; ")))
 }
 
+/// The other way out of a port conflict.
+fn another_port(name: &str) -> String {
+    format!("give \"{name}\" another port in services.toml")
+}
+
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -457,9 +462,29 @@ async fn prepare(l: &Launch) -> Result<Prepared, String> {
                             .map_err(|e| format!("cannot open log: {e}"))?;
                         service_log::note(&log, svc.log_timestamps, &note);
                     }
-                    Err(why) => return Err(format!("{refusal}; {why}")),
+                    Err(why) => {
+                        return Err(format!("{refusal}; {why}; {}", another_port(&svc.name)))
+                    }
                 },
-                _ => return Err(refusal),
+                Some((pid, _)) => {
+                    let own = process::argv(pid)
+                        .is_some_and(|argv| super::stale::same_command(&argv, &svc.argv));
+                    let fix = if own {
+                        "it runs this service's own command, so it is likely a stale copy: \
+                         `fpctl start --replace` stops it and starts this one (or set \
+                         replace_stale = true)"
+                            .to_string()
+                    } else {
+                        format!("stop that process, or {}", another_port(&svc.name))
+                    };
+                    return Err(format!("{refusal}; {fix}"));
+                }
+                None => {
+                    return Err(format!(
+                        "{refusal}; `fpctl ports` shows what holds it; stop that, or {}",
+                        another_port(&svc.name)
+                    ))
+                }
             }
         }
     }
