@@ -215,6 +215,9 @@ fn notes(plan: &mut Plan, svc: &Service, image: &Image) {
     if svc.health.is_some() {
         plan.note_stack("start_timeout becomes the health check's start_period: compose keeps waiting for a slow start instead of failing it");
     }
+    if has_healthcheck(svc) {
+        plan.note_stack("compose runs a health check every interval from the start (fpctl probes a starting service every few ms), so a dependent may start up to an interval later");
+    }
     if svc.restart != RestartPolicy::No {
         plan.note_stack("restarts follow Docker's own backoff, not fpctl's (100 ms doubling to 10 s, count reset after 30 s up)");
     }
