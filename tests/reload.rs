@@ -106,7 +106,14 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
 #[test]
 fn an_added_service_starts_and_a_removed_one_stops() {
     let ports = free_ports(4);
-    let s = started(&three(&ports, ""));
+    // web ignores its stop signal, so its removal takes stop_timeout.
+    let slow_stop = three(&ports, "").replacen(
+        "--name web \"\nport",
+        "--name web \"\nstop_signal = \"SIGWINCH\"\nstop_timeout = \"1s\"\nport",
+        1,
+    );
+    assert_ne!(slow_stop, three(&ports, ""));
+    let s = started(&slow_stop);
     let web = s.pid_of("web").unwrap();
     let db = s.pid_of("db").unwrap();
     // web goes, worker comes.

@@ -416,9 +416,10 @@ health = {{ http = "/health", timeout = "300ms" }}
 #[test]
 fn a_symlinked_state_folder_is_refused_and_its_target_keeps_its_mode() {
     use std::os::unix::fs::PermissionsExt;
+    // Made first, so that it outlives the stack (and its stop) on a failure.
+    let elsewhere = tempfile::tempdir().unwrap();
     let port = free_port();
     let s = Stack::new(&http_service("web", port, "", ""));
-    let elsewhere = tempfile::tempdir().unwrap();
     let target = elsewhere.path().join("shared");
     std::fs::create_dir(&target).unwrap();
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
