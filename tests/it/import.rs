@@ -204,6 +204,19 @@ fn compose_file_converts_validates_and_starts() {
     assert_eq!(api["stop_signal"].as_str(), Some("SIGINT"));
     assert_eq!(api["health"]["http"].as_str(), Some("/health"));
     assert_eq!(t["services"]["migrate"]["oneshot"].as_bool(), Some(true));
+    // The list form of depends_on is kept as the mapping form is.
+    assert_eq!(
+        t["services"]["web"]["depends_on"].as_array(),
+        Some(&vec![toml::Value::from("api")]),
+        "{text}"
+    );
+    let api_deps: Vec<&str> = api["depends_on"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d.as_str())
+        .collect();
+    assert_eq!(api_deps, ["redis", "migrate"], "{text}");
     assert!(
         t["services"].get("db").is_none(),
         "db is not a stub:\n{text}"
