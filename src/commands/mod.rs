@@ -99,14 +99,15 @@ mod probe;
 mod scale;
 mod tools;
 
+pub use crate::cli::parse_since;
 pub use check::check;
 pub use dashboard::dashboard;
 pub use events::events;
 pub use exec::exec;
 pub use generate::{import, init};
 pub use lifecycle::{reload, restart, start, stop, supervise, supervisor_if_needed, up};
-pub use logs::{logs, parse_since, Options as LogsOptions};
+pub use logs::{logs, Options as LogsOptions};
 pub use ports::ports;
 pub use probe::probe;
 pub use scale::scale;
-pub use tools::{add_habit_tip, completion_names, completions, man, schema, COMPLETE_VAR};
+pub use tools::{add_habit_tip, completions, man, schema, COMPLETE_VAR};
