@@ -10,11 +10,15 @@ use crate::{Outcome, Result};
 
 pub fn load(file: Option<&Path>) -> Result<Config> {
     let config = config::load(file)?;
-    // A socket folder that someone else controls is refused before any
-    // command can take what is there for the supervisor.
-    crate::state::check_socket_dir(&crate::state::socket_path(&config))
-        .map_err(|e| crate::Error::Other(e.to_string()))?;
+    socket_dir_checked(&config)?;
     Ok(config)
+}
+
+/// A socket folder that someone else controls is refused before any
+/// command can take what is there for the supervisor.
+fn socket_dir_checked(config: &Config) -> Result<()> {
+    crate::state::check_socket_dir(&crate::state::socket_path(config))
+        .map_err(|e| crate::Error::Other(e.to_string()))
 }
 
 /// For commands that act on a running stack (`stop`, `check`, `logs`, …):
@@ -24,7 +28,10 @@ pub fn load(file: Option<&Path>) -> Result<Config> {
 /// supervisor, the file's error (exit 2).
 pub fn load_running(file: Option<&Path>) -> Result<(Config, bool)> {
     let err = match config::load(file) {
-        Ok(c) => return Ok((c, false)),
+        Ok(c) => {
+            socket_dir_checked(&c)?;
+            return Ok((c, false));
+        }
         Err(e) => e,
     };
     let config::ConfigError::Invalid {
