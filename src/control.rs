@@ -150,6 +150,29 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// The exit code of a command that got this refusal: the user's to fix
+    /// (a bad name, a bad file, a bad request) is 2, the rest 1.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::UnknownService | ErrorKind::InvalidConfig | ErrorKind::BadRequest => 2,
+            ErrorKind::ShuttingDown | ErrorKind::PermissionDenied | ErrorKind::Internal => 1,
+        }
+    }
+
+    /// The HTTP status the API answers this refusal with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::UnknownService => 404,
+            ErrorKind::InvalidConfig => 422,
+            ErrorKind::BadRequest => 400,
+            ErrorKind::PermissionDenied => 403,
+            // It could not be done now: the stack is busy or going away.
+            ErrorKind::ShuttingDown | ErrorKind::Internal => 409,
+        }
+    }
+}
+
 impl Response {
     pub fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
         Response::Error {
@@ -165,8 +188,20 @@ pub struct Change {
     pub service: String,
     pub kind: ChangeKind,
     /// What differs, for a changed service: `command`, `port`, `env`, …
-    /// or `FPCTL_PORT_X` for a dependent that sees a moved port.
+    /// or `FPCTL_PORT_X` for a dependent that sees a moved port. A running
+    /// service restarts for these.
     pub reasons: Vec<String>,
+    /// What differs and takes effect without a restart: `watch`,
+    /// `depends_on`, `tier`, …
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live: Vec<String>,
+}
+
+impl Change {
+    /// Whether the service restarts (when it runs) for this change.
+    pub fn restarts(&self) -> bool {
+        self.kind != ChangeKind::Changed || !self.reasons.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -184,6 +219,9 @@ pub struct ApiChange {
     pub from: Option<String>,
     pub to: Option<String>,
     pub token: bool,
+    /// `api_read_only` as it becomes, when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
 }
 
 /// A connection to a running supervisor.
@@ -321,16 +359,32 @@ pub fn encode(response: Response) -> String {
     s
 }
 
-/// Decode one request line, with a message fit to send back on error.
-pub fn decode(line: &str) -> Result<Request, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("malformed request: {e}"))?;
+/// Why a request line was refused; its text is sent back.
+#[derive(Debug, thiserror::Error)]
+pub enum BadRequest {
+    #[error("malformed request: {0}")]
+    Malformed(#[source] serde_json::Error),
+    #[error("malformed request: no protocol version \"v\"")]
+    NoVersion,
+    #[error("protocol version {0} is not supported (this supervisor speaks {PROTOCOL_VERSION}); run `fpctl stop` with the matching fpctl")]
+    Version(u64),
+    #[error("request too long")]
+    TooLong,
+    #[error("malformed request: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("no request within 10s")]
+    Silent,
+}
+
+/// Decode one request line.
+pub fn decode(line: &str) -> Result<Request, BadRequest> {
+    let value: serde_json::Value = serde_json::from_str(line).map_err(BadRequest::Malformed)?;
     match value.get("v").and_then(|v| v.as_u64()) {
         Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
-        Some(v) => return Err(format!("protocol version {v} is not supported (this supervisor speaks {PROTOCOL_VERSION}); run `fpctl stop` with the matching fpctl")),
-        None => return Err("malformed request: no protocol version \"v\"".into()),
+        Some(v) => return Err(BadRequest::Version(v)),
+        None => return Err(BadRequest::NoVersion),
     }
     serde_json::from_value::<Envelope<Request>>(value)
         .map(|e| e.body)
-        .map_err(|e| format!("malformed request: {e}"))
+        .map_err(BadRequest::Malformed)
 }

@@ -135,7 +135,7 @@ impl Api {
         &self,
         configured: Option<SocketAddr>,
         addr: SocketAddr,
-    ) -> Result<SocketAddr, String> {
+    ) -> Result<SocketAddr, ApiError> {
         let mut listening = self.listening();
         if let Some(l) = &*listening {
             return Ok(l.bound);
@@ -144,7 +144,7 @@ impl Api {
             .send_replace(auth::token(&self.shared.config())?.into());
         let l = self
             .open(configured, addr)
-            .map_err(|e| bind_error(addr, &e))?;
+            .map_err(|e| bind_error(addr, e))?;
         let bound = l.bound;
         *listening = Some(l);
         Ok(bound)
@@ -164,15 +164,23 @@ impl Api {
             Move::Open(addr) => Some(addr.to_string()),
             Move::Close => None,
         };
-        let token = self.shared.config().project.api.token != new.project.api.token;
-        (from != to || token).then_some(ApiChange { from, to, token })
+        let old = &self.shared.config().project.api;
+        let token = old.token != new.project.api.token;
+        let read_only =
+            (old.read_only != new.project.api.read_only).then_some(new.project.api.read_only);
+        (from != to || token || read_only.is_some()).then_some(ApiChange {
+            from,
+            to,
+            token,
+            read_only,
+        })
     }
 
     /// Make the API what `new` says: bind a new address before letting go
     /// of the old one, so that when the bind fails (the error names the
     /// address) the old listener keeps serving and nothing changed. A new
     /// token counts from the next request.
-    pub fn apply(&self, new: &Config) -> Result<(), String> {
+    pub fn apply(&self, new: &Config) -> Result<(), ApiError> {
         let mut listening = self.listening();
         let token_changed = self.shared.config().project.api.token != new.project.api.token;
         let wanted = listen::wanted(listening.as_ref(), new.project.api.listen);
@@ -209,11 +217,11 @@ impl Api {
                             Err(e) => {
                                 // Serve where it was again.
                                 *listening = back.and_then(|(c, b)| self.open(c, b).ok());
-                                return Err(bind_error(addr, &e));
+                                return Err(bind_error(addr, e));
                             }
                         }
                     }
-                    Err(e) => return Err(bind_error(addr, &e)),
+                    Err(e) => return Err(bind_error(addr, e)),
                 };
                 *listening = Some(opened);
             }
@@ -240,10 +248,32 @@ impl Api {
                 codes,
             })
         });
-        answer.unwrap_or_else(|message| Response::error(ErrorKind::Internal, message))
+        answer.unwrap_or_else(|e| Response::error(ErrorKind::Internal, e.to_string()))
     }
 }
 
-fn bind_error(addr: SocketAddr, e: &std::io::Error) -> String {
-    format!("cannot listen on {addr} for the HTTP API: {e}")
+fn bind_error(addr: SocketAddr, e: std::io::Error) -> ApiError {
+    ApiError::Bind { addr, source: e }
+}
+
+/// Why the API cannot serve (or move) as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("cannot listen on {addr} for the HTTP API: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot read /dev/urandom for a secret: {0}")]
+    Random(#[source] std::io::Error),
+    #[error("cannot create {}: {source}", .path.display())]
+    StateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", .path.display())]
+    WriteToken {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
