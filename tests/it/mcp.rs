@@ -587,3 +587,40 @@ fn a_read_only_api_offers_only_the_read_tools_over_http() {
         assert!(!names.contains(&format!("\"{m}\"")), "{m} offered: {tools}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_log_answer_is_cut_to_64_kib_keeps_the_newest_lines_and_says_so() {
+    let stack = Stack::new("");
+    stack.write(
+        "spam.py",
+        "import time\nfor i in range(3000):\n    print(f'line-{i}-' + 'x' * 100, flush=True)\nprint('all-written', flush=True)\ntime.sleep(300)\n",
+    );
+    stack.write(
+        "services.toml",
+        &format!(
+            "[services.spam]\ncommand = \"python3 {}\"\n",
+            stack.file("spam.py").display()
+        ),
+    );
+    stack.run(&["start"]).expect(0);
+    wait_until("spam wrote every line", Duration::from_secs(20), || {
+        stack.log("spam").contains("all-written")
+    });
+    let agent = Agent::start(&stack, &[]).await;
+    let r = agent
+        .call("fpctl_logs", json!({"name": "spam", "tail": 2000}))
+        .await;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    let v = r.structured_content.clone().unwrap();
+    let size = serde_json::to_string(&v).unwrap().len() + text(&r).len();
+    assert!(size <= 64 * 1024, "{size} bytes");
+    assert_eq!(v["truncated"], true);
+    let lines = v["lines"].as_array().unwrap();
+    assert!(lines.len() > 100 && lines.len() < 2000, "{}", lines.len());
+    assert_eq!(lines.last().unwrap()["text"], "all-written");
+    assert_eq!(
+        v["omitted"].as_u64().unwrap() as usize + lines.len(),
+        2000,
+        "2000 asked for, each either kept or counted as left out"
+    );
+}
