@@ -123,7 +123,7 @@ pub enum Response {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Update {
     /// One service's status, after any change of what it shows.
-    Service(ServiceStatus),
+    Service(Box<ServiceStatus>),
     Probe {
         service: String,
         #[serde(flatten)]
@@ -279,7 +279,7 @@ impl Client {
         }
     }
 
-    /// Subscribe: the first [`Subscription::next`] is a `Status` snapshot,
+    /// Subscribe: the first [`Subscription::recv`] is a `Status` snapshot,
     /// then `Update`s follow in the order they happen (and a fresh
     /// `Status` when this client fell too far behind).
     pub fn subscribe(mut self) -> std::io::Result<Subscription> {
@@ -326,7 +326,7 @@ pub struct Subscription {
 
 impl Subscription {
     /// The next snapshot or update; None once the supervisor has exited.
-    pub fn next(&mut self) -> std::io::Result<Option<Response>> {
+    pub fn recv(&mut self) -> std::io::Result<Option<Response>> {
         self.client.read()
     }
 

@@ -184,6 +184,7 @@ async fn exec(
     let spec = SpawnSpec {
         argv,
         dir,
+        shared: &[],
         env,
         marker: None,
     };

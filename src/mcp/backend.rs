@@ -208,7 +208,7 @@ impl Backend {
                         }
                     };
                     let _ = handle_tx.send(sub.handle().ok());
-                    while let Ok(Some(r)) = sub.next() {
+                    while let Ok(Some(r)) = sub.recv() {
                         if tx.send(r).is_err() {
                             return;
                         }
@@ -240,9 +240,9 @@ impl Drop for Live {
 pub fn apply(snapshot: &mut Snapshot, update: &Update) {
     if let Update::Service(s) = update {
         if let Some(mine) = snapshot.services.iter_mut().find(|m| m.name == s.name) {
-            *mine = s.clone();
+            *mine = (**s).clone();
         } else {
-            snapshot.services.push(s.clone());
+            snapshot.services.push((**s).clone());
         }
         snapshot.summary = crate::status::Summary::of(&snapshot.services);
     }
