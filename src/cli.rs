@@ -144,6 +144,14 @@ pub enum Command {
         #[arg(long)]
         no_open: bool,
     },
+    /// Serve MCP on stdin/stdout for coding agents, as a client of the
+    /// supervisor (started in the background if none runs)
+    Mcp {
+        /// Offer only the tools that change nothing (no start, restart,
+        /// stop or reload)
+        #[arg(long)]
+        read_only: bool,
+    },
     /// Check services.toml and print a summary
     Validate,
     /// Write a services.toml for the services found under DIR (default: here)

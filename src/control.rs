@@ -333,6 +333,12 @@ impl Subscription {
     pub fn set_timeout(&self, t: Option<Duration>) {
         self.client.set_timeout(t)
     }
+
+    /// Another handle on the connection: shutting it down ends a `next`
+    /// that waits, from another thread.
+    pub fn handle(&self) -> std::io::Result<UnixStream> {
+        self.client.writer.try_clone()
+    }
 }
 
 /// SHA-256 (hex) of a file's bytes; None when it cannot be read.

@@ -37,6 +37,7 @@ pub mod health;
 pub mod human;
 pub mod import;
 pub mod logger;
+pub mod mcp;
 pub mod metrics;
 pub mod output;
 pub mod ports;
@@ -101,6 +102,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             profiles,
         } => commands::check(file, services, json, wide, wait, profiles),
         Command::Dashboard { no_open } => commands::dashboard(file, no_open),
+        Command::Mcp { read_only } => mcp::serve_stdio(file, read_only),
         Command::Restart { services } => commands::restart(file, services),
         Command::Stop { services } => commands::stop(file, services),
         Command::Reload { dry_run } => commands::reload(file, dry_run),

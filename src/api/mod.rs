@@ -10,9 +10,9 @@ mod assets;
 mod auth;
 mod listen;
 mod prom;
-mod routes;
+pub(crate) mod routes;
 mod stream;
-mod view;
+pub(crate) mod view;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,6 +62,11 @@ impl Shared {
     /// The config in force now.
     pub fn config(&self) -> Arc<Config> {
         Arc::clone(&self.config.borrow())
+    }
+
+    /// Hand `request` to the supervisor; its responses come on `reply`.
+    pub fn forward(&self, request: Request, reply: mpsc::UnboundedSender<Response>) -> bool {
+        (self.forward)(request, reply)
     }
 
     /// Send a request to the supervisor and wait for its final response.

@@ -36,6 +36,7 @@ pub fn router(shared: Arc<Shared>, guard: auth::Guard) -> Router {
         .route("/api/v1/graph", get(graph))
         .route("/api/v1/stream", get(stream::upgrade))
         .route("/metrics", get(prom::metrics))
+        .route("/mcp", crate::mcp::route(Arc::clone(&shared)))
         .layer(axum::middleware::from_fn_with_state(guard, auth::check))
         .with_state(shared)
 }
@@ -125,7 +126,7 @@ fn mine(services: Vec<ServiceStatus>, names: &[String]) -> Vec<ServiceStatus> {
 }
 
 /// What the file says about a service, secrets redacted.
-fn settings(config: &Config, i: usize) -> Value {
+pub(crate) fn settings(config: &Config, i: usize) -> Value {
     let svc = &config.services[i];
     let names = |idx: &mut dyn Iterator<Item = usize>| -> Vec<String> {
         idx.map(|d| config.services[d].name.clone()).collect()

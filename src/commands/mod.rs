@@ -108,11 +108,14 @@ mod tools;
 
 pub use crate::cli::parse_since;
 pub use check::check;
+pub(crate) use check::no_live_run;
 pub use dashboard::dashboard;
 pub use events::events;
 pub use exec::exec;
 pub use generate::{import, init};
-pub use lifecycle::{reload, restart, start, stop, supervise, supervisor_if_needed, up};
+pub use lifecycle::{
+    connect_or_spawn, reload, restart, start, stop, supervise, supervisor_if_needed, up,
+};
 pub use logs::{logs, Options as LogsOptions};
 pub use ports::ports;
 pub use probe::probe;

@@ -18,6 +18,7 @@ mod house;
 mod import;
 mod init;
 mod invalid_config;
+mod mcp;
 mod parallel_setup;
 mod ports;
 mod probes;
