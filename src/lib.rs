@@ -49,6 +49,7 @@ pub mod state;
 pub mod status;
 pub mod stdio;
 pub mod supervisor;
+pub mod top;
 
 pub use error::{Error, Outcome, Result};
 
@@ -100,6 +101,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             wait,
             profiles,
         } => commands::check(file, services, json, wide, wait, profiles),
+        Command::Top { start, once } => top::top(file, start, once),
         Command::Dashboard { no_open } => commands::dashboard(file, no_open),
         Command::Restart { services } => commands::restart(file, services),
         Command::Stop { services } => commands::stop(file, services),

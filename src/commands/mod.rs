@@ -99,7 +99,7 @@ mod probe;
 mod scale;
 mod tools;
 
-pub use check::check;
+pub use check::{check, no_live_run};
 pub use dashboard::dashboard;
 pub use events::events;
 pub use exec::exec;
