@@ -165,8 +165,20 @@ pub struct Change {
     pub service: String,
     pub kind: ChangeKind,
     /// What differs, for a changed service: `command`, `port`, `env`, …
-    /// or `FPCTL_PORT_X` for a dependent that sees a moved port.
+    /// or `FPCTL_PORT_X` for a dependent that sees a moved port. A running
+    /// service restarts for these.
     pub reasons: Vec<String>,
+    /// What differs and takes effect without a restart: `watch`,
+    /// `depends_on`, `tier`, …
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live: Vec<String>,
+}
+
+impl Change {
+    /// Whether the service restarts (when it runs) for this change.
+    pub fn restarts(&self) -> bool {
+        self.kind != ChangeKind::Changed || !self.reasons.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -184,6 +196,9 @@ pub struct ApiChange {
     pub from: Option<String>,
     pub to: Option<String>,
     pub token: bool,
+    /// `api_read_only` as it becomes, when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
 }
 
 /// A connection to a running supervisor.
