@@ -218,7 +218,9 @@ impl App {
         let f = self.filter.to_lowercase();
         f.is_empty()
             || s.name.to_lowercase().contains(&f)
-            || s.group.as_deref().is_some_and(|g| g.to_lowercase().contains(&f))
+            || s.group
+                .as_deref()
+                .is_some_and(|g| g.to_lowercase().contains(&f))
     }
 
     /// The table's lines: tiers in order, each with its services (instances
@@ -287,9 +289,7 @@ impl App {
     /// Keep a selection on a shown service.
     fn keep_selection(&mut self) {
         let visible = self.visible();
-        let ok = self
-            .selected_index()
-            .is_some_and(|k| visible.contains(&k));
+        let ok = self.selected_index().is_some_and(|k| visible.contains(&k));
         if !ok {
             self.selected = visible.first().map(|&k| self.services[k].name.clone());
         }

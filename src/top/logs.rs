@@ -171,7 +171,10 @@ mod tests {
         let mut tail = Tail::open(vec![("a".into(), path.clone())], &mut ring);
         let texts = |r: &Ring| r.lines.iter().map(|l| l.text.clone()).collect::<Vec<_>>();
         assert_eq!(texts(&ring), ["one", "two"]);
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         f.write_all(b"thr").unwrap();
         assert!(!tail.poll(&mut ring));
         f.write_all(b"ee\nfour\n").unwrap();

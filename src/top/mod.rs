@@ -116,7 +116,7 @@ fn pipe(config: &Config, client: Client) -> Result<Outcome> {
         let left = next.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(Msg::Stream(r)) => {
-                app.apply(r);
+                app.apply(*r);
                 continue;
             }
             Ok(Msg::Gone) | Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -155,7 +155,7 @@ fn live_snapshot(app: &App) -> Snapshot {
 
 /// What the loop hears.
 enum Msg {
-    Stream(Response),
+    Stream(Box<Response>),
     Gone,
     Key(Key),
     Resize,
@@ -171,7 +171,7 @@ fn read_stream(mut sub: crate::control::Subscription, tx: mpsc::Sender<Msg>) {
     std::thread::spawn(move || loop {
         match sub.next() {
             Ok(Some(r)) => {
-                if tx.send(Msg::Stream(r)).is_err() {
+                if tx.send(Msg::Stream(Box::new(r))).is_err() {
                     return;
                 }
             }
@@ -250,10 +250,9 @@ fn tui(config: Arc<Config>, socket: PathBuf, client: Client) -> Result<Outcome> 
     };
     let guard = Terminal::enter().map_err(|e| Error::other("cannot set up the terminal", e))?;
     read_keys(tx.clone());
-    let mut term = ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(
-        std::io::stdout(),
-    ))
-    .map_err(|e| Error::other("cannot set up the terminal", e))?;
+    let mut term =
+        ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout()))
+            .map_err(|e| Error::other("cannot set up the terminal", e))?;
     let prober = Prober::start(Arc::clone(&config), tx.clone());
     let mut tail: Option<(TailKey, logs::Tail)> = None;
     let mut last_log = Instant::now();
@@ -312,7 +311,7 @@ fn tui(config: Arc<Config>, socket: PathBuf, client: Client) -> Result<Outcome> 
         for msg in std::iter::once(first).chain(rx.try_iter()) {
             dirty = true;
             match msg {
-                Msg::Stream(r) => app.apply(r),
+                Msg::Stream(r) => app.apply(*r),
                 Msg::Gone => app.gone = true,
                 Msg::Resize => {
                     let _ = term.autoresize();

@@ -74,7 +74,7 @@ pub fn draw(frame: &mut Frame, app: &App, look: Look) {
         Constraint::Length(1),
     ])
     .areas(area);
-    frame.render_widget(Paragraph::new(header_line(app, look)), header);
+    frame.render_widget(Paragraph::new(header_line(app, look, header.width)), header);
     let rows = app.rows();
     if app.zoom {
         draw_pane(frame, app, look, body);
@@ -120,7 +120,16 @@ pub fn draw(frame: &mut Frame, app: &App, look: Look) {
     }
 }
 
-fn header_line(app: &App, look: Look) -> Line<'static> {
+/// The project, the supervisor, the counts by state, total memory and
+/// CPU; shorter forms on a narrow terminal.
+fn header_line(app: &App, look: Look, width: u16) -> Line<'static> {
+    (0..3)
+        .map(|short| header_variant(app, look, short))
+        .find(|l| l.width() <= width as usize)
+        .unwrap_or_else(|| header_variant(app, look, 2))
+}
+
+fn header_variant(app: &App, look: Look, short: u8) -> Line<'static> {
     let bold = Style::new().add_modifier(Modifier::BOLD);
     let mut spans = vec![Span::styled(
         if app.project.is_empty() {
@@ -132,7 +141,11 @@ fn header_line(app: &App, look: Look) -> Line<'static> {
     )];
     match app.supervisor_pid {
         Some(pid) => {
-            let mut s = format!("  supervisor {pid}");
+            let mut s = if short < 2 {
+                format!("  supervisor {pid}")
+            } else {
+                format!("  pid {pid}")
+            };
             if let Some(started) = app.supervisor_started {
                 let up = app.now().saturating_duration_since(started);
                 s.push_str(&format!(" up {}", output::duration_short(up)));
@@ -146,10 +159,11 @@ fn header_line(app: &App, look: Look) -> Line<'static> {
     let mut first = true;
     for state in ServiceState::ALL {
         let n = summary.count(state);
-        let always = matches!(
-            state,
-            ServiceState::Online | ServiceState::Degraded | ServiceState::Offline
-        );
+        let always = short == 0
+            && matches!(
+                state,
+                ServiceState::Online | ServiceState::Degraded | ServiceState::Offline
+            );
         if n == 0 && !always {
             continue;
         }
@@ -192,7 +206,10 @@ const DETAIL_MIN: usize = 14;
 
 fn headings() -> Vec<&'static str> {
     let mut h = output::headers(true);
-    let at = h.iter().position(|&c| c == "LATENCY").map_or(h.len(), |i| i + 1);
+    let at = h
+        .iter()
+        .position(|&c| c == "LATENCY")
+        .map_or(h.len(), |i| i + 1);
     h.insert(at, PROBES);
     h
 }
@@ -303,9 +320,7 @@ fn draw_table(frame: &mut Frame, app: &App, look: Look, rows: &[Row], area: Rect
                 let s = &app.services[*k];
                 let c = cells[r].as_ref().expect("a service row has cells");
                 let mut styles = vec![Style::new(); c.len()];
-                styles[2] = look
-                    .fg(state_color(s.state))
-                    .add_modifier(Modifier::BOLD);
+                styles[2] = look.fg(state_color(s.state)).add_modifier(Modifier::BOLD);
                 if s.state == ServiceState::Stopped {
                     styles[2] = look.dim();
                 }
@@ -575,7 +590,10 @@ fn draw_help(frame: &mut Frame, look: Look, area: Rect) {
         .iter()
         .map(|(k, what)| {
             Line::from(vec![
-                Span::styled(format!("{k:<w$}  "), Style::new().add_modifier(Modifier::BOLD)),
+                Span::styled(
+                    format!("{k:<w$}  "),
+                    Style::new().add_modifier(Modifier::BOLD),
+                ),
                 Span::raw(*what),
             ])
         })
