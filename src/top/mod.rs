@@ -26,6 +26,7 @@ use crate::{commands, graph, health, output, state};
 use crate::{Error, Outcome, Result};
 
 pub use app::{Action, App, Key, Mode, Pane};
+pub use logs::{LogLine, Ring, Tail};
 pub use view::{draw, Look, KEYS};
 
 /// How often the pipe mode prints the table.

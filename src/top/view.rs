@@ -502,11 +502,7 @@ fn log_lines(app: &App, look: Look, height: usize, width: usize) -> Vec<Line<'st
 /// prints can move the cursor or change the terminal.
 pub fn colored_spans(text: &str, look: Look) -> Vec<Span<'static>> {
     use ansi_to_tui::IntoText;
-    let clean: String = text
-        .chars()
-        .map(|c| if c == '\t' { ' ' } else { c })
-        .filter(|&c| c == '\x1b' || !c.is_control())
-        .collect();
+    let clean = only_sgr(text);
     let parsed: Option<Text<'static>> = clean.as_bytes().into_text().ok();
     let spans: Vec<Span<'static>> = match parsed {
         Some(t) => t.lines.into_iter().flat_map(|l| l.spans).collect(),
@@ -529,6 +525,45 @@ pub fn colored_spans(text: &str, look: Look) -> Vec<Span<'static>> {
             s
         })
         .collect()
+}
+
+/// `text` with its SGR sequences (colours, bold, …) and printable
+/// characters only: every other escape sequence (cursor moves, screen
+/// clearing, titles) and control character is dropped; a tab is a space.
+fn only_sgr(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => match chars.next() {
+                Some('[') => {
+                    let mut seq = String::from("\x1b[");
+                    for c in chars.by_ref() {
+                        seq.push(c);
+                        if ('\x40'..='\x7e').contains(&c) {
+                            break;
+                        }
+                    }
+                    if seq.ends_with('m') {
+                        out.push_str(&seq);
+                    }
+                }
+                // OSC (a title, a link): up to BEL or ESC \.
+                Some(']') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\x07' || (c == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            },
+            '\t' => out.push(' '),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn status_line(app: &App, look: Look) -> Line<'static> {
