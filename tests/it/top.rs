@@ -248,7 +248,9 @@ impl Tmux {
     /// Run `fpctl top ARGS` in `dir`; when it exits the shell prints its
     /// exit code and whether the tty is back in canonical mode with echo.
     fn top(dir: &Path, args: &str, env: &str, size: (u16, u16)) -> Tmux {
-        let socket = dir.join("tmux.sock");
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let socket = dir.join(format!("tmux{n}.sock"));
         let script = format!(
             "cd '{}' && {env} '{BIN}' top {args}; echo EXIT=$?; \
              stty -a | tr ' ;' '\\n\\n' | grep -E '^-?(icanon|echo)$' | tr '\\n' ' '; echo; sleep 600",
@@ -445,6 +447,10 @@ fn top_under_a_pty_shows_every_service_restarts_one_sees_a_crash_and_quits_clean
     });
     let seen = killed.elapsed();
     assert!(seen < Duration::from_secs(2), "{seen:?}");
+    t.wait("api online again", Duration::from_secs(15), |sc| {
+        cell(sc, "api", "STATE").as_deref() == Some("online")
+            && cell(sc, "api", "PID").is_some_and(|p| p != pid.to_string())
+    });
 
     // A resize redraws at the new size, with more columns.
     let ok = t
