@@ -598,3 +598,83 @@ fn top_off_a_terminal_prints_the_table_every_2s_and_once_exits_as_check() {
     assert!(r.stdout().contains("stopped"), "{}", r.all());
     s.stop_all();
 }
+
+#[test]
+fn top_stops_starts_probes_reloads_with_its_plan_and_stops_everything_after_yes() {
+    let s = stack();
+    let t = Tmux::top(s.path(), "--start", "", (100, 30));
+    t.wait("started and shown", Duration::from_secs(20), |sc| {
+        ["api", "worker", "mailer"]
+            .iter()
+            .all(|n| cell(sc, n, "STATE").as_deref() == Some("online"))
+    });
+    // `x` stops the selected service, `s` starts it again.
+    t.keys(&["/", "mailer", "Enter", "x"]);
+    let sc = t.wait("mailer stopped", Duration::from_secs(15), |sc| {
+        cell(sc, "mailer", "STATE").as_deref() == Some("stopped")
+    });
+    t.wait("the stop's result", Duration::from_secs(5), |sc| {
+        sc.contains("stopped mailer")
+    });
+    assert_eq!(s.state_of("mailer"), "stopped", "{sc}");
+    t.keys(&["s"]);
+    t.wait("mailer online again", Duration::from_secs(15), |sc| {
+        cell(sc, "mailer", "STATE").as_deref() == Some("online") && sc.contains("started mailer")
+    });
+    // `p` probes; a service with nothing to probe says why.
+    t.keys(&["p"]);
+    t.wait("the probe's answer", Duration::from_secs(5), |sc| {
+        sc.contains("probe mailer: it has neither a health check nor a port")
+    });
+    t.keys(&["Escape", "/", "api", "Enter", "p"]);
+    t.wait("api's probe", Duration::from_secs(10), |sc| {
+        sc.contains("probe api: healthy in")
+    });
+    t.keys(&["Escape"]);
+
+    // `R` shows the plan; nothing changes until `y`.
+    let old = s.pid_of("mailer").unwrap();
+    let toml = std::fs::read_to_string(s.file("services.toml")).unwrap();
+    s.write(
+        "services.toml",
+        &toml.replace(
+            "[services.mailer]\ntier = \"apps\"\ncommand = \"sleep 600\"",
+            "[services.mailer]\ntier = \"apps\"\ncommand = \"sleep 601\"",
+        ),
+    );
+    t.keys(&["R"]);
+    let sc = t.wait("the reload plan", Duration::from_secs(10), |sc| {
+        sc.contains("y applies it")
+    });
+    assert!(sc.contains("mailer"), "{sc}");
+    assert_eq!(s.pid_of("mailer"), Some(old));
+    t.keys(&["y"]);
+    t.wait("reloaded", Duration::from_secs(15), |sc| {
+        sc.contains("reloaded services.toml")
+            && cell(sc, "mailer", "PID").is_some_and(|p| p != old.to_string() && p != "-")
+    });
+
+    // `X` asks first; `n` keeps everything, `y` stops the stack.
+    let supervisor = s.supervisor_pid().unwrap();
+    t.keys(&["X"]);
+    t.wait("the question", Duration::from_secs(5), |sc| {
+        sc.contains("Stop every service and the supervisor?")
+    });
+    t.keys(&["n"]);
+    t.wait("nothing stopped", Duration::from_secs(5), |sc| {
+        sc.contains("nothing stopped")
+    });
+    assert!(pid_alive(supervisor));
+    t.keys(&["X", "y"]);
+    t.wait("the supervisor gone", Duration::from_secs(20), |sc| {
+        sc.contains("the supervisor has exited")
+    });
+    wait_until("the supervisor exits", Duration::from_secs(10), || {
+        !pid_alive(supervisor)
+    });
+    t.keys(&["q"]);
+    let sc = t.wait("top exits", Duration::from_secs(5), |sc| {
+        sc.contains("icanon")
+    });
+    assert!(sc.contains("EXIT=0"), "{sc}");
+}
