@@ -279,7 +279,7 @@ impl Task {
                 });
             }
         }
-        let (child, writer) = match spawn(&self.l) {
+        let (child, writer) = match spawn(&self.l).await {
             Ok(c) => c,
             Err(reason) => {
                 self.report(UnitEvent::PrepareFailed(reason));
@@ -554,18 +554,43 @@ fn open_log(path: &std::path::Path) -> Result<std::fs::File, PrepareError> {
     })
 }
 
-fn spawn(l: &Launch) -> Result<(process::Child, Option<process::Child>), PrepareError> {
-    let svc = &l.svc;
-    let log = open_log(&l.log_path)?;
+/// Spawn the service: on a thread of the blocking pool, so that building
+/// the command (every `FPCTL_PORT_*` and `FPCTL_HOST_*` of the config, a
+/// few thousand variables in a large stack) and the fork never hold up the
+/// dispatcher, the probes or the other units.
+async fn spawn(l: &Launch) -> Result<(process::Child, Option<process::Child>), PrepareError> {
+    // A few at once: a tier of hundreds must not become hundreds of threads.
+    static SPAWNERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+    let _turn = SPAWNERS.acquire().await;
+    let svc = Arc::clone(&l.svc);
+    let log_path = l.log_path.clone();
+    let marker = l.marker.clone();
+    tokio::task::spawn_blocking(move || spawn_now(&svc, &log_path, &marker))
+        .await
+        .unwrap_or_else(|e| {
+            Err(PrepareError::Io {
+                step: IoStep::Spawn,
+                error: e.to_string(),
+            })
+        })
+}
+
+fn spawn_now(
+    svc: &Service,
+    log_path: &std::path::Path,
+    marker: &str,
+) -> Result<(process::Child, Option<process::Child>), PrepareError> {
+    let log = open_log(log_path)?;
     let command = shell_words::join(&svc.argv);
     let note = Note::Starting { command };
     service_log::note(&log, svc.log_timestamps, &svc.redact(&note.to_string()));
-    let env = setup::service_env(svc);
+    let env = setup::own_env(svc);
     let spec = SpawnSpec {
         argv: &svc.argv,
         dir: &svc.dir,
+        shared: &svc.port_env,
         env: &env,
-        marker: Some(&l.marker),
+        marker: Some(marker),
     };
     let options = crate::logger::Options {
         rotation: svc.log_rotation,
@@ -574,7 +599,7 @@ fn spawn(l: &Launch) -> Result<(process::Child, Option<process::Child>), Prepare
     let spawned = if options.rotation.is_none() && !options.timestamps {
         process::spawn_logged(&spec, &log).map(|c| (c, None))
     } else {
-        process::spawn_log_writer(&l.log_path, options).and_then(|(pipe, writer)| {
+        process::spawn_log_writer(log_path, options).and_then(|(pipe, writer)| {
             process::spawn_logged(&spec, &pipe).map(|c| (c, Some(writer)))
         })
     };

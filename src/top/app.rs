@@ -161,6 +161,7 @@ impl App {
         match response {
             Response::Status { snapshot, .. } => self.snapshot(snapshot),
             Response::Update(Update::Service(s)) => {
+                let s = *s;
                 let now = self.now();
                 match self.services.iter().position(|x| x.name == s.name) {
                     Some(k) => {

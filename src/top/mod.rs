@@ -170,7 +170,7 @@ enum Msg {
 
 fn read_stream(mut sub: crate::control::Subscription, tx: mpsc::Sender<Msg>) {
     std::thread::spawn(move || loop {
-        match sub.next() {
+        match sub.recv() {
             Ok(Some(r)) => {
                 if tx.send(Msg::Stream(Box::new(r))).is_err() {
                     return;
