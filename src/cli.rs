@@ -81,6 +81,16 @@ pub enum Command {
         #[arg(long = "profile", short = 'p', env = "FPCTL_PROFILES", value_delimiter = ',', add = names(Names::Profiles))]
         profiles: Vec<String>,
     },
+    /// A live view of the running stack in the terminal, with actions (off a
+    /// terminal: the `check --wide` table every 2s)
+    Top {
+        /// Start the stack first, as `fpctl start` does
+        #[arg(long)]
+        start: bool,
+        /// Print the table once and exit (0 when everything is online, as `check`)
+        #[arg(long)]
+        once: bool,
+    },
     /// Stop and start services again (default: all), and wait until they are online
     Restart {
         #[arg(add = names(Names::Services))]

@@ -50,6 +50,7 @@ pub mod state;
 pub mod status;
 pub mod stdio;
 pub mod supervisor;
+pub mod top;
 
 pub use error::{Error, Outcome, Result};
 
@@ -101,6 +102,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             wait,
             profiles,
         } => commands::check(file, services, json, wide, wait, profiles),
+        Command::Top { start, once } => top::top(file, start, once),
         Command::Dashboard { no_open } => commands::dashboard(file, no_open),
         Command::Mcp { read_only } => mcp::serve_stdio(file, read_only),
         Command::Restart { services } => commands::restart(file, services),

@@ -240,7 +240,7 @@ pub(super) fn live_in_saved_state(saved: Option<&crate::state::StateFile>, servi
 
 /// A `log` check of a service with no live run fails: the lines in its log
 /// belong to a run that is over, whatever they say.
-pub(crate) fn no_live_run(svc: &crate::config::Service, result: &mut crate::health::ProbeResult) {
+pub fn no_live_run(svc: &crate::config::Service, result: &mut crate::health::ProbeResult) {
     if let Some(crate::config::Health {
         probe: crate::config::Probe::Log { .. },
         ..

@@ -107,8 +107,7 @@ mod scale;
 mod tools;
 
 pub use crate::cli::parse_since;
-pub use check::check;
-pub(crate) use check::no_live_run;
+pub use check::{check, no_live_run};
 pub use dashboard::dashboard;
 pub use events::events;
 pub use exec::exec;

@@ -6,7 +6,7 @@
 mod table;
 mod words;
 
-pub use table::{status_table, summary_line};
+pub use table::{cells, group_summary, headers, status_table, summary_line};
 
 pub use crate::human::{bytes_short, duration_short};
 

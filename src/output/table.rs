@@ -14,56 +14,8 @@ use crate::status::{ServiceState, ServiceStatus, Snapshot, Summary};
 /// summary line.
 pub fn status_table(config: &Config, snapshot: &Snapshot, wide: bool) -> String {
     let rows = &snapshot.services;
-    let mut headers = vec![
-        "SERVICE", "PORT", "STATE", "PID", "UPTIME", "RESTARTS", "LATENCY",
-    ];
-    if wide {
-        headers.extend(["RSS", "CPU", "RESTARTS_TOTAL"]);
-    }
-    headers.push("DETAIL");
-    let dash = || "-".to_string();
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            let mut c = vec![
-                // Instances sit under their service's line.
-                match &r.group {
-                    Some(_) => format!("  {}", r.name),
-                    None => r.name.clone(),
-                },
-                r.port.map(|p| p.to_string()).unwrap_or_else(dash),
-                r.state.as_str().to_string(),
-                r.pid.map(|p| p.to_string()).unwrap_or_else(dash),
-                r.uptime_s
-                    .map(|u| duration_short(std::time::Duration::from_secs_f64(u)))
-                    .unwrap_or_else(dash),
-                if r.restarts_in_row > 0 && r.restarts_in_row != r.restarts {
-                    format!("{} ({} in a row)", r.restarts, r.restarts_in_row)
-                } else {
-                    r.restarts.to_string()
-                },
-                r.latency_ms
-                    .map(|l| format!("{l:.1}ms"))
-                    .unwrap_or_else(dash),
-            ];
-            if wide {
-                c.extend([
-                    r.rss_bytes.map(bytes_short).unwrap_or_else(dash),
-                    r.cpu_percent
-                        .map(|p| format!("{p:.1}%"))
-                        .unwrap_or_else(dash),
-                    r.restarts_total.to_string(),
-                ]);
-            }
-            c.push(
-                r.detail
-                    .as_deref()
-                    .map(|d| d.lines().next().unwrap_or_default().to_string())
-                    .unwrap_or_default(),
-            );
-            c
-        })
-        .collect();
+    let headers = headers(wide);
+    let cells: Vec<Vec<String>> = rows.iter().map(|r| cells(r, wide)).collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for c in &cells {
         for (w, cell) in widths.iter_mut().zip(c.iter()) {
@@ -126,6 +78,60 @@ pub fn status_table(config: &Config, snapshot: &Snapshot, wide: bool) -> String 
     out
 }
 
+/// The table's column headings; `wide` adds memory, CPU and every restart.
+pub fn headers(wide: bool) -> Vec<&'static str> {
+    let mut headers = vec![
+        "SERVICE", "PORT", "STATE", "PID", "UPTIME", "RESTARTS", "LATENCY",
+    ];
+    if wide {
+        headers.extend(["RSS", "CPU", "RESTARTS_TOTAL"]);
+    }
+    headers.push("DETAIL");
+    headers
+}
+
+/// One service's cells under [`headers`], uncoloured.
+pub fn cells(r: &ServiceStatus, wide: bool) -> Vec<String> {
+    let dash = || "-".to_string();
+    let mut c = vec![
+        // Instances sit under their service's line.
+        match &r.group {
+            Some(_) => format!("  {}", r.name),
+            None => r.name.clone(),
+        },
+        r.port.map(|p| p.to_string()).unwrap_or_else(dash),
+        r.state.as_str().to_string(),
+        r.pid.map(|p| p.to_string()).unwrap_or_else(dash),
+        r.uptime_s
+            .map(|u| duration_short(std::time::Duration::from_secs_f64(u)))
+            .unwrap_or_else(dash),
+        if r.restarts_in_row > 0 && r.restarts_in_row != r.restarts {
+            format!("{} ({} in a row)", r.restarts, r.restarts_in_row)
+        } else {
+            r.restarts.to_string()
+        },
+        r.latency_ms
+            .map(|l| format!("{l:.1}ms"))
+            .unwrap_or_else(dash),
+    ];
+    if wide {
+        c.extend([
+            r.rss_bytes.map(bytes_short).unwrap_or_else(dash),
+            r.cpu_percent
+                .map(|p| format!("{p:.1}%"))
+                .unwrap_or_else(dash),
+            r.restarts_total.to_string(),
+        ]);
+    }
+    c.push(
+        r.detail
+            .as_deref()
+            .map(|d| d.lines().next().unwrap_or_default().to_string())
+            .unwrap_or_default(),
+    );
+    c
+}
+
 /// `5 online, 1 degraded, 0 offline` plus any other state that occurs.
 pub fn summary_line(summary: &Summary) -> String {
     use ServiceState as S;
@@ -149,6 +155,12 @@ pub fn summary_line(summary: &Summary) -> String {
 /// The line above a replicated service's instances: its name, and how many
 /// of the instances shown are in each state.
 fn group_line(rows: &[ServiceStatus], group: &str) -> String {
+    format!("{}  {}", group.bold(), group_summary(rows, group))
+}
+
+/// `3 replicas: 2 online, 1 starting`: the instances of `group` among
+/// `rows`, by state.
+pub fn group_summary(rows: &[ServiceStatus], group: &str) -> String {
     let states: Vec<ServiceState> = rows
         .iter()
         .filter(|r| r.group.as_deref() == Some(group))
@@ -159,10 +171,5 @@ fn group_line(rows: &[ServiceStatus], group: &str) -> String {
         *counts.entry(state.as_str()).or_default() += 1;
     }
     let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    format!(
-        "{}  {} replicas: {}",
-        group.bold(),
-        states.len(),
-        parts.join(", ")
-    )
+    format!("{} replicas: {}", states.len(), parts.join(", "))
 }

@@ -37,4 +37,5 @@ mod status_surfaces;
 mod stopping;
 mod subscribe;
 mod supervisor;
+mod top;
 mod watch;
