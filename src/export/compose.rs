@@ -180,6 +180,8 @@ fn healthcheck(plan: &mut Plan, svc: &Service) -> Option<Value> {
             );
             return None;
         }
+        // Compose runs the image's own HEALTHCHECK by itself.
+        Probe::Container => return None,
         Probe::Exec { argv } => {
             let mut test = vec!["CMD".to_string()];
             test.extend(argv.iter().cloned());

@@ -237,6 +237,13 @@ fn probe_action(plan: &mut Plan, svc: &Service) -> Option<Value> {
             );
             return None;
         }
+        Probe::Container => {
+            plan.note(
+                &svc.name,
+                "Kubernetes ignores an image's HEALTHCHECK: it has no probes",
+            );
+            return None;
+        }
     })
 }
 

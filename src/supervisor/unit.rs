@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::service::ServiceId;
 use crate::config::Service;
+use crate::container;
 use crate::health::{self, ProbeResult, Verdict};
 use crate::process::{self, Exit, SpawnSpec};
 use crate::service_log;
@@ -164,6 +165,9 @@ impl Launcher for Processes {
             process::signal_pid(pid, Signal::SIGKILL);
         }
         kill_own_children();
+        if container::in_use() {
+            container::remove_project_now(marker);
+        }
     }
 }
 
@@ -208,6 +212,7 @@ pub fn launch(l: Launch, sink: Sink) -> Unit {
             sink,
             ctl: rx,
             writer: None,
+            container: None,
         };
         task.fresh().await;
     });
@@ -224,7 +229,17 @@ pub fn adopt(l: Launch, sink: Sink, pid: i32, exit: oneshot::Receiver<Exit>) -> 
             sink,
             ctl: rx,
             writer: None,
+            container: None,
         };
+        // The client of a container service: stopping it means stopping
+        // its container.
+        if task.l.svc.in_container().is_some() {
+            container::mark_in_use();
+            match InContainer::resolve(&task.l).await {
+                Ok(found) => task.container = Some(found),
+                Err(e) => tracing::warn!(service = %task.l.svc.name, "{e}"),
+            }
+        }
         let probing = task.l.svc.health.is_some() && !task.l.svc.oneshot;
         task.watch(pid, exit, probing, false).await;
     });
@@ -237,6 +252,31 @@ struct Task {
     ctl: mpsc::UnboundedReceiver<Ctl>,
     /// The log writer, when the service's log rotates or records times.
     writer: Option<process::Child>,
+    /// A container service's engine and container.
+    container: Option<InContainer>,
+}
+
+/// What a unit knows of its service's container.
+struct InContainer {
+    rt: container::Runtime,
+    run: container::RunSpec,
+}
+
+impl InContainer {
+    async fn resolve(l: &Launch) -> Result<InContainer, String> {
+        let c = l.svc.in_container().expect("a container service");
+        let rt = container::runtime(c.runtime).await?;
+        let gateway = match c.network {
+            crate::config::Network::Bridge => container::gateway(&rt).await,
+            crate::config::Network::Host => None,
+        };
+        let run = container::run_spec(&rt, &l.svc, container::project_of(&l.marker), gateway);
+        Ok(InContainer { rt, run })
+    }
+
+    fn names(&self) -> [String; 1] {
+        [self.run.name.clone()]
+    }
 }
 
 impl Task {
@@ -250,15 +290,16 @@ impl Task {
 
     async fn fresh(&mut self) {
         let prepared = tokio::select! {
-            r = prepare(&self.l) => r,
+            r = prepare(&self.l, &mut self.container) => r,
             _ = self.ctl.recv() => {
                 // Stopped during setup: its processes carry our marker.
                 sweep(None, &self.l.marker).await;
                 return self.report(UnitEvent::Ended { pid: None, exit: None });
             }
         };
+        let attach = matches!(prepared, Ok(Prepared::Attach));
         match prepared {
-            Ok(Prepared::Spawn) => {}
+            Ok(Prepared::Spawn | Prepared::Attach) => {}
             Ok(Prepared::External(probe)) => {
                 self.report(UnitEvent::External(probe));
                 return self.report(UnitEvent::Ended {
@@ -275,7 +316,7 @@ impl Task {
                 });
             }
         }
-        let (child, writer) = match spawn(&self.l) {
+        let (child, writer) = match spawn(&self.l, self.container.as_ref(), attach) {
             Ok(c) => c,
             Err(reason) => {
                 self.report(UnitEvent::PrepareFailed(reason));
@@ -325,6 +366,8 @@ impl Task {
                 _ = &mut start_timer, if start_armed => {
                     start_armed = false;
                     let elsewhere = match svc.port {
+                        // The client of a container listens on nothing.
+                        Some(_) if self.container.is_some() => None,
                         Some(port) => {
                             let marker = self.l.marker.clone();
                             tokio::task::spawn_blocking(move || listening_elsewhere(pid, &marker, port))
@@ -343,11 +386,20 @@ impl Task {
                 ctl = self.ctl.recv() => {
                     drop(prober);
                     let ctl = ctl.unwrap_or(Ctl::Kill);
-                    break terminate(&svc, pid, ctl, &mut exit, &mut self.ctl).await;
+                    break match &self.container {
+                        Some(c) => terminate_container(&svc, c, pid, ctl, &mut exit, &mut self.ctl).await,
+                        None => terminate(&svc, pid, ctl, &mut exit, &mut self.ctl).await,
+                    };
                 }
             }
         };
         sweep(Some(pid), &self.l.marker).await;
+        // A container outlives its client when the client alone died.
+        if let Some(c) = &self.container {
+            if let Err(e) = container::remove(&c.rt, &c.names()).await {
+                tracing::warn!(service = %svc.name, "cannot remove its container: {e}");
+            }
+        }
         // The exit is noted after the service's last line is in the file.
         if let Some(writer) = self.writer.take() {
             let _ = tokio::time::timeout(process::LOG_DRAIN, writer.exit).await;
@@ -386,6 +438,56 @@ async fn terminate(
     }
     process::signal_group(pgid, Signal::SIGKILL);
     exit.await.unwrap_or(Exit::Signal(Signal::SIGKILL as i32))
+}
+
+/// How long a container's client may take to end once its container has.
+const CLIENT_DRAIN: Duration = Duration::from_secs(5);
+
+/// Stop a container service: `stop -t stop_timeout` through the engine
+/// (never a signal to the client alone: with `--sig-proxy=false` it would
+/// not reach the container), cut short by a `Kill`; then `rm -f`, which
+/// kills and removes what is left; then the client, if it has not ended.
+async fn terminate_container(
+    svc: &Service,
+    c: &InContainer,
+    pgid: i32,
+    first: Ctl,
+    exit: &mut oneshot::Receiver<Exit>,
+    ctl: &mut mpsc::UnboundedReceiver<Ctl>,
+) -> Exit {
+    if first == Ctl::Stop {
+        tracing::info!(service = %svc.name, container = %c.run.name, "stopping its container");
+        let (rt, name, grace) = (c.rt.clone(), c.run.name.clone(), svc.stop_timeout);
+        let mut stopping =
+            AbortOnDrop(tokio::spawn(async move {
+                if let Err(e) = container::stop(&rt, &name, grace).await {
+                    tracing::warn!(container = %name, "stop failed: {e}");
+                }
+            }));
+        loop {
+            tokio::select! {
+                e = &mut *exit => return e.unwrap_or(Exit::Unknown),
+                _ = &mut stopping.0 => {
+                    // Stopped: its client ends with it.
+                    if let Ok(e) = tokio::time::timeout(CLIENT_DRAIN, &mut *exit).await {
+                        return e.unwrap_or(Exit::Unknown);
+                    }
+                    break;
+                }
+                c = ctl.recv() => if c != Some(Ctl::Stop) { break },
+            }
+        }
+    }
+    if let Err(e) = container::remove(&c.rt, &c.names()).await {
+        tracing::warn!(service = %svc.name, "cannot remove its container: {e}");
+    }
+    match tokio::time::timeout(CLIENT_DRAIN, &mut *exit).await {
+        Ok(e) => e.unwrap_or(Exit::Signal(Signal::SIGKILL as i32)),
+        Err(_) => {
+            process::signal_group(pgid, Signal::SIGKILL);
+            exit.await.unwrap_or(Exit::Signal(Signal::SIGKILL as i32))
+        }
+    }
 }
 
 /// SIGKILL what is left of a service's tree: its group and every process
@@ -484,11 +586,48 @@ enum Prepared {
     Spawn,
     /// A healthy service already answers on the port: adopt it as external.
     External(ProbeResult),
+    /// The service's container runs, started with these very settings by
+    /// an earlier supervisor: attach to it instead of starting a copy.
+    Attach,
 }
 
 /// Before a spawn: is the port free (or already served, healthy)? Then setup.
-async fn prepare(l: &Launch) -> Result<Prepared, String> {
+/// A container service first deals with what an earlier run left: its
+/// running container, started with the same settings, is adopted; any other
+/// container of the service is removed.
+async fn prepare(l: &Launch, found: &mut Option<InContainer>) -> Result<Prepared, String> {
     let svc = &l.svc;
+    if svc.in_container().is_some() {
+        container::mark_in_use();
+        let c = InContainer::resolve(l).await?;
+        let project = container::project_of(&l.marker);
+        let mut adopt = None;
+        let mut leftovers = Vec::new();
+        for f in container::find(&c.rt, project, Some(&svc.name)).await? {
+            if f.running && f.hash == c.run.hash && adopt.is_none() {
+                adopt = Some(f);
+            } else {
+                leftovers.push(f);
+            }
+        }
+        if !leftovers.is_empty() {
+            let ids: Vec<String> = leftovers.iter().map(|f| f.id.clone()).collect();
+            container::remove(&c.rt, &ids).await?;
+            let log = service_log::open(&l.log_path).map_err(|e| format!("cannot open log: {e}"))?;
+            for f in &leftovers {
+                let id: String = f.id.chars().take(12).collect();
+                service_log::note(
+                    &log,
+                    svc.log_timestamps,
+                    &format!("removed container {id} ({}) left by an earlier run", f.name),
+                );
+            }
+        }
+        *found = Some(c);
+        if adopt.is_some() {
+            return Ok(Prepared::Attach);
+        }
+    }
     if let Some(port) = svc.port {
         if health::tcp(port).await.0 == Verdict::Healthy {
             // A log check cannot vouch for a process fpctl did not start:
@@ -511,7 +650,7 @@ async fn prepare(l: &Launch) -> Result<Prepared, String> {
                 svc.name
             );
             match holder {
-                Some((pid, _)) if l.replace => match super::stale::replace(svc, pid, port).await {
+                Some((pid, _)) if l.replace && svc.in_container().is_none() => match super::stale::replace(svc, pid, port).await {
                     Ok(note) => {
                         let log = service_log::open(&l.log_path)
                             .map_err(|e| format!("cannot open log: {e}"))?;
@@ -543,15 +682,32 @@ pub async fn setup_only(l: &Launch) -> Result<(), String> {
         .map(drop)
 }
 
-fn spawn(l: &Launch) -> Result<(process::Child, Option<process::Child>), String> {
+/// Spawn the service's process: its command, or for a container service
+/// the engine's client, attached to a new container (or, with `attach`, to
+/// the running one an earlier supervisor left).
+fn spawn(
+    l: &Launch,
+    c: Option<&InContainer>,
+    attach: bool,
+) -> Result<(process::Child, Option<process::Child>), String> {
     let svc = &l.svc;
     let log = service_log::open(&l.log_path)
         .map_err(|e| format!("cannot open log {}: {e}", l.log_path.display()))?;
-    let shown = svc.redact(&shell_words::join(&svc.argv));
-    service_log::note(&log, svc.log_timestamps, &format!("starting: {shown}"));
-    let env = setup::service_env(svc);
+    let (argv, env) = match c {
+        Some(c) if attach => (container::attach_argv(&c.rt, &c.run.name), Vec::new()),
+        Some(c) => (c.run.argv.clone(), c.run.env.clone()),
+        None => (svc.argv.clone(), setup::service_env(svc)),
+    };
+    let shown = svc.redact(&shell_words::join(&argv));
+    // An attach is no new run: the log check still sees the run's lines.
+    let note = if attach {
+        format!("adopting the running container {} (same settings): {shown}", c.map_or("", |c| c.run.name.as_str()))
+    } else {
+        format!("starting: {shown}")
+    };
+    service_log::note(&log, svc.log_timestamps, &note);
     let spec = SpawnSpec {
-        argv: &svc.argv,
+        argv: &argv,
         dir: &svc.dir,
         env: &env,
         marker: Some(&l.marker),

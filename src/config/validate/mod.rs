@@ -33,7 +33,7 @@ pub fn validate(
     dotenv: &[(String, String)],
     hosts: Hosts,
     book: &dyn PortBook,
-    scale: &crate::scale::Counts,
+    overrides: &crate::scale::Overrides,
 ) -> Result<Config, Vec<Diagnostic>> {
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let message = e.message().trim();
@@ -46,7 +46,8 @@ pub fn validate(
         }]
     })?;
     let mut v = Validator {
-        scale,
+        scale: &overrides.counts,
+        all_in_containers: overrides.containers || hosts == Hosts::ServiceNames,
         root,
         diags: Vec::new(),
         port_vars: Arc::from(Vec::new()),
@@ -61,6 +62,8 @@ pub fn validate(
             .collect(),
         log_dir: PathBuf::new(),
         hosts,
+        project_name: String::new(),
+        runtime: Default::default(),
     };
     let config = v.file(path, raw, book);
     if v.diags.is_empty() {
@@ -75,6 +78,9 @@ pub fn validate(
 struct Validator<'a> {
     /// `fpctl scale` counts, over `replicas`.
     scale: &'a crate::scale::Counts,
+    /// Every service with a container table runs in it (`start
+    /// --containers`, or an export, where everything runs in a container).
+    all_in_containers: bool,
     root: &'a Path,
     diags: Vec<Diagnostic>,
     /// `FPCTL_PORT_*` of every service, once known.
@@ -88,6 +94,9 @@ struct Validator<'a> {
     dotenv_secrets: Arc<[String]>,
     log_dir: PathBuf,
     hosts: Hosts,
+    /// `[project] name` (the tag of a built image names it).
+    project_name: String,
+    runtime: super::ContainerRuntime,
 }
 
 /// What the second pass needs to know about every service.
@@ -101,6 +110,28 @@ struct Declared {
     raw: usize,
     /// A replica: the service's written name and the instance's number.
     group: Option<(String, u32)>,
+    /// It runs in a container of its own network namespace (bridge).
+    bridged: bool,
+    /// Where its program listens where it runs, when that is not `port`:
+    /// `container_port` in a bridge container; in an export, a replica's
+    /// first port (every replica listens on one port there).
+    inner_port: Option<u16>,
+}
+
+/// What the first pass reads of a service's container table.
+fn container_placement(svc: &RawService, all_in_containers: bool) -> (bool, Option<u16>) {
+    let Some(c) = &svc.container else {
+        return (false, None);
+    };
+    let c = c.get_ref();
+    let runs = svc.command.is_none() || all_in_containers;
+    let bridged = runs && c.network != Some(super::raw::RawNetwork::Host);
+    let port = c
+        .container_port
+        .as_ref()
+        .and_then(|p| u16::try_from(*p.get_ref()).ok())
+        .filter(|&p| p > 0);
+    (bridged, port.filter(|_| bridged))
 }
 
 /// More instances than this are surely a typo.
@@ -116,6 +147,8 @@ impl Validator<'_> {
         self.project_rotation = project.log_rotation;
         self.project_timestamps = project.log_timestamps;
         self.log_dir = project.log_dir.clone();
+        self.project_name = project.name.clone();
+        self.runtime = project.container_runtime;
         let tiers = self.tiers(raw.tier);
         if raw.services.is_empty() {
             self.error(
@@ -156,6 +189,8 @@ impl Validator<'_> {
                 .port
                 .as_ref()
                 .map(|p| (p.span(), self.port(p, name.get_ref(), &tiers[tier])));
+            let (bridged, container_port) =
+                container_placement(svc.get_ref(), self.all_in_containers);
             for replica in replicas.map_or(vec![None], |n| (1..=n).map(Some).collect()) {
                 let here = declared.len();
                 let instance = match replica {
@@ -195,6 +230,8 @@ impl Validator<'_> {
                     tier,
                     raw: r,
                     group: replica.map(|i| (name.get_ref().clone(), i)),
+                    bridged,
+                    inner_port: container_port,
                 });
             }
         }
@@ -225,6 +262,25 @@ impl Validator<'_> {
                 ),
             }
         }
+        // In an export every replica listens on the first one's port.
+        if self.hosts == Hosts::ServiceNames {
+            let inner: Vec<Option<u16>> = {
+                let mut first: HashMap<&str, Option<u16>> = HashMap::new();
+                declared
+                    .iter()
+                    .map(|d| {
+                        let own = d.inner_port.or(d.port);
+                        match &d.group {
+                            Some((group, _)) => *first.entry(group.as_str()).or_insert(own),
+                            None => own,
+                        }
+                    })
+                    .collect()
+            };
+            for (d, port) in declared.iter_mut().zip(inner) {
+                d.inner_port = port;
+            }
+        }
         // Every name a dependency or a command may use: each service, each
         // instance, and a replicated service's name for all its instances.
         let mut index: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -246,16 +302,28 @@ impl Validator<'_> {
             }
             same.push(i);
         }
-        // One list shared by every service (a copy each would be quadratic).
-        let port_vars = self.port_vars(&declared);
-        self.port_vars = Arc::clone(&port_vars);
+        // One list shared by every service (a copy each would be quadratic),
+        // and one more for those in bridge containers, which reach the
+        // others through the bridge's gateway.
+        let port_vars = self.port_vars(&declared, false);
+        let bridge_vars = if self.hosts == Hosts::Loopback && declared.iter().any(|d| d.bridged) {
+            self.port_vars(&declared, true)
+        } else {
+            Arc::clone(&port_vars)
+        };
 
         let mut services = Vec::with_capacity(declared.len());
         let mut dep_spans = Vec::with_capacity(declared.len());
         for i in 0..declared.len() {
             let before = self.diags.len();
             let svc = raw_services[declared[i].raw].1.get_ref();
-            let (service, spans) = self.service(i, svc, &declared, &index, &port_vars, &tiers);
+            let vars = if declared[i].bridged {
+                &bridge_vars
+            } else {
+                &port_vars
+            };
+            self.port_vars = Arc::clone(vars);
+            let (service, spans) = self.service(i, svc, &declared, &index, vars, &tiers);
             // Instances share their definition: report its problems once.
             if declared[i].group.as_ref().is_some_and(|(_, n)| *n > 1) {
                 self.diags.truncate(before);

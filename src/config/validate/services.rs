@@ -90,8 +90,10 @@ impl Validator<'_> {
         let mut secret_keys = Vec::new();
         let mut env_files = Vec::new();
         let mut env_keys = Vec::new();
+        // Where the program listens where it runs: in a bridge container,
+        // its container_port.
         if let Some(p) = me.port {
-            env.push(("PORT".into(), p.to_string()));
+            env.push(("PORT".into(), me.inner_port.unwrap_or(p).to_string()));
         }
         if let Some((_, replica)) = &me.group {
             env.push(("FPCTL_REPLICA".into(), replica.to_string()));
@@ -135,10 +137,22 @@ impl Validator<'_> {
         }
         self.project_env = project_env;
 
-        let argv = self.command(svc, &header, &name, &env);
+        let argv = if svc.command.is_none() && svc.container.is_some() {
+            Vec::new()
+        } else {
+            self.command(svc, &header, &name, &env)
+        };
         let setup = self.setup(svc.setup.as_ref(), &name);
         let (health, start_timeout) =
             self.health(svc.health.as_ref(), me.port, &name, &env, svc.oneshot);
+        if let (Some(h), Some(raw)) = (&health, &svc.health) {
+            if matches!(h.probe, crate::config::Probe::Container) && svc.container.is_none() {
+                self.error(
+                    raw.span(),
+                    format!("health container = true of service \"{name}\" needs a [services.{name}.container] table: it reads the image's HEALTHCHECK"),
+                );
+            }
+        }
 
         // Dependencies.
         let mut depends_on = Vec::new();
@@ -230,7 +244,11 @@ impl Validator<'_> {
             }
         };
 
-        let container = svc.container.as_ref().map(|c| self.container(c, &name));
+        let container = svc.container.as_ref().map(|c| {
+            let runs = svc.command.is_none() || self.all_in_containers;
+            let image_of = me.group.as_ref().map_or(name.as_str(), |(g, _)| g.as_str());
+            self.container(c, &name, image_of, runs, me.port, &env)
+        });
         let watch = self.watch(&svc.watch, &name);
         let watch_debounce = self.duration(
             svc.watch_debounce.as_ref(),
@@ -301,6 +319,10 @@ impl Validator<'_> {
         &mut self,
         raw: &Spanned<crate::config::raw::RawContainer>,
         name: &str,
+        image_of: &str,
+        runs: bool,
+        port: Option<u16>,
+        env: &[(String, String)],
     ) -> Container {
         let c = raw.get_ref();
         let image = c.image.as_ref().and_then(|i| {
@@ -316,7 +338,7 @@ impl Validator<'_> {
         let build = c.build.as_ref().and_then(|b| {
             let p = self.root.join(b.get_ref());
             if p.is_dir() {
-                Some(p)
+                Some(crate::config::normalize_path(&p))
             } else {
                 self.error(
                     b.span(),
@@ -334,8 +356,118 @@ impl Validator<'_> {
                 format!("container of service \"{name}\" needs image = \"...\", build = \"DIR\", or both"),
             );
         }
-        Container { image, build }
+        let target = c.target.as_ref().and_then(|t| {
+            if c.build.is_none() {
+                self.error(
+                    t.span(),
+                    format!("container target of service \"{name}\" names a build stage: it needs build = \"DIR\""),
+                );
+            }
+            Some(t.get_ref().clone())
+        });
+        let args = c.args.as_ref().map(|a| match a.get_ref() {
+            crate::config::raw::StringOrList::One(s) => {
+                self.split(s, a.span(), env, name, "container args")
+            }
+            crate::config::raw::StringOrList::Many(v) => v
+                .iter()
+                .map(|w| self.expand_at(w, a.span(), env, name))
+                .collect(),
+        });
+        let container_port = c.container_port.as_ref().and_then(|p| {
+            match u16::try_from(*p.get_ref()).ok().filter(|&p| p > 0) {
+                Some(_) if port.is_none() => {
+                    self.error(
+                        p.span(),
+                        format!("container_port of service \"{name}\" needs port: the host port it is published on"),
+                    );
+                    None
+                }
+                Some(p) => Some(p),
+                None => {
+                    self.error(
+                        p.span(),
+                        format!("container_port of service \"{name}\" must be a port from 1 to 65535"),
+                    );
+                    None
+                }
+            }
+        });
+        let mut volumes = Vec::new();
+        for v in &c.volumes {
+            match volume(self.root, v.get_ref()) {
+                Ok(v) => volumes.push(v),
+                Err(why) => self.error(
+                    v.span(),
+                    format!("volume {:?} of service \"{name}\" {why}", v.get_ref()),
+                ),
+            }
+        }
+        let network = match c.network {
+            Some(crate::config::raw::RawNetwork::Host) => crate::config::Network::Host,
+            None | Some(crate::config::raw::RawNetwork::Bridge) => crate::config::Network::Bridge,
+        };
+        if network == crate::config::Network::Host && container_port.is_some_and(|p| Some(p) != port)
+        {
+            let span = c.container_port.as_ref().map(|p| p.span()).unwrap_or(raw.span());
+            self.error(
+                span,
+                format!("container_port of service \"{name}\" does not apply with network = \"host\": the program listens on port itself"),
+            );
+        }
+        let tag = image.clone().unwrap_or_else(|| {
+            format!(
+                "localhost/fpctl-{}-{}:latest",
+                crate::config::dns_name(&self.project_name),
+                crate::config::dns_name(image_of)
+            )
+        });
+        Container {
+            image,
+            build,
+            target,
+            args,
+            container_port,
+            volumes,
+            init: c.init.unwrap_or(true),
+            network,
+            runs,
+            tag,
+            runtime: self.runtime,
+            name: format!("fpctl-{}-{name}", crate::config::project_marker(self.root)),
+        }
     }
+}
+
+/// A `volumes` entry as `-v` takes it: `HOST:CONTAINER[:OPTIONS]`, with a
+/// host path (`./data`, `/srv/x`) made absolute from services.toml's
+/// folder; a named volume (`pgdata:/var/lib/postgresql/data`) or a lone
+/// container path (an anonymous volume) as written.
+fn volume(root: &std::path::Path, v: &str) -> Result<String, &'static str> {
+    let mut parts: Vec<&str> = v.split(':').collect();
+    if v.trim().is_empty() || parts.iter().any(|p| p.is_empty()) || parts.len() > 3 {
+        return Err("must be HOST:CONTAINER, HOST:CONTAINER:ro, NAME:CONTAINER or a container path");
+    }
+    if parts.len() == 1 {
+        return if parts[0].starts_with('/') {
+            Ok(v.to_string())
+        } else {
+            Err("needs a container path starting with '/'")
+        };
+    }
+    if !parts[1].starts_with('/') {
+        return Err("needs a container path starting with '/' after the ':'");
+    }
+    let host = parts[0];
+    let is_path = host.starts_with('/') || host.starts_with('.') || host.contains('/');
+    let absolute;
+    if is_path {
+        absolute = crate::config::normalize_path(&root.join(host))
+            .display()
+            .to_string();
+        parts[0] = &absolute;
+    }
+    Ok(parts.join(":"))
 }
 
 pub(super) fn keep_span(keep: &Option<Spanned<i64>>) -> Range<usize> {

@@ -521,7 +521,18 @@ impl Supervisor {
             UnitEvent::External(p) => Input::External(p),
             UnitEvent::PrepareFailed(reason) => Input::PrepareFailed(reason),
             UnitEvent::Spawned { pid, ticks, at } => {
-                let shown = e.spec.redact(&shell_words::join(&e.spec.argv));
+                let shown = match e.spec.in_container() {
+                    Some(c) => format!(
+                        "container {} from image {}{}",
+                        c.name,
+                        c.tag,
+                        match e.spec.container_command() {
+                            [] => String::new(),
+                            cmd => format!(": {}", e.spec.redact(&shell_words::join(cmd))),
+                        }
+                    ),
+                    None => e.spec.redact(&shell_words::join(&e.spec.argv)),
+                };
                 self.record(&r.id, EventKind::Spawned, format!("pid {pid}: {shown}"));
                 Input::Spawned { pid, ticks, at }
             }
@@ -762,6 +773,9 @@ impl Supervisor {
             .entries
             .iter()
             .filter(|(_, e)| matches!(e.svc.phase, Phase::Running { .. } | Phase::Starting))
+            // A container's processes are the engine's, not the client's
+            // group: its memory and CPU are not the client's to report.
+            .filter(|(_, e)| e.spec.in_container().is_none())
             .filter_map(|(id, e)| Some((id.clone(), e.svc.gen, e.svc.pid?)))
             .collect();
         if targets.is_empty() {

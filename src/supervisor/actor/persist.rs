@@ -44,9 +44,14 @@ impl Supervisor {
                 }
                 _ => None,
             };
+            // A container service's process is the engine's client.
+            let runs = |argv: &[String]| match e.spec.in_container() {
+                Some(c) => crate::container::is_client_of(argv, &c.name),
+                None => argv == e.spec.argv.as_slice(),
+            };
             let found = unrecorded
                 .iter()
-                .position(|m| recorded.is_none() && m.marker == marker && m.argv == e.spec.argv)
+                .position(|m| recorded.is_none() && m.marker == marker && runs(&m.argv))
                 .map(|k| unrecorded.swap_remove(k));
             let alive = recorded.or(found.as_ref().map(|m| (m.pid, m.ticks)));
             let started_at = match found {
