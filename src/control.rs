@@ -8,10 +8,13 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::status::{Event, Failure, ProbeSample, Progress, ServiceStatus, Snapshot};
+
 /// Bumped on any incompatible change; a mismatch is refused with a message.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The longest request line the supervisor reads.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -58,6 +61,12 @@ pub enum Request {
     /// commands act on the running stack with it while the file on disk
     /// does not validate. Answered with `Config`.
     Config,
+    /// A snapshot of the stack, then every change of a service's status,
+    /// every probe result and every event as [`Response::Update`], in the
+    /// order they happen, for as long as the connection stays open. A
+    /// client too slow to keep up gets a fresh snapshot (`Status`) and goes
+    /// on from there.
+    Subscribe,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,13 +74,15 @@ pub enum Request {
 pub enum Response {
     Progress(Progress),
     Status {
-        supervisor_pid: i32,
-        services: Vec<ServiceStatus>,
+        #[serde(flatten)]
+        snapshot: Snapshot,
         /// SHA-256 of the services.toml the supervisor runs, so a client can
         /// tell when the file on disk differs from it.
         #[serde(default)]
         config_digest: Option<String>,
     },
+    /// One change, to a subscriber.
+    Update(Update),
     /// What a reload changes, one entry per service (before its progress),
     /// and where the HTTP API moves, if it does.
     Plan {
@@ -95,6 +106,10 @@ pub enum Response {
     Api {
         url: String,
         token: String,
+        /// One-time codes a browser trades for the token (`#code=` in the
+        /// page's URL), so that the token never appears on a command line.
+        #[serde(default)]
+        codes: Vec<String>,
     },
     Config {
         path: PathBuf,
@@ -102,31 +117,19 @@ pub enum Response {
     },
 }
 
-/// One health probe's outcome, as kept in each service's history.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ProbeSample {
-    /// Unix time, seconds.
-    pub ts: f64,
-    /// healthy, unhealthy or down.
-    pub verdict: String,
-    pub latency_ms: f64,
-}
-
-/// What the supervisor publishes to live watchers (the API's stream).
-#[derive(Debug, Clone, Serialize)]
+/// What the supervisor publishes to live watchers (the API's stream, the
+/// socket's subscribers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Update {
-    /// Every service, after any change of state or a new metrics sample.
-    Status { services: Vec<ServiceStatus> },
+    /// One service's status, after any change of what it shows.
+    Service(ServiceStatus),
     Probe {
         service: String,
         #[serde(flatten)]
         sample: ProbeSample,
     },
-    Event {
-        #[serde(flatten)]
-        event: crate::events::Event,
-    },
+    Event(Event),
 }
 
 /// The kinds of refusal a supervisor answers with.
@@ -156,207 +159,8 @@ impl Response {
     }
 }
 
-/// The states of SPEC.md, exactly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ServiceState {
-    Online,
-    Degraded,
-    Offline,
-    Starting,
-    Failed,
-    Blocked,
-    Stopped,
-    Completed,
-}
-
-impl ServiceState {
-    pub const ALL: [ServiceState; 8] = [
-        ServiceState::Online,
-        ServiceState::Degraded,
-        ServiceState::Offline,
-        ServiceState::Starting,
-        ServiceState::Failed,
-        ServiceState::Blocked,
-        ServiceState::Stopped,
-        ServiceState::Completed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServiceState::Online => "online",
-            ServiceState::Degraded => "degraded",
-            ServiceState::Offline => "offline",
-            ServiceState::Starting => "starting",
-            ServiceState::Failed => "failed",
-            ServiceState::Blocked => "blocked",
-            ServiceState::Stopped => "stopped",
-            ServiceState::Completed => "completed",
-        }
-    }
-
-    /// Counts as success for exit codes.
-    pub fn is_ok(self) -> bool {
-        matches!(self, ServiceState::Online | ServiceState::Completed)
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Progress {
-    pub service: String,
-    pub state: ServiceState,
-    pub detail: Option<String>,
-    pub elapsed_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ServiceStatus {
-    pub name: String,
-    pub state: ServiceState,
-    pub pid: Option<i32>,
-    /// The port of the config the supervisor runs (not of the file on disk).
-    #[serde(default)]
-    pub port: Option<u16>,
-    /// Restarts fpctl did on its own (after an exit, a crash, a failed
-    /// liveness check or `max_memory`) since the supervisor took the service
-    /// over; requested ones count only in `restarts_total`.
-    pub restarts: u32,
-    /// Restarts in a row, the count `max_restarts` limits; `start` resets it.
-    #[serde(default)]
-    pub restarts_in_row: u32,
-    pub uptime_s: Option<f64>,
-    /// In words: the reason when failed or blocked, else the last probe.
-    pub detail: Option<String>,
-    /// Why it is failed or blocked, as data.
-    #[serde(default)]
-    pub reason: Option<Reason>,
-    pub latency_ms: Option<f64>,
-    /// Answering on its port, but not started by fpctl.
-    pub external: bool,
-    /// Resident memory of its process group, at the last sample.
-    #[serde(default)]
-    pub rss_bytes: Option<u64>,
-    /// CPU use of its process group over the last sample interval, in % of
-    /// one core.
-    #[serde(default)]
-    pub cpu_percent: Option<f64>,
-    /// Every restart under this supervisor: crashes and requested ones.
-    #[serde(default)]
-    pub restarts_total: u32,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Failure {
-    pub service: String,
-    pub state: ServiceState,
-    /// The reason in words (secrets masked).
-    pub reason: String,
-    pub log: PathBuf,
-}
-
-/// Why a service is failed or blocked, as data; `output.rs` words it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Reason {
-    Failed(FailReason),
-    Blocked(BlockReason),
-}
-
-impl Reason {
-    /// The same reason with `mask` applied to every text in it (secrets).
-    pub fn masked(self, mask: impl Fn(&str) -> String) -> Reason {
-        match self {
-            Reason::Blocked(b) => Reason::Blocked(b),
-            Reason::Failed(f) => Reason::Failed(match f {
-                FailReason::Prepare { message } => FailReason::Prepare {
-                    message: mask(&message),
-                },
-                FailReason::Recorded { message } => FailReason::Recorded {
-                    message: mask(&message),
-                },
-                FailReason::StartTimeout {
-                    after_ms,
-                    last_probe,
-                    elsewhere,
-                } => FailReason::StartTimeout {
-                    after_ms,
-                    last_probe: mask(&last_probe),
-                    elsewhere,
-                },
-                FailReason::NotRestarted { why, policy } => FailReason::NotRestarted {
-                    why: mask(&why),
-                    policy,
-                },
-                FailReason::GaveUp { why, max_restarts } => FailReason::GaveUp {
-                    why: mask(&why),
-                    max_restarts,
-                },
-                other @ FailReason::Oneshot { .. } => other,
-            }),
-        }
-    }
-}
-
-/// Why fpctl gave up on a service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum FailReason {
-    /// The port check, setup or spawn failed (its words).
-    Prepare { message: String },
-    StartTimeout {
-        after_ms: u64,
-        last_probe: String,
-        /// Ports its processes listen on instead ("pid 7 listens on 3000,
-        /// not 3311").
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        elsewhere: Option<String>,
-    },
-    /// Exited, and the restart policy says not to restart.
-    NotRestarted {
-        why: String,
-        policy: crate::config::RestartPolicy,
-    },
-    /// Restarted `max_restarts` times in a row.
-    GaveUp { why: String, max_restarts: u32 },
-    /// A oneshot that exited non-zero.
-    Oneshot { exit: crate::process::Exit },
-    /// As an earlier supervisor recorded it.
-    Recorded { message: String },
-}
-
-/// Why a service cannot start.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum BlockReason {
-    /// A dependency gave up, or is stopped or disabled.
-    Dependency { service: String, state: DepState },
-    /// A service of an earlier tier gave up.
-    EarlierTier { service: String, state: DepState },
-}
-
-/// What a blocker is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DepState {
-    Failed,
-    Blocked,
-    Stopped,
-    Disabled,
-}
-
-impl DepState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DepState::Failed => "failed",
-            DepState::Blocked => "blocked",
-            DepState::Stopped => "stopped",
-            DepState::Disabled => "disabled",
-        }
-    }
-}
-
 /// One line of a reload plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Change {
     pub service: String,
     pub kind: ChangeKind,
@@ -365,29 +169,12 @@ pub struct Change {
     pub reasons: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     Added,
     Removed,
     Changed,
-}
-
-impl std::fmt::Display for Change {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.kind {
-            ChangeKind::Added => write!(f, "+ {}", self.service),
-            ChangeKind::Removed => write!(f, "- {}", self.service),
-            ChangeKind::Changed => {
-                write!(
-                    f,
-                    "~ {} ({} changed)",
-                    self.service,
-                    self.reasons.join(", ")
-                )
-            }
-        }
-    }
 }
 
 /// What a reload changes in the HTTP API: where it listens (`None`: off)
@@ -399,20 +186,6 @@ pub struct ApiChange {
     pub token: bool,
 }
 
-impl std::fmt::Display for ApiChange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let off = |a: &Option<String>| a.clone().unwrap_or_else(|| "off".into());
-        let mut parts = Vec::new();
-        if self.from != self.to {
-            parts.push(format!("api: {} -> {}", off(&self.from), off(&self.to)));
-        }
-        if self.token {
-            parts.push("api_token changed".into());
-        }
-        write!(f, "~ [project] {}", parts.join(", "))
-    }
-}
-
 /// A connection to a running supervisor.
 pub struct Client {
     reader: BufReader<UnixStream>,
@@ -422,6 +195,8 @@ pub struct Client {
 impl Client {
     /// Connect, or None when no supervisor answers on `socket`.
     pub fn connect(socket: &Path) -> Option<Client> {
+        // Never talk to a socket in a folder someone else controls.
+        crate::state::check_socket_dir(socket).ok()?;
         let stream = UnixStream::connect(socket).ok()?;
         let writer = stream.try_clone().ok()?;
         Some(Client {
@@ -451,37 +226,74 @@ impl Client {
         request: Request,
         mut on_update: impl FnMut(&Response),
     ) -> std::io::Result<Response> {
-        let mut line = serde_json::to_string(&Envelope {
-            v: PROTOCOL_VERSION,
-            body: request,
-        })
-        .map_err(std::io::Error::other)?;
-        line.push('\n');
-        self.writer.write_all(line.as_bytes())?;
+        self.send(request)?;
         loop {
-            let mut buf = String::new();
-            if self.reader.read_line(&mut buf)? == 0 {
+            let Some(reply) = self.read()? else {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "the supervisor closed the connection (see .fpctl/supervisor.log)",
                 ));
-            }
-            let reply: Envelope<Response> = serde_json::from_str(&buf).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("bad reply from supervisor: {e}"),
-                )
-            })?;
-            match reply.body {
+            };
+            match reply {
                 r @ (Response::Progress(_) | Response::Plan { .. }) => on_update(&r),
                 other => return Ok(other),
             }
         }
     }
 
+    /// Subscribe: the first [`Subscription::next`] is a `Status` snapshot,
+    /// then `Update`s follow in the order they happen (and a fresh
+    /// `Status` when this client fell too far behind).
+    pub fn subscribe(mut self) -> std::io::Result<Subscription> {
+        self.send(Request::Subscribe)?;
+        Ok(Subscription { client: self })
+    }
+
+    fn send(&mut self, request: Request) -> std::io::Result<()> {
+        let mut line = serde_json::to_string(&Envelope {
+            v: PROTOCOL_VERSION,
+            body: request,
+        })
+        .map_err(std::io::Error::other)?;
+        line.push('\n');
+        self.writer.write_all(line.as_bytes())
+    }
+
+    /// The next response line; None when the supervisor closed the
+    /// connection.
+    fn read(&mut self) -> std::io::Result<Option<Response>> {
+        let mut buf = String::new();
+        if self.reader.read_line(&mut buf)? == 0 {
+            return Ok(None);
+        }
+        let reply: Envelope<Response> = serde_json::from_str(&buf).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("bad reply from supervisor: {e}"),
+            )
+        })?;
+        Ok(Some(reply.body))
+    }
+
     pub fn set_timeout(&self, t: Option<Duration>) {
         let _ = self.writer.set_read_timeout(t);
         let _ = self.reader.get_ref().set_read_timeout(t);
+    }
+}
+
+/// A live subscription (see [`Request::Subscribe`]).
+pub struct Subscription {
+    client: Client,
+}
+
+impl Subscription {
+    /// The next snapshot or update; None once the supervisor has exited.
+    pub fn next(&mut self) -> std::io::Result<Option<Response>> {
+        self.client.read()
+    }
+
+    pub fn set_timeout(&self, t: Option<Duration>) {
+        self.client.set_timeout(t)
     }
 }
 

@@ -1,79 +1,19 @@
 //! The event history: starts, exits, health transitions, restarts and their
 //! reasons, with timestamps. The supervisor appends one JSON object per line
 //! to `.fpctl/events.jsonl`; the file outlives supervisors and is trimmed to
-//! the newest [`KEEP`] events whenever it grows past twice that.
+//! the newest [`KEEP`] events whenever it grows past twice that. What an
+//! event is, is the status model's ([`Event`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::Config;
+pub use crate::status::{Event, EventData, EventKind};
 
 pub const FILE: &str = "events.jsonl";
 /// How many events are kept.
 pub const KEEP: usize = 2000;
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Event {
-    /// Unix time, seconds.
-    pub ts: f64,
-    pub service: String,
-    pub kind: EventKind,
-    pub detail: String,
-}
-
-/// What happened to a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    Spawned,
-    Exited,
-    Online,
-    Degraded,
-    Offline,
-    /// A restart is scheduled after a crash.
-    Restart,
-    Failed,
-    Blocked,
-    Completed,
-    Stopped,
-    Adopted,
-    External,
-    /// Over `max_memory`.
-    Memory,
-    /// Changed, added or removed by a reload.
-    Reload,
-    /// Restarted because a watched file changed.
-    Watch,
-    /// Written by a newer fpctl.
-    #[serde(other)]
-    Other,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Spawned => "spawned",
-            EventKind::Exited => "exited",
-            EventKind::Online => "online",
-            EventKind::Degraded => "degraded",
-            EventKind::Offline => "offline",
-            EventKind::Restart => "restart",
-            EventKind::Failed => "failed",
-            EventKind::Blocked => "blocked",
-            EventKind::Completed => "completed",
-            EventKind::Stopped => "stopped",
-            EventKind::Adopted => "adopted",
-            EventKind::External => "external",
-            EventKind::Memory => "memory",
-            EventKind::Reload => "reload",
-            EventKind::Watch => "watch",
-            EventKind::Other => "other",
-        }
-    }
-}
 
 pub fn path(config: &Config) -> PathBuf {
     config.state_dir().join(FILE)
@@ -167,6 +107,7 @@ mod tests {
 
     #[test]
     fn kinds_are_the_words_of_the_file_and_unknown_ones_still_load() {
+        // As an earlier fpctl wrote them: words only, no data.
         let line = r#"{"ts": 1.0, "service": "web", "kind": "restart", "detail": "x"}"#;
         let e: Event = serde_json::from_str(line).unwrap();
         assert_eq!(e.kind, EventKind::Restart);

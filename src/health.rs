@@ -31,6 +31,9 @@ pub enum Verdict {
     Unhealthy,
     /// Does not answer at all.
     Down,
+    /// fpctl could not make the probe: its own file descriptors, buffers or
+    /// memory ran out. Says nothing about the service.
+    Inconclusive,
 }
 
 impl Verdict {
@@ -39,6 +42,7 @@ impl Verdict {
             Verdict::Healthy => "healthy",
             Verdict::Unhealthy => "unhealthy",
             Verdict::Down => "down",
+            Verdict::Inconclusive => "inconclusive",
         }
     }
 }
@@ -51,10 +55,7 @@ pub async fn probe(service: &Service, probe: &Probe, timeout: Duration) -> Probe
         Ok(r) => r,
         Err(_) => (
             Verdict::Down,
-            format!(
-                "no answer within {}",
-                crate::output::duration_short(timeout)
-            ),
+            format!("no answer within {}", crate::human::duration_short(timeout)),
         ),
     };
     ProbeResult {
@@ -147,7 +148,9 @@ async fn tcp_published(service: &Service, port: u16) -> (Verdict, String) {
     let not_yet = || {
         (
             Verdict::Down,
-            format!("port {port} is published, but nothing listens on {inner} in the container yet"),
+            format!(
+                "port {port} is published, but nothing listens on {inner} in the container yet"
+            ),
         )
     };
     if let Ok((rt, name)) = in_container(service).await {
@@ -175,7 +178,7 @@ const PROXY_SETTLE: Duration = Duration::from_millis(150);
 pub async fn tcp(port: u16) -> (Verdict, String) {
     match TcpStream::connect(("127.0.0.1", port)).await {
         Ok(_) => (Verdict::Healthy, format!("port {port} open")),
-        Err(e) => (Verdict::Down, short_io_error(&e)),
+        Err(e) => (no_answer(&e), short_io_error(&e)),
     }
 }
 
@@ -187,7 +190,7 @@ async fn http(
 ) -> (Verdict, String) {
     let (status, body) = match http::get(url, insecure).await {
         Ok(r) => r,
-        Err(e) => return (Verdict::Down, e),
+        Err(e) => return (e.verdict(), e.text),
     };
     let status_ok = if expect_status.is_empty() {
         (200..300).contains(&status)
@@ -287,7 +290,65 @@ async fn exec(
             }
         }
         Ok(None) => (Verdict::Down, "probe timed out".into()),
-        Err(e) => (Verdict::Down, e.to_string()),
+        Err(e) => (no_answer(&e), e.to_string()),
+    }
+}
+
+/// Whether an error is fpctl running out of what it needs to make a probe
+/// (open files, in the process or the system; kernel buffers; memory;
+/// processes), rather than anything the service did.
+pub fn own_shortage(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EAGAIN)
+    )
+}
+
+/// The verdict of a probe that got no answer because of `e`.
+fn no_answer(e: &std::io::Error) -> Verdict {
+    if own_shortage(e) {
+        Verdict::Inconclusive
+    } else {
+        Verdict::Down
+    }
+}
+
+/// Why an HTTP probe got no answer, in words, and whether it was fpctl's
+/// own shortage.
+#[derive(Debug)]
+pub(crate) struct NoAnswer {
+    pub text: String,
+    pub ours: bool,
+}
+
+impl NoAnswer {
+    fn verdict(&self) -> Verdict {
+        if self.ours {
+            Verdict::Inconclusive
+        } else {
+            Verdict::Down
+        }
+    }
+}
+
+impl From<String> for NoAnswer {
+    fn from(text: String) -> NoAnswer {
+        NoAnswer { text, ours: false }
+    }
+}
+
+impl From<&str> for NoAnswer {
+    fn from(text: &str) -> NoAnswer {
+        NoAnswer::from(text.to_string())
+    }
+}
+
+impl From<&std::io::Error> for NoAnswer {
+    fn from(e: &std::io::Error) -> NoAnswer {
+        NoAnswer {
+            text: short_io_error(e),
+            ours: own_shortage(e),
+        }
     }
 }
 
@@ -295,5 +356,50 @@ pub(crate) fn short_io_error(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
         _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Error;
+
+    #[test]
+    fn only_fpctls_own_shortages_are_inconclusive() {
+        let table = [
+            (libc::EMFILE, Verdict::Inconclusive),
+            (libc::ENFILE, Verdict::Inconclusive),
+            (libc::ENOBUFS, Verdict::Inconclusive),
+            (libc::ENOMEM, Verdict::Inconclusive),
+            (libc::EAGAIN, Verdict::Inconclusive),
+            (libc::ECONNREFUSED, Verdict::Down),
+            (libc::ECONNRESET, Verdict::Down),
+            (libc::ETIMEDOUT, Verdict::Down),
+            (libc::EHOSTUNREACH, Verdict::Down),
+            (libc::ENETUNREACH, Verdict::Down),
+            (libc::EADDRNOTAVAIL, Verdict::Down),
+            (libc::ENOENT, Verdict::Down),
+            (libc::EACCES, Verdict::Down),
+        ];
+        for (errno, want) in table {
+            let e = Error::from_raw_os_error(errno);
+            assert_eq!(no_answer(&e), want, "{e}");
+            assert_eq!(NoAnswer::from(&e).verdict(), want, "{e}");
+        }
+        // Errors without an errno (a bad response, a timeout) are the
+        // service's.
+        assert_eq!(no_answer(&Error::other("bad")), Verdict::Down);
+        assert_eq!(NoAnswer::from("bad HTTP response").verdict(), Verdict::Down);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_down() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        assert_eq!(tcp(port).await.0, Verdict::Down);
+        let (v, _) = http(&format!("http://127.0.0.1:{port}/"), false, &[], &[]).await;
+        assert_eq!(v, Verdict::Down);
     }
 }

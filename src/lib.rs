@@ -7,19 +7,19 @@
 // output quietly instead of panicking, and the command's work and exit code
 // stay its own. They shadow the standard macros for every module below.
 macro_rules! print {
-    ($($arg:tt)*) => { $crate::output::write_out(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::stdio::write_out(format_args!($($arg)*)) };
 }
 macro_rules! println {
-    () => { $crate::output::write_out(format_args!("\n")) };
-    ($($arg:tt)*) => { $crate::output::write_out(format_args!("{}\n", format_args!($($arg)*))) };
+    () => { $crate::stdio::write_out(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::stdio::write_out(format_args!("{}\n", format_args!($($arg)*))) };
 }
 #[allow(unused_macros)]
 macro_rules! eprint {
-    ($($arg:tt)*) => { $crate::output::write_err(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::stdio::write_err(format_args!($($arg)*)) };
 }
 macro_rules! eprintln {
-    () => { $crate::output::write_err(format_args!("\n")) };
-    ($($arg:tt)*) => { $crate::output::write_err(format_args!("{}\n", format_args!($($arg)*))) };
+    () => { $crate::stdio::write_err(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::stdio::write_err(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
 pub mod api;
@@ -35,6 +35,7 @@ pub mod events;
 pub mod export;
 pub mod graph;
 pub mod health;
+pub mod human;
 pub mod import;
 pub mod logger;
 pub mod metrics;
@@ -46,6 +47,8 @@ pub mod scale;
 pub mod service_log;
 pub mod setup;
 pub mod state;
+pub mod status;
+pub mod stdio;
 pub mod supervisor;
 
 pub use error::{Error, Outcome, Result};
@@ -53,7 +56,13 @@ pub use error::{Error, Outcome, Result};
 use cli::{Cli, Command};
 
 pub fn run(cli: Cli) -> Result<Outcome> {
-    output::init_color(cli.no_color, cli.color);
+    let forced = match cli.color {
+        _ if cli.no_color => Some(false),
+        cli::ColorChoice::Always => Some(true),
+        cli::ColorChoice::Never => Some(false),
+        cli::ColorChoice::Auto => None,
+    };
+    output::init_color(forced);
     config::dotenv::export_choice(cli.env_file.as_deref(), cli.no_dotenv);
     let file = cli.file.as_deref();
     match cli.command {

@@ -12,7 +12,7 @@
 //! while it rotates wait in the pipe: none is lost. It exits when the last
 //! writer closes the pipe.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -170,7 +170,7 @@ impl<'a> Sink<'a> {
 }
 
 fn open(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    crate::service_log::open(path)
 }
 
 /// `NAME.log.N` for the N-th older file.

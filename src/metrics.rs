@@ -6,8 +6,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-use crate::control::ProbeSample;
 use crate::health::Verdict;
+use crate::status::ProbeSample;
 
 /// How many probe results are kept per service.
 pub const HISTORY_LEN: usize = 100;

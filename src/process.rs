@@ -28,7 +28,9 @@ use tokio::sync::oneshot;
 pub const MARKER_VAR: &str = "FPCTL_INSTANCE";
 
 /// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Exit {
     Code(i32),

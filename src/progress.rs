@@ -13,8 +13,8 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::Config;
-use crate::control::{Progress, ServiceState};
 use crate::output;
+use crate::status::{Progress, ServiceState};
 
 /// How much of a setup step a live line shows.
 const STEP_WIDTH: usize = 32;

@@ -18,9 +18,15 @@ const SETUP: &str = "[fpctl] setup:";
 /// How far back a failure report looks for the beginning of the run.
 const RUN_WINDOW: u64 = 256 * 1024;
 
-/// Open a service's log for appending (created when missing).
+/// Open a service's log for appending (created when missing, readable by
+/// its owner only: logs hold what services print, secrets included).
 pub fn open(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 /// The width of a recorded time, without the space after it.

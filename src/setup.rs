@@ -15,6 +15,7 @@ use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 use crate::config::{Config, Service, Setup};
 use crate::process::{self, SpawnSpec};
 use crate::service_log;
+use crate::status::{EngineStep, IoStep, PrepareError};
 
 /// Variables a set-up service needs at every start (PATH, VIRTUAL_ENV).
 pub fn runtime_env(service: &Service) -> Vec<(String, String)> {
@@ -205,7 +206,7 @@ pub async fn run(
     service: &Service,
     log: &File,
     marker: Option<&str>,
-) -> Result<SetupOutcome, String> {
+) -> Result<SetupOutcome, PrepareError> {
     if service.in_container().is_some() {
         return image(config, gate, service, log, marker).await;
     }
@@ -240,18 +241,26 @@ pub async fn run(
         let stamped = service.log_timestamps.then_some(log_path.as_path());
         let exit = process::run_logged(&spec, log, stamped)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| PrepareError::Io {
+                step: IoStep::RunSetup,
+                error: e.to_string(),
+            })?;
         if !exit.success() {
-            return Err(format!("setup step `{}` {exit}", shell_words::join(&argv)));
+            let step = shell_words::join(&argv);
+            return Err(PrepareError::SetupStep { step, exit });
         }
     }
     let after = inputs_hash(service).expect("setup is set");
     if let Some(dir) = stamp.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| PrepareError::Io {
+            step: IoStep::RecordSetup,
+            error: format!("{}: {e}", dir.display()),
+        })?;
     }
-    crate::state::write_atomic(&stamp, after.as_bytes())
-        .map_err(|e| format!("cannot record setup: {e}"))?;
+    crate::state::write_atomic(&stamp, after.as_bytes()).map_err(|e| PrepareError::Io {
+        step: IoStep::RecordSetup,
+        error: e.to_string(),
+    })?;
     service_log::note(log, service.log_timestamps, "setup: done");
     Ok(SetupOutcome::Ran)
 }
@@ -269,7 +278,10 @@ fn image_stamp_path(config: &Config, service: &Service) -> PathBuf {
         .group
         .as_ref()
         .map_or(service.name.as_str(), |(g, _)| g.as_str());
-    config.state_dir().join("setup").join(format!("{name}.image"))
+    config
+        .state_dir()
+        .join("setup")
+        .join(format!("{name}.image"))
 }
 
 /// The setup step of a container service: its image. A `build` runs when
@@ -283,9 +295,14 @@ async fn image(
     service: &Service,
     log: &File,
     marker: Option<&str>,
-) -> Result<SetupOutcome, String> {
+) -> Result<SetupOutcome, PrepareError> {
     let c = service.in_container().expect("a container service");
-    let rt = crate::container::runtime(c.runtime).await?;
+    let rt = crate::container::runtime(c.runtime)
+        .await
+        .map_err(|error| PrepareError::Engine {
+            step: EngineStep::Connect,
+            error,
+        })?;
     let stamp = image_stamp_path(config, service);
     let current = crate::container::build_inputs_hash(service);
     let up_to_date = || async {
@@ -322,27 +339,29 @@ async fn image(
     let stamped = service.log_timestamps.then_some(log_path.as_path());
     let exit = process::run_logged(&spec, log, stamped)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| PrepareError::Io {
+            step: IoStep::RunSetup,
+            error: e.to_string(),
+        })?;
     if !exit.success() {
-        return Err(match &c.build {
-            Some(dir) => format!(
-                "cannot build image \"{}\" from {}: `{shown}` {exit}",
-                c.tag,
-                dir.display()
-            ),
-            None => format!(
-                "image \"{}\" is not on this machine and cannot be pulled: `{shown}` {exit}; pull or build it, or correct the name",
-                c.tag
-            ),
+        return Err(PrepareError::Image {
+            image: c.tag.clone(),
+            build: c.build.as_ref().map(|d| d.display().to_string()),
+            step: shown,
+            exit,
         });
     }
     if let Some(now) = current {
         if let Some(dir) = stamp.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| PrepareError::Io {
+                step: IoStep::RecordSetup,
+                error: format!("{}: {e}", dir.display()),
+            })?;
         }
-        crate::state::write_atomic(&stamp, now.as_bytes())
-            .map_err(|e| format!("cannot record the build: {e}"))?;
+        crate::state::write_atomic(&stamp, now.as_bytes()).map_err(|e| PrepareError::Io {
+            step: IoStep::RecordSetup,
+            error: e.to_string(),
+        })?;
     }
     service_log::note(log, service.log_timestamps, "setup: done");
     Ok(SetupOutcome::Ran)

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::control::ServiceState;
+use crate::status::ServiceStatus;
 
 pub const STATE_FILE: &str = "state.json";
 pub const SOCKET_FILE: &str = "fpctl.sock";
@@ -20,26 +20,31 @@ pub const SUPERVISOR_LOG: &str = "supervisor.log";
 pub struct StateFile {
     pub supervisor_pid: Option<i32>,
     pub supervisor_ticks: Option<u64>,
-    pub services: BTreeMap<String, ServiceRecord>,
+    pub services: BTreeMap<String, Saved>,
 }
 
-/// One service as the supervisor left it. Files written by earlier versions
-/// load too: the states were the same words, and newer fields default.
+/// One service as the supervisor left it: its status, as every surface
+/// shows it, and what identifies its process. Files written by earlier
+/// versions load too: the states were the same words, and newer fields
+/// default (an earlier file has the reason in words only).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ServiceRecord {
-    pub state: ServiceState,
-    pub pid: Option<i32>,
+pub struct Saved {
+    #[serde(flatten)]
+    pub status: ServiceStatus,
     /// Start time of `pid` in clock ticks since boot: its identity.
+    #[serde(default)]
     pub ticks: Option<u64>,
     /// Unix time, seconds, when the current process started.
-    pub started_at: Option<f64>,
-    /// Restarts since the supervisor took the service over.
-    pub restarts: u32,
-    /// Restarts in a row (the count `max_restarts` limits).
     #[serde(default)]
-    pub restarts_in_row: Option<u32>,
-    pub external: bool,
-    pub detail: Option<String>,
+    pub started_at: Option<f64>,
+}
+
+impl Saved {
+    /// The recorded process, if it is still the very process recorded.
+    pub fn live_pid(&self) -> Option<i32> {
+        let (pid, ticks) = (self.status.pid?, self.ticks?);
+        crate::process::is_same_process(pid, ticks).then_some(pid)
+    }
 }
 
 pub fn state_path(config: &Config) -> PathBuf {
@@ -78,10 +83,11 @@ fn runtime_dir() -> PathBuf {
     }
 }
 
-/// Create the socket's folder when it is not `.fpctl/` (owner-only, and
-/// refused when someone else owns it), and refuse a path that cannot fit.
+/// Create the socket's folder when it is not `.fpctl/`: owner-only, and
+/// made by this call or checked to be ours (see [`check_socket_dir`]); and
+/// refuse a path that cannot fit.
 pub fn prepare_socket_dir(socket: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    use std::os::unix::fs::DirBuilderExt;
     if socket.as_os_str().len() > SOCKET_PATH_MAX {
         return Err(std::io::Error::other(format!(
             "the socket path {} is {} bytes, over the {SOCKET_PATH_MAX}-byte limit of Unix sockets; \
@@ -90,33 +96,133 @@ pub fn prepare_socket_dir(socket: &Path) -> std::io::Result<()> {
             socket.as_os_str().len()
         )));
     }
-    let Some(dir) = socket.parent() else {
+    let Some(dir) = runtime_socket_dir(socket) else {
         return Ok(());
     };
-    if dir.file_name() == Some(std::ffi::OsStr::new(".fpctl")) {
-        return Ok(());
+    // mkdir(2) alone, never "create if missing": it fails when the name is
+    // taken, by whoever, and then the check below decides.
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("cannot create {}: {e}", dir.display()),
+            ))
+        }
     }
-    let _ = std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir);
-    let meta = std::fs::metadata(dir)?;
-    if meta.uid() != nix::unistd::getuid().as_raw() {
-        return Err(std::io::Error::other(format!(
-            "{} belongs to another user; set XDG_RUNTIME_DIR to a folder of your own",
-            dir.display()
-        )));
-    }
-    Ok(())
+    check_socket_dir(socket)
 }
 
-/// Create `.fpctl/` (owner-only) and the log folder.
+/// The folder of `socket` when it is a shared runtime folder
+/// (`$XDG_RUNTIME_DIR/fpctl`, `/tmp/fpctl-UID`), not the project's own
+/// `.fpctl/`.
+fn runtime_socket_dir(socket: &Path) -> Option<&Path> {
+    let dir = socket.parent()?;
+    (dir.file_name() != Some(std::ffi::OsStr::new(".fpctl"))).then_some(dir)
+}
+
+/// Refuse a runtime socket folder that another user made or may write
+/// into: whoever can put a socket there can answer in the supervisor's
+/// place (and tell `check` that everything is fine). Checked on every use;
+/// a folder that does not exist yet passes (it is made owner-only).
+pub fn check_socket_dir(socket: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(dir) = runtime_socket_dir(socket) else {
+        return Ok(());
+    };
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let me = nix::unistd::getuid().as_raw();
+    let problem = if meta.file_type().is_symlink() {
+        "is a symbolic link".to_string()
+    } else if !meta.is_dir() {
+        "is not a folder".to_string()
+    } else if meta.uid() != me {
+        format!("belongs to uid {}, not to you (uid {me})", meta.uid())
+    } else if meta.mode() & 0o077 != 0 {
+        format!(
+            "has mode {:o}: other users may enter or write it (it must be 700)",
+            meta.mode() & 0o7777
+        )
+    } else {
+        return Ok(());
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        format!(
+            "the folder for the supervisor's socket, {dir}, {problem}; another user could \
+             answer there in the supervisor's place. Remove it (`rm -r {dir}`; fpctl makes \
+             it again, owner-only), or set XDG_RUNTIME_DIR to a folder only you can write",
+            dir = dir.display()
+        ),
+    ))
+}
+
+/// Create `.fpctl/` (owner-only) and the log folder (owner-only when fpctl
+/// makes it), and refuse a log folder that is a link or someone else's.
 pub fn ensure_dirs(config: &Config) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let dir = config.state_dir();
     std::fs::create_dir_all(&dir)?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-    std::fs::create_dir_all(&config.project.log_dir)
+    let logs = &config.project.log_dir;
+    // Inside the owner-only `.fpctl/`, nobody else can have put anything.
+    let checked = |logs: &Path| match logs.starts_with(&dir) {
+        true => None,
+        false => log_dir_problem(logs),
+    };
+    if let Some(problem) = checked(logs) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            problem,
+        ));
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(logs)?;
+    match checked(logs) {
+        Some(problem) => Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            problem,
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Why fpctl must not write logs into `dir`, if it must not: it is a
+/// symbolic link (whoever can change the link chooses where the logs go and
+/// what they overwrite), not a folder, or another user's (who could read
+/// them, or swap a log for a link). A folder that does not exist yet is
+/// fine: fpctl makes it, owner-only.
+pub fn log_dir_problem(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir).ok()?;
+    let me = nix::unistd::getuid().as_raw();
+    let shown = dir.display();
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(dir)
+            .map(|t| format!(" (to {})", t.display()))
+            .unwrap_or_default();
+        Some(format!(
+            "log_dir {shown} is a symbolic link{target}; fpctl writes logs only into a real \
+             folder: set log_dir to the folder itself"
+        ))
+    } else if !meta.is_dir() {
+        Some(format!("log_dir {shown} is not a folder"))
+    } else if meta.uid() != me {
+        Some(format!(
+            "log_dir {shown} belongs to uid {}, not to you (uid {me}): that user could read \
+             your services' logs or replace them; use a folder of your own",
+            meta.uid()
+        ))
+    } else {
+        None
+    }
 }
 
 pub fn read(config: &Config) -> Option<StateFile> {
@@ -149,6 +255,7 @@ pub fn now_unix() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::ServiceState;
 
     /// A state.json as the previous version wrote it: the state as a plain
     /// word, no count in a row.
@@ -170,22 +277,51 @@ mod tests {
         let file: StateFile = serde_json::from_str(PREVIOUS).expect("loads");
         assert_eq!(file.supervisor_pid, Some(4242));
         let web = &file.services["web"];
-        assert_eq!(web.state, ServiceState::Online);
+        assert_eq!(web.status.state, ServiceState::Online);
         assert_eq!(
-            (web.pid, web.ticks, web.restarts),
+            (web.status.pid, web.ticks, web.status.restarts),
             (Some(4300), Some(1234), 2)
         );
-        assert_eq!(web.restarts_in_row, None);
-        assert_eq!(file.services["job"].state, ServiceState::Completed);
-        assert_eq!(file.services["db"].state, ServiceState::Failed);
+        assert_eq!(web.status.restarts_in_row, 0);
+        assert_eq!(file.services["job"].status.state, ServiceState::Completed);
+        let db = &file.services["db"].status;
+        assert_eq!(db.state, ServiceState::Failed);
+        assert_eq!(
+            (db.detail.as_deref(), db.reason.as_ref()),
+            (Some("gave up"), None)
+        );
     }
+
+    /// The format of the version before this one: the record of stop 17's
+    /// fpctl, with the count in a row and no status fields.
+    const PREVIOUS_WITH_ROW: &str = r#"{"supervisor_pid": null, "supervisor_ticks": null,
+  "services": {"web": {"state": "stopped", "pid": null, "ticks": null, "started_at": null,
+    "restarts": 0, "restarts_in_row": 3, "external": false, "detail": null}}}"#;
 
     #[test]
     fn a_record_survives_a_round_trip() {
         let file: StateFile = serde_json::from_str(PREVIOUS).unwrap();
         let again: StateFile =
             serde_json::from_str(&serde_json::to_string(&file).unwrap()).unwrap();
-        assert_eq!(again.services["web"].state, ServiceState::Online);
+        assert_eq!(again.services["web"].status.state, ServiceState::Online);
         assert_eq!(again.services.len(), 3);
+        let row: StateFile = serde_json::from_str(PREVIOUS_WITH_ROW).unwrap();
+        assert_eq!(row.services["web"].status.restarts_in_row, 3);
+    }
+
+    #[test]
+    fn a_typed_reason_survives_a_round_trip() {
+        use crate::status::{Cause, FailReason, Reason};
+        let mut file: StateFile = serde_json::from_str(PREVIOUS).unwrap();
+        let reason = Reason::Failed(FailReason::gave_up(
+            Cause::Exit {
+                exit: crate::process::Exit::Code(3),
+            },
+            5,
+        ));
+        file.services.get_mut("db").unwrap().status.reason = Some(reason.clone());
+        let again: StateFile =
+            serde_json::from_str(&serde_json::to_string(&file).unwrap()).unwrap();
+        assert_eq!(again.services["db"].status.reason, Some(reason));
     }
 }

@@ -1,12 +1,15 @@
 //! Who may use the API: the bearer token (configured, or generated at first
 //! use into `.fpctl/` with mode 0600), the `Host` header (against DNS
 //! rebinding) and the `Origin` of WebSocket upgrades and POSTs (against
-//! cross-site requests).
+//! cross-site requests). Also the one-time codes that `fpctl dashboard`
+//! hands a browser instead of the token: a browser's command line is
+//! visible to every local user, so the token never goes there.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
@@ -30,11 +33,8 @@ pub fn token(config: &Config) -> Result<String, String> {
             return Ok(t.trim().to_string());
         }
     }
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| format!("cannot read /dev/urandom for the API token: {e}"))?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token =
+        random_hex().map_err(|e| format!("cannot read /dev/urandom for the API token: {e}"))?;
     crate::state::ensure_dirs(config)
         .map_err(|e| format!("cannot create {}: {e}", config.state_dir().display()))?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -48,6 +48,62 @@ pub fn token(config: &Config) -> Result<String, String> {
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(token)
+}
+
+/// 32 random bytes, in hex.
+pub fn random_hex() -> std::io::Result<String> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether two secrets are equal, in time that depends on their length only.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// How long a code from `fpctl dashboard` stays good, unused.
+pub const CODE_LIFETIME: Duration = Duration::from_secs(600);
+/// Codes kept at once (the oldest go first).
+const MAX_CODES: usize = 16;
+
+/// The one-time codes handed out and not yet used.
+#[derive(Default)]
+pub struct Codes(Mutex<Vec<(String, Instant)>>);
+
+impl Codes {
+    /// A new code, good once within [`CODE_LIFETIME`].
+    pub fn issue(&self) -> Result<String, String> {
+        let code = random_hex().map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+        let mut codes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        codes.retain(|(_, at)| at.elapsed() < CODE_LIFETIME);
+        if codes.len() >= MAX_CODES {
+            codes.remove(0);
+        }
+        codes.push((code.clone(), Instant::now()));
+        Ok(code)
+    }
+
+    /// Use `code`: true once, for a code issued within its lifetime.
+    pub fn redeem(&self, code: &str) -> bool {
+        let mut codes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        codes.retain(|(_, at)| at.elapsed() < CODE_LIFETIME);
+        // Compared with every code, so the time says nothing of which.
+        let mut found = None;
+        for (i, (c, _)) in codes.iter().enumerate() {
+            if same_secret(c, code) {
+                found = Some(i);
+            }
+        }
+        match found {
+            Some(i) => {
+                codes.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// `host:port` to put in a URL for a listener bound to `bound`.
@@ -75,25 +131,40 @@ impl Guard {
         }
     }
 
-    /// A `Host` (or origin authority) a browser may legitimately send: an IP
-    /// literal or `localhost`, on our port. A DNS name could be rebound to
-    /// 127.0.0.1 by a hostile page, so none is accepted.
-    fn host_ok(&self, authority: &str) -> bool {
+    /// A `Host` (or origin authority) a browser may legitimately send to
+    /// this API: on our port, `localhost`, `127.0.0.1`, `[::1]`, or the
+    /// address the request came in on (`arrived`: the API's own host when it
+    /// listens on every address). Another port is another site; another
+    /// address is not this API; and a DNS name could be rebound to
+    /// 127.0.0.1 by a hostile page.
+    fn host_ok(&self, authority: &str, arrived: Option<IpAddr>) -> bool {
         let Some((host, port)) = authority.rsplit_once(':') else {
             return false;
         };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        port.parse::<u16>().ok() == Some(self.port)
-            && (host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok())
+        if port.parse::<u16>().ok() != Some(self.port) {
+            return false;
+        }
+        if host.eq_ignore_ascii_case("localhost") {
+            return true;
+        }
+        let ip = match host.strip_prefix('[') {
+            Some(v6) => v6
+                .strip_suffix(']')
+                .and_then(|h| h.parse::<Ipv6Addr>().ok())
+                .map(IpAddr::V6),
+            None => host.parse::<Ipv4Addr>().ok().map(IpAddr::V4),
+        };
+        ip.is_some_and(|ip| {
+            ip == IpAddr::V4(Ipv4Addr::LOCALHOST)
+                || ip == IpAddr::V6(Ipv6Addr::LOCALHOST)
+                || Some(ip.to_canonical()) == arrived
+        })
     }
 
     fn token_ok(&self, given: &str) -> bool {
         // Constant time in the token's length; no token yet refuses all.
         let token = Arc::clone(&self.token.borrow());
-        let (a, b) = (given.as_bytes(), token.as_bytes());
-        !b.is_empty()
-            && a.len() == b.len()
-            && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        !token.is_empty() && same_secret(given, &token)
     }
 }
 
@@ -111,11 +182,15 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 /// Every request passes here first.
 pub async fn check(State(guard): State<Guard>, request: Request, next: Next) -> Response {
     let headers = request.headers();
+    let arrived = request
+        .extensions()
+        .get::<super::listen::ArrivedAt>()
+        .map(|a| a.0);
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
-    if !guard.host_ok(host) {
+    if !guard.host_ok(host, arrived) {
         return refuse(StatusCode::FORBIDDEN, "Host header not accepted");
     }
     let upgrade = headers.contains_key(header::UPGRADE);
@@ -125,14 +200,15 @@ pub async fn check(State(guard): State<Guard>, request: Request, next: Next) -> 
                 .to_str()
                 .ok()
                 .and_then(|o| o.strip_prefix("http://"))
-                .is_some_and(|a| guard.host_ok(a));
+                .is_some_and(|a| guard.host_ok(a, arrived));
             if !same {
                 return refuse(StatusCode::FORBIDDEN, "cross-origin request refused");
             }
         }
     }
-    // The page itself holds no data; everything it shows needs the token.
-    if request.uri().path() == "/" {
+    // The page itself holds no data; everything it shows needs the token,
+    // which the page gets for a one-time code.
+    if matches!(request.uri().path(), "/" | SESSION) {
         return next.run(request).await;
     }
     let bearer = headers
@@ -155,6 +231,33 @@ pub async fn check(State(guard): State<Guard>, request: Request, next: Next) -> 
     }
 }
 
+/// Where the page trades a one-time code for the token.
+pub const SESSION: &str = "/api/v1/session";
+
+#[derive(serde::Deserialize)]
+pub struct Redeem {
+    code: String,
+}
+
+/// `POST /api/v1/session` with `{"code": …}`: the token, once per code.
+pub async fn session(
+    State((codes, guard)): State<(Arc<Codes>, Guard)>,
+    axum::Json(body): axum::Json<Redeem>,
+) -> Response {
+    if !codes.redeem(&body.code) {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "this dashboard link was used already or has expired: run `fpctl dashboard` for a new one",
+        );
+    }
+    let token = guard.token.borrow().to_string();
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(serde_json::json!({ "token": token })),
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,11 +266,41 @@ mod tests {
     fn hosts() {
         let (_token, rx) = watch::channel(Arc::from("t"));
         let g = Guard::new(rx, "127.0.0.1:7000".parse().unwrap());
-        assert!(g.host_ok("127.0.0.1:7000"));
-        assert!(g.host_ok("localhost:7000"));
-        assert!(g.host_ok("[::1]:7000"));
-        assert!(!g.host_ok("127.0.0.1:7001"));
-        assert!(!g.host_ok("evil.example:7000"));
-        assert!(!g.host_ok("127.0.0.1"));
+        assert!(g.host_ok("127.0.0.1:7000", None));
+        assert!(g.host_ok("localhost:7000", None));
+        assert!(g.host_ok("LocalHost:7000", None));
+        assert!(g.host_ok("[::1]:7000", None));
+        assert!(!g.host_ok("127.0.0.1:7001", None));
+        assert!(!g.host_ok("localhost:7001", None));
+        assert!(!g.host_ok("evil.example:7000", None));
+        assert!(!g.host_ok("127.0.0.1", None));
+        // Another address on our port is not this API...
+        assert!(!g.host_ok("10.1.2.3:7000", None));
+        assert!(!g.host_ok("127.0.0.2:7000", None));
+        assert!(!g.host_ok("0.0.0.0:7000", None));
+        assert!(!g.host_ok("[::2]:7000", None));
+        // ...unless the request came in on it.
+        let here = Some("10.1.2.3".parse().unwrap());
+        assert!(g.host_ok("10.1.2.3:7000", here));
+        assert!(!g.host_ok("10.1.2.4:7000", here));
+        assert!(!g.host_ok("10.1.2.3:7001", here));
+    }
+
+    #[test]
+    fn a_code_is_good_once() {
+        let codes = Codes::default();
+        let a = codes.issue().unwrap();
+        let b = codes.issue().unwrap();
+        assert_ne!(a, b);
+        assert!(!codes.redeem("nope"));
+        assert!(codes.redeem(&a));
+        assert!(!codes.redeem(&a), "replayed");
+        assert!(codes.redeem(&b));
+        // The oldest go first when too many are out.
+        let first = codes.issue().unwrap();
+        for _ in 0..MAX_CODES {
+            codes.issue().unwrap();
+        }
+        assert!(!codes.redeem(&first));
     }
 }

@@ -12,6 +12,7 @@ mod listen;
 mod prom;
 mod routes;
 mod stream;
+mod view;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +22,8 @@ use std::sync::Mutex;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::config::Config;
-use crate::control::{ApiChange, Change, ErrorKind, Progress, Request, Response, Update};
+use crate::control::{ApiChange, Change, ErrorKind, Request, Response, Update};
+use crate::status::Progress;
 use listen::{Listener, Move};
 
 /// Hands one request to the supervisor; false when it is gone.
@@ -42,6 +44,8 @@ pub(crate) struct Shared {
     config: watch::Receiver<Arc<Config>>,
     forward: Forward,
     pub updates: broadcast::Sender<Update>,
+    /// The one-time codes of `fpctl dashboard`, traded for the token.
+    pub codes: Arc<auth::Codes>,
 }
 
 /// One request's answer: the progress lines, a reload's plan (and its
@@ -99,6 +103,7 @@ impl Api {
                 config,
                 forward,
                 updates,
+                codes: Arc::default(),
             }),
             listening: Arc::new(Mutex::new(None)),
             token: Arc::new(watch::channel(Arc::from("")).0),
@@ -215,17 +220,22 @@ impl Api {
     }
 
     /// For `fpctl dashboard`: listen where configured, else on a free
-    /// loopback port, and say where, with the token.
+    /// loopback port, and say where, with the token and two one-time codes
+    /// (one for the browser it opens, one for the link it prints).
     pub fn ensure(&self) -> Response {
         let configured = self.shared.config().project.api.listen;
         let addr = configured.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-        match self.listen(configured, addr) {
-            Ok(bound) => Response::Api {
+        let answer = self.listen(configured, addr).and_then(|bound| {
+            let codes = (0..2)
+                .map(|_| self.shared.codes.issue())
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Response::Api {
                 url: format!("http://{}/", auth::url_host(bound)),
                 token: self.token.borrow().to_string(),
-            },
-            Err(message) => Response::error(ErrorKind::Internal, message),
-        }
+                codes,
+            })
+        });
+        answer.unwrap_or_else(|message| Response::error(ErrorKind::Internal, message))
     }
 }
 

@@ -14,9 +14,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::routes::statuses;
+use super::view::snapshot;
 use super::Shared;
-use crate::control::ServiceState;
+use crate::status::ServiceState;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Svc {
@@ -33,11 +33,10 @@ struct SvcState {
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    let services = match statuses(&shared).await {
-        Ok((_, s)) => s,
+    let services = match snapshot(&shared).await {
+        Ok(s) => s.services,
         Err(e) => return e.into_response(),
     };
-    let config = &shared.config();
     let mut registry = Registry::with_prefix("fpctl_service");
     let up = Family::<Svc, Gauge>::default();
     let state = Family::<SvcState, Gauge>::default();
@@ -68,12 +67,9 @@ pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         cpu.clone(),
     );
     for st in &services {
-        let Some((_, svc)) = config.service(&st.name) else {
-            continue;
-        };
         let labels = Svc {
             service: st.name.clone(),
-            tier: config.tiers[svc.tier].name.clone(),
+            tier: st.tier.clone(),
         };
         up.get_or_create(&labels).set(i64::from(st.state.is_ok()));
         for s in ServiceState::ALL {

@@ -8,20 +8,22 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::view::{gone, graph_model, recent_events, snapshot, Failure};
 use super::{assets, auth, prom, stream, Shared};
 use crate::config::{Config, Probe};
-use crate::control::{ErrorKind, Request, Response, ServiceStatus};
-use crate::output::{self, Row};
-use crate::{events, graph};
+use crate::control::{ErrorKind, Request, Response};
+use crate::status::{ServiceStatus, Snapshot};
 
 type St = State<Arc<Shared>>;
 
 pub fn router(shared: Arc<Shared>, guard: auth::Guard) -> Router {
+    let session = post(auth::session).with_state((Arc::clone(&shared.codes), guard.clone()));
     Router::new()
         .route("/", get(assets::page))
+        .route(auth::SESSION, session)
         .route("/api/v1/openapi.json", get(assets::openapi))
         .route("/api/v1/status", get(status))
         .route("/api/v1/services", get(services))
@@ -36,22 +38,6 @@ pub fn router(shared: Arc<Shared>, guard: auth::Guard) -> Router {
         .route("/metrics", get(prom::metrics))
         .layer(axum::middleware::from_fn_with_state(guard, auth::check))
         .with_state(shared)
-}
-
-/// An error answer: `{"error": message}` with a status code.
-pub struct Failure(StatusCode, String);
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> HttpResponse {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
-    }
-}
-
-fn gone() -> Failure {
-    Failure(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the supervisor is shutting down".into(),
-    )
 }
 
 fn index(config: &Config, name: &str) -> Result<usize, Failure> {
@@ -74,68 +60,68 @@ fn instances(config: &Config, name: &str) -> Result<Vec<String>, Failure> {
     }
 }
 
-/// The supervisor's statuses, in file order.
-pub async fn statuses(shared: &Shared) -> Result<(i32, Vec<ServiceStatus>), Failure> {
-    match shared.ask(Request::Status).await.map(|a| a.last) {
-        Some(Response::Status {
-            supervisor_pid,
-            services,
-            ..
-        }) => Ok((supervisor_pid, services)),
-        Some(Response::Error { message, .. }) => {
-            Err(Failure(StatusCode::SERVICE_UNAVAILABLE, message))
-        }
-        _ => Err(gone()),
-    }
+/// `GET /api/v1/status`: the snapshot `check --json` prints, and whether
+/// the API is read-only.
+#[derive(Serialize)]
+struct StatusAnswer {
+    #[serde(flatten)]
+    snapshot: Snapshot,
+    read_only: bool,
 }
 
-/// The status model of `check --json`, from the supervisor's statuses.
-pub fn status_model(config: &Config, services: &[ServiceStatus]) -> Value {
-    let rows: Vec<Row> = services
-        .iter()
-        .filter_map(|st| Some(Row::from_status(config.service(&st.name)?.0, st)))
-        .collect();
-    output::status_value(config, &rows)
+async fn status(State(shared): St) -> Result<Json<StatusAnswer>, Failure> {
+    let snapshot = snapshot(&shared).await?;
+    let read_only = shared.config().project.api.read_only;
+    Ok(Json(StatusAnswer {
+        snapshot,
+        read_only,
+    }))
 }
 
-async fn status(State(shared): St) -> Result<Json<Value>, Failure> {
-    let (pid, services) = statuses(&shared).await?;
-    let mut model = status_model(&shared.config(), &services);
-    model["supervisor_pid"] = pid.into();
-    model["project"] = shared.config().project.name.clone().into();
-    model["read_only"] = shared.config().project.api.read_only.into();
-    Ok(Json(model))
+async fn services(State(shared): St) -> Result<Json<Vec<ServiceStatus>>, Failure> {
+    Ok(Json(snapshot(&shared).await?.services))
 }
 
-async fn services(State(shared): St) -> Result<Json<Value>, Failure> {
-    let (_, services) = statuses(&shared).await?;
-    Ok(Json(
-        status_model(&shared.config(), &services)["services"].take(),
-    ))
+/// One service's status with what the file says about it.
+#[derive(Serialize)]
+struct ServiceAnswer {
+    #[serde(flatten)]
+    status: ServiceStatus,
+    settings: Value,
 }
 
-async fn service(State(shared): St, Path(name): Path<String>) -> Result<Json<Value>, Failure> {
+async fn service(State(shared): St, Path(name): Path<String>) -> Result<HttpResponse, Failure> {
     let names = instances(&shared.config(), &name)?;
+    let snapshot = snapshot(&shared).await?;
     if names.first() != Some(&name) {
         // A replicated service: its instances, as `check worker` shows them.
-        let (_, services) = statuses(&shared).await?;
-        let mine: Vec<ServiceStatus> = services
-            .into_iter()
-            .filter(|s| names.contains(&s.name))
-            .collect();
-        let mut model = status_model(&shared.config(), &mine);
+        let mine = Snapshot::new(
+            snapshot.project,
+            snapshot.supervisor_pid,
+            mine(snapshot.services, &names),
+        );
         return Ok(Json(json!({
             "name": name,
-            "instances": model["services"].take(),
-            "summary": model["summary"].take(),
-        })));
+            "instances": mine.services,
+            "summary": mine.summary,
+        }))
+        .into_response());
     }
     let i = index(&shared.config(), &name)?;
-    let (_, services) = statuses(&shared).await?;
-    let one: Vec<ServiceStatus> = services.into_iter().filter(|s| s.name == name).collect();
-    let mut entry = status_model(&shared.config(), &one)["services"][0].take();
-    entry["settings"] = settings(&shared.config(), i);
-    Ok(Json(entry))
+    let status = mine(snapshot.services, &names)
+        .into_iter()
+        .next()
+        .ok_or_else(gone)?;
+    let settings = settings(&shared.config(), i);
+    Ok(Json(ServiceAnswer { status, settings }).into_response())
+}
+
+/// The statuses of `names`, in the order of the snapshot.
+fn mine(services: Vec<ServiceStatus>, names: &[String]) -> Vec<ServiceStatus> {
+    services
+        .into_iter()
+        .filter(|s| names.contains(&s.name))
+        .collect()
 }
 
 /// What the file says about a service, secrets redacted.
@@ -284,60 +270,8 @@ async fn events(State(shared): St, Query(q): Query<EventsQuery>) -> Result<Json<
     )))
 }
 
-/// The newest `limit` events (of one service, or of every instance of a
-/// replicated one), oldest first.
-pub async fn recent_events(
-    config: &Config,
-    service: Option<String>,
-    limit: usize,
-) -> Vec<events::Event> {
-    let path = events::path(config);
-    let wanted = service.map(|s| config.expand_names(&[s]));
-    tokio::task::spawn_blocking(move || {
-        let mut all: Vec<events::Event> = events::read_all(&path)
-            .into_iter()
-            .filter(|e| wanted.as_ref().is_none_or(|w| w.contains(&e.service)))
-            .collect();
-        all.drain(..all.len().saturating_sub(limit));
-        all
-    })
-    .await
-    .unwrap_or_default()
-}
-
 async fn graph(State(shared): St) -> Json<Value> {
     Json(graph_model(&shared.config()))
-}
-
-/// Tiers, start levels and dependencies.
-pub fn graph_model(config: &Config) -> Value {
-    let all = (0..config.services.len()).collect();
-    let plan = graph::plan(config, &all);
-    let name = |i: usize| config.services[i].name.clone();
-    let tiers: Vec<Value> = plan
-        .tiers
-        .iter()
-        .map(|tp| {
-            let tier = &config.tiers[tp.tier];
-            json!({
-                "name": tier.name,
-                "title": tier.title,
-                "levels": tp.levels.iter().map(|l| l.iter().map(|&i| name(i)).collect::<Vec<_>>()).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let services: serde_json::Map<String, Value> = config
-        .services
-        .iter()
-        .map(|s| {
-            let deps: Vec<String> = s.depends_on.iter().map(|&d| name(d)).collect();
-            (
-                s.name.clone(),
-                json!({ "tier": config.tiers[s.tier].name, "port": s.port, "depends_on": deps }),
-            )
-        })
-        .collect();
-    json!({ "tiers": tiers, "services": services })
 }
 
 #[derive(Deserialize)]
@@ -418,17 +352,12 @@ async fn action(
         Response::Error { message, .. } => return Err(Failure(StatusCode::CONFLICT, message)),
         _ => return Err(gone()),
     };
-    let (_, now) = statuses(&shared).await?;
-    let mine: Vec<ServiceStatus> = now
-        .into_iter()
-        .filter(|s| names.contains(&s.name))
-        .collect();
-    let mut model = status_model(&shared.config(), &mine);
+    let now = mine(snapshot(&shared).await?.services, &names);
     // One service's status, or a replicated service's instances.
     let after = if names.first() == Some(&name) {
-        model["services"][0].take()
+        json!(now.first())
     } else {
-        json!({ "name": name, "instances": model["services"].take() })
+        json!({ "name": name, "instances": now })
     };
     let code = if ok {
         StatusCode::OK

@@ -1,7 +1,8 @@
 //! `GET /api/v1/stream`: a WebSocket that first sends a full snapshot
-//! (status, probe histories, recent events), then every state change, probe
-//! result and event as the supervisor publishes them, and, for the service
-//! a client subscribes to with `{"logs": "NAME"}`, new lines of its log.
+//! (status, probe histories, recent events), then every change of a
+//! service's status (`service`), probe result and event as the supervisor
+//! publishes them, and, for the service a client subscribes to with
+//! `{"logs": "NAME"}`, new lines of its log.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
-use super::routes::{recent_events, status_model, statuses};
+use super::view::{graph_model, recent_events, snapshot};
 use super::Shared;
 use crate::control::{Request, Response as Reply, Update};
 
@@ -24,8 +25,21 @@ const LOG_POLL: Duration = Duration::from_millis(250);
 /// Lines of a log sent when a client subscribes to it.
 const LOG_BACKLOG: usize = 50;
 
+/// The largest message (and frame) a client may send: what it sends is
+/// `{"logs": "NAME"}`. A bigger one closes the connection.
+pub const MAX_INBOUND: usize = 4 * 1024;
+/// What a connection may hold of messages not yet written to a client
+/// that is slow to read: a snapshot of a large stack fits, and then the
+/// sender waits for the client.
+const MAX_OUTBOUND: usize = 32 << 20;
+
 pub async fn upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
-    ws.on_upgrade(move |socket| serve(shared, socket))
+    ws.max_message_size(MAX_INBOUND)
+        .max_frame_size(MAX_INBOUND)
+        .read_buffer_size(MAX_INBOUND)
+        .write_buffer_size(16 * 1024)
+        .max_write_buffer_size(MAX_OUTBOUND)
+        .on_upgrade(move |socket| serve(shared, socket))
 }
 
 #[derive(Deserialize)]
@@ -100,7 +114,7 @@ async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
 
 /// Everything a client needs to draw the whole page.
 async fn send_snapshot(shared: &Shared, socket: &mut WebSocket) -> bool {
-    let Ok((pid, services)) = statuses(shared).await else {
+    let Ok(status) = snapshot(shared).await else {
         return false;
     };
     let histories = match shared.ask(Request::History { services: vec![] }).await {
@@ -110,8 +124,6 @@ async fn send_snapshot(shared: &Shared, socket: &mut WebSocket) -> bool {
         },
         None => return false,
     };
-    let mut status = status_model(&shared.config(), &services);
-    status["supervisor_pid"] = pid.into();
     let snapshot = json!({
         "type": "snapshot",
         "project": shared.config().project.name,
@@ -119,21 +131,9 @@ async fn send_snapshot(shared: &Shared, socket: &mut WebSocket) -> bool {
         "status": status,
         "history": histories,
         "events": recent_events(&shared.config(), None, 100).await,
-        "graph": super::routes::graph_model(&shared.config()),
+        "graph": graph_model(&shared.config()),
     });
     send(socket, &snapshot).await
-}
-
-/// An update as sent to clients: statuses in the shared status model.
-fn render(shared: &Shared, update: Update) -> Value {
-    match update {
-        Update::Status { services } => {
-            let mut v = status_model(&shared.config(), &services);
-            v["type"] = "status".into();
-            v
-        }
-        other => serde_json::to_value(other).unwrap_or(Value::Null),
-    }
 }
 
 /// Send `first` and every update already waiting (probes of one grid tick
@@ -146,7 +146,7 @@ async fn forward(
 ) -> bool {
     let mut next = Some(first);
     while let Some(u) = next {
-        let text = render(shared, u).to_string();
+        let text = serde_json::to_string(&u).unwrap_or_default();
         if socket.feed(Message::Text(text.into())).await.is_err() {
             return false;
         }

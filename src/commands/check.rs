@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, Probe};
-use crate::control::{Request, Response, ServiceState, ServiceStatus};
-use crate::health::{self, ProbeResult, Verdict};
-use crate::output::{self, Row};
-use crate::state::{self, StateFile};
+use crate::control::{Request, Response};
+use crate::health::{self, ProbeResult};
+use crate::output;
+use crate::state;
+use crate::status::observe::{observe, Probed, Recorded};
+use crate::status::{Activity, ServiceState, ServiceStatus, Snapshot};
 use crate::{graph, process};
 use crate::{Error, Outcome, Result};
 
@@ -53,12 +55,21 @@ pub fn check(
         .map_err(|e| Error::other("cannot start the async runtime", e))?;
     // One probe connection per service, all at once.
     let _ = process::raise_fd_limit();
-    let rows = rt.block_on(async {
+    let counted: Vec<&str> = counted
+        .iter()
+        .map(|&i| config.services[i].name.as_str())
+        .collect();
+    let snapshot = rt.block_on(async {
         process::init();
         let deadline = wait.map(|w| Instant::now() + w);
         loop {
-            let rows = snapshot(&config, &shown, running).await;
-            let counted_rows = || rows.iter().filter(|r| counted.contains(&r.index));
+            let snapshot = look(&config, &shown, running).await;
+            let counted_rows = || {
+                snapshot
+                    .services
+                    .iter()
+                    .filter(|r| counted.contains(&r.name.as_str()))
+            };
             let all_ok = counted_rows().all(|r| r.state.is_ok());
             let hopeless = counted_rows()
                 .any(|r| matches!(r.state, ServiceState::Failed | ServiceState::Blocked));
@@ -66,18 +77,20 @@ pub fn check(
                 Some(d) if !all_ok && !hopeless && Instant::now() < d => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                _ => break rows,
+                _ => break snapshot,
             }
         }
     });
-    let ok = rows
+    let ok = snapshot
+        .services
         .iter()
-        .filter(|r| counted.contains(&r.index))
+        .filter(|r| counted.contains(&r.name.as_str()))
         .all(|r| r.state.is_ok());
     if json {
-        println!("{}", output::status_json(&config, &rows));
+        let json = serde_json::to_string(&snapshot).expect("a snapshot serialises");
+        println!("{json}");
     } else {
-        print!("{}", output::status_table(&config, &rows, wide));
+        print!("{}", output::status_table(&config, &snapshot, wide));
     }
     Ok(if ok {
         Outcome::Success
@@ -87,14 +100,16 @@ pub fn check(
 }
 
 /// One look at the given services.
-async fn snapshot(config: &Arc<Config>, shown: &[usize], running: bool) -> Vec<Row> {
-    let (from_supervisor, digest) = supervisor_status(config).unzip();
+async fn look(config: &Arc<Config>, shown: &[usize], running: bool) -> Snapshot {
+    let (from_supervisor, digest, supervisor_pid) = match supervisor_status(config) {
+        Some((statuses, digest, pid)) => (Some(statuses), digest, pid),
+        None => (None, None, None),
+    };
     // The file changed since the supervisor read it: its ports and commands
     // may not be the running ones, so only the supervisor's own view counts.
     // (Unless `config` is the running one, read from the supervisor.)
     let stale = !running
         && digest
-            .flatten()
             .is_some_and(|d| crate::control::file_digest(&config.path).is_some_and(|now| now != d));
     if stale {
         note_stale_once(config);
@@ -125,23 +140,43 @@ async fn snapshot(config: &Arc<Config>, shown: &[usize], running: bool) -> Vec<R
             no_live_run(svc, r);
         }
     }
-    shown
+    let now = state::now_unix();
+    let services = shown
         .iter()
         .map(|&i| {
-            let probe = results.remove(&i).flatten();
-            let status = from_supervisor
+            let svc = &config.services[i];
+            let probe = results.remove(&i).flatten().map(|r| Probed {
+                verdict: r.verdict,
+                answer: r.detail,
+                latency_ms: r.latency.as_secs_f64() * 1000.0,
+            });
+            let live = from_supervisor.as_ref().and_then(|m| m.get(&svc.name));
+            let recorded = saved
                 .as_ref()
-                .and_then(|m| m.get(&config.services[i].name));
-            let mut row = row(config, i, probe, status, saved.as_ref());
-            if stale && status.is_none() {
-                row.state = ServiceState::Stopped;
-                row.detail = Some("not in the running config; `fpctl reload` applies it".into());
+                .and_then(|s| s.services.get(&svc.name))
+                .map(|r| Recorded {
+                    status: &r.status,
+                    alive: r.live_pid().is_some(),
+                    started_at: r.started_at,
+                });
+            let tier = &config.tiers[svc.tier].name;
+            let mut st = observe(svc, tier, probe, live, recorded, now);
+            if stale && live.is_none() {
+                st.state = ServiceState::Stopped;
+                st.activity = Some(Activity::NotInRunningConfig);
+                st.detail = None;
             }
-            // Secret values never reach the detail.
-            row.detail = row.detail.map(|d| config.services[i].redact(&d));
-            row
+            // Secret values never reach what is shown.
+            st.activity = st.activity.map(|a| a.masked(|t| svc.redact(t)));
+            st.detail = st
+                .detail
+                .clone()
+                .or_else(|| st.describe())
+                .map(|d| svc.redact(&d));
+            st
         })
-        .collect()
+        .collect();
+    Snapshot::new(config.project.name.clone(), supervisor_pid, services)
 }
 
 async fn probe_one(config: &Config, i: usize) -> Option<ProbeResult> {
@@ -171,138 +206,28 @@ fn note_stale_once(config: &Config) {
     });
 }
 
-/// What the supervisor knows, and the digest of the config it runs.
-fn supervisor_status(config: &Config) -> Option<(HashMap<String, ServiceStatus>, Option<String>)> {
+/// What the supervisor knows, the digest of the config it runs, and its pid.
+type Known = (HashMap<String, ServiceStatus>, Option<String>, Option<i32>);
+
+fn supervisor_status(config: &Config) -> Option<Known> {
     // A supervisor that died is replaced here, adopting what it left running.
     let mut client = super::supervisor_if_needed(config).ok().flatten()?;
     client.set_timeout(Some(Duration::from_secs(5)));
     match client.request(Request::Status, |_| {}) {
         Ok(Response::Status {
-            services,
+            snapshot,
             config_digest,
-            ..
         }) => Some((
-            services.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            snapshot
+                .services
+                .into_iter()
+                .map(|s| (s.name.clone(), s))
+                .collect(),
             config_digest,
+            snapshot.supervisor_pid,
         )),
         _ => None,
     }
-}
-
-/// Combine a live probe with what the supervisor (or its saved state) knows.
-fn row(
-    config: &Config,
-    i: usize,
-    probe: Option<ProbeResult>,
-    sup: Option<&ServiceStatus>,
-    saved: Option<&StateFile>,
-) -> Row {
-    let svc = &config.services[i];
-    let mut row = Row {
-        index: i,
-        state: ServiceState::Offline,
-        pid: None,
-        port: svc.port,
-        restarts: 0,
-        restarts_in_row: 0,
-        reason: None,
-        uptime_s: None,
-        detail: None,
-        latency_ms: probe.as_ref().map(|p| p.latency.as_secs_f64() * 1000.0),
-        external: false,
-        rss_bytes: None,
-        cpu_percent: None,
-        restarts_total: 0,
-    };
-    if svc.disabled {
-        row.state = ServiceState::Stopped;
-        row.detail = Some("disabled".into());
-        return row;
-    }
-    let verdict = probe.as_ref().map(|p| p.verdict);
-    let probed = |v: Verdict| match v {
-        Verdict::Healthy => ServiceState::Online,
-        Verdict::Unhealthy => ServiceState::Degraded,
-        Verdict::Down => ServiceState::Offline,
-    };
-    row.detail = probe
-        .as_ref()
-        .map(|p| p.detail.clone())
-        .filter(|d| !d.is_empty());
-    if let Some(st) = sup {
-        row.pid = st.pid;
-        row.port = st.port;
-        row.restarts = st.restarts;
-        row.restarts_in_row = st.restarts_in_row;
-        row.uptime_s = st.uptime_s;
-        row.external = st.external;
-        row.rss_bytes = st.rss_bytes;
-        row.cpu_percent = st.cpu_percent;
-        row.restarts_total = st.restarts_total;
-        row.state = match (st.state, verdict) {
-            (ServiceState::Failed | ServiceState::Blocked | ServiceState::Completed, _) => {
-                row.detail = st.detail.clone();
-                row.reason = st.reason.clone();
-                st.state
-            }
-            (ServiceState::Stopped, Some(Verdict::Healthy)) => {
-                row.external = true;
-                ServiceState::Online
-            }
-            (ServiceState::Starting, Some(Verdict::Healthy)) => ServiceState::Online,
-            (ServiceState::Stopped | ServiceState::Starting, _) => {
-                row.detail = st.detail.clone().or(row.detail.take());
-                st.state
-            }
-            (_, Some(v)) => probed(v),
-            (s, None) => {
-                row.detail = st.detail.clone();
-                s
-            }
-        };
-        return row;
-    }
-    // No supervisor: the saved state tells which pid is ours, if still alive.
-    let rec = saved.and_then(|s| s.services.get(&svc.name));
-    let alive = rec
-        .and_then(|r| Some((r.pid?, r.ticks?)))
-        .filter(|&(pid, ticks)| process::is_same_process(pid, ticks));
-    if let (Some((pid, _)), Some(rec)) = (alive, rec) {
-        row.pid = Some(pid);
-        row.restarts = rec.restarts;
-        row.restarts_total = rec.restarts;
-        row.restarts_in_row = rec.restarts_in_row.unwrap_or(0);
-        row.uptime_s = rec.started_at.map(|t| (state::now_unix() - t).max(0.0));
-    }
-    // What the last supervisor left it as, when that was on purpose or final.
-    let settled = rec.map(|r| r.state).filter(|s| {
-        matches!(
-            s,
-            ServiceState::Stopped
-                | ServiceState::Completed
-                | ServiceState::Failed
-                | ServiceState::Blocked
-        )
-    });
-    row.state = match (verdict, settled) {
-        (Some(Verdict::Healthy), _) => ServiceState::Online,
-        (_, Some(s)) if alive.is_none() => {
-            row.detail = rec.and_then(|r| r.detail.clone()).or(row.detail.take());
-            s
-        }
-        (Some(v), _) => probed(v),
-        (None, _) if alive.is_some() => ServiceState::Online,
-        (None, _) => ServiceState::Offline,
-    };
-    row.external = row.state.is_ok() && alive.is_none() && !svc.oneshot;
-    if row.external {
-        row.detail = Some(
-            format!("external: {}", row.detail.clone().unwrap_or_default())
-                .trim_end_matches(": ")
-                .to_string(),
-        );
-    }
-    row
 }
 
 /// Whether the saved state records a process of `service` that still runs
@@ -310,8 +235,7 @@ fn row(
 pub(super) fn live_in_saved_state(saved: Option<&crate::state::StateFile>, service: &str) -> bool {
     saved
         .and_then(|s| s.services.get(service))
-        .and_then(|r| Some((r.pid?, r.ticks?)))
-        .is_some_and(|(pid, ticks)| crate::process::is_same_process(pid, ticks))
+        .is_some_and(|r| r.live_pid().is_some())
 }
 
 /// A `log` check of a service with no live run fails: the lines in its log

@@ -15,8 +15,8 @@ pub fn dashboard(file: Option<&Path>, no_open: bool) -> Result<Outcome> {
     let reply = client
         .request(Request::Api, |_| {})
         .map_err(|e| Error::other("lost the supervisor", e))?;
-    let (url, token) = match reply {
-        Response::Api { url, token } => (url, token),
+    let (url, token, codes) = match reply {
+        Response::Api { url, token, codes } => (url, token, codes),
         Response::Error { message, .. } => return Err(Error::Other(message)),
         other => {
             return Err(Error::Other(format!(
@@ -24,12 +24,18 @@ pub fn dashboard(file: Option<&Path>, no_open: bool) -> Result<Outcome> {
             )))
         }
     };
-    // The token rides in the fragment, which browsers never send.
-    let page = format!("{url}#token={token}");
-    println!("dashboard: {page}");
+    let [for_browser, for_print] = codes.as_slice() else {
+        return Err(Error::Other(
+            "the supervisor gave no one-time codes for the dashboard".into(),
+        ));
+    };
+    // A browser's command line can be read by every local user: it gets a
+    // code that the page trades once for the token (in the fragment, which
+    // browsers never send), never the token.
+    println!("dashboard: {url}#code={for_print}  (good once, for 10 minutes)");
     println!("API:       {url}api/v1/  (header: Authorization: Bearer {token})");
     if !no_open {
-        open_browser(&page);
+        open_browser(&format!("{url}#code={for_browser}"));
     }
     Ok(Outcome::Success)
 }

@@ -52,7 +52,7 @@ pub fn events(
             print_event(&e, json);
         }
         // Its reader went away (`fpctl events -f | head`).
-        if crate::output::stdout_closed() {
+        if crate::stdio::stdout_closed() {
             return Ok(Outcome::Success);
         }
     }

@@ -1,7 +1,6 @@
 //! `start`, `up`, `restart`, `stop` and the hidden `__supervise`: the
 //! commands that drive a supervisor.
 
-use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -9,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::load;
 use crate::config::Config;
-use crate::control::{Client, ErrorKind, Failure, Request, Response};
+use crate::control::{Client, ErrorKind, Request, Response};
+use crate::status::Failure;
 use crate::{graph, output, process, state, supervisor};
 use crate::{Error, Outcome, Result};
 
@@ -224,7 +224,7 @@ fn report_failures(failures: &[Failure]) {
     // Services stopped while starting share one reason: say it once.
     let (stopped, failed): (Vec<&Failure>, Vec<&Failure>) = failures
         .iter()
-        .partition(|f| f.state == crate::control::ServiceState::Stopped);
+        .partition(|f| f.state == crate::status::ServiceState::Stopped);
     if let Some(first) = stopped.first() {
         let names: Vec<&str> = stopped.iter().map(|f| f.service.as_str()).collect();
         output::print_interrupted(&first.reason, &names);
@@ -285,10 +285,7 @@ pub fn connect_or_spawn(config: &Config) -> Result<Client> {
     state::ensure_dirs(config)
         .map_err(|e| Error::other(format!("cannot create {}", config.state_dir().display()), e))?;
     let log_path = supervisor::log_path(config);
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
+    let log = crate::service_log::open(&log_path)
         .map_err(|e| Error::other(format!("cannot open {}", log_path.display()), e))?;
     let exe =
         std::env::current_exe().map_err(|e| Error::other("cannot find the fpctl binary", e))?;
@@ -442,7 +439,9 @@ fn attach(config: &Config, names: &[String]) -> Result<Outcome> {
         ));
     };
     let pid = match client.request(Request::Status, |_| {}) {
-        Ok(Response::Status { supervisor_pid, .. }) => supervisor_pid.to_string(),
+        Ok(Response::Status { snapshot, .. }) => snapshot
+            .supervisor_pid
+            .map_or_else(|| "?".to_string(), |p| p.to_string()),
         _ => "?".into(),
     };
     println!(
@@ -475,10 +474,13 @@ pub fn supervisor_if_needed(config: &Config) -> Result<Option<Client>> {
     // file, and may have started processes it had not recorded yet: they
     // carry the project's marker.
     let orphans = state::read(config).is_some_and(|saved| {
-        let recorded = saved.services.values().any(|r| match (r.pid, r.ticks) {
-            (Some(pid), Some(ticks)) => process::is_same_process(pid, ticks),
-            _ => false,
-        });
+        let recorded = saved
+            .services
+            .values()
+            .any(|r| match (r.status.pid, r.ticks) {
+                (Some(pid), Some(ticks)) => process::is_same_process(pid, ticks),
+                _ => false,
+            });
         let died = saved.supervisor_pid.is_some();
         recorded
             || died

@@ -9,7 +9,12 @@ use crate::output;
 use crate::{Outcome, Result};
 
 pub fn load(file: Option<&Path>) -> Result<Config> {
-    Ok(config::load(file)?)
+    let config = config::load(file)?;
+    // A socket folder that someone else controls is refused before any
+    // command can take what is there for the supervisor.
+    crate::state::check_socket_dir(&crate::state::socket_path(&config))
+        .map_err(|e| crate::Error::Other(e.to_string()))?;
+    Ok(config)
 }
 
 /// For commands that act on a running stack (`stop`, `check`, `logs`, …):

@@ -94,7 +94,7 @@ fn judge_log_checks(
     let from_supervisor = Client::connect(&state::socket_path(config)).and_then(|mut c| {
         c.set_timeout(Some(Duration::from_secs(5)));
         match c.request(Request::Status, |_| {}) {
-            Ok(Response::Status { services, .. }) => Some(services),
+            Ok(Response::Status { snapshot, .. }) => Some(snapshot.services),
             _ => None,
         }
     });

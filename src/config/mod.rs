@@ -294,7 +294,9 @@ pub enum Setup {
     Commands(Vec<String>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
     No,
@@ -402,7 +404,7 @@ impl Service {
                 out = out.replace(v, "***");
             }
         }
-        out
+        redact_url_passwords(&out).into_owned()
     }
 
     pub fn env_value(&self, key: &str) -> Option<&str> {
@@ -516,10 +518,136 @@ fn service_var_name(prefix: &str, service: &str) -> String {
     var
 }
 
-/// Whether an environment variable's name suggests its value is a secret.
+/// Whether an environment variable's name suggests its value is a secret:
+/// it contains TOKEN, SECRET, PASSWORD, PASSWD, PASSPHRASE, KEY, CREDENTIAL
+/// or PRIVATE; or one of its words (between `_`) is PASS, PWD, PW or DSN, or
+/// begins with AUTH (not AUTHOR). `PWD` alone is the working directory.
 pub fn looks_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL"]
-        .iter()
-        .any(|w| upper.contains(w))
+    let inside = [
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "PASSPHRASE",
+        "KEY",
+        "CREDENTIAL",
+        "PRIVATE",
+    ];
+    if inside.iter().any(|w| upper.contains(w)) {
+        return true;
+    }
+    upper != "PWD"
+        && upper
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|word| {
+                matches!(word, "PASS" | "PWD" | "PW" | "DSN")
+                    || (word.starts_with("AUTH") && !matches!(word, "AUTHOR" | "AUTHORS"))
+            })
+}
+
+/// `text` with the password of every URL in it (`scheme://user:PASSWORD@host`)
+/// replaced by `***`.
+pub fn redact_url_passwords(text: &str) -> std::borrow::Cow<'_, str> {
+    static USERINFO: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    if !text.contains("://") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let re = USERINFO.get_or_init(|| {
+        // The password runs to the last `@` before the host's end.
+        regex::Regex::new(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/?#@]*):[^\s/?#]*@")
+            .expect("a valid pattern")
+    });
+    re.replace_all(text, "$1:***@")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_names_are_recognised() {
+        let secret = [
+            "API_TOKEN",
+            "GITHUB_TOKEN",
+            "CLIENT_SECRET",
+            "AWS_SECRET_ACCESS_KEY",
+            "API_KEY",
+            "DB_PASSWORD",
+            "POSTGRES_PASSWORD",
+            "db_password",
+            "MYSQL_PASSWD",
+            "GPG_PASSPHRASE",
+            "AWS_CREDENTIALS",
+            "DB_PASS",
+            "SMTP_PASS",
+            "PASS",
+            "DB_PWD",
+            "MYSQL_PWD",
+            "DB_PW",
+            "AUTH",
+            "AUTH_HEADER",
+            "AUTHORIZATION",
+            "BASIC_AUTH",
+            "AUTHTOKEN",
+            "SENTRY_DSN",
+            "DATABASE_DSN",
+            "DSN",
+            "PRIVATE_KEY",
+            "MY_PRIVATE_THING",
+            "PRIVATEDATA",
+        ];
+        let plain = [
+            "PORT",
+            "PWD",
+            "OLDPWD",
+            "PATH",
+            "HOME",
+            "AUTHOR",
+            "AUTHORS",
+            "GIT_AUTHOR_NAME",
+            "DATABASE_URL",
+            "LOG_LEVEL",
+            "BYPASS_CACHE",
+            "PASSPORT_OFFICE",
+            "COMPASS",
+            "DSNAME",
+            "NODE_ENV",
+            "FPCTL_PORT_DB",
+            "PUBLIC_URL",
+        ];
+        for name in secret {
+            assert!(looks_secret(name), "{name} should look secret");
+        }
+        for name in plain {
+            assert!(!looks_secret(name), "{name} should not look secret");
+        }
+    }
+
+    #[test]
+    fn url_passwords_are_redacted() {
+        let cases = [
+            ("postgres://u:secret@h/db", "postgres://u:***@h/db"),
+            (
+                "--db=postgres://u:secret@h:5432/db x",
+                "--db=postgres://u:***@h:5432/db x",
+            ),
+            ("redis://:pw123@cache:6379", "redis://:***@cache:6379"),
+            ("amqp://u:p@ss@h/", "amqp://u:***@h/"),
+            (
+                "a mysql://root:s3@db b https://x:y@z",
+                "a mysql://root:***@db b https://x:***@z",
+            ),
+            (
+                "http://127.0.0.1:8080/health",
+                "http://127.0.0.1:8080/health",
+            ),
+            ("http://user@host/", "http://user@host/"),
+            ("http://h:80/?next=a@b", "http://h:80/?next=a@b"),
+            ("no url here: a@b", "no url here: a@b"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(redact_url_passwords(text), want, "{text}");
+        }
+    }
 }

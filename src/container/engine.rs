@@ -134,7 +134,11 @@ pub struct Found {
 
 /// Every container (running or not) with the project's label, and with
 /// `service`'s label when given.
-pub async fn find(rt: &Runtime, project: &str, service: Option<&str>) -> Result<Vec<Found>, String> {
+pub async fn find(
+    rt: &Runtime,
+    project: &str,
+    service: Option<&str>,
+) -> Result<Vec<Found>, String> {
     let label = |k: &str| {
         if rt.podman {
             format!("{{{{index .Labels \"{k}\"}}}}")

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use hyper::body::Bytes;
 use tokio::net::TcpStream;
 
-use super::short_io_error;
+use super::NoAnswer;
 
 /// The longest body a probe reads.
 const MAX_BODY: usize = 1 << 20;
@@ -39,7 +39,7 @@ fn plain_client() -> Plain {
 }
 
 /// GET `url`: the status and the body (None when over [`MAX_BODY`]).
-pub async fn get(url: &str, insecure: bool) -> Result<(u16, Option<Bytes>), String> {
+pub(crate) async fn get(url: &str, insecure: bool) -> Result<(u16, Option<Bytes>), NoAnswer> {
     if !url.starts_with("http://") {
         return with_reqwest(url, insecure).await;
     }
@@ -69,13 +69,13 @@ fn client(insecure: bool) -> Result<&'static reqwest::Client, String> {
             .tcp_nodelay(true)
             .tls_danger_accept_invalid_certs(insecure)
             .build()
-            .map_err(|e| format!("cannot set up the HTTP client: {}", innermost(&e)))
+            .map_err(|e| format!("cannot set up the HTTP client: {}", innermost(&e).text))
     })
     .as_ref()
     .map_err(Clone::clone)
 }
 
-async fn with_reqwest(url: &str, insecure: bool) -> Result<(u16, Option<Bytes>), String> {
+async fn with_reqwest(url: &str, insecure: bool) -> Result<(u16, Option<Bytes>), NoAnswer> {
     let mut response = client(insecure)?
         .get(url)
         .send()
@@ -94,14 +94,14 @@ async fn with_reqwest(url: &str, insecure: bool) -> Result<(u16, Option<Bytes>),
 
 /// The root cause, short: "connection refused", "invalid peer certificate:
 /// UnknownIssuer", rather than reqwest's "error sending request for url".
-fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+fn innermost(e: &(dyn std::error::Error + 'static)) -> NoAnswer {
     let mut cause = e;
     while let Some(next) = cause.source() {
         cause = next;
     }
     match cause.downcast_ref::<std::io::Error>() {
-        Some(io) if io.get_ref().is_none() => short_io_error(io),
-        _ => cause.to_string(),
+        Some(io) if io.get_ref().is_none() => NoAnswer::from(io),
+        _ => NoAnswer::from(cause.to_string()),
     }
 }
 
@@ -173,14 +173,14 @@ impl Framing {
 /// One GET with `Connection: close` on a fresh connection: one write, one
 /// growing buffer, no task, channel or header map. Returns the status and
 /// the body (None when over [`MAX_BODY`]).
-async fn lean(url: &str) -> Result<(u16, Option<Bytes>), String> {
+async fn lean(url: &str) -> Result<(u16, Option<Bytes>), NoAnswer> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
     let t = target(url, &uri)?;
     let mut stream = TcpStream::connect((t.host, t.port))
         .await
-        .map_err(|e| short_io_error(&e))?;
+        .map_err(|e| NoAnswer::from(&e))?;
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: fpctl\r\nConnection: close\r\n\r\n",
         t.path, t.authority
@@ -188,23 +188,23 @@ async fn lean(url: &str) -> Result<(u16, Option<Bytes>), String> {
     stream
         .write_all(request.as_bytes())
         .await
-        .map_err(|e| short_io_error(&e))?;
+        .map_err(|e| NoAnswer::from(&e))?;
     // A health answer usually fits in the first KiB; a round of many probes
     // at once then holds little memory.
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     // Reads more into `buf` (doubling it when full); false at the end of
     // the connection.
-    async fn more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<bool, String> {
+    async fn more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<bool, NoAnswer> {
         if buf.len() == buf.capacity() {
             buf.reserve(buf.capacity().max(1024));
         }
         match stream.read_buf(buf).await {
             Ok(0) => Ok(false),
             Ok(_) => Ok(true),
-            Err(e) => Err(short_io_error(&e)),
+            Err(e) => Err(NoAnswer::from(&e)),
         }
     }
-    let closed = || "the connection closed before the response ended".to_string();
+    let closed = || NoAnswer::from("the connection closed before the response ended");
     // The head; interim 1xx answers are skipped.
     let (status, mut at, framing) = loop {
         let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -222,7 +222,7 @@ async fn lean(url: &str) -> Result<(u16, Option<Bytes>), String> {
                 return Err("response head over 64 KiB".into())
             }
             Ok(httparse::Status::Partial) => {}
-            Err(e) => return Err(format!("bad HTTP response: {e}")),
+            Err(e) => return Err(format!("bad HTTP response: {e}").into()),
         }
         if !more(&mut stream, &mut buf).await? {
             return Err(if buf.is_empty() {
@@ -288,7 +288,7 @@ async fn lean(url: &str) -> Result<(u16, Option<Bytes>), String> {
 /// machinery.
 const PROBE_READ_BUF: usize = 4096;
 
-async fn plain(url: &str) -> Result<(u16, Option<Bytes>), String> {
+async fn plain(url: &str) -> Result<(u16, Option<Bytes>), NoAnswer> {
     use http_body_util::{BodyExt, Empty, Limited};
 
     let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
@@ -300,7 +300,7 @@ async fn plain(url: &str) -> Result<(u16, Option<Bytes>), String> {
     } = target(url, &uri)?;
     let stream = TcpStream::connect((host, port))
         .await
-        .map_err(|e| short_io_error(&e))?;
+        .map_err(|e| NoAnswer::from(&e))?;
     // No TCP_NODELAY: the request is one write on a fresh connection, which
     // Nagle never delays; a setsockopt per probe would be wasted.
     // A health answer is small: a 4 KiB read buffer (hyper starts at 8 KiB
@@ -336,14 +336,15 @@ async fn plain(url: &str) -> Result<(u16, Option<Bytes>), String> {
     // Drive the connection in this same task, no task spawned per probe.
     let mut exchange = std::pin::pin!(exchange);
     let mut conn = std::pin::pin!(conn);
-    tokio::select! {
+    let done = tokio::select! {
         biased;
         done = &mut exchange => done,
         ended = &mut conn => match ended {
             Err(e) => Err(e.to_string()),
             Ok(()) => exchange.await,
         },
-    }
+    };
+    done.map_err(NoAnswer::from)
 }
 
 #[cfg(test)]
@@ -392,6 +393,7 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), lean(&url))
             .await
             .expect("the probe ended by itself")
+            .map_err(|e| e.text)
     }
 
     fn body(r: &(u16, Option<Bytes>)) -> &[u8] {
@@ -485,6 +487,7 @@ mod tests {
         let e = lean(&format!("http://127.0.0.1:{port}/"))
             .await
             .unwrap_err();
-        assert_eq!(e, "connection refused");
+        assert_eq!(e.text, "connection refused");
+        assert!(!e.ours);
     }
 }

@@ -21,13 +21,13 @@ use std::sync::Arc;
 use nix::fcntl::{Flock, FlockArg};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 pub use actor::instance_marker;
 use actor::{Msg, Supervisor};
 
 use crate::config::Config;
-use crate::control::{self, Request, Response};
+use crate::control::{self, Request, Response, Update};
 use crate::state;
 use crate::{Error, Result};
 
@@ -155,7 +155,11 @@ async fn serve(
     // Every connection holds a clone of `drain`; once the actor is done, the
     // last replies are flushed before the process exits.
     let (drain, mut drained) = mpsc::channel::<()>(1);
-    let acceptor = tokio::spawn(accept(listener, tx.clone(), api, drain));
+    let updates = supervisor.updates();
+    // Told when the dispatcher is done, so that subscribers hang up at once
+    // (the API keeps the update channel open).
+    let (ended, ending) = tokio::sync::watch::channel(false);
+    let acceptor = tokio::spawn(accept(listener, tx.clone(), api, (updates, ending), drain));
     tokio::spawn(signals(handlers, tx.clone(), foreground));
     // The dispatcher runs as a task, not as the runtime's main future: a
     // unit's report then wakes it through the scheduler's local queue, where
@@ -163,6 +167,7 @@ async fn serve(
     if let Err(e) = tokio::spawn(supervisor.run()).await {
         tracing::error!("the dispatcher ended abnormally: {e}");
     }
+    let _ = ended.send(true);
     // `fpctl scale` lasts as long as the supervisor.
     crate::scale::clear(&config.root);
     let _ = std::fs::remove_file(&socket);
@@ -204,7 +209,10 @@ async fn remove_stray_containers(config: Arc<Config>) {
         .map(|f| f.id)
         .collect();
     if !strays.is_empty() {
-        tracing::info!(count = strays.len(), "removing containers of services no longer run in one");
+        tracing::info!(
+            count = strays.len(),
+            "removing containers of services no longer run in one"
+        );
         if let Err(e) = crate::container::remove(&rt, &strays).await {
             tracing::warn!("{e}");
         }
@@ -294,14 +302,27 @@ async fn accept(
     listener: UnixListener,
     tx: mpsc::UnboundedSender<Msg>,
     api: crate::api::Api,
+    updates: Feed,
     drain: mpsc::Sender<()>,
 ) {
     let me = nix::unistd::getuid().as_raw();
+    // Out of file descriptors, accept fails until some are freed: said once
+    // every 10 s, not every try.
+    let mut said: Option<(std::time::Instant, u64)> = None;
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
             Err(e) => {
-                tracing::warn!("accept failed: {e}");
+                match &mut said {
+                    Some((at, quiet)) if at.elapsed() < std::time::Duration::from_secs(10) => {
+                        *quiet += 1;
+                    }
+                    _ => {
+                        let quiet = said.map_or(0, |(_, n)| n);
+                        tracing::warn!("accept failed: {e} ({quiet} more since the last note)");
+                        said = Some((std::time::Instant::now(), 0));
+                    }
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }
@@ -324,15 +345,28 @@ async fn accept(
                 continue;
             }
         }
-        tokio::spawn(connection(stream, tx.clone(), api.clone(), drain.clone()));
+        tokio::spawn(connection(
+            stream,
+            tx.clone(),
+            api.clone(),
+            updates.clone(),
+            drain.clone(),
+        ));
     }
 }
+
+/// What subscribers follow: the updates, and the dispatcher's end.
+type Feed = (
+    broadcast::Sender<Update>,
+    tokio::sync::watch::Receiver<bool>,
+);
 
 /// One client: read one request line, forward it, stream the responses.
 async fn connection(
     stream: UnixStream,
     tx: mpsc::UnboundedSender<Msg>,
     api: crate::api::Api,
+    (updates, ending): Feed,
     _drain: mpsc::Sender<()>,
 ) {
     let (read, mut write) = stream.into_split();
@@ -368,6 +402,12 @@ async fn connection(
             .await;
         return;
     }
+    if let Request::Subscribe = request {
+        // Subscribed before the snapshot is taken: nothing falls between.
+        let updates = updates.subscribe();
+        subscription(reader.into_inner(), write, tx, updates, ending).await;
+        return;
+    }
     let (reply_tx, mut reply_rx) = mpsc::unbounded_channel();
     if tx
         .send(Msg::Client {
@@ -389,6 +429,73 @@ async fn connection(
             return;
         }
     }
+}
+
+/// A subscriber: a snapshot, then every update in order, until the client
+/// hangs up or the supervisor exits. One that falls more than the backlog
+/// behind gets a fresh snapshot and goes on from there, so it never holds
+/// a stale picture.
+async fn subscription(
+    mut read: BufReader<tokio::net::unix::OwnedReadHalf>,
+    mut write: tokio::net::unix::OwnedWriteHalf,
+    tx: mpsc::UnboundedSender<Msg>,
+    mut updates: broadcast::Receiver<Update>,
+    mut ending: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    if !send_status(&tx, &mut write).await {
+        return;
+    }
+    let mut sink = [0u8; 256];
+    loop {
+        let line = tokio::select! {
+            update = updates.recv() => match update {
+                Ok(u) => control::encode(Response::Update(u)),
+                Err(RecvError::Lagged(_)) => {
+                    if send_status(&tx, &mut write).await {
+                        continue;
+                    }
+                    return;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = ending.changed() => return,
+            // The client says nothing more; its end (EOF or an error) ends
+            // the subscription.
+            n = read.read(&mut sink) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            },
+        };
+        if write.write_all(line.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Ask the dispatcher for a snapshot and write it; false when either end is
+/// gone.
+async fn send_status(
+    tx: &mpsc::UnboundedSender<Msg>,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+) -> bool {
+    let (reply, mut answer) = mpsc::unbounded_channel();
+    if tx
+        .send(Msg::Client {
+            request: Request::Status,
+            reply,
+        })
+        .is_err()
+    {
+        return false;
+    }
+    let Some(status) = answer.recv().await else {
+        return false;
+    };
+    write
+        .write_all(control::encode(status).as_bytes())
+        .await
+        .is_ok()
 }
 
 /// Where a background supervisor writes its own log.

@@ -17,20 +17,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{RestartPolicy, Service};
-use crate::control::{BlockReason, FailReason, Reason, ServiceState};
-use crate::events::EventKind;
 use crate::health::{ProbeResult, Verdict};
-use crate::output::{bytes_short, duration_short};
 use crate::process::Exit;
+use crate::status::{
+    Activity, BlockReason, Cause, Elsewhere, EventData, EventKind, FailReason, Note, Reason,
+    ServiceState,
+};
 
 /// A crash after this long online starts a new crash-loop count.
 pub const RESTART_WINDOW: Duration = Duration::from_secs(30);
 /// Backoff between crash restarts: none for the first, then doubling.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
-
-/// How an exit nobody saw is described.
-const UNSUPERVISED: &str = "died while no supervisor was running";
 
 /// A service's identity: its name. Indices into a config change when the
 /// file is edited; the name does not.
@@ -76,8 +74,9 @@ pub enum Phase {
         health: Health,
         fails: u32,
     },
-    /// fpctl is stopping it so that the crash path restarts it.
-    Recycling(KillReason),
+    /// fpctl is stopping it so that the crash path restarts it (a failed
+    /// liveness check, `max_memory`).
+    Recycling(Cause),
     /// Exited; a restart is scheduled after `delay`.
     Backoff {
         delay: Duration,
@@ -119,29 +118,6 @@ pub enum Goal {
     Restart,
 }
 
-/// Why fpctl stops a service so that it is restarted.
-#[derive(Debug, Clone, PartialEq)]
-pub enum KillReason {
-    Liveness { retries: u32, detail: String },
-    Memory { rss: u64, limit: u64 },
-}
-
-impl fmt::Display for KillReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KillReason::Liveness { retries, detail } => {
-                write!(f, "health check failed {retries} times: {detail}")
-            }
-            KillReason::Memory { rss, limit } => write!(
-                f,
-                "memory {} over max_memory {}",
-                bytes_short(*rss),
-                bytes_short(*limit)
-            ),
-        }
-    }
-}
-
 /// Something that happens to a service.
 #[derive(Debug, Clone)]
 pub enum Input {
@@ -162,7 +138,7 @@ pub enum Input {
     /// Its unit's port check found a healthy service already there.
     External(ProbeResult),
     /// Its unit's port check, setup or spawn failed.
-    PrepareFailed(String),
+    PrepareFailed(crate::status::PrepareError),
     Spawned {
         pid: i32,
         ticks: Option<u64>,
@@ -171,7 +147,7 @@ pub enum Input {
     Probed(ProbeResult),
     StartTimeout {
         /// Ports its processes listen on instead of `port`.
-        elsewhere: Option<String>,
+        elsewhere: Option<Elsewhere>,
     },
     /// A service without a health check stayed up through the grace period.
     AliveFor,
@@ -203,9 +179,9 @@ pub enum Effect {
     /// Send `RestartDue` after this delay.
     RestartAfter(Duration),
     /// A line of fpctl's own in the service's log.
-    Note(String),
+    Note(Note),
     /// An entry in the event history.
-    Record(EventKind, String),
+    Record(EventKind, EventData),
 }
 
 /// One service, as the supervisor sees it.
@@ -226,7 +202,8 @@ pub struct Svc {
     /// Restarts it did on its own (after an exit) since the supervisor took
     /// it over; requested ones are counted by the supervisor.
     pub restarts: u32,
-    pub detail: Option<String>,
+    /// What it is doing, or what its last probe said.
+    pub activity: Option<Activity>,
     pub latency_ms: Option<f64>,
     /// How many stops completed; a stop waiter is done once this moved.
     pub stops: u64,
@@ -250,7 +227,7 @@ impl Svc {
             started: None,
             streak: 0,
             restarts: 0,
-            detail: None,
+            activity: None,
             latency_ms: None,
             stops: 0,
         }
@@ -325,16 +302,7 @@ impl Svc {
     }
 
     /// Why it failed or is blocked.
-    pub fn reason(&self) -> Option<String> {
-        match &self.phase {
-            Phase::Failed(r) => Some(r.to_string()),
-            Phase::Blocked(r) => Some(r.to_string()),
-            _ => None,
-        }
-    }
-
-    /// Why it failed or is blocked, as data.
-    pub fn typed_reason(&self) -> Option<Reason> {
+    pub fn reason(&self) -> Option<Reason> {
         match &self.phase {
             Phase::Failed(r) => Some(Reason::Failed(r.clone())),
             Phase::Blocked(r) => Some(Reason::Blocked(r.clone())),
@@ -342,17 +310,24 @@ impl Svc {
         }
     }
 
-    /// What a progress line says about the service now.
-    pub fn label(&self) -> Option<String> {
+    /// What a progress line says the service is doing now (a failed or
+    /// blocked one: its [`reason`](Self::reason)).
+    pub fn doing(&self) -> Option<Activity> {
         match &self.phase {
-            Phase::Waiting => Some("waiting for dependencies".into()),
-            Phase::Preparing => Some("preparing (port check, setup)".into()),
-            Phase::Starting => self
-                .pid
-                .map(|p| format!("launched as pid {p}, waiting for health")),
-            Phase::Stopping => Some("stopping".into()),
-            Phase::Idle => None,
-            _ => self.reason().or_else(|| self.detail.clone()),
+            Phase::Waiting => Some(Activity::Waiting),
+            Phase::Preparing => Some(Activity::Preparing),
+            Phase::Starting => self.pid.map(|pid| Activity::Launched { pid }),
+            Phase::Stopping => Some(Activity::Stopping),
+            Phase::Idle | Phase::Failed(_) | Phase::Blocked(_) => None,
+            _ => self.activity.clone(),
+        }
+    }
+
+    /// The last probe's answer, while starting or running.
+    pub fn last_probe(&self) -> Option<&str> {
+        match &self.activity {
+            Some(Activity::Probed { answer }) => Some(answer),
+            _ => None,
         }
     }
 
@@ -365,7 +340,7 @@ impl Svc {
                     self.phase = Phase::Waiting;
                     self.goal = Goal::Run;
                     self.streak = 0;
-                    self.detail = None;
+                    self.activity = None;
                 }
                 // A stop in progress is overridden: start again once down.
                 Phase::Stopping => self.goal = Goal::Restart,
@@ -379,7 +354,7 @@ impl Svc {
                 } else {
                     self.phase = Phase::Waiting;
                     self.goal = Goal::Run;
-                    self.detail = None;
+                    self.activity = None;
                 }
             }
             Input::Stop => match self.phase {
@@ -390,7 +365,7 @@ impl Svc {
                 | Phase::Completed => {
                     self.phase = Phase::Idle;
                     self.goal = Goal::Run;
-                    self.detail = None;
+                    self.activity = None;
                     self.latency_ms = None;
                 }
                 _ if self.active() => self.goal = Goal::Stop,
@@ -404,7 +379,7 @@ impl Svc {
                 }
                 self.gen = gen;
                 self.phase = Phase::Preparing;
-                self.detail = Some("preparing".into());
+                self.activity = Some(Activity::Preparing);
                 self.started = Some(now);
                 self.pid = None;
                 self.ticks = None;
@@ -412,7 +387,12 @@ impl Svc {
                 fx.push(Effect::Launch);
             }
             Input::Block(reason) => {
-                fx.push(Effect::Record(EventKind::Blocked, reason.to_string()));
+                fx.push(Effect::Record(
+                    EventKind::Blocked,
+                    EventData::Blocked {
+                        reason: reason.clone(),
+                    },
+                ));
                 self.phase = Phase::Blocked(reason);
             }
             Input::BeginStop => match self.phase {
@@ -432,9 +412,15 @@ impl Svc {
             },
             Input::External(probe) => {
                 if self.phase == Phase::Preparing {
-                    fx.push(Effect::Record(EventKind::External, probe.detail.clone()));
+                    let answer = probe.detail.clone();
+                    fx.push(Effect::Record(
+                        EventKind::External,
+                        EventData::Probe {
+                            answer: answer.clone(),
+                        },
+                    ));
                     self.phase = Phase::External;
-                    self.detail = Some(format!("external: {}", probe.detail));
+                    self.activity = Some(Activity::External { answer });
                     self.latency_ms = Some(probe.latency.as_secs_f64() * 1000.0);
                 }
             }
@@ -444,7 +430,7 @@ impl Svc {
                     self.phase,
                     Phase::Waiting | Phase::Preparing | Phase::Starting
                 ) {
-                    self.fail(FailReason::Prepare { message: reason }, &mut fx);
+                    self.fail(FailReason::prepare(reason), &mut fx);
                 }
             }
             Input::Spawned { pid, ticks, at } => {
@@ -452,7 +438,7 @@ impl Svc {
                 self.ticks = ticks;
                 self.started_at = Some(at);
                 self.started = Some(now);
-                self.detail = None;
+                self.activity = None;
                 if self.phase == Phase::Preparing {
                     self.phase = Phase::Starting;
                 }
@@ -460,12 +446,9 @@ impl Svc {
             Input::Probed(result) => self.probed(spec, result, &mut fx),
             Input::StartTimeout { elsewhere } => {
                 if matches!(self.phase, Phase::Starting | Phase::Preparing) {
-                    let last = self.detail.clone().unwrap_or_else(|| "no answer".into());
-                    let reason = FailReason::StartTimeout {
-                        after_ms: spec.start_timeout.as_millis() as u64,
-                        last_probe: last,
-                        elsewhere,
-                    };
+                    let last = self.last_probe().unwrap_or("no answer").to_string();
+                    let after_ms = spec.start_timeout.as_millis() as u64;
+                    let reason = FailReason::start_timeout(after_ms, last, elsewhere);
                     self.fail(reason, &mut fx);
                     fx.push(Effect::Kill);
                 }
@@ -476,15 +459,22 @@ impl Svc {
                         health: Health::Online,
                         fails: 0,
                     };
-                    self.detail = Some("running".into());
-                    fx.push(Effect::Record(EventKind::Online, "running".into()));
+                    self.activity = Some(Activity::Running);
+                    fx.push(Effect::Record(
+                        EventKind::Online,
+                        EventData::Probe {
+                            answer: "running".into(),
+                        },
+                    ));
                 }
             }
             Input::MemoryOver { rss, limit } => {
                 if matches!(self.phase, Phase::Starting | Phase::Running { .. }) {
-                    let reason = KillReason::Memory { rss, limit };
-                    fx.push(Effect::Record(EventKind::Memory, reason.to_string()));
-                    self.recycle(reason, &mut fx);
+                    fx.push(Effect::Record(
+                        EventKind::Memory,
+                        EventData::Memory { rss, limit },
+                    ));
+                    self.recycle(Cause::Memory { rss, limit }, &mut fx);
                 }
             }
             Input::Ended { pid, exit } => self.ended(spec, pid, exit, now, &mut fx),
@@ -493,22 +483,33 @@ impl Svc {
     }
 
     fn fail(&mut self, reason: FailReason, fx: &mut Vec<Effect>) {
-        let text = reason.to_string();
-        fx.push(Effect::Note(format!("failed: {text}")));
-        fx.push(Effect::Record(EventKind::Failed, text));
+        fx.push(Effect::Note(Note::Failed(reason.clone())));
+        fx.push(Effect::Record(
+            EventKind::Failed,
+            EventData::Failed {
+                reason: reason.clone(),
+            },
+        ));
         self.phase = Phase::Failed(reason);
     }
 
-    fn recycle(&mut self, reason: KillReason, fx: &mut Vec<Effect>) {
+    fn recycle(&mut self, reason: Cause, fx: &mut Vec<Effect>) {
         self.phase = Phase::Recycling(reason);
         fx.push(Effect::Stop);
     }
 
     fn probed(&mut self, spec: &Service, result: ProbeResult, fx: &mut Vec<Effect>) {
+        // fpctl could not probe (its own shortage): nothing is known of the
+        // service, so nothing changes.
+        if result.verdict == Verdict::Inconclusive {
+            return;
+        }
         let retries = spec.health.as_ref().map(|h| h.retries).unwrap_or(1);
         let was = self.public();
         self.latency_ms = Some(result.latency.as_secs_f64() * 1000.0);
-        self.detail = Some(result.detail.clone());
+        self.activity = Some(Activity::Probed {
+            answer: result.detail.clone(),
+        });
         match (&self.phase, result.verdict) {
             (Phase::Starting | Phase::Running { .. }, Verdict::Healthy) => {
                 self.phase = Phase::Running {
@@ -531,11 +532,16 @@ impl Svc {
                     // Liveness failed: restart it through the crash path.
                     let now = self.public();
                     if now != was {
-                        fx.push(Effect::Record(EventKind::Offline, result.detail.clone()));
+                        fx.push(Effect::Record(
+                            EventKind::Offline,
+                            EventData::Probe {
+                                answer: result.detail.clone(),
+                            },
+                        ));
                     }
-                    let reason = KillReason::Liveness {
+                    let reason = Cause::Liveness {
                         retries,
-                        detail: result.detail,
+                        last_probe: result.detail,
                     };
                     self.recycle(reason, fx);
                     return;
@@ -550,7 +556,12 @@ impl Svc {
                 ServiceState::Degraded => EventKind::Degraded,
                 _ => EventKind::Offline,
             };
-            fx.push(Effect::Record(kind, result.detail));
+            fx.push(Effect::Record(
+                kind,
+                EventData::Probe {
+                    answer: result.detail,
+                },
+            ));
         }
     }
 
@@ -562,15 +573,11 @@ impl Svc {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
-        let exit_text = match exit {
-            Some(e) => e.to_string(),
-            None => UNSUPERVISED.to_string(),
-        };
         if let Some(pid) = pid {
-            fx.push(Effect::Note(format!("process {pid} {exit_text}")));
+            fx.push(Effect::Note(Note::Exited { pid, exit }));
             fx.push(Effect::Record(
                 EventKind::Exited,
-                format!("pid {pid} {exit_text}"),
+                EventData::Exited { pid, exit },
             ));
         }
         self.pid = None;
@@ -586,10 +593,13 @@ impl Svc {
             }
             Phase::Starting | Phase::Running { .. } if spec.oneshot => {
                 let exit = exit.unwrap_or(Exit::Unknown);
-                self.detail = Some(exit.to_string());
+                self.activity = Some(Activity::Exited { exit });
                 if exit.success() {
                     self.phase = Phase::Completed;
-                    fx.push(Effect::Record(EventKind::Completed, exit.to_string()));
+                    fx.push(Effect::Record(
+                        EventKind::Completed,
+                        EventData::Completed { exit },
+                    ));
                 } else {
                     self.fail(FailReason::Oneshot { exit }, fx);
                 }
@@ -610,12 +620,12 @@ impl Svc {
         {
             self.streak = 0;
         }
-        let exit_text = match exit {
-            Some(e) => e.to_string(),
-            None => UNSUPERVISED.to_string(),
+        let went = match exit {
+            Some(exit) => Cause::Exit { exit },
+            None => Cause::Unsupervised,
         };
         let (restart, why) = match &self.phase {
-            Phase::Recycling(reason) => (true, reason.to_string()),
+            Phase::Recycling(reason) => (true, reason.clone()),
             _ => {
                 let clean = exit.is_some_and(|e| e.success());
                 let restart = match spec.restart {
@@ -623,28 +633,37 @@ impl Svc {
                     RestartPolicy::OnFailure => !clean,
                     RestartPolicy::No => false,
                 };
-                (restart, exit_text)
+                (restart, went)
             }
         };
         if !restart {
             let policy = spec.restart;
-            self.fail(FailReason::NotRestarted { why, policy }, fx);
+            self.fail(FailReason::not_restarted(why, policy), fx);
         } else if self.streak >= spec.max_restarts {
             let max_restarts = spec.max_restarts;
-            self.fail(FailReason::GaveUp { why, max_restarts }, fx);
+            self.fail(FailReason::gave_up(why, max_restarts), fx);
         } else {
             let delay = backoff(self.streak);
             self.streak += 1;
             self.restarts += 1;
             self.phase = Phase::Backoff { delay };
-            let shown = duration_short(delay);
-            self.detail = Some(format!("{why}; restarting in {shown}"));
-            let count = format!("restart {} of {}", self.streak, spec.max_restarts);
-            fx.push(Effect::Note(format!("{count} in {shown}")));
+            let delay_ms = delay.as_millis() as u64;
+            let (attempt, max) = (self.streak, spec.max_restarts);
+            fx.push(Effect::Note(Note::Restarting {
+                attempt,
+                max,
+                delay_ms,
+            }));
             fx.push(Effect::Record(
                 EventKind::Restart,
-                format!("{count} in {shown}: {why}"),
+                EventData::Restart {
+                    attempt,
+                    max_restarts: max,
+                    delay_ms,
+                    why: why.clone(),
+                },
             ));
+            self.activity = Some(Activity::Restarting { why, delay_ms });
             fx.push(Effect::RestartAfter(delay));
         }
     }
@@ -656,11 +675,13 @@ impl Svc {
         self.pid = None;
         self.ticks = None;
         self.started_at = None;
-        self.detail = None;
+        self.activity = None;
         self.latency_ms = None;
         self.stops += 1;
-        let detail = if again { "for a restart" } else { "" };
-        fx.push(Effect::Record(EventKind::Stopped, detail.into()));
+        fx.push(Effect::Record(
+            EventKind::Stopped,
+            EventData::Stopped { again },
+        ));
     }
 }
 
@@ -679,7 +700,7 @@ pub fn backoff(streak: u32) -> Duration {
 mod tests {
     use super::*;
     use crate::config::load_str;
-    use crate::control::DepState;
+    use crate::status::{DepState, PrepareError};
     use std::path::Path;
 
     fn spec_from(extra: &str) -> Service {
@@ -712,7 +733,7 @@ mod tests {
     fn notes(fx: &[Effect]) -> Vec<String> {
         fx.iter()
             .filter_map(|e| match e {
-                Effect::Note(n) => Some(n.clone()),
+                Effect::Note(n) => Some(n.to_string()),
                 _ => None,
             })
             .collect()
@@ -793,9 +814,10 @@ mod tests {
     }
 
     fn prepare_failed() -> Phase {
-        Phase::Failed(FailReason::Prepare {
-            message: "x".into(),
-        })
+        Phase::Failed(FailReason::prepare(PrepareError::SetupStep {
+            step: "x".into(),
+            exit: Exit::Code(1),
+        }))
     }
 
     #[test]
@@ -937,7 +959,12 @@ mod tests {
             fx,
             [Effect::Record(
                 EventKind::Blocked,
-                "dependency \"db\" is failed".into()
+                EventData::Blocked {
+                    reason: BlockReason::Dependency {
+                        service: "db".into(),
+                        state: DepState::Failed,
+                    }
+                }
             )]
         );
         assert!(c.s.broken());
@@ -958,9 +985,10 @@ mod tests {
     fn a_failed_prepare_fails_the_service_with_its_words() {
         let mut c = Case::new(spec());
         c.on(Input::Launch { gen: 1 });
-        let fx = c.on(Input::PrepareFailed(
-            "setup step `x` exited with code 7".into(),
-        ));
+        let fx = c.on(Input::PrepareFailed(PrepareError::SetupStep {
+            step: "x".into(),
+            exit: Exit::Code(7),
+        }));
         assert_eq!(kinds(&fx), ["failed"]);
         assert_eq!(notes(&fx), ["failed: setup step `x` exited with code 7"]);
         assert_eq!(c.s.public(), ServiceState::Failed);
@@ -971,7 +999,7 @@ mod tests {
         let mut c = Case::spawned(spec(), 5);
         assert_eq!((c.s.phase.clone(), c.s.pid), (Phase::Starting, Some(5)));
         assert_eq!(
-            c.s.label().as_deref(),
+            c.s.doing().map(|a| a.to_string()).as_deref(),
             Some("launched as pid 5, waiting for health")
         );
         // Not healthy yet: still starting, no event.
@@ -1007,22 +1035,42 @@ mod tests {
     }
 
     #[test]
+    fn an_inconclusive_probe_never_counts_against_a_service() {
+        let mut c = Case::running(spec_from("health = { tcp = 7000, retries = 1 }"));
+        for _ in 0..5 {
+            assert!(c.probed(Verdict::Inconclusive).is_empty());
+        }
+        assert_eq!(c.s.public(), ServiceState::Online);
+        // Nor does it reset a count of real failures in a row.
+        let mut c = Case::running(spec_from("health = { tcp = 7000, retries = 2 }"));
+        assert!(c.probed(Verdict::Down).is_empty());
+        assert!(c.probed(Verdict::Inconclusive).is_empty());
+        let fx = c.probed(Verdict::Down);
+        assert!(fx.contains(&Effect::Stop), "{fx:?}");
+        // Nor does one make a starting service ready.
+        let mut c = Case::spawned(spec(), 5);
+        assert!(c.probed(Verdict::Inconclusive).is_empty());
+        assert_eq!(c.s.phase, Phase::Starting);
+    }
+
+    #[test]
     fn a_failed_liveness_check_recycles_the_service_and_restarts_it() {
         let mut c = Case::running(spec_from("health = { tcp = 7000, retries = 1 }"));
         let fx = c.probed(Verdict::Down);
         assert!(fx.contains(&Effect::Stop));
         assert!(matches!(
             c.s.phase,
-            Phase::Recycling(KillReason::Liveness { .. })
+            Phase::Recycling(Cause::Liveness { .. })
         ));
         // Even a clean exit is restarted: fpctl stopped it.
         let fx = c.ended(Some(42), Some(Exit::Code(0)));
         assert!(fx.contains(&Effect::RestartAfter(Duration::ZERO)), "{fx:?}");
         assert!(c
             .s
-            .detail
-            .as_deref()
+            .activity
+            .as_ref()
             .unwrap()
+            .to_string()
             .contains("health check failed 1 times"));
     }
 
@@ -1033,7 +1081,7 @@ mod tests {
         let fx = c.on(Input::StartTimeout { elsewhere: None });
         assert!(fx.contains(&Effect::Kill));
         assert_eq!(kinds(&fx), ["failed"]);
-        assert!(c.s.reason().unwrap().contains("start_timeout"));
+        assert!(c.s.reason().unwrap().to_string().contains("start_timeout"));
         // The kill's exit is noted with the real pid and changes nothing.
         let fx = c.ended(Some(9), Some(Exit::Signal(9)));
         assert_eq!(notes(&fx), ["process 9 killed by SIGKILL"]);
@@ -1083,7 +1131,7 @@ mod tests {
         let fx = c.crash();
         assert_eq!(kinds(&fx), ["exited", "failed"]);
         assert_eq!(
-            c.s.reason().unwrap(),
+            c.s.reason().unwrap().to_string(),
             "exited with code 1; gave up after 2 restarts (max_restarts)"
         );
         assert_eq!((c.s.streak, c.s.restarts), (2, 2));
@@ -1104,7 +1152,7 @@ mod tests {
         let mut c = Case::running(spec_from("restart = \"no\""));
         c.crash();
         assert_eq!(
-            c.s.reason().unwrap(),
+            c.s.reason().unwrap().to_string(),
             "exited with code 1 (restart = \"no\")"
         );
         let on_failure = spec_from("restart = \"on-failure\"");
@@ -1114,6 +1162,7 @@ mod tests {
             .s
             .reason()
             .unwrap()
+            .to_string()
             .contains("does not restart a clean exit"));
         let mut c = Case::running(on_failure);
         c.crash();

@@ -9,26 +9,25 @@ use nix::sys::signal::Signal;
 
 use crate::config::Service;
 use crate::process;
+use crate::status::{NotReplaced, Replaced};
 
 /// Stop `pid`, which holds `port` of `svc`, if it is a stale copy of `svc`:
 /// it and its descendants get `stop_signal`, then SIGKILL after
 /// `stop_timeout`. Never its process group or session: started by a script
 /// without job control (make, CI, `run.sh`), the stale copy shares those
 /// with the script and with the `fpctl start` that asked for its end.
-/// Ok is a line for the service's log; Err says why it was left alone.
-pub async fn replace(svc: &Service, pid: i32, port: u16) -> Result<String, String> {
+/// Ok says what was signalled, for the service's log; Err why it was left
+/// alone.
+pub async fn replace(svc: &Service, pid: i32, port: u16) -> Result<Replaced, NotReplaced> {
     if process::descends_from(pid, std::process::id() as i32) {
-        return Err("left alone: it is a process of this supervisor".into());
+        return Err(NotReplaced::OwnProcess);
     }
     let argv = process::argv(pid).unwrap_or_default();
     if !same_command(&argv, &svc.argv) {
-        return Err(format!(
-            "left alone: its command line is not the command of \"{}\", so it is not a stale copy",
-            svc.name
-        ));
+        return Err(NotReplaced::OtherCommand);
     }
     let signalled = signal_tree(pid, svc.stop_signal);
-    let mut how = svc.stop_signal.as_str().to_string();
+    let mut signals = vec![svc.stop_signal.as_str()];
     if !gone_within(pid, svc.stop_timeout).await {
         signal_tree(pid, Signal::SIGKILL);
         // Descendants left behind by a parent that died first.
@@ -37,7 +36,7 @@ pub async fn replace(svc: &Service, pid: i32, port: u16) -> Result<String, Strin
                 process::signal_pid(p, Signal::SIGKILL);
             }
         }
-        how.push_str(", then SIGKILL");
+        signals.push(Signal::SIGKILL.as_str());
         gone_within(pid, Duration::from_secs(2)).await;
     }
     // The kernel may hold the socket a moment after the exit.
@@ -45,21 +44,13 @@ pub async fn replace(svc: &Service, pid: i32, port: u16) -> Result<String, Strin
     while process::port_holder(port).is_some() && t0.elapsed() < Duration::from_secs(2) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let whom = match signalled.len().saturating_sub(1) {
-        0 => format!("pid {pid}"),
-        n => {
-            let pids: Vec<String> = signalled[1..].iter().map(|(p, _)| p.to_string()).collect();
-            format!(
-                "pid {pid} and its {n} descendant{} (pid {})",
-                if n == 1 { "" } else { "s" },
-                pids.join(", ")
-            )
-        }
-    };
-    Ok(format!(
-        "replaced a stale copy: pid {pid} ({}) held port {port} without answering; signalled {whom} (not its process group) with {how}",
-        argv.join(" ")
-    ))
+    Ok(Replaced {
+        pid,
+        command: argv.join(" "),
+        port,
+        descendants: signalled.iter().skip(1).map(|&(p, _)| p).collect(),
+        signals,
+    })
 }
 
 /// Send `sig` to `pid` and to every descendant it has now (never to this
@@ -98,7 +89,7 @@ async fn gone_within(pid: i32, limit: Duration) -> bool {
 /// Whether a process's arguments are the service's command: the same
 /// arguments, the program compared by its file name; for `sh -c CMD`, also
 /// the words of CMD (a shell that exec'd its command).
-fn same_command(running: &[String], argv: &[String]) -> bool {
+pub fn same_command(running: &[String], argv: &[String]) -> bool {
     let same = |a: &[String], b: &[String]| {
         let name = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
         !a.is_empty() && a.len() == b.len() && name(&a[0]) == name(&b[0]) && a[1..] == b[1..]

@@ -22,6 +22,7 @@ use crate::process::{self, Exit, SpawnSpec};
 use crate::service_log;
 use crate::setup;
 use crate::state;
+use crate::status::{Elsewhere, EngineStep, Holder, IoStep, Listener, Note, PrepareError};
 
 /// While starting, probe this often at first, then back off to `interval`.
 const FAST_PROBE: Duration = Duration::from_millis(5);
@@ -42,7 +43,7 @@ pub enum Ctl {
 #[derive(Debug)]
 pub enum UnitEvent {
     External(ProbeResult),
-    PrepareFailed(String),
+    PrepareFailed(PrepareError),
     Spawned {
         pid: i32,
         ticks: Option<u64>,
@@ -51,7 +52,7 @@ pub enum UnitEvent {
     Probed(ProbeResult),
     StartTimeout {
         /// Ports the service's processes listen on instead of its own.
-        elsewhere: Option<String>,
+        elsewhere: Option<Elsewhere>,
     },
     AliveFor,
     /// The last report: nothing of this launch runs any more.
@@ -107,14 +108,14 @@ pub struct Ahead {
     /// Its result arrived at the dispatcher.
     pub finished: bool,
     task: tokio::task::JoinHandle<()>,
-    done: tokio::sync::watch::Receiver<Option<Result<(), String>>>,
+    done: tokio::sync::watch::Receiver<Option<Result<(), PrepareError>>>,
 }
 
 impl Ahead {
     pub fn new(
         token: u64,
         task: tokio::task::JoinHandle<()>,
-        done: tokio::sync::watch::Receiver<Option<Result<(), String>>>,
+        done: tokio::sync::watch::Receiver<Option<Result<(), PrepareError>>>,
     ) -> Self {
         Ahead {
             token,
@@ -125,7 +126,7 @@ impl Ahead {
     }
 
     /// Wait for its result; None when it was cut short.
-    async fn outcome(&self) -> Option<Result<(), String>> {
+    async fn outcome(&self) -> Option<Result<(), PrepareError>> {
         let mut done = self.done.clone();
         let result = done.wait_for(|r| r.is_some()).await.ok()?;
         result.clone()
@@ -458,12 +459,11 @@ async fn terminate_container(
     if first == Ctl::Stop {
         tracing::info!(service = %svc.name, container = %c.run.name, "stopping its container");
         let (rt, name, grace) = (c.rt.clone(), c.run.name.clone(), svc.stop_timeout);
-        let mut stopping =
-            AbortOnDrop(tokio::spawn(async move {
-                if let Err(e) = container::stop(&rt, &name, grace).await {
-                    tracing::warn!(container = %name, "stop failed: {e}");
-                }
-            }));
+        let mut stopping = AbortOnDrop(tokio::spawn(async move {
+            if let Err(e) = container::stop(&rt, &name, grace).await {
+                tracing::warn!(container = %name, "stop failed: {e}");
+            }
+        }));
         loop {
             tokio::select! {
                 e = &mut *exit => return e.unwrap_or(Exit::Unknown),
@@ -552,8 +552,8 @@ pub fn kill_marked(marker: &str) {
 }
 
 /// Which ports a service's processes listen on, when they are not its own
-/// `port`: "pid 7 listens on 3000, not 3311".
-fn listening_elsewhere(pgid: i32, marker: &str, port: u16) -> Option<String> {
+/// `port`.
+fn listening_elsewhere(pgid: i32, marker: &str, port: u16) -> Option<Elsewhere> {
     let mut pids = process::marked_pids(marker, false);
     pids.push(pgid);
     pids.sort_unstable();
@@ -562,14 +562,11 @@ fn listening_elsewhere(pgid: i32, marker: &str, port: u16) -> Option<String> {
     if found.is_empty() || found.iter().any(|(_, ports)| ports.contains(&port)) {
         return None;
     }
-    let each: Vec<String> = found
-        .iter()
-        .map(|(pid, ports)| {
-            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-            format!("pid {pid} listens on {}", ports.join(", "))
-        })
+    let listeners = found
+        .into_iter()
+        .map(|(pid, ports)| Listener { pid, ports })
         .collect();
-    Some(format!("{}, not {port}", each.join("; ")))
+    Some(Elsewhere { listeners, port })
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -595,15 +592,26 @@ enum Prepared {
 /// A container service first deals with what an earlier run left: its
 /// running container, started with the same settings, is adopted; any other
 /// container of the service is removed.
-async fn prepare(l: &Launch, found: &mut Option<InContainer>) -> Result<Prepared, String> {
+async fn prepare(l: &Launch, found: &mut Option<InContainer>) -> Result<Prepared, PrepareError> {
     let svc = &l.svc;
     if svc.in_container().is_some() {
         container::mark_in_use();
-        let c = InContainer::resolve(l).await?;
+        let c = InContainer::resolve(l)
+            .await
+            .map_err(|error| PrepareError::Engine {
+                step: EngineStep::Connect,
+                error,
+            })?;
         let project = container::project_of(&l.marker);
         let mut adopt = None;
         let mut leftovers = Vec::new();
-        for f in container::find(&c.rt, project, Some(&svc.name)).await? {
+        let found_now = container::find(&c.rt, project, Some(&svc.name))
+            .await
+            .map_err(|error| PrepareError::Engine {
+                step: EngineStep::Find,
+                error,
+            })?;
+        for f in found_now {
             if f.running && f.hash == c.run.hash && adopt.is_none() {
                 adopt = Some(f);
             } else {
@@ -612,15 +620,19 @@ async fn prepare(l: &Launch, found: &mut Option<InContainer>) -> Result<Prepared
         }
         if !leftovers.is_empty() {
             let ids: Vec<String> = leftovers.iter().map(|f| f.id.clone()).collect();
-            container::remove(&c.rt, &ids).await?;
-            let log = service_log::open(&l.log_path).map_err(|e| format!("cannot open log: {e}"))?;
-            for f in &leftovers {
-                let id: String = f.id.chars().take(12).collect();
-                service_log::note(
-                    &log,
-                    svc.log_timestamps,
-                    &format!("removed container {id} ({}) left by an earlier run", f.name),
-                );
+            container::remove(&c.rt, &ids)
+                .await
+                .map_err(|error| PrepareError::Engine {
+                    step: EngineStep::Remove,
+                    error,
+                })?;
+            let log = open_log(&l.log_path)?;
+            for f in leftovers {
+                let note = Note::RemovedLeftover {
+                    id: f.id,
+                    name: f.name,
+                };
+                service_log::note(&log, svc.log_timestamps, &note.to_string());
             }
         }
         *found = Some(c);
@@ -641,24 +653,30 @@ async fn prepare(l: &Launch, found: &mut Option<InContainer>) -> Result<Prepared
                 }
             }
             let holder = process::port_holder(port);
-            let refusal = format!(
-                "port {port} is already in use{}, and it does not answer as \"{}\" should",
-                holder
-                    .as_ref()
-                    .map(|(pid, cmd)| format!(" by pid {pid} ({cmd})"))
-                    .unwrap_or_default(),
-                svc.name
-            );
-            match holder {
-                Some((pid, _)) if l.replace && svc.in_container().is_none() => match super::stale::replace(svc, pid, port).await {
-                    Ok(note) => {
-                        let log = service_log::open(&l.log_path)
-                            .map_err(|e| format!("cannot open log: {e}"))?;
-                        service_log::note(&log, svc.log_timestamps, &note);
+            let same_command = holder.as_ref().is_some_and(|(pid, _)| {
+                super::stale::same_command(&process::argv(*pid).unwrap_or_default(), &svc.argv)
+            });
+            let taken = |not_replaced| PrepareError::PortTaken {
+                port,
+                service: svc.name.clone(),
+                holder: holder.clone().map(|(pid, command)| Holder { pid, command }),
+                not_replaced,
+                same_command,
+            };
+            match &holder {
+                // A container's port is held by the engine's proxy: never
+                // a stale copy of the service to stop.
+                Some((pid, _)) if l.replace && svc.in_container().is_none() => {
+                    match super::stale::replace(svc, *pid, port).await {
+                        Ok(replaced) => {
+                            let log = open_log(&l.log_path)?;
+                            let text = svc.redact(&Note::Replaced(replaced).to_string());
+                            service_log::note(&log, svc.log_timestamps, &text);
+                        }
+                        Err(why) => return Err(taken(Some(why))),
                     }
-                    Err(why) => return Err(format!("{refusal}; {why}")),
-                },
-                _ => return Err(refusal),
+                }
+                _ => return Err(taken(None)),
             }
         }
     }
@@ -675,11 +693,19 @@ async fn prepare(l: &Launch, found: &mut Option<InContainer>) -> Result<Prepared
 
 /// Only the setup (ahead of readiness, or for a `restart` while the old
 /// process still serves).
-pub async fn setup_only(l: &Launch) -> Result<(), String> {
-    let log = service_log::open(&l.log_path).map_err(|e| format!("cannot open log: {e}"))?;
+pub async fn setup_only(l: &Launch) -> Result<(), PrepareError> {
+    let log = open_log(&l.log_path)?;
     setup::run(&l.config, &l.gate, &l.svc, &log, Some(&l.marker))
         .await
         .map(drop)
+}
+
+/// The service's log, opened for fpctl's notes.
+fn open_log(path: &std::path::Path) -> Result<std::fs::File, PrepareError> {
+    service_log::open(path).map_err(|e| PrepareError::Io {
+        step: IoStep::OpenLog,
+        error: format!("{}: {e}", path.display()),
+    })
 }
 
 /// Spawn the service's process: its command, or for a container service
@@ -689,23 +715,24 @@ fn spawn(
     l: &Launch,
     c: Option<&InContainer>,
     attach: bool,
-) -> Result<(process::Child, Option<process::Child>), String> {
+) -> Result<(process::Child, Option<process::Child>), PrepareError> {
     let svc = &l.svc;
-    let log = service_log::open(&l.log_path)
-        .map_err(|e| format!("cannot open log {}: {e}", l.log_path.display()))?;
+    let log = open_log(&l.log_path)?;
     let (argv, env) = match c {
         Some(c) if attach => (container::attach_argv(&c.rt, &c.run.name), Vec::new()),
         Some(c) => (c.run.argv.clone(), c.run.env.clone()),
         None => (svc.argv.clone(), setup::service_env(svc)),
     };
-    let shown = svc.redact(&shell_words::join(&argv));
+    let command = shell_words::join(&argv);
     // An attach is no new run: the log check still sees the run's lines.
-    let note = if attach {
-        format!("adopting the running container {} (same settings): {shown}", c.map_or("", |c| c.run.name.as_str()))
-    } else {
-        format!("starting: {shown}")
+    let note = match c {
+        Some(c) if attach => Note::AdoptingContainer {
+            name: c.run.name.clone(),
+            command,
+        },
+        _ => Note::Starting { command },
     };
-    service_log::note(&log, svc.log_timestamps, &note);
+    service_log::note(&log, svc.log_timestamps, &svc.redact(&note.to_string()));
     let spec = SpawnSpec {
         argv: &argv,
         dir: &svc.dir,
@@ -723,7 +750,10 @@ fn spawn(
             process::spawn_logged(&spec, &pipe).map(|c| (c, Some(writer)))
         })
     };
-    let (child, writer) = spawned.map_err(|e| e.to_string())?;
+    let (child, writer) = spawned.map_err(|e| PrepareError::Io {
+        step: IoStep::Spawn,
+        error: e.to_string(),
+    })?;
     tracing::info!(service = %svc.name, pid = child.pid, "spawned");
     Ok((child, writer))
 }
@@ -746,6 +776,13 @@ fn spawn_prober(
         let mut last_down: Option<String> = None;
         loop {
             let result = health::probe(&svc, &health.probe, health.timeout).await;
+            if result.verdict == Verdict::Inconclusive {
+                // fpctl's own shortage (open files, memory), not the
+                // service's: its state stays, and the probe is tried again.
+                shortage(&svc.name, &result.detail);
+                tokio::time::sleep(SHORTAGE_RETRY.min(health.interval)).await;
+                continue;
+            }
             healthy_once |= result.verdict == Verdict::Healthy;
             if healthy_once {
                 if let Some(ready) = ready.take() {
@@ -782,6 +819,23 @@ fn spawn_prober(
             }
         }
     })
+}
+
+/// How soon a probe that fpctl could not make is tried again.
+const SHORTAGE_RETRY: Duration = Duration::from_secs(1);
+
+/// Say (at most every 10 s, for all services) that fpctl could not probe.
+fn shortage(service: &str, detail: &str) {
+    static LAST: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+        *last = Some(Instant::now());
+        tracing::warn!(
+            service,
+            "cannot probe: fpctl itself is short of resources ({detail}); \
+             the service keeps its state and the probe is tried again"
+        );
+    }
 }
 
 /// The next multiple of `interval` on a clock shared by every prober.

@@ -371,19 +371,19 @@ async fn security_cases_are_refused() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    // `fpctl dashboard` prints the same token, and the URL.
+    // `fpctl dashboard` prints the same token, and the URL with a one-time
+    // code in place of the token.
     let out = api
         .stack
         .run(&["dashboard", "--no-open"])
         .expect(0)
         .stdout();
     assert!(
-        out.contains(&format!(
-            "http://127.0.0.1:{}/#token={}",
-            api.port, api.token
-        )),
+        out.contains(&format!("http://127.0.0.1:{}/#code=", api.port)),
         "{out}"
     );
+    assert!(out.contains(&format!("Bearer {})", api.token)), "{out}");
+    assert_eq!(out.matches(&api.token).count(), 1, "{out}");
 
     let status = |r: reqwest::Response| r.status().as_u16();
     let url = api.url("/api/v1/status");
@@ -496,9 +496,13 @@ async fn dashboard_turns_the_api_on_for_a_stack_without_it() {
     let out = stack.run(&["dashboard", "--no-open"]).expect(0).stdout();
     let url = out
         .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1:") && w.contains("#token="))
+        .find(|w| w.starts_with("http://127.0.0.1:") && w.contains("#code="))
         .unwrap_or_else(|| panic!("no URL in {out}"));
-    let (base, token) = url.split_once("#token=").unwrap();
+    let (base, _code) = url.split_once("#code=").unwrap();
+    let token = out
+        .split_once("Bearer ")
+        .and_then(|(_, t)| t.split(')').next())
+        .unwrap_or_else(|| panic!("no token in {out}"));
     let solo = || async {
         client()
             .get(format!("{base}api/v1/services/solo"))
@@ -511,9 +515,10 @@ async fn dashboard_turns_the_api_on_for_a_stack_without_it() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["state"], "online");
-    // Asking again gives the same address.
+    // Asking again gives the same address (with a new code).
     let again = stack.run(&["dashboard", "--no-open"]).expect(0).stdout();
-    assert!(again.contains(url), "{again}");
+    assert!(again.contains(&format!("{base}#code=")), "{again}");
+    assert!(!again.contains(url), "a code given twice: {again}");
     // A reload of a file without `api` leaves what the dashboard opened.
     let toml = std::fs::read_to_string(stack.file("services.toml")).unwrap();
     stack.write("services.toml", &format!("{toml}\n# edited\n"));

@@ -138,10 +138,11 @@ async fn the_dashboard_shows_live_state_and_restarts_services() {
     let mut stack = Stack::new(&toml);
     stack.run(&["start"]).expect(0);
     let out = stack.run(&["dashboard", "--no-open"]).expect(0).stdout();
+    // The printed link carries a one-time code, never the token.
     let url = out
         .split_whitespace()
-        .find(|w| w.contains("#token="))
-        .unwrap()
+        .find(|w| w.contains("#code="))
+        .unwrap_or_else(|| panic!("no link in {out}"))
         .to_string();
     let c = browser(&mut stack).await;
     let result = run(&c, &stack, &url).await;
@@ -158,9 +159,14 @@ async fn run(c: &Client, stack: &Stack, url: &str) {
     }
     let pid = stack.pid_of("web").unwrap().to_string();
     wait_shown(c, "web", "pid", &pid, Duration::from_secs(5)).await;
-    // The token left the address bar once read.
+    // The code left the address bar at once, and was traded for the token.
     let href = js(c, "return location.href").await;
-    assert!(!href.as_str().unwrap().contains("token"), "{href}");
+    assert!(!href.as_str().unwrap().contains("code"), "{href}");
+    let token = std::fs::read_to_string(stack.file(".fpctl/api-token")).unwrap();
+    assert_eq!(
+        js(c, "return sessionStorage.getItem('fpctl-token')").await,
+        Value::from(token.trim())
+    );
     // Memory and CPU reach the page with the supervisor's next samples.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -308,4 +314,110 @@ async fn run(c: &Client, stack: &Stack, url: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     wait_shown(c, "web", "state", "online", Duration::from_secs(5)).await;
+}
+
+/// A reqwest client (fpctl links rustls without a default crypto provider).
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// POST a code to the page's session endpoint: the status and the body.
+async fn redeem(base: &str, code: &str) -> (u16, Value) {
+    let r = client()
+        .post(format!("{base}api/v1/session"))
+        .json(&json!({ "code": code }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_gets_a_one_time_code_on_its_command_line_never_the_token() {
+    let api_port = free_port();
+    let stack = Stack::new(&format!(
+        "[project]\napi = \"127.0.0.1:{api_port}\"\n{}",
+        http_service("web", free_port(), "", "")
+    ));
+    stack.run(&["start"]).expect(0);
+    let token = std::fs::read_to_string(stack.file(".fpctl/api-token")).unwrap();
+    let token = token.trim();
+    // The browser fpctl opens: a script that writes down its command line,
+    // which is what `ps` shows every local user.
+    let argv = stack.file("browser-argv");
+    stack.write(
+        "browser",
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$0\" \"$@\" > {}.tmp && mv {0}.tmp {0}\n",
+            argv.display()
+        ),
+    );
+    std::fs::set_permissions(
+        stack.file("browser"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut cmd = stack.cmd(&["dashboard"]);
+    cmd.env("BROWSER", stack.file("browser"));
+    let out = Run(output_within(cmd, RUN_LIMIT).unwrap())
+        .expect(0)
+        .stdout();
+    wait_until("the browser is opened", Duration::from_secs(10), || {
+        argv.exists()
+    });
+    let opened = std::fs::read_to_string(&argv).unwrap();
+    assert!(
+        !opened.contains(token),
+        "the token is on the command line:\n{opened}"
+    );
+    let base = format!("http://127.0.0.1:{api_port}/");
+    let browser_code = opened
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{base}#code=")))
+        .unwrap_or_else(|| panic!("no one-time link in {opened}"))
+        .to_string();
+    let printed_code = out
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{base}#code=")))
+        .unwrap_or_else(|| panic!("no one-time link in {out}"))
+        .to_string();
+    assert_ne!(browser_code, printed_code);
+
+    // Each code is traded for the token once; a replay, or a code never
+    // given, gets nothing.
+    for code in [&browser_code, &printed_code] {
+        let (status, body) = redeem(&base, code).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["token"], token);
+        let (status, body) = redeem(&base, code).await;
+        assert_eq!(status, 401, "a replayed code: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("fpctl dashboard"),
+            "{body}"
+        );
+        assert!(body.get("token").is_none());
+    }
+    assert_eq!(redeem(&base, &"0".repeat(64)).await.0, 401);
+    // The exchange keeps the Host check (against DNS rebinding).
+    let fresh = stack.run(&["dashboard", "--no-open"]).expect(0).stdout();
+    let code = fresh
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{base}#code=")))
+        .unwrap()
+        .to_string();
+    let r = client()
+        .post(format!("{base}api/v1/session"))
+        .header("Host", format!("rebound.example:{api_port}"))
+        .json(&json!({ "code": code }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        redeem(&base, &code).await.0,
+        200,
+        "a refused request used up the code"
+    );
 }

@@ -10,6 +10,11 @@ use super::Validator;
 use crate::config::raw::{RawService, StringOrList};
 use crate::config::{expand, ExpandError, Setup};
 
+/// The most `${VAR}` expansion may make in a whole file: one value is held
+/// to 1 MiB, but the `[project] env` is expanded again for every service
+/// and every replica.
+pub(super) const MAX_EXPANDED_TOTAL: usize = 64 << 20;
+
 impl Validator<'_> {
     pub(super) fn expand_at(
         &mut self,
@@ -44,7 +49,25 @@ impl Validator<'_> {
                 );
                 String::new()
             }
-            Ok(v) => v,
+            Ok(v) => {
+                let before = self.expanded;
+                self.expanded = before.saturating_add(v.len());
+                if self.expanded <= MAX_EXPANDED_TOTAL {
+                    v
+                } else {
+                    // Said once; what follows is not expanded at all.
+                    if before <= MAX_EXPANDED_TOTAL {
+                        self.error(
+                            span,
+                            format!(
+                                "in service \"{name}\": with this value, `${{...}}` expansion makes over {} MiB in this file (the [project] env is expanded for every service and replica); no file may",
+                                MAX_EXPANDED_TOTAL >> 20
+                            ),
+                        );
+                    }
+                    String::new()
+                }
+            }
             Err(ExpandError::Unset(var)) => {
                 let env_names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
                 let known: Vec<String> = env

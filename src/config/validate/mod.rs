@@ -55,15 +55,24 @@ pub fn validate(
         project_timestamps: false,
         project_env: Vec::new(),
         dotenv,
+        // fpctl's own environment is looked up like `.env`: its secrets that
+        // the file uses are hidden the same way.
         dotenv_secrets: dotenv
             .iter()
             .filter(|(k, _)| looks_secret(k))
             .map(|(_, v)| v.clone())
+            .chain(
+                super::expand::references(text)
+                    .into_iter()
+                    .filter(|k| looks_secret(k))
+                    .filter_map(|k| std::env::var(k).ok()),
+            )
             .collect(),
         log_dir: PathBuf::new(),
         hosts,
         project_name: String::new(),
         runtime: Default::default(),
+        expanded: 0,
     };
     let config = v.file(path, raw, book);
     if v.diags.is_empty() {
@@ -97,6 +106,8 @@ struct Validator<'a> {
     /// `[project] name` (the tag of a built image names it).
     project_name: String,
     runtime: super::ContainerRuntime,
+    /// Bytes made by `${VAR}` expansion so far, in the whole file.
+    expanded: usize,
 }
 
 /// What the second pass needs to know about every service.

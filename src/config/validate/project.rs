@@ -45,7 +45,13 @@ impl Validator<'_> {
                 self.error(d.span(), "log_dir must not be empty");
                 PathBuf::new()
             }
-            Some(d) => self.root.join(d.get_ref()),
+            Some(d) => {
+                let dir = self.root.join(d.get_ref());
+                if let Some(problem) = crate::state::log_dir_problem(&dir) {
+                    self.error(d.span(), problem);
+                }
+                dir
+            }
             None => self.root.join(defaults::LOG_DIR),
         };
         let max_size = raw

@@ -118,6 +118,8 @@ impl Validator<'_> {
         }
         let project_env = std::mem::take(&mut self.project_env);
         let entries = project_env.iter().map(|(k, v)| (k, v)).chain(&svc.env);
+        // How many levels deep each value refers to others above it.
+        let mut depths: HashMap<&str, usize> = HashMap::new();
         for (key, value) in entries {
             let k = key.get_ref();
             if !valid_env_name(k) {
@@ -128,7 +130,26 @@ impl Validator<'_> {
                 continue;
             }
             let raw_value = value.get_ref().to_env_string();
-            let expanded = self.expand_at(&raw_value, value.span(), &env, &name);
+            let depth = crate::config::expand::references(&raw_value)
+                .iter()
+                .filter_map(|n| depths.get(n).map(|d| d + 1))
+                .max()
+                .unwrap_or(0);
+            let too_deep = depth > crate::config::expand::MAX_DEPTH;
+            // A value refused here is empty: what uses it is not refused again.
+            depths.insert(k, if too_deep { 0 } else { depth });
+            let expanded = if too_deep {
+                self.error(
+                    value.span(),
+                    format!(
+                        "in service \"{name}\": env {k} refers to values that refer to others, {depth} levels deep; at most {} are allowed",
+                        crate::config::expand::MAX_DEPTH
+                    ),
+                );
+                String::new()
+            } else {
+                self.expand_at(&raw_value, value.span(), &env, &name)
+            };
             if looks_secret(k) {
                 secret_keys.push(k.clone());
             }
@@ -407,9 +428,14 @@ impl Validator<'_> {
             Some(crate::config::raw::RawNetwork::Host) => crate::config::Network::Host,
             None | Some(crate::config::raw::RawNetwork::Bridge) => crate::config::Network::Bridge,
         };
-        if network == crate::config::Network::Host && container_port.is_some_and(|p| Some(p) != port)
+        if network == crate::config::Network::Host
+            && container_port.is_some_and(|p| Some(p) != port)
         {
-            let span = c.container_port.as_ref().map(|p| p.span()).unwrap_or(raw.span());
+            let span = c
+                .container_port
+                .as_ref()
+                .map(|p| p.span())
+                .unwrap_or(raw.span());
             self.error(
                 span,
                 format!("container_port of service \"{name}\" does not apply with network = \"host\": the program listens on port itself"),
@@ -446,7 +472,9 @@ impl Validator<'_> {
 fn volume(root: &std::path::Path, v: &str) -> Result<String, &'static str> {
     let mut parts: Vec<&str> = v.split(':').collect();
     if v.trim().is_empty() || parts.iter().any(|p| p.is_empty()) || parts.len() > 3 {
-        return Err("must be HOST:CONTAINER, HOST:CONTAINER:ro, NAME:CONTAINER or a container path");
+        return Err(
+            "must be HOST:CONTAINER, HOST:CONTAINER:ro, NAME:CONTAINER or a container path",
+        );
     }
     if parts.len() == 1 {
         return if parts[0].starts_with('/') {

@@ -37,7 +37,12 @@ impl Supervisor {
     /// A setup begun ahead is over. One that failed while its service still
     /// waits fails the service now (and blocks its dependents), rather than
     /// when its dependencies are up.
-    pub(super) fn ahead_done(&mut self, id: &ServiceId, token: u64, result: Result<(), String>) {
+    pub(super) fn ahead_done(
+        &mut self,
+        id: &ServiceId,
+        token: u64,
+        result: Result<(), crate::status::PrepareError>,
+    ) {
         let Some(e) = self.entries.get_mut(id) else {
             return;
         };

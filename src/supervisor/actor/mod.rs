@@ -17,6 +17,7 @@
 mod ahead;
 mod persist;
 mod requests;
+mod status;
 #[cfg(test)]
 mod tests;
 mod waiters;
@@ -33,21 +34,18 @@ use super::reload::{self, Plan};
 use super::service::{Effect, Goal, Input, Phase, ServiceId, Svc};
 use super::unit::{self, Ctl, Launch, Report, Unit, UnitEvent};
 use crate::config::{Config, Service};
-use crate::control::{
-    BlockReason, ChangeKind, DepState, ErrorKind, FailReason, Failure, ProbeSample, Progress,
-    Request, Response, ServiceState, ServiceStatus, Update,
-};
-use crate::events::{self, EventKind};
+use crate::control::{ChangeKind, ErrorKind, Request, Response, Update};
+use crate::events;
 use crate::graph;
 use crate::health::Verdict;
 use crate::metrics::{self, Usage};
 use crate::process;
 use crate::setup;
-use crate::state::{self, ServiceRecord, StateFile};
-
-/// Why a start ended with services stopped, as its waiter reports it.
-const STOPPED_BY_STOP: &str = "stopped by `fpctl stop` while starting";
-const STOPPED_BY_SIGNAL: &str = "the supervisor was told to stop while starting";
+use crate::state::{self, Saved, StateFile};
+use crate::status::{
+    Activity, BlockReason, ContainerRef, DepState, EventData, EventKind, FailReason, Failure,
+    Interruption, Note, ProbeSample, Progress, ServiceState, ServiceStatus,
+};
 
 /// Memory and CPU are sampled only when someone looks: every second when a
 /// service has `max_memory`...
@@ -82,7 +80,7 @@ pub enum Msg {
     /// The setups a `restart` runs first are done.
     SetupsDone {
         services: Vec<ServiceId>,
-        failed: Vec<(ServiceId, String)>,
+        failed: Vec<(ServiceId, crate::status::PrepareError)>,
         reply: mpsc::UnboundedSender<Response>,
     },
     /// A watched file of the service changed (`path`, relative to its dir).
@@ -94,7 +92,7 @@ pub enum Msg {
     SetupAhead {
         id: ServiceId,
         token: u64,
-        result: std::result::Result<(), String>,
+        result: std::result::Result<(), crate::status::PrepareError>,
     },
     /// Each sampled service's process group use, tagged with its launch.
     Metrics(Vec<MetricsUse>),
@@ -156,9 +154,6 @@ pub struct Supervisor {
     /// Exit once everything is stopped.
     exiting: bool,
     dirty: bool,
-    /// Something live watchers see changed since the last `Status` update
-    /// (published at once, while state.json waits for the end of a burst).
-    unpublished: bool,
     events: events::Log,
     /// Digest of the services.toml in force (see `control::file_digest`).
     digest: Option<String>,
@@ -175,7 +170,7 @@ pub struct Supervisor {
     /// Numbers setups begun ahead, so a late result matches its own.
     next_ahead: u64,
     /// What last stopped services, for starts that were waiting on them.
-    stopped_by: Option<&'static str>,
+    stopped_by: Option<Interruption>,
     /// Live watchers (the HTTP API's stream) subscribe here.
     updates: broadcast::Sender<Update>,
     /// The config in force, for readers outside the dispatcher (the API).
@@ -216,7 +211,6 @@ impl Supervisor {
             marker,
             exiting: false,
             dirty: true,
-            unpublished: true,
             events,
             digest: None,
             source: None,
@@ -308,10 +302,13 @@ impl Supervisor {
         );
         self.digest = crate::control::file_digest(&config.path);
         self.source = std::fs::read_to_string(&config.path).ok();
-        self.unpublished = true;
         self.config_tx.send_replace(Arc::clone(&config));
         self.config = config;
         self.dirty = true;
+        // A reload may change what a service shows (its port, its tier).
+        for id in self.order.clone() {
+            self.publish_service(&id);
+        }
     }
 
     /// Where state changes, probe results and events are published.
@@ -401,11 +398,6 @@ impl Supervisor {
                 trim_at = Some(now + TRIM_AFTER);
             }
             self.notify_waiters();
-            if std::mem::take(&mut self.unpublished) {
-                self.publish(|| Update::Status {
-                    services: self.statuses(),
-                });
-            }
             if self.dirty {
                 let due = *flush_at.get_or_insert(now + PERSIST_EVERY);
                 if now >= due {
@@ -456,7 +448,7 @@ impl Supervisor {
                 }
             }
             Msg::Shutdown => {
-                self.stopped_by = Some(STOPPED_BY_SIGNAL);
+                self.stopped_by = Some(Interruption::Signal);
                 self.stop_all();
             }
             Msg::Reload => {
@@ -491,9 +483,12 @@ impl Supervisor {
                 if self.exiting || !wanted {
                     return;
                 }
-                let detail = format!("{} changed: restarting", path.display());
-                self.record(&id, EventKind::Watch, detail.clone());
-                self.effect(&id, Effect::Note(detail));
+                self.record(
+                    &id,
+                    EventKind::Watch,
+                    EventData::Watch { path: path.clone() },
+                );
+                self.effect(&id, Effect::Note(Note::Watched { path }));
                 let (reply, _) = mpsc::unbounded_channel();
                 self.restart_request(vec![id], reply);
             }
@@ -521,19 +516,26 @@ impl Supervisor {
             UnitEvent::External(p) => Input::External(p),
             UnitEvent::PrepareFailed(reason) => Input::PrepareFailed(reason),
             UnitEvent::Spawned { pid, ticks, at } => {
-                let shown = match e.spec.in_container() {
-                    Some(c) => format!(
-                        "container {} from image {}{}",
-                        c.name,
-                        c.tag,
-                        match e.spec.container_command() {
-                            [] => String::new(),
-                            cmd => format!(": {}", e.spec.redact(&shell_words::join(cmd))),
-                        }
+                let (command, container) = match e.spec.in_container() {
+                    Some(c) => (
+                        shell_words::join(e.spec.container_command()),
+                        Some(ContainerRef {
+                            name: c.name.clone(),
+                            image: c.tag.clone(),
+                            id: None,
+                        }),
                     ),
-                    None => e.spec.redact(&shell_words::join(&e.spec.argv)),
+                    None => (shell_words::join(&e.spec.argv), None),
                 };
-                self.record(&r.id, EventKind::Spawned, format!("pid {pid}: {shown}"));
+                self.record(
+                    &r.id,
+                    EventKind::Spawned,
+                    EventData::Spawned {
+                        pid,
+                        command,
+                        container,
+                    },
+                );
                 Input::Spawned { pid, ticks, at }
             }
             UnitEvent::Probed(p) => {
@@ -582,16 +584,21 @@ impl Supervisor {
             return;
         };
         self.changed.insert(id.clone());
-        let before = (e.svc.public(), e.svc.detail.clone(), e.svc.pid);
+        let before = status::shown(&e.svc);
         let effects = e.svc.handle(&e.spec, input, Instant::now());
-        if before.2 != e.svc.pid {
+        if before.3 != e.svc.pid {
             // What was measured belonged to another process.
             e.usage = None;
         }
-        if before != (e.svc.public(), e.svc.detail.clone(), e.svc.pid) || !effects.is_empty() {
+        let changed = before != status::shown(&e.svc);
+        if changed || !effects.is_empty() {
             self.dirty = true;
             self.unsettled = true;
-            self.unpublished = true;
+        }
+        // Every change a service shows is published, in order, before the
+        // events of its effects: a subscriber misses none.
+        if changed {
+            self.publish_service(id);
         }
         for effect in effects {
             self.effect(id, effect);
@@ -624,13 +631,14 @@ impl Supervisor {
                     let _ = tx.send(Msg::RestartDue { id, gen });
                 });
             }
-            Effect::Note(text) => {
+            Effect::Note(note) => {
                 let spec = &self.entries[id].spec;
                 if let Ok(log) = crate::service_log::open(&self.config.log_path(id.as_str())) {
-                    crate::service_log::note(&log, spec.log_timestamps, &spec.redact(&text));
+                    let text = spec.redact(&note.to_string());
+                    crate::service_log::note(&log, spec.log_timestamps, &text);
                 }
             }
-            Effect::Record(kind, detail) => self.record(id, kind, detail),
+            Effect::Record(kind, data) => self.record(id, kind, data),
         }
     }
 
@@ -796,7 +804,7 @@ impl Supervisor {
                 )
             })
         };
-        let mut changed = false;
+        let mut changed = Vec::new();
         for m in usage {
             let Some(e) = self.entries.get_mut(&m.id) else {
                 continue;
@@ -805,7 +813,9 @@ impl Supervisor {
             {
                 continue;
             }
-            changed |= shown(e.usage) != shown(Some(m.usage));
+            if shown(e.usage) != shown(Some(m.usage)) {
+                changed.push(m.id.clone());
+            }
             e.usage = Some(m.usage);
             if let Some(limit) = e.spec.max_memory {
                 if m.usage.rss_bytes > limit {
@@ -814,26 +824,26 @@ impl Supervisor {
                 }
             }
         }
-        if changed {
-            self.unpublished = true;
+        for id in changed {
+            self.publish_service(&id);
         }
     }
 
-    /// Record an event (secrets redacted).
-    fn record(&mut self, id: &ServiceId, kind: EventKind, detail: impl Into<String>) {
-        let detail = detail.into();
-        let detail = match self.entries.get(id) {
-            Some(e) => e.spec.redact(&detail),
-            None => detail,
+    /// Record an event: its facts, and its words (secrets masked in both).
+    fn record(&mut self, id: &ServiceId, kind: EventKind, data: EventData) {
+        let data = match self.entries.get(id) {
+            Some(e) => data.masked(|t| e.spec.redact(t)),
+            None => data,
         };
         let event = events::Event {
             ts: state::now_unix(),
             service: id.to_string(),
             kind,
-            detail,
+            detail: data.to_string(),
+            data: Some(data),
         };
         self.events.append(&event);
-        self.publish(|| Update::Event { event });
+        self.publish(|| Update::Event(event));
     }
 }
 

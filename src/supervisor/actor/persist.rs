@@ -17,7 +17,11 @@ impl Supervisor {
     /// process, any other (a setup step cut short) is killed with its group.
     pub fn adopt(&mut self, saved: &StateFile) {
         let mut unrecorded = if saved.supervisor_pid.is_some() {
-            let recorded: BTreeSet<i32> = saved.services.values().filter_map(|r| r.pid).collect();
+            let recorded: BTreeSet<i32> = saved
+                .services
+                .values()
+                .filter_map(|r| r.status.pid)
+                .collect();
             let ours = |m: &process::MarkedLeader| {
                 m.marker
                     .strip_prefix(&format!("{}:", self.marker))
@@ -38,7 +42,7 @@ impl Supervisor {
             let gen = self.gen();
             let marker = format!("{}:{}", self.marker, id);
             let e = self.entries.get_mut(&id).expect("every id has an entry");
-            let recorded = match (rec.pid, rec.ticks) {
+            let recorded = match (rec.status.pid, rec.ticks) {
                 (Some(pid), Some(ticks)) if process::is_same_process(pid, ticks) => {
                     Some((pid, ticks))
                 }
@@ -59,7 +63,7 @@ impl Supervisor {
                 None => rec.started_at,
             };
             let was_wanted = matches!(
-                rec.state,
+                rec.status.state,
                 ServiceState::Online
                     | ServiceState::Degraded
                     | ServiceState::Offline
@@ -70,8 +74,8 @@ impl Supervisor {
             // running process) goes on counting; after a clean exit (`fpctl
             // stop`) the next one starts from 0.
             if saved.supervisor_pid.is_some() || alive.is_some() {
-                e.svc.restarts = rec.restarts;
-                e.svc.streak = rec.restarts_in_row.unwrap_or(0);
+                e.svc.restarts = rec.status.restarts;
+                e.svc.streak = rec.status.restarts_in_row;
             }
             match alive {
                 Some((pid, ticks)) => match process::watch_foreign(pid) {
@@ -98,17 +102,17 @@ impl Supervisor {
                                 fails: 0,
                             }
                         };
-                        s.detail = Some("adopted".into());
+                        s.activity = Some(Activity::Adopted);
                         let launch = self.launch_of(&id, gen);
                         let e = self.entries.get_mut(&id).expect("entry");
                         e.unit = Some(unit::adopt(launch, self.reports_tx.clone(), pid, exit));
-                        self.record(&id, EventKind::Adopted, format!("pid {pid}"));
+                        self.record(&id, EventKind::Adopted, EventData::Adopted { pid });
                     }
                     Err(e) => {
                         tracing::warn!(service = %id, pid, "cannot watch adopted process: {e}")
                     }
                 },
-                None if was_wanted && rec.pid.is_some() && !rec.external => {
+                None if was_wanted && rec.status.pid.is_some() && !rec.status.external => {
                     // It died while nobody supervised it: the restart policy decides.
                     tracing::info!(service = %id, "recorded process is gone");
                     e.svc.gen = gen;
@@ -116,15 +120,21 @@ impl Supervisor {
                         health: crate::supervisor::service::Health::Offline,
                         fails: 0,
                     };
-                    let pid = rec.pid;
+                    let pid = rec.status.pid;
                     self.input(&id, Input::Ended { pid, exit: None });
                 }
                 None => {
-                    e.svc.phase = match rec.state {
+                    // What it failed of is kept as data (as words, from a
+                    // state file of an earlier fpctl).
+                    let failed = match &rec.status.reason {
+                        Some(crate::status::Reason::Failed(r)) => r.clone(),
+                        _ => FailReason::Recorded {
+                            message: rec.status.detail.clone().unwrap_or_default(),
+                        },
+                    };
+                    e.svc.phase = match rec.status.state {
                         ServiceState::Completed => Phase::Completed,
-                        ServiceState::Failed => Phase::Failed(FailReason::Recorded {
-                            message: rec.detail.clone().unwrap_or_default(),
-                        }),
+                        ServiceState::Failed => Phase::Failed(failed),
                         _ => Phase::Idle,
                     };
                 }
@@ -137,7 +147,6 @@ impl Supervisor {
             }
         }
         self.dirty = true;
-        self.unpublished = true;
     }
 
     pub(super) fn persist(&mut self) {
@@ -148,26 +157,15 @@ impl Supervisor {
             services: Default::default(),
         };
         for svc in &self.config.services {
-            let Some(e) = self.entries.get(svc.name.as_str()) else {
+            let Some((id, e)) = self.entries.get_key_value(svc.name.as_str()) else {
                 continue;
             };
-            let s = &e.svc;
-            file.services.insert(
-                svc.name.clone(),
-                ServiceRecord {
-                    state: s.public(),
-                    pid: s.pid,
-                    ticks: s.ticks,
-                    started_at: s.started_at,
-                    restarts: s.restarts,
-                    restarts_in_row: Some(s.streak),
-                    external: matches!(s.phase, Phase::External),
-                    detail: s
-                        .reason()
-                        .or_else(|| s.detail.clone())
-                        .map(|d| e.spec.redact(&d)),
-                },
-            );
+            let saved = Saved {
+                status: self.status_of(id, e),
+                ticks: e.svc.ticks,
+                started_at: e.svc.started_at,
+            };
+            file.services.insert(svc.name.clone(), saved);
         }
         if self.exiting && self.quiet() {
             file.supervisor_pid = None;

@@ -35,8 +35,7 @@ impl Supervisor {
             Request::Status => {
                 self.sample_if_stale();
                 let _ = reply.send(Response::Status {
-                    supervisor_pid: std::process::id() as i32,
-                    services: self.statuses(),
+                    snapshot: self.snapshot(),
                     config_digest: self.digest.clone(),
                 });
             }
@@ -91,14 +90,14 @@ impl Supervisor {
                 Err(e) => self.refuse(&reply, ErrorKind::UnknownService, e),
             },
             Request::Stop { services } if services.is_empty() => {
-                self.stopped_by = Some(STOPPED_BY_STOP);
+                self.stopped_by = Some(Interruption::Stop);
                 self.stop_all();
                 let all = self.entries.keys().cloned().collect();
                 self.add_waiter(all, WaitFor::Down, reply);
             }
             Request::Stop { services } => match graph::select(&self.config, &services, &[]) {
                 Ok(_) => {
-                    self.stopped_by = Some(STOPPED_BY_STOP);
+                    self.stopped_by = Some(Interruption::Stop);
                     let roots: Vec<usize> = services
                         .iter()
                         .filter_map(|n| self.config.service(n).map(|(i, _)| i))
@@ -154,12 +153,18 @@ impl Supervisor {
                     "the supervisor did not keep the text of its services.toml",
                 ),
             },
-            // The socket's connection handler answers it; a transport
-            // without an HTTP API has none to offer.
+            // The socket's connection handler answers these; a transport
+            // without an HTTP API has none to offer, and a subscription
+            // needs a connection of its own.
             Request::Api => self.refuse(
                 &reply,
                 ErrorKind::Internal,
                 "the HTTP API is not available in this supervisor",
+            ),
+            Request::Subscribe => self.refuse(
+                &reply,
+                ErrorKind::BadRequest,
+                "a subscription is made on the control socket",
             ),
         }
     }
@@ -207,35 +212,35 @@ impl Supervisor {
     pub(super) fn restart(
         &mut self,
         ids: Vec<ServiceId>,
-        failed: Vec<(ServiceId, String)>,
+        failed: Vec<(ServiceId, crate::status::PrepareError)>,
         reply: mpsc::UnboundedSender<Response>,
     ) {
         let mut failures = Vec::new();
-        for (id, reason) in failed {
+        for (id, error) in failed {
             let Some(e) = self.entries.get(&id) else {
                 continue;
             };
-            let reason = match e.svc.pid {
-                Some(pid) => format!("{reason}; pid {pid} keeps running the previous version"),
-                None => reason,
+            let refused = crate::status::Refused {
+                error,
+                keeps: e.svc.pid,
             };
             failures.push(Failure {
                 service: id.to_string(),
                 state: e.svc.public(),
-                reason: e.spec.redact(&reason),
+                reason: e.spec.redact(&refused.to_string()),
                 log: self.config.log_path(id.as_str()),
             });
-            self.effect(&id, Effect::Note(format!("restart refused: {reason}")));
+            self.effect(&id, Effect::Note(Note::RestartRefused(refused)));
         }
         let go: Vec<ServiceId> = ids
             .into_iter()
             .filter(|id| !failures.iter().any(|f| f.service == id.as_str()))
             .collect();
         for id in &go {
-            self.input(id, Input::Restart);
             if let Some(e) = self.entries.get_mut(id) {
                 e.requested_restarts += 1;
             }
+            self.input(id, Input::Restart);
         }
         // Their dependencies must be up too.
         let roots = go
@@ -321,7 +326,13 @@ impl Supervisor {
         let mut targets = Vec::new();
         for change in &plan.changes {
             let id = ServiceId::new(&change.service);
-            self.record(&id, EventKind::Reload, change.to_string());
+            self.record(
+                &id,
+                EventKind::Reload,
+                EventData::Reload {
+                    change: change.clone(),
+                },
+            );
             let Some(e) = self.entries.get(&id) else {
                 continue;
             };
@@ -370,42 +381,5 @@ impl Supervisor {
         for id in ids {
             self.input(&id, Input::Stop);
         }
-    }
-
-    pub(super) fn statuses(&self) -> Vec<ServiceStatus> {
-        self.config
-            .services
-            .iter()
-            .filter_map(|svc| {
-                let e = self.entries.get(svc.name.as_str())?;
-                let s = &e.svc;
-                Some(ServiceStatus {
-                    name: svc.name.clone(),
-                    state: s.public(),
-                    pid: s.pid,
-                    port: e.spec.port,
-                    restarts: s.restarts,
-                    restarts_in_row: s.streak,
-                    uptime_s: s
-                        .started_at
-                        .filter(|_| s.pid.is_some())
-                        .map(|t| (state::now_unix() - t).max(0.0)),
-                    detail: s
-                        .reason()
-                        .or_else(|| s.detail.clone())
-                        .map(|d| e.spec.redact(&d)),
-                    reason: s.typed_reason().map(|r| r.masked(|t| e.spec.redact(t))),
-                    latency_ms: s.latency_ms,
-                    external: matches!(s.phase, Phase::External),
-                    rss_bytes: e.usage.filter(|_| s.pid.is_some()).map(|u| u.rss_bytes),
-                    cpu_percent: e
-                        .usage
-                        .filter(|_| s.pid.is_some())
-                        .and_then(|u| u.cpu_percent)
-                        .map(|c| (c * 10.0).round() / 10.0),
-                    restarts_total: s.restarts + e.requested_restarts,
-                })
-            })
-            .collect()
     }
 }

@@ -172,9 +172,11 @@ impl Harness {
 
     async fn statuses(&self) -> HashMap<String, ServiceStatus> {
         match self.ask(Request::Status).last().await {
-            Response::Status { services, .. } => {
-                services.into_iter().map(|s| (s.name.clone(), s)).collect()
-            }
+            Response::Status { snapshot, .. } => snapshot
+                .services
+                .into_iter()
+                .map(|s| (s.name.clone(), s))
+                .collect(),
             other => panic!("not a status: {other:?}"),
         }
     }
@@ -320,7 +322,7 @@ depends_on = ["db"]
     assert_eq!(h.state_of("db").await, ServiceState::Failed);
     assert_eq!(h.state_of("web").await, ServiceState::Blocked);
     match &h.statuses().await["web"].reason {
-        Some(crate::control::Reason::Blocked(BlockReason::Dependency { service, state })) => {
+        Some(crate::status::Reason::Blocked(BlockReason::Dependency { service, state })) => {
             assert_eq!((service.as_str(), *state), ("db", DepState::Failed));
         }
         other => panic!("web is blocked by db, not {other:?}"),
@@ -450,7 +452,7 @@ max_restarts = 2
     assert!(
         matches!(
             status.reason,
-            Some(crate::control::Reason::Failed(FailReason::GaveUp {
+            Some(crate::status::Reason::Failed(FailReason::GaveUp {
                 max_restarts: 2,
                 ..
             }))

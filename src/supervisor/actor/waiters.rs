@@ -98,17 +98,23 @@ impl Supervisor {
                 let Some(e) = self.entries.get(id) else {
                     continue;
                 };
-                let label = if setting_up_ahead(e) {
-                    Some("setting up (its dependencies are not ready yet)".to_string())
+                let doing = if setting_up_ahead(e) {
+                    Some(Activity::SettingUpAhead)
                 } else {
-                    e.svc.label()
+                    e.svc.doing()
                 };
-                let now = (e.svc.public(), label.map(|l| e.spec.redact(&l)));
+                let words = match (e.svc.reason(), &doing) {
+                    (Some(r), _) => Some(r.to_string()),
+                    (None, Some(a)) => Some(a.to_string()),
+                    (None, None) => None,
+                };
+                let now = (e.svc.public(), words.map(|w| e.spec.redact(&w)));
                 if w.shown[k].as_ref() != Some(&now) {
                     let progress = Progress {
                         service: id.to_string(),
                         state: now.0,
                         detail: now.1.clone(),
+                        activity: doing.map(|a| a.masked(|t| e.spec.redact(t))),
                         elapsed_ms,
                     };
                     if w.reply.send(Response::Progress(progress)).is_err() {
@@ -118,11 +124,13 @@ impl Supervisor {
                     w.said[k] = Instant::now();
                 } else if w.said[k].elapsed() >= STILL {
                     w.said[k] = Instant::now();
-                    if let Some(detail) = self.still(id, e, w.since) {
+                    if let Some(still) = self.still(id, e, w.since) {
+                        let still = still.masked(|t| e.spec.redact(t));
                         let progress = Progress {
                             service: id.to_string(),
                             state: e.svc.public(),
-                            detail: Some(e.spec.redact(&detail)),
+                            detail: Some(still.to_string()),
+                            activity: Some(still),
                             elapsed_ms,
                         };
                         if w.reply.send(Response::Progress(progress)).is_err() {
@@ -168,18 +176,17 @@ impl Supervisor {
                         .map(|(id, e)| Failure {
                             service: id.to_string(),
                             state: e.svc.public(),
-                            reason: e.spec.redact(
-                                &e.svc
-                                    .reason()
-                                    .or_else(|| e.svc.detail.clone())
-                                    .or_else(|| {
-                                        (e.svc.phase == Phase::Idle)
-                                            .then_some(self.stopped_by)
-                                            .flatten()
-                                            .map(str::to_string)
-                                    })
-                                    .unwrap_or_else(|| "stopped while starting".into()),
-                            ),
+                            reason: e.spec.redact(&match (e.svc.reason(), &e.svc.activity) {
+                                (Some(r), _) => r.to_string(),
+                                (None, Some(a)) => a.to_string(),
+                                (None, None) => Activity::Interrupted {
+                                    by: self
+                                        .stopped_by
+                                        .filter(|_| e.svc.phase == Phase::Idle)
+                                        .unwrap_or(Interruption::Other),
+                                }
+                                .to_string(),
+                            }),
                             log: self.config.log_path(id.as_str()),
                         }),
                 )
@@ -202,19 +209,24 @@ fn setting_up_ahead(e: &Entry) -> bool {
 impl Supervisor {
     /// What a service that is still setting up or waiting for health is
     /// doing, for a line every [`STILL`].
-    fn still(&self, id: &ServiceId, e: &Entry, since: Instant) -> Option<String> {
+    fn still(&self, id: &ServiceId, e: &Entry, since: Instant) -> Option<Activity> {
         let secs = |from: Instant| from.elapsed().as_secs();
         let setting_up = e.svc.phase == Phase::Preparing || setting_up_ahead(e);
         if setting_up {
             let (step, last) =
                 crate::service_log::setup_status(&self.config.log_path(id.as_str()))?;
-            let last = last.map(|l| format!(": {l}")).unwrap_or_default();
-            return Some(format!("setting up ({}s): {step}{last}", secs(since)));
+            return Some(Activity::StillSettingUp {
+                secs: secs(since),
+                step,
+                last,
+            });
         }
         if e.svc.phase == Phase::Starting {
-            let probe = e.svc.detail.as_deref().unwrap_or("no answer yet");
             let from = e.svc.started.unwrap_or(since);
-            return Some(format!("still waiting ({}s): {probe}", secs(from)));
+            return Some(Activity::StillWaiting {
+                secs: secs(from),
+                last_probe: e.svc.last_probe().map(str::to_string),
+            });
         }
         None
     }
