@@ -69,6 +69,8 @@ pub enum Request {
     Subscribe,
 }
 
+// A reply is made, sent and dropped: its size on the stack is no concern.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {
@@ -165,8 +167,20 @@ pub struct Change {
     pub service: String,
     pub kind: ChangeKind,
     /// What differs, for a changed service: `command`, `port`, `env`, …
-    /// or `FPCTL_PORT_X` for a dependent that sees a moved port.
+    /// or `FPCTL_PORT_X` for a dependent that sees a moved port. A running
+    /// service restarts for these.
     pub reasons: Vec<String>,
+    /// What differs and takes effect without a restart: `watch`,
+    /// `depends_on`, `tier`, …
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live: Vec<String>,
+}
+
+impl Change {
+    /// Whether the service restarts (when it runs) for this change.
+    pub fn restarts(&self) -> bool {
+        self.kind != ChangeKind::Changed || !self.reasons.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -184,6 +198,9 @@ pub struct ApiChange {
     pub from: Option<String>,
     pub to: Option<String>,
     pub token: bool,
+    /// `api_read_only` as it becomes, when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
 }
 
 /// A connection to a running supervisor.
@@ -288,6 +305,8 @@ pub struct Subscription {
 
 impl Subscription {
     /// The next snapshot or update; None once the supervisor has exited.
+    /// (Not an `Iterator`: each read can fail.)
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> std::io::Result<Option<Response>> {
         self.client.read()
     }

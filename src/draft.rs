@@ -8,6 +8,8 @@ use toml_edit::{Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table, Val
 #[derive(Debug, Default)]
 pub struct Draft {
     pub header: Vec<String>,
+    /// `[project]` settings (none: no table).
+    pub project: Table,
     /// `(name, title)`, in start order. None at all: one implicit tier.
     pub tiers: Vec<(String, String)>,
     /// A tier's port range (`ports = "8000-8099"`), by tier name.
@@ -142,6 +144,9 @@ impl Draft {
     pub fn render(&self) -> String {
         let mut doc = DocumentMut::new();
         let header: String = self.header.iter().map(|l| comment_line(l)).collect();
+        if !self.project.is_empty() {
+            doc.insert("project", Item::Table(self.project.clone()));
+        }
         if !self.tiers.is_empty() {
             let mut tiers = ArrayOfTables::new();
             for (name, title) in &self.tiers {

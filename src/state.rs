@@ -165,10 +165,9 @@ pub fn check_socket_dir(socket: &Path) -> std::io::Result<()> {
 /// Create `.fpctl/` (owner-only) and the log folder (owner-only when fpctl
 /// makes it), and refuse a log folder that is a link or someone else's.
 pub fn ensure_dirs(config: &Config) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     let dir = config.state_dir();
-    std::fs::create_dir_all(&dir)?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    private_dir(&dir)?;
     let logs = &config.project.log_dir;
     // Inside the owner-only `.fpctl/`, nobody else can have put anything.
     let checked = |logs: &Path| match logs.starts_with(&dir) {
@@ -223,6 +222,39 @@ pub fn log_dir_problem(dir: &Path) -> Option<String> {
     } else {
         None
     }
+}
+
+/// Make `dir` a folder only its owner can enter (mode 0700), creating it
+/// if needed. A symbolic link there is refused: its target's mode would
+/// change, and the target may be anything (a home folder, /tmp).
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        other => other?,
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(dir)
+            .map(|t| format!(" (to {})", t.display()))
+            .unwrap_or_default();
+        return Err(std::io::Error::other(format!(
+            "{} is a symbolic link{target}: fpctl keeps its socket, state and logs in a folder \
+             only you can enter there, and will not change the mode of what a link points to; \
+             remove the link (fpctl creates the folder)",
+            dir.display()
+        )));
+    }
+    // Through a descriptor of the folder itself, never a link swapped in
+    // since the look above.
+    let folder = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir)?;
+    if folder.metadata()?.permissions().mode() & 0o777 != 0o700 {
+        folder.set_permissions(std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 pub fn read(config: &Config) -> Option<StateFile> {

@@ -159,8 +159,16 @@ impl Api {
             Move::Open(addr) => Some(addr.to_string()),
             Move::Close => None,
         };
-        let token = self.shared.config().project.api.token != new.project.api.token;
-        (from != to || token).then_some(ApiChange { from, to, token })
+        let old = &self.shared.config().project.api;
+        let token = old.token != new.project.api.token;
+        let read_only =
+            (old.read_only != new.project.api.read_only).then_some(new.project.api.read_only);
+        (from != to || token || read_only.is_some()).then_some(ApiChange {
+            from,
+            to,
+            token,
+            read_only,
+        })
     }
 
     /// Make the API what `new` says: bind a new address before letting go

@@ -82,8 +82,9 @@ fn emit(draft: &Draft, out: &Path, dry_run: bool) -> Result<Outcome> {
     }
     let config = checked
         .inspect_err(|_| eprintln!("{} needs editing before fpctl can use it:", out.display()))?;
+    // Counted from the draft: replicas make more services than it has.
     let live = config.services.len();
-    let stubs = draft.services.len() - live;
+    let stubs = draft.services.iter().filter(|s| s.stub).count();
     eprintln!(
         "{} {}: {live} service{} in {} tier{}{}; next: fpctl start",
         if dry_run { "would write" } else { "wrote" },

@@ -31,7 +31,11 @@ pub mod defaults {
     pub const MAX_RESTARTS: u32 = 5;
     pub const STOP_SIGNAL: &str = "SIGTERM";
     pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+    /// Between probes of an online service (a starting one is probed
+    /// much more often): a crash is seen through the process's exit, so
+    /// probes only catch a service that hangs, after about
+    /// `interval * retries + timeout`.
+    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
     pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
     pub const START_TIMEOUT: Duration = Duration::from_secs(60);
     pub const HEALTH_RETRIES: u32 = 3;

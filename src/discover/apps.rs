@@ -142,9 +142,16 @@ pub fn python(dir: &Path, fallback_name: &str) -> Result<App, String> {
         ..App::default()
     };
     app.setup = Some("venv".into());
-    let entry = ["app.py", "main.py", "manage.py", "server.py", "wsgi.py"]
+    let known = ["app.py", "main.py", "manage.py", "server.py", "wsgi.py"]
         .into_iter()
         .find(|f| dir.join(f).is_file());
+    // No usual entry point and no script: a file named like the folder (or
+    // like a worker, a runner…), or the only one there is, as a guess.
+    let guessed = match known {
+        None if project_script(&pyproject).is_none() => guess_entry(dir, fallback_name),
+        _ => None,
+    };
+    let entry = known.or(guessed.as_ref().map(|(f, _)| f.as_str()));
     let code = read_sources(dir);
     let has = |dep: &str| {
         deps.lines().any(|l| {
@@ -231,11 +238,16 @@ pub fn python(dir: &Path, fallback_name: &str) -> Result<App, String> {
             }
             None => {
                 return Err(format!(
-                    "{}: no app.py, main.py, manage.py or [project.scripts] entry: cannot tell how it starts",
+                    "{}: no app.py, main.py, manage.py, [project.scripts] entry, or one .py file \
+                     named like the folder (or worker.py, run.py…): cannot tell how it starts",
                     dir.display()
                 ))
             }
         },
+    }
+    if let Some((f, why)) = &guessed {
+        app.command_guessed = true;
+        app.command_from = format!("{f} ({why}; there is no app.py, main.py or manage.py)");
     }
     let serves = !framework.is_empty()
         || [
@@ -258,6 +270,49 @@ pub fn python(dir: &Path, fallback_name: &str) -> Result<App, String> {
         );
     }
     Ok(app)
+}
+
+/// Files that run a worker or a server by their name, after one named like
+/// the folder.
+const ENTRY_NAMES: &[&str] = &[
+    "worker.py",
+    "run.py",
+    "start.py",
+    "serve.py",
+    "bot.py",
+    "consumer.py",
+    "daemon.py",
+    "__main__.py",
+];
+
+/// A Python folder's entry point when it has none of the usual names:
+/// `worker/worker.py`, then the names above, then its only `.py` file
+/// (tests, setup.py and conftest.py aside). The file and why it was chosen.
+fn guess_entry(dir: &Path, folder: &str) -> Option<(String, String)> {
+    let own = format!("{folder}.py");
+    if dir.join(&own).is_file() {
+        return Some((own, "named like its folder".into()));
+    }
+    if let Some(f) = ENTRY_NAMES.iter().find(|f| dir.join(f).is_file()) {
+        return Some((f.to_string(), "a usual name for an entry point".into()));
+    }
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| {
+            n.ends_with(".py")
+                && !n.starts_with("test")
+                && !n.ends_with("_test.py")
+                && !matches!(n.as_str(), "setup.py" | "conftest.py" | "__init__.py")
+        })
+        .collect();
+    files.sort();
+    match files.as_slice() {
+        [only] => Some((only.clone(), "the only .py file".into())),
+        _ => None,
+    }
 }
 
 /// A server whose files name no port: `auto` when it reads `PORT`, else
@@ -426,6 +481,32 @@ mod tests {
             ]),
             "python main.py"
         );
+    }
+
+    #[test]
+    fn a_worker_folder_runs_its_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let worker = dir.path().join("worker");
+        std::fs::create_dir(&worker).unwrap();
+        std::fs::write(worker.join("requirements.txt"), "redis\n").unwrap();
+        std::fs::write(worker.join("worker.py"), "print('work')\n").unwrap();
+        std::fs::write(worker.join("tasks.py"), "").unwrap();
+        let app = python(&worker, "worker").unwrap();
+        assert_eq!(app.command, "python worker.py");
+        assert!(app.command_guessed && app.command_from.contains("named like its folder"));
+
+        let jobs = dir.path().join("jobs");
+        std::fs::create_dir(&jobs).unwrap();
+        std::fs::write(jobs.join("requirements.txt"), "").unwrap();
+        std::fs::write(jobs.join("process_queue.py"), "").unwrap();
+        std::fs::write(jobs.join("test_queue.py"), "").unwrap();
+        assert_eq!(
+            python(&jobs, "jobs").unwrap().command,
+            "python process_queue.py"
+        );
+
+        std::fs::write(jobs.join("other.py"), "").unwrap();
+        assert!(python(&jobs, "jobs").is_err(), "two candidates: no guess");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::port_var_name;
+use crate::config::{host_var_name, port_var_name};
 use crate::draft::{inline, Draft, DraftService, PortPlan};
 
 use super::{Found, Report};
@@ -38,7 +38,9 @@ fn local_url(value: &str) -> Option<Url<'_>> {
 }
 
 /// Redis named by a `redis://localhost…` URL in a `.env` becomes a service
-/// (one for the whole stack), and the URL is rewritten to its port.
+/// (one for the whole stack), and the URL is rewritten to its host and port
+/// variables (`${FPCTL_HOST_REDIS}` is 127.0.0.1 here, and the service's
+/// name once exported to compose or Kubernetes).
 pub fn infrastructure(
     draft: &mut Draft,
     found: &mut [Found],
@@ -54,7 +56,8 @@ pub fn infrastructure(
                 "redis" => {
                     let name = redis_service(draft, url.port.unwrap_or(6379), ports, report, &key);
                     let rewritten = format!(
-                        "redis://127.0.0.1:${{{}}}{}",
+                        "redis://${{{}}}:${{{}}}{}",
+                        host_var_name(&name),
                         port_var_name(&name),
                         url.rest
                     );
@@ -179,7 +182,8 @@ fn link(f: &mut Found, target: &str, written: u16, unique_port: bool) -> Option<
             continue;
         }
         if let Some(u) = url.filter(|u| u.port == Some(written)) {
-            let rewritten = format!("{}://127.0.0.1:${{{var}}}{}", u.scheme, u.rest);
+            let host = host_var_name(target);
+            let rewritten = format!("{}://${{{host}}}:${{{var}}}{}", u.scheme, u.rest);
             f.svc.set_env(&key, &rewritten);
         } else if key.ends_with("_PORT") && value == written.to_string() {
             f.svc.set_env(&key, &format!("${{{var}}}"));
@@ -252,7 +256,7 @@ pub fn tiers(draft: &mut Draft) {
         .max();
     let mut names: Vec<(String, String)> = Vec::new();
     if !infra.is_empty() {
-        names.push(("infra".into(), "Infrastructure".into()));
+        names.push((super::ranges::INFRA_TIER.into(), "Infrastructure".into()));
     }
     match levels {
         Some(0) => names.push(("apps".into(), "Applications".into())),

@@ -123,6 +123,11 @@ pub fn discover(root: &Path) -> Result<(Draft, Report), Error> {
         "Written by `fpctl init` from the services found in this folder.".into(),
         "Comments starting with \"guess\" mark what fpctl guessed: check them.".into(),
     ];
+    // `fpctl logs` then merges the services' logs in the order lines were
+    // written, not file by file.
+    draft
+        .project
+        .insert("log_timestamps", toml_edit::value(true));
     Ok((draft, report))
 }
 
@@ -199,14 +204,17 @@ fn folder_services(
             let text = std::fs::read_to_string(dir.join("Procfile")).unwrap_or_default();
             let mut ctx = import::Ctx::new(&dir.join("Procfile"), root, ports);
             let procs = import::procfile::convert_in(&text, dir, Some(&folder_name), &mut ctx);
-            report.undecided.extend(ctx.warnings);
+            report.undecided.extend(ctx.take_warnings());
             report.found.push(format!(
                 "{rel}/Procfile: {} process(es)",
                 procs.services.len()
             ));
             for svc in procs.services {
                 let written_port = svc.port();
-                let movable = svc.get_str("command").is_some_and(|c| c.contains("PORT"));
+                // A port the command sets itself (`PORT=3000 …`) stays.
+                let movable = svc.get_str("command").is_some_and(|c| {
+                    import::procfile::reads_port(c) && import::procfile::inline_port(c).is_none()
+                });
                 found.push(Found {
                     svc,
                     written_port,

@@ -1,8 +1,9 @@
 //! Tier port ranges for a drafted file, as teams with a port registry write
-//! them (`ports = "8000-8099"`). Each tier with ports gets a range around the
-//! port its services hold most firmly, within that port's block of 100 and
-//! overlapping no other tier's; a port outside its tier's range moves into
-//! it when its service takes its port from `PORT`.
+//! them (`ports = "8000-8099"`). Each tier of apps with ports gets a range
+//! around the port its services hold most firmly, within that port's block
+//! of 100 and overlapping no other tier's; a port outside its tier's range
+//! moves into it when its service takes its port from `PORT`. The
+//! infrastructure tier gets none: its programs keep their well-known ports.
 
 use std::collections::HashMap;
 
@@ -23,6 +24,9 @@ pub enum Hold {
 }
 
 const BLOCK: u16 = 100;
+
+/// The tier `links::tiers` puts infrastructure in.
+pub const INFRA_TIER: &str = "infra";
 
 /// Where tiers of only automatic ports look for a block of their own.
 const FIRST_FREE_BLOCK: u16 = 8000;
@@ -70,6 +74,12 @@ pub fn assign(
     let mut has_ports = vec![false; tiers.len()];
     for s in draft.services.iter().filter(|s| !s.stub) {
         let Some(t) = tier_of(s) else { continue };
+        // Infrastructure keeps its programs' well-known ports (redis 6379,
+        // postgres 5432…), which no block of 100 holds: no range for it, so
+        // that adding one more never clashes with a range.
+        if tiers[t] == INFRA_TIER {
+            continue;
+        }
         has_ports[t] |= s.port().is_some() || is_auto(s);
         if let Some(p) = s.port() {
             let h = hold(&s.name);

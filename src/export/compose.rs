@@ -97,21 +97,27 @@ fn service(plan: &mut Plan, i: usize, image: &Image, base: &Path, publish_all: b
         let host = if publish_all { "" } else { "127.0.0.1:" };
         s.insert("ports".into(), json!([format!("{host}{p}:{p}")]));
     }
-    let deps: Map<String, Value> = plan
-        .waits_for(i)
-        .into_iter()
-        .map(|(d, gate)| {
-            let condition = match gate {
-                Gate::Healthy => "service_healthy",
-                Gate::Completed => "service_completed_successfully",
-                Gate::Started => "service_started",
-            };
-            (
-                dns_name(&plan.svc(d).name),
-                json!({ "condition": condition }),
-            )
-        })
-        .collect();
+    let mut deps = Map::new();
+    for (d, gate) in plan.waits_for(i) {
+        let dep = plan.svc(d);
+        let condition = match gate {
+            Gate::Healthy if has_healthcheck(dep) => "service_healthy",
+            // Compose refuses `up` when a dependency it must see healthy
+            // has no healthcheck: wait for it to start instead.
+            Gate::Healthy | Gate::Started => {
+                if gate == Gate::Healthy {
+                    let text = format!(
+                        "it waits only for {} to start, not to be ready: {}'s log health check has no compose equivalent",
+                        dep.name, dep.name
+                    );
+                    plan.note(&svc.name, text);
+                }
+                "service_started"
+            }
+            Gate::Completed => "service_completed_successfully",
+        };
+        deps.insert(dns_name(&dep.name), json!({ "condition": condition }));
+    }
     if !deps.is_empty() {
         s.insert("depends_on".into(), Value::Object(deps));
     }
@@ -137,6 +143,14 @@ fn service(plan: &mut Plan, i: usize, image: &Image, base: &Path, publish_all: b
     }
     notes(plan, svc, image);
     Value::Object(s)
+}
+
+/// Whether the service gets a compose healthcheck (every health check but
+/// a log one, which reads fpctl's log file).
+fn has_healthcheck(svc: &Service) -> bool {
+    svc.health
+        .as_ref()
+        .is_some_and(|h| !matches!(h.probe, Probe::Log { .. }))
 }
 
 /// The health check as a test run inside the container: what the image must
@@ -202,6 +216,9 @@ fn notes(plan: &mut Plan, svc: &Service, image: &Image) {
     let name = svc.name.clone();
     if svc.health.is_some() {
         plan.note_stack("start_timeout becomes the health check's start_period: compose keeps waiting for a slow start instead of failing it");
+    }
+    if has_healthcheck(svc) {
+        plan.note_stack("compose runs a health check every interval from the start (fpctl probes a starting service every few ms), so a dependent may start up to an interval later");
     }
     if svc.restart != RestartPolicy::No {
         plan.note_stack("restarts follow Docker's own backoff, not fpctl's (100 ms doubling to 10 s, count reset after 30 s up)");

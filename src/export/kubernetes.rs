@@ -270,14 +270,12 @@ fn probes(plan: &mut Plan, svc: &Service, c: &mut Map<String, Value>) {
         json!({"periodSeconds": period, "timeoutSeconds": timeout, "failureThreshold": h.retries});
     c.insert("readinessProbe".into(), with(steady.clone()));
     c.insert("livenessProbe".into(), with(steady));
-    let start = mapping::whole_seconds(svc.start_timeout, 1)
-        .div_ceil(period)
-        .max(1);
+    // As fpctl does, a starting service is probed often (every second, the
+    // shortest period Kubernetes takes), whatever the period once it is up.
+    let start = mapping::whole_seconds(svc.start_timeout, 1).max(1);
     c.insert(
         "startupProbe".into(),
-        with(
-            json!({"periodSeconds": period, "timeoutSeconds": timeout, "failureThreshold": start}),
-        ),
+        with(json!({"periodSeconds": 1, "timeoutSeconds": timeout, "failureThreshold": start})),
     );
 }
 

@@ -35,6 +35,10 @@ pub struct Plan<'a> {
     /// Service indices, in start order.
     pub services: Vec<usize>,
     pub notes: Vec<Note>,
+    /// Each service's place in `services` (by config index), if exported.
+    position: Vec<Option<usize>>,
+    /// The exported services of each tier, in start order.
+    by_tier: std::collections::BTreeMap<usize, Vec<usize>>,
 }
 
 /// What a dependent waits for before it starts.
@@ -86,10 +90,18 @@ impl<'a> Plan<'a> {
             });
         }
         let services = graph::plan(config, &selected).start_order();
+        let mut position = vec![None; config.services.len()];
+        let mut by_tier = std::collections::BTreeMap::<usize, Vec<usize>>::new();
+        for (k, &i) in services.iter().enumerate() {
+            position[i] = Some(k);
+            by_tier.entry(config.services[i].tier).or_default().push(i);
+        }
         Ok(Plan {
             config,
             services,
             notes,
+            position,
+            by_tier,
         })
     }
 
@@ -158,31 +170,26 @@ impl<'a> Plan<'a> {
     /// earlier tier that has one, but for services of other profiles.
     pub fn waits_for(&self, i: usize) -> Vec<(usize, Gate)> {
         let me = self.svc(i);
-        let mut deps: Vec<usize> = me
+        let mut deps: BTreeSet<usize> = me
             .depends_on
             .iter()
             .copied()
-            .filter(|d| self.services.contains(d))
+            .filter(|&d| self.position[d].is_some())
             .collect();
-        let previous_tier = self
-            .services
-            .iter()
-            .map(|&j| self.svc(j).tier)
-            .filter(|&t| t < me.tier)
-            .max();
-        if let Some(t) = previous_tier {
-            for &j in &self.services {
+        if let Some((_, previous)) = self.by_tier.range(..me.tier).next_back() {
+            for &j in previous {
                 let other = self.svc(j);
                 // A service of a profile the dependent is not in may be
                 // absent where the stack runs (compose without --profile).
                 let present = other.profiles.is_empty()
                     || other.profiles.iter().any(|p| me.profiles.contains(p));
-                if other.tier == t && present && !deps.contains(&j) {
-                    deps.push(j);
+                if present {
+                    deps.insert(j);
                 }
             }
         }
-        deps.sort_by_key(|d| self.services.iter().position(|x| x == d));
+        let mut deps: Vec<usize> = deps.into_iter().collect();
+        deps.sort_by_key(|&d| self.position[d]);
         deps.into_iter().map(|d| (d, gate(self.svc(d)))).collect()
     }
 

@@ -1,40 +1,78 @@
 //! docker compose files. A service with a `build` or a `command` becomes a
-//! native service (its command from the compose file, or from its
-//! Dockerfile's ENTRYPOINT / CMD). An image-only service becomes redis-server
-//! run natively where that is obvious, else a commented stub with a note.
+//! native service (its command from the compose file, or from the
+//! ENTRYPOINT / CMD of its Dockerfile's `build.target` stage). An image-only
+//! service becomes its program run natively where that is obvious (redis,
+//! valkey, memcached), else a commented stub with a note; a stub is written
+//! so that it validates once uncommented.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::draft::{inline, setup_for, strings, Draft, DraftService};
 
-use super::{convert_vars, env_pairs, finish, http_probe_url, keys, scalar, Ctx};
+use super::{convert_vars, dockerfile, env_pairs, finish, http_probe_url, keys, scalar, vars, Ctx};
 
-/// Images fpctl can replace by the same program run natively:
-/// (image, command, health exec, default port).
-const NATIVE: &[(&str, &str, &str, u16)] = &[
-    (
-        "redis",
-        "redis-server --port ${PORT} --save '' --appendonly no",
-        "redis-cli -p ${PORT} ping",
-        6379,
-    ),
-    (
-        "valkey",
-        "valkey-server --port ${PORT} --save '' --appendonly no",
-        "valkey-cli -p ${PORT} ping",
-        6379,
-    ),
+/// How fpctl checks a program it runs in place of an image.
+enum Check {
+    Exec(&'static str),
+    Tcp,
+}
+
+/// An image fpctl replaces by the same program run natively, or (`first`
+/// set) writes as a stub because it needs a one-time initialisation first.
+struct Known {
+    image: &'static str,
+    command: &'static str,
+    check: Check,
+    port: u16,
+    first: Option<&'static str>,
+}
+
+const KNOWN: &[Known] = &[
+    Known {
+        image: "redis",
+        command: "redis-server --port ${PORT} --save '' --appendonly no",
+        check: Check::Exec("redis-cli -p ${PORT} ping"),
+        port: 6379,
+        first: None,
+    },
+    Known {
+        image: "valkey",
+        command: "valkey-server --port ${PORT} --save '' --appendonly no",
+        check: Check::Exec("valkey-cli -p ${PORT} ping"),
+        port: 6379,
+        first: None,
+    },
+    Known {
+        image: "memcached",
+        command: "memcached -l 127.0.0.1 -p ${PORT}",
+        check: Check::Tcp,
+        port: 11211,
+        first: None,
+    },
+    Known {
+        image: "postgres",
+        command: "postgres -D .fpctl/pgdata -p ${PORT} -k /tmp",
+        check: Check::Exec("pg_isready -h 127.0.0.1 -p ${PORT}"),
+        port: 5432,
+        first: Some("initdb -D .fpctl/pgdata"),
+    },
+    Known {
+        image: "mariadb",
+        command: "mariadbd --datadir=.fpctl/mysql --port=${PORT} --bind-address=127.0.0.1 --socket=/tmp/mysql-${PORT}.sock",
+        check: Check::Exec("mariadb-admin -h 127.0.0.1 -P ${PORT} ping"),
+        port: 3306,
+        first: Some("mariadb-install-db --datadir=.fpctl/mysql"),
+    },
+    Known {
+        image: "mysql",
+        command: "mysqld --datadir=.fpctl/mysql --port=${PORT} --bind-address=127.0.0.1 --socket=/tmp/mysql-${PORT}.sock",
+        check: Check::Exec("mysqladmin -h 127.0.0.1 -P ${PORT} ping"),
+        port: 3306,
+        first: Some("mysqld --initialize-insecure --datadir=.fpctl/mysql"),
+    },
 ];
-
-/// Images with a well-known native command, written as a stub because they
-/// need a one-time initialisation first: (image, command, first step).
-const STUB_HINTS: &[(&str, &str, &str)] = &[(
-    "postgres",
-    "postgres -D .fpctl/pgdata -p ${PORT} -k /tmp",
-    "initdb -D .fpctl/pgdata",
-)];
 
 pub fn convert(doc: &Value, ctx: &mut Ctx) -> Draft {
     let mut draft = Draft::default();
@@ -67,8 +105,8 @@ pub fn convert(doc: &Value, ctx: &mut Ctx) -> Draft {
 
 /// In compose, services reach each other by name (`redis://cache:6379`);
 /// natively they are all on 127.0.0.1. Such addresses in `env` and
-/// `command` are rewritten to the service's port variable (or, for a stub,
-/// to 127.0.0.1 and the port as written).
+/// `command` are rewritten to the service's host and port variables (or,
+/// for a stub, to 127.0.0.1 and the port as written).
 fn service_hosts(draft: &mut Draft) {
     let hosts: Vec<(String, bool)> = draft
         .services
@@ -92,7 +130,14 @@ fn service_hosts(draft: &mut Draft) {
         {
             for (key, value) in env.iter_mut() {
                 let Some(text) = value.as_str() else { continue };
-                let new = rewrite(text);
+                // `REDIS_HOST: redis`: the host alone.
+                let bare_host = key.get().to_ascii_uppercase().ends_with("HOST")
+                    && hosts.iter().any(|(n, stub)| n == text && !stub);
+                let new = if bare_host {
+                    format!("${{{}}}", crate::config::host_var_name(text))
+                } else {
+                    rewrite(text)
+                };
                 if new != text {
                     notes.push(format!("{key}: {text} -> {new}"));
                     *value = new.into();
@@ -123,7 +168,7 @@ fn service_hosts(draft: &mut Draft) {
             _ => {}
         }
         if !notes.is_empty() {
-            svc.note("service names as host names, rewritten to 127.0.0.1:");
+            svc.note("service names as host names, rewritten to fpctl's addresses:");
             for n in notes {
                 svc.note(format!("  {n}"));
             }
@@ -131,9 +176,9 @@ fn service_hosts(draft: &mut Draft) {
     }
 }
 
-/// `NAME:PORT` after `//`, `@`, `=`, a space or at the start, as
-/// `127.0.0.1:` and the service's port variable (a stub keeps its port as
-/// written).
+/// `NAME:PORT` after `//`, `@`, `=`, a space or at the start, as the
+/// service's host and port variables (a stub keeps 127.0.0.1 and its port as
+/// written: it has no variables until it runs).
 fn rewrite_host(text: &str, name: &str, stub: bool) -> String {
     let needle = format!("{name}:");
     let mut out = String::with_capacity(text.len());
@@ -145,12 +190,15 @@ fn rewrite_host(text: &str, name: &str, stub: bool) -> String {
         let at_host = matches!(before, None | Some('/' | '@' | '=' | ' '));
         out.push_str(&rest[..pos]);
         if at_host && digits > 0 {
-            let port = if stub {
-                after[..digits].to_string()
+            if stub {
+                out.push_str(&format!("127.0.0.1:{}", &after[..digits]));
             } else {
-                format!("${{{}}}", crate::config::port_var_name(name))
-            };
-            out.push_str(&format!("127.0.0.1:{port}"));
+                out.push_str(&format!(
+                    "${{{}}}:${{{}}}",
+                    crate::config::host_var_name(name),
+                    crate::config::port_var_name(name)
+                ));
+            }
             rest = &after[digits..];
         } else {
             out.push_str(&needle);
@@ -161,51 +209,121 @@ fn rewrite_host(text: &str, name: &str, stub: bool) -> String {
     out
 }
 
+/// A compose `build`: its folder, Dockerfile and target stage.
+struct Build {
+    context: String,
+    dockerfile: String,
+    target: Option<String>,
+}
+
+/// A command and whether it needs a shell.
+type Command = (toml_edit::Value, bool);
+
 fn service(name: &str, def: &Mapping, ctx: &mut Ctx, completed: &mut Vec<String>) -> DraftService {
     let mut svc = DraftService::new(name);
-    let image = def.get("image").and_then(Value::as_str);
-    let build = build_context(def.get("build"), name, ctx);
+    let image = def.get("image").and_then(scalar);
+    let build = build_spec(def.get("build"), name, ctx);
     let mut port = published_port(def.get("ports"), name, ctx);
     let mut command = compose_command(def, name, ctx);
+    let mut workdir = None;
 
-    let runs_natively = build.is_some() || command.is_some();
-    if let Some((dir, dockerfile)) = &build {
-        let here = ctx.source_path(dir);
-        let rel = ctx.rel(&here);
+    // `command` alone on an image is arguments for the image's entrypoint
+    // when it starts with a flag (`command: ["-I", "32M"]`).
+    let args_only = build.is_none()
+        && !def.contains_key("entrypoint")
+        && command
+            .as_ref()
+            .and_then(|(c, _)| first_word(c))
+            .is_some_and(|w| w.starts_with('-'));
+
+    let build_dir = build.as_ref().and_then(|b| {
+        let here = ctx.source_path(&b.context);
+        if here.is_dir() {
+            return Some(here);
+        }
+        let what = if command.is_some() {
+            "written without `dir`, with the compose file's command"
+        } else {
+            "written as a stub: no Dockerfile to take its command from"
+        };
+        ctx.warn_for(
+            name,
+            format!(
+                "build folder {} does not exist beside the file: {what}",
+                b.context
+            ),
+        );
+        None
+    });
+    if let (Some(b), Some(here)) = (&build, &build_dir) {
+        let rel = ctx.rel(here);
         if rel != "." {
             svc.set("dir", rel.as_str());
         }
-        if let Some(setup) = setup_for(&here) {
+        if let Some(setup) = setup_for(here) {
             svc.set_noted(
                 "setup",
                 setup,
                 "guess: from the build folder's requirements.txt / package.json",
             );
         }
-        let from_docker = dockerfile_command(&here.join(dockerfile));
-        if command.is_none() {
-            match from_docker.command {
-                Some(c) => {
-                    svc.note(format!("command from {dockerfile}'s ENTRYPOINT / CMD"));
-                    command = Some(c);
+        let path = here.join(&b.dockerfile);
+        let from_docker = if path.is_file() || b.target.is_some() {
+            dockerfile::read(&path, b.target.as_deref())
+        } else {
+            Ok(dockerfile::Image::default())
+        };
+        match from_docker {
+            Ok(img) => {
+                workdir = img.workdir;
+                if command.is_none() {
+                    match img.command {
+                        Some(c) => {
+                            let stage = b
+                                .target
+                                .as_ref()
+                                .map(|t| format!(" (stage {t})"))
+                                .unwrap_or_default();
+                            svc.note(format!(
+                                "command from {}'s ENTRYPOINT / CMD{stage}",
+                                b.dockerfile
+                            ));
+                            command = Some(c);
+                        }
+                        None => {
+                            let shown = ctx.shown(&path);
+                            ctx.warn_for(
+                                name,
+                                format!(
+                                    "no command in the compose file or in {shown}; written as a stub"
+                                ),
+                            );
+                        }
+                    }
                 }
-                None => ctx.warn(format!(
-                    "service \"{name}\": no command in the compose file or in {}; \
-                     written as a stub",
-                    here.join(dockerfile).display()
-                )),
+                if port.is_none() {
+                    port = img.expose.map(|p| (p, p));
+                }
             }
-        }
-        if port.is_none() {
-            port = from_docker.expose.map(|p| (p, p));
+            Err(e) => {
+                let then = if command.is_some() {
+                    ""
+                } else {
+                    "; written as a stub"
+                };
+                let e = e.replace(&path.display().to_string(), &ctx.shown(&path));
+                ctx.warn_for(name, format!("{e}{then}"));
+            }
         }
     }
     if port.is_none() {
-        port = exposed_port(def.get("expose"));
+        port = exposed_port(def.get("expose"), name, ctx);
     }
 
-    let mut native_image = false;
-    if let Some((cmd, shell)) = command.filter(|_| runs_natively) {
+    let runs_natively = command.is_some() && !args_only;
+    let mut replaced_check = false;
+    if runs_natively {
+        let (cmd, shell) = command.clone().unwrap_or_else(|| ("".into(), false));
         svc.set("command", cmd);
         if shell {
             svc.set("shell", true);
@@ -219,18 +337,24 @@ fn service(name: &str, def: &Mapping, ctx: &mut Ctx, completed: &mut Vec<String>
             }
             set_port(&mut svc, target, ctx);
         }
+        let mounts = bind_mounts(def.get("volumes"), ctx);
+        image_paths(&mut svc, &mounts, workdir.as_deref(), ctx);
     } else if build.is_some() {
         svc.stub = true;
         svc.note("no command found: fill it in, then uncomment this service.");
         svc.set("command", "...");
+        if let Some((published, _)) = port {
+            set_port(&mut svc, published, ctx);
+        }
     } else {
-        native_image = image_only(&mut svc, image, port, ctx);
+        let args = command.filter(|_| args_only).map(|(c, _)| words_of(&c));
+        replaced_check = image_only(&mut svc, image.as_deref(), port, args, ctx);
     }
 
     for (key, value) in keys(def) {
         match key.as_str() {
             "build" | "command" | "entrypoint" | "ports" | "expose" => {}
-            "image" if !runs_natively => {}
+            "image" if build.is_some() || !runs_natively => {}
             "image" => ctx.unsupported(
                 name,
                 "image",
@@ -242,16 +366,15 @@ fn service(name: &str, def: &Mapping, ctx: &mut Ctx, completed: &mut Vec<String>
                     // A bare KEY passes the caller's value through; fpctl
                     // passes its own environment to every service anyway.
                     if let Some(v) = v {
-                        let v = vars(&v, name, ctx);
+                        let v = vars_of(&v, name, ctx);
                         svc.set_env(&k, &v);
                     }
                 }
             }
             "env_file" => env_files(&mut svc, value, ctx),
             "depends_on" => depends_on(&mut svc, value, ctx, completed),
-            "healthcheck" if native_image => {
-                svc.note("its compose healthcheck is replaced by a ping on the port fpctl gives it")
-            }
+            "healthcheck" if replaced_check => svc
+                .note("its compose healthcheck is replaced by a check on the port fpctl gives it"),
             "healthcheck" => {
                 if let Some(hc) = value.as_mapping() {
                     healthcheck(&mut svc, hc, ctx);
@@ -274,8 +397,8 @@ fn service(name: &str, def: &Mapping, ctx: &mut Ctx, completed: &mut Vec<String>
                 }
             }
             "stop_grace_period" => {
-                if let Some(s) = scalar(value) {
-                    svc.set("stop_timeout", s.as_str());
+                if let Some(d) = duration(value, name, "stop_grace_period", ctx) {
+                    svc.set("stop_timeout", d.as_str());
                 }
             }
             "working_dir" => ctx.unsupported(
@@ -296,41 +419,77 @@ fn set_port(svc: &mut DraftService, port: u16, ctx: &mut Ctx) {
             "port {port} is taken by another service here; given {got} (the program \
              must honour $PORT)"
         ));
-        ctx.warn(format!(
-            "service \"{}\": port {port} is used twice; given {got}",
-            svc.name
-        ));
+        ctx.warn_for(&svc.name, format!("port {port} is used twice; given {got}"));
     }
     svc.set("port", i64::from(got));
 }
 
-fn vars(value: &str, service: &str, ctx: &mut Ctx) -> String {
-    convert_vars(value, false).unwrap_or_else(|e| {
-        ctx.warn(format!("service \"{service}\": {e}; kept as written"));
+fn vars_of(value: &str, service: &str, ctx: &mut Ctx) -> String {
+    convert_vars(value, false, &[]).unwrap_or_else(|e| {
+        ctx.warn_for(service, format!("{e}; kept as written"));
         value.to_string()
     })
 }
 
-/// `build: DIR` or `build: { context, dockerfile }`: the folder and the
-/// Dockerfile's name.
-fn build_context(v: Option<&Value>, name: &str, ctx: &mut Ctx) -> Option<(String, String)> {
+/// A duration field, its variables expanded; None (with a warning) when it
+/// cannot be used.
+fn duration(v: &Value, service: &str, field: &str, ctx: &mut Ctx) -> Option<String> {
+    let text = scalar(v)?;
+    let text = ctx.resolve(&text, service, field)?;
+    if humantime::parse_duration(text.trim()).is_ok() || text.trim().parse::<u64>().is_ok() {
+        Some(text.trim().to_string())
+    } else {
+        ctx.warn_for(
+            service,
+            format!("`{field}` {text:?} is not a duration; left out"),
+        );
+        None
+    }
+}
+
+/// A count field, its variables expanded.
+fn count(v: &Value, service: &str, field: &str, ctx: &mut Ctx) -> Option<i64> {
+    if let Some(n) = v.as_i64() {
+        return Some(n);
+    }
+    let text = ctx.resolve(&scalar(v)?, service, field)?;
+    match text.trim().parse::<i64>() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            ctx.warn_for(
+                service,
+                format!("`{field}` {text:?} is not a number; left out"),
+            );
+            None
+        }
+    }
+}
+
+/// `build: DIR` or `build: { context, dockerfile, target }`.
+fn build_spec(v: Option<&Value>, name: &str, ctx: &mut Ctx) -> Option<Build> {
     match v? {
-        Value::String(dir) => Some((dir.clone(), "Dockerfile".into())),
+        Value::String(dir) => Some(Build {
+            context: dir.clone(),
+            dockerfile: "Dockerfile".into(),
+            target: None,
+        }),
         Value::Mapping(m) => {
             for (k, _) in keys(m) {
-                if !matches!(k.as_str(), "context" | "dockerfile") {
+                if !matches!(k.as_str(), "context" | "dockerfile" | "target") {
                     ctx.unsupported(name, &format!("build.{k}"), "");
                 }
             }
-            let dir = m
-                .get("context")
-                .and_then(scalar)
-                .unwrap_or_else(|| ".".into());
-            let file = m
-                .get("dockerfile")
-                .and_then(scalar)
-                .unwrap_or_else(|| "Dockerfile".into());
-            Some((dir, file))
+            Some(Build {
+                context: m
+                    .get("context")
+                    .and_then(scalar)
+                    .unwrap_or_else(|| ".".into()),
+                dockerfile: m
+                    .get("dockerfile")
+                    .and_then(scalar)
+                    .unwrap_or_else(|| "Dockerfile".into()),
+                target: m.get("target").and_then(scalar),
+            })
         }
         _ => None,
     }
@@ -338,7 +497,7 @@ fn build_context(v: Option<&Value>, name: &str, ctx: &mut Ctx) -> Option<(String
 
 /// `entrypoint` + `command`, as a TOML value and whether it needs a shell.
 /// A string is split like a shell (as compose does), so it stays a string.
-fn compose_command(def: &Mapping, name: &str, ctx: &mut Ctx) -> Option<(toml_edit::Value, bool)> {
+fn compose_command(def: &Mapping, name: &str, ctx: &mut Ctx) -> Option<Command> {
     let words = |v: &Value, ctx: &mut Ctx| -> Vec<String> {
         match v {
             Value::String(s) => shell_words::split(s).unwrap_or_else(|_| vec![s.clone()]),
@@ -346,7 +505,7 @@ fn compose_command(def: &Mapping, name: &str, ctx: &mut Ctx) -> Option<(toml_edi
             _ => Vec::new(),
         }
         .into_iter()
-        .map(|w| vars(&w, name, ctx))
+        .map(|w| vars_of(&w, name, ctx))
         .collect()
     };
     let command = def.get("command");
@@ -359,7 +518,7 @@ fn compose_command(def: &Mapping, name: &str, ctx: &mut Ctx) -> Option<(toml_edi
             (!argv.is_empty()).then(|| (strings(argv), false))
         }
         None => match command? {
-            Value::String(s) => Some((vars(s, name, ctx).as_str().into(), false)),
+            Value::String(s) => Some((vars_of(s, name, ctx).as_str().into(), false)),
             other => {
                 let argv = words(other, ctx);
                 (!argv.is_empty()).then(|| (strings(argv), false))
@@ -368,27 +527,48 @@ fn compose_command(def: &Mapping, name: &str, ctx: &mut Ctx) -> Option<(toml_edi
     }
 }
 
+/// A command's words (a string split like a shell).
+fn words_of(v: &toml_edit::Value) -> Vec<String> {
+    match v {
+        toml_edit::Value::String(s) => {
+            shell_words::split(s.value()).unwrap_or_else(|_| vec![s.value().clone()])
+        }
+        toml_edit::Value::Array(a) => a
+            .iter()
+            .filter_map(|w| w.as_str().map(String::from))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn first_word(v: &toml_edit::Value) -> Option<String> {
+    words_of(v).into_iter().next()
+}
+
 /// The first `ports` entry: (published, container) port.
 fn published_port(v: Option<&Value>, name: &str, ctx: &mut Ctx) -> Option<(u16, u16)> {
     let items = v?.as_sequence()?;
     if items.len() > 1 {
-        ctx.warn(format!(
-            "service \"{name}\": only the first of {} `ports` is kept (a service has one port)",
-            items.len()
-        ));
+        ctx.warn_for(
+            name,
+            format!(
+                "only the first of {} `ports` is kept (a service has one port)",
+                items.len()
+            ),
+        );
     }
-    match items.first()? {
+    let parsed = match items.first()? {
         Value::Mapping(m) => {
-            let target: u16 = m.get("target").and_then(scalar)?.parse().ok()?;
-            let published = m
-                .get("published")
-                .and_then(scalar)
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(target);
-            Some((published, target))
+            let target = ctx.resolve(&m.get("target").and_then(scalar)?, name, "ports")?;
+            let target: u16 = target.parse().ok()?;
+            let published = match m.get("published").and_then(scalar) {
+                Some(p) => ctx.resolve(&p, name, "ports")?.parse().ok(),
+                None => None,
+            };
+            Some((published.unwrap_or(target), target))
         }
         other => {
-            let spec = scalar(other)?;
+            let spec = ctx.resolve(&scalar(other)?, name, "ports")?;
             let spec = spec.split('/').next().unwrap_or_default();
             let parts: Vec<&str> = spec.split(':').collect();
             let target: u16 = parts.last()?.split('-').next()?.parse().ok()?;
@@ -399,60 +579,218 @@ fn published_port(v: Option<&Value>, name: &str, ctx: &mut Ctx) -> Option<(u16, 
                 .unwrap_or(target);
             Some((published, target))
         }
+    };
+    if parsed.is_none() {
+        ctx.warn_for(name, "its first `ports` entry is not a port; left out");
     }
+    parsed
 }
 
-fn exposed_port(v: Option<&Value>) -> Option<(u16, u16)> {
+fn exposed_port(v: Option<&Value>, name: &str, ctx: &mut Ctx) -> Option<(u16, u16)> {
     let first = v?.as_sequence()?.first()?;
-    let p: u16 = scalar(first)?.split('/').next()?.parse().ok()?;
+    let text = ctx.resolve(&scalar(first)?, name, "expose")?;
+    let p: u16 = text.split('/').next()?.parse().ok()?;
     Some((p, p))
 }
 
-/// Whether the image is run natively (else the service is a stub).
+/// `SOURCE:TARGET` bind mounts of host folders: (the folder here, the path
+/// in the container).
+fn bind_mounts(v: Option<&Value>, ctx: &Ctx) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    for item in v.and_then(Value::as_sequence).into_iter().flatten() {
+        let (source, target) = match item {
+            Value::String(s) => {
+                let mut parts = s.split(':');
+                match (parts.next(), parts.next()) {
+                    (Some(src), Some(tgt)) => (src.to_string(), tgt.to_string()),
+                    _ => continue,
+                }
+            }
+            Value::Mapping(m) if m.get("type").and_then(Value::as_str) == Some("bind") => {
+                match (
+                    m.get("source").and_then(scalar),
+                    m.get("target").and_then(scalar),
+                ) {
+                    (Some(src), Some(tgt)) => (src, tgt),
+                    _ => continue,
+                }
+            }
+            _ => continue,
+        };
+        if source.starts_with('.') || source.starts_with('/') {
+            out.push((ctx.source_path(&source), target));
+        }
+    }
+    out
+}
+
+/// A command whose program is a path in the container (`/etc/app/run.sh`)
+/// runs here only where that path is a bind mount of a folder here: then it
+/// points there; else a warning says where the program might be.
+fn image_paths(
+    svc: &mut DraftService,
+    mounts: &[(PathBuf, String)],
+    workdir: Option<&str>,
+    ctx: &mut Ctx,
+) {
+    let Some(cmd) = svc.table.get("command").and_then(|c| c.as_value()).cloned() else {
+        return;
+    };
+    let Some(program) = first_word(&cmd) else {
+        return;
+    };
+    if !program.starts_with('/') || Path::new(&program).exists() {
+        return;
+    }
+    let service_dir = svc
+        .get_str("dir")
+        .map(|d| ctx.source_path(".").join(d))
+        .unwrap_or_else(|| ctx.source_path("."));
+    let mut mounts: Vec<&(PathBuf, String)> = mounts.iter().collect();
+    mounts.sort_by_key(|(_, t)| std::cmp::Reverse(t.len()));
+    let mounted = mounts.iter().find_map(|(host, target)| {
+        let rest = program.strip_prefix(target.trim_end_matches('/'))?;
+        let rest = rest.strip_prefix('/')?;
+        Some(host.join(rest))
+    });
+    if let Some(here) = mounted.as_ref().filter(|h| h.is_file()) {
+        let rel = super::relative(here, &service_dir);
+        let local = if rel.contains('/') {
+            rel
+        } else {
+            format!("./{rel}")
+        };
+        let new = match cmd {
+            toml_edit::Value::Array(mut a) => {
+                a.replace(0, local.as_str());
+                toml_edit::Value::Array(a)
+            }
+            toml_edit::Value::String(s) => {
+                toml_edit::Value::from(s.value().replacen(&program, &local, 1))
+            }
+            other => other,
+        };
+        svc.set("command", new);
+        svc.note(format!(
+            "{program} is {local} here (a bind mount in the compose file)"
+        ));
+        return;
+    }
+    let hint = match (&mounted, workdir) {
+        (Some(here), _) => format!(
+            "; it is bind-mounted from {}, which is not here",
+            ctx.shown(here)
+        ),
+        (None, Some(wd)) => match program.strip_prefix(&format!("{}/", wd.trim_end_matches('/'))) {
+            Some(rel) => format!(
+                "; the image's WORKDIR {wd} is the build folder, so it may be ./{rel} there once built"
+            ),
+            None => String::new(),
+        },
+        _ => String::new(),
+    };
+    ctx.warn_for(
+        &svc.name,
+        format!(
+            "its command runs {program}, a path inside the container image that does not exist \
+             on this machine{hint}: point `command` at the program here"
+        ),
+    );
+}
+
+/// An image with no build: its program run natively when fpctl knows it
+/// (true: the compose healthcheck is replaced by fpctl's check), else a
+/// commented stub. `args` is a compose command that only passes arguments
+/// to the image's entrypoint.
 fn image_only(
     svc: &mut DraftService,
     image: Option<&str>,
     port: Option<(u16, u16)>,
+    args: Option<Vec<String>>,
     ctx: &mut Ctx,
 ) -> bool {
-    let image = image.unwrap_or("(no image)");
+    let written = image.unwrap_or("(no image)");
+    // `image: "$SNUBA_IMAGE"`: the name it stands for, where it is set.
+    let image = vars::expand(written, &ctx.env).unwrap_or_else(|_| written.to_string());
     let base = image
         .split('@')
         .next()
-        .unwrap_or(image)
+        .unwrap_or(&image)
         .rsplit('/')
         .next()
-        .unwrap_or(image);
+        .unwrap_or(&image);
     let base = base.split(':').next().unwrap_or(base);
-    if let Some((_, command, check, default)) = NATIVE.iter().find(|n| n.0 == base) {
-        svc.note(format!(
-            "the image {image}, run natively: `{}` must be installed",
-            command.split_whitespace().next().unwrap_or_default()
-        ));
-        svc.set("command", *command);
-        set_port(svc, port.map_or(*default, |p| p.0), ctx);
-        svc.set("health", inline([("exec", (*check).into())]));
-        return true;
+    let name = svc.name.clone();
+    let known = KNOWN.iter().find(|k| k.image == base);
+    let command = |base: &str| -> toml_edit::Value {
+        match &args {
+            Some(a) => {
+                let mut argv = shell_words::split(base).unwrap_or_default();
+                argv.extend(a.iter().cloned());
+                strings(argv)
+            }
+            None => base.into(),
+        }
+    };
+    if let Some(k) = known {
+        let program = k.command.split_whitespace().next().unwrap_or_default();
+        svc.set("command", command(k.command));
+        set_port(svc, port.map_or(k.port, |p| p.0), ctx);
+        let check = match k.check {
+            Check::Exec(c) => inline([("exec", c.into())]),
+            Check::Tcp => inline([("tcp", true.into())]),
+        };
+        svc.set("health", check);
+        if args.is_some() {
+            svc.note(
+                "its compose command was arguments for the image's program; they follow it here",
+            );
+        }
+        match k.first {
+            None => {
+                svc.note(format!(
+                    "the image {image}, run natively: `{program}` must be installed"
+                ));
+                return true;
+            }
+            Some(first) => {
+                svc.stub = true;
+                svc.note(format!(
+                    "the image {image}: fpctl runs programs, not containers. Install `{program}`,"
+                ));
+                svc.note("check the command, then uncomment this service.");
+                svc.note(format!("Once, before the first start: {first}"));
+                ctx.warn_for(
+                    &name,
+                    format!("the image {image} is written as a commented stub (fpctl does not run containers)"),
+                );
+                return true;
+            }
+        }
     }
     svc.stub = true;
     svc.note(format!(
         "the image {image}: fpctl runs programs, not containers. Install it natively,"
     ));
     svc.note("check the command, then uncomment this service.");
-    match STUB_HINTS.iter().find(|h| h.0 == base) {
-        Some((_, command, first)) => {
-            svc.note(format!("Once, before the first start: {first}"));
-            svc.set("command", *command);
-        }
-        None => svc.set("command", format!("the program inside {image}")),
+    svc.set("command", command(&format!("the program inside {image}")));
+    if let Some(a) = &args {
+        ctx.warn_for(
+            &name,
+            format!(
+                "its compose command ({}) only passes arguments to the image's entrypoint: \
+                 written after a placeholder in the stub",
+                a.join(" ")
+            ),
+        );
     }
     if let Some((published, _)) = port {
-        svc.set("port", i64::from(published));
+        set_port(svc, published, ctx);
     }
-    ctx.warn(format!(
-        "service \"{}\": the image {image} is written as a commented stub (fpctl does not run containers)",
-        svc.name
-    ));
+    ctx.warn_for(
+        &name,
+        format!("the image {image} is written as a commented stub (fpctl does not run containers)"),
+    );
     false
 }
 
@@ -477,10 +815,10 @@ fn env_files(svc: &mut DraftService, v: &Value, ctx: &mut Ctx) {
             files.push(ctx.rel(&full));
         } else {
             let what = if required { "required" } else { "optional" };
-            ctx.warn(format!(
-                "service \"{}\": env_file {path} ({what}) does not exist; skipped",
-                svc.name
-            ));
+            ctx.warn_for(
+                &svc.name,
+                format!("env_file {path} ({what}) does not exist; skipped"),
+            );
         }
     }
     match files.len() {
@@ -534,6 +872,7 @@ fn healthcheck(svc: &mut DraftService, hc: &Mapping, ctx: &mut Ctx) {
             match words.split_first() {
                 Some((kind, rest)) if kind == "CMD" => (rest.to_vec(), false),
                 Some((kind, rest)) if kind == "CMD-SHELL" => (vec![rest.join(" ")], true),
+                Some((kind, _)) if kind == "NONE" => return,
                 _ => return,
             }
         }
@@ -546,12 +885,21 @@ fn healthcheck(svc: &mut DraftService, hc: &Mapping, ctx: &mut Ctx) {
     };
     let mut health = toml_edit::InlineTable::new();
     match http_probe_url(&words) {
-        Some(url) => {
-            let path = svc.port().and_then(|p| {
-                url.strip_prefix(&format!("http://127.0.0.1:{p}"))
+        Some(probe) => {
+            let own = svc.port() == Some(probe.port) && !probe.https;
+            let target = if own {
+                probe
+                    .url
+                    .strip_prefix(&format!("http://127.0.0.1:{}", probe.port))
                     .map(str::to_string)
-            });
-            health.insert("http", path.unwrap_or(url).into());
+                    .unwrap_or(probe.url)
+            } else {
+                probe.url
+            };
+            health.insert("http", target.into());
+            if probe.insecure {
+                health.insert("insecure", true.into());
+            }
         }
         None => {
             let argv: Vec<String> = if shell {
@@ -559,7 +907,7 @@ fn healthcheck(svc: &mut DraftService, hc: &Mapping, ctx: &mut Ctx) {
             } else {
                 argv
             };
-            let argv: Vec<String> = argv.iter().map(|a| vars(a, &name, ctx)).collect();
+            let argv: Vec<String> = argv.iter().map(|a| vars_of(a, &name, ctx)).collect();
             health.insert("exec", strings(argv));
         }
     }
@@ -567,18 +915,18 @@ fn healthcheck(svc: &mut DraftService, hc: &Mapping, ctx: &mut Ctx) {
         match k.as_str() {
             "test" | "disable" => {}
             "interval" | "timeout" => {
-                if let Some(s) = scalar(v) {
-                    health.insert(&k, s.into());
+                if let Some(d) = duration(v, &name, &format!("healthcheck.{k}"), ctx) {
+                    health.insert(&k, d.into());
                 }
             }
             "retries" => {
-                if let Some(n) = v.as_i64() {
+                if let Some(n) = count(v, &name, "healthcheck.retries", ctx) {
                     health.insert("retries", n.into());
                 }
             }
-            "start_period" => ctx.unsupported(
+            "start_period" | "start_interval" => ctx.unsupported(
                 &name,
-                "healthcheck.start_period",
+                &format!("healthcheck.{k}"),
                 "fpctl waits up to health.start_timeout (60s by default) for the first success",
             ),
             other => ctx.unsupported(&name, &format!("healthcheck.{other}"), ""),
@@ -611,6 +959,13 @@ fn deploy(svc: &mut DraftService, v: &Value, ctx: &mut Ctx) {
     let name = svc.name.clone();
     let Some(m) = v.as_mapping() else { return };
     for (k, val) in keys(m) {
+        if k == "replicas" {
+            match count(val, &name, "deploy.replicas", ctx) {
+                Some(n) if n > 1 => svc.set("replicas", n),
+                _ => {}
+            }
+            continue;
+        }
         if k != "restart_policy" {
             ctx.unsupported(&name, &format!("deploy.{k}"), "");
             continue;
@@ -625,8 +980,10 @@ fn deploy(svc: &mut DraftService, v: &Value, ctx: &mut Ctx) {
                     };
                     svc.set("restart", mapped);
                 }
-                ("max_attempts", n) if n.as_i64().is_some() => {
-                    svc.set("max_restarts", n.as_i64().unwrap_or_default());
+                ("max_attempts", n) => {
+                    if let Some(n) = count(n, &name, "deploy.restart_policy.max_attempts", ctx) {
+                        svc.set("max_restarts", n);
+                    }
                 }
                 _ => ctx.unsupported(&name, &format!("deploy.restart_policy.{rk}"), ""),
             }
@@ -634,95 +991,15 @@ fn deploy(svc: &mut DraftService, v: &Value, ctx: &mut Ctx) {
     }
 }
 
-/// What a Dockerfile says the container runs, and the port it exposes.
-#[derive(Default)]
-struct DockerCommand {
-    command: Option<(toml_edit::Value, bool)>,
-    expose: Option<u16>,
-}
-
-fn dockerfile_command(path: &Path) -> DockerCommand {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return DockerCommand::default();
-    };
-    let joined = text.replace("\\\n", " ");
-    let (mut entrypoint, mut cmd, mut expose) = (None, None, None);
-    for line in joined.lines().map(str::trim) {
-        let (instr, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-        let rest = rest.trim();
-        match instr.to_ascii_uppercase().as_str() {
-            // A later FROM starts a new stage: only the last one runs.
-            "FROM" => (entrypoint, cmd) = (None, None),
-            "ENTRYPOINT" => entrypoint = Some(exec_or_shell(rest)),
-            "CMD" => cmd = Some(exec_or_shell(rest)),
-            "EXPOSE" => {
-                expose = rest
-                    .split_whitespace()
-                    .next()
-                    .and_then(|p| p.split('/').next()?.parse().ok())
-            }
-            _ => {}
-        }
-    }
-    let command = match (entrypoint, cmd) {
-        (Some(Ok(mut ep)), Some(Ok(c))) => {
-            ep.extend(c);
-            Some((strings(ep), false))
-        }
-        (Some(Ok(ep)), None) => Some((strings(ep), false)),
-        (Some(Err(sh)), _) | (None, Some(Err(sh))) => Some((sh.as_str().into(), true)),
-        (None, Some(Ok(c))) => Some((strings(c), false)),
-        (Some(Ok(ep)), Some(Err(_))) => Some((strings(ep), false)),
-        (None, None) => None,
-    };
-    DockerCommand { command, expose }
-}
-
-/// `["a", "b"]` (exec form) or a shell command line (shell form).
-fn exec_or_shell(rest: &str) -> Result<Vec<String>, String> {
-    serde_json::from_str::<Vec<String>>(rest).map_err(|_| rest.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn docker(text: &str) -> (Option<String>, Option<u16>) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("Dockerfile");
-        std::fs::write(&path, text).unwrap();
-        let d = dockerfile_command(&path);
-        (
-            d.command.map(|(v, shell)| format!("{v} shell={shell}")),
-            d.expose,
-        )
-    }
-
-    #[test]
-    fn dockerfile_entrypoint_and_cmd_of_the_last_stage() {
-        let (cmd, port) = docker(
-            "FROM node:20 AS build\nCMD [\"npm\", \"test\"]\n\
-             FROM python:3.12\nEXPOSE 8080/tcp\nENTRYPOINT [\"python\", \"-m\"]\n\
-             CMD [\"api\", \\\n  \"--reload\"]\n",
-        );
-        assert_eq!(
-            cmd.as_deref(),
-            Some(r#"["python", "-m", "api", "--reload"] shell=false"#)
-        );
-        assert_eq!(port, Some(8080));
-        let (cmd, _) = docker("FROM node:20\nCMD node server.js --port $PORT\n");
-        assert_eq!(
-            cmd.as_deref(),
-            Some(r#""node server.js --port $PORT" shell=true"#)
-        );
-        assert_eq!(docker("FROM scratch\n"), (None, None));
-    }
 
     #[test]
     fn service_names_as_hosts_become_local_addresses() {
         assert_eq!(
             rewrite_host("redis://cache:6379/0", "cache", false),
-            "redis://127.0.0.1:${FPCTL_PORT_CACHE}/0"
+            "redis://${FPCTL_HOST_CACHE}:${FPCTL_PORT_CACHE}/0"
         );
         assert_eq!(
             rewrite_host("postgres://u:p@db:5432/app", "db", true),
@@ -730,7 +1007,7 @@ mod tests {
         );
         assert_eq!(
             rewrite_host("cache:6379", "cache", false),
-            "127.0.0.1:${FPCTL_PORT_CACHE}"
+            "${FPCTL_HOST_CACHE}:${FPCTL_PORT_CACHE}"
         );
         // Not a host: another word ending in the name, or no port.
         assert_eq!(
@@ -758,8 +1035,15 @@ mod tests {
             p("[{target: 80, published: 8081}]", &mut ctx),
             Some((8081, 80))
         );
-        assert!(ctx.warnings.is_empty());
+        assert_eq!(
+            p(
+                "[\"${FPCTL_TEST_SURELY_UNSET_BIND:-9001}:80/tcp\"]",
+                &mut ctx
+            ),
+            Some((9001, 80))
+        );
+        assert!(ctx.take_warnings().is_empty());
         assert_eq!(p("[\"1:1\", \"2:2\"]", &mut ctx), Some((1, 1)));
-        assert_eq!(ctx.warnings.len(), 1, "{:?}", ctx.warnings);
+        assert_eq!(ctx.take_warnings().len(), 1);
     }
 }

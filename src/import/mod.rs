@@ -1,19 +1,26 @@
 //! `fpctl import`: turn a Procfile, a docker compose file or a
 //! process-compose file into a services.toml [`Draft`]. Each format has its
 //! own file; this one tells them apart and holds what they share: paths made
-//! relative to the output, ports, variables, and one warning per field that
-//! does not map. Nothing here writes files.
+//! relative to the output, ports, variables, and the warnings for what does
+//! not map (one line per kind of loss, naming every service it touches).
+//! Nothing here writes files.
 
 mod compose;
+mod dockerfile;
+mod merge;
 mod process_compose;
 pub mod procfile;
+mod vars;
 
 use std::path::{Component, Path, PathBuf};
 
+use indexmap::IndexMap;
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::draft::{strings, Draft, PortPlan};
 use crate::Error;
+
+pub use vars::convert as convert_vars;
 
 /// The formats `import` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +63,7 @@ pub fn import_file(file: &Path, out_dir: &Path, ports: &mut PortPlan) -> Result<
     Ok(Imported {
         format,
         draft,
-        warnings: ctx.warnings,
+        warnings: ctx.take_warnings(),
     })
 }
 
@@ -100,31 +107,45 @@ fn parse_yaml(file: &Path, text: &str) -> Result<Value, Error> {
             .unwrap_or_else(|| file.display().to_string());
         Error::Usage(format!("{at}: invalid YAML: {e}"))
     })?;
-    doc.apply_merge()
+    merge::resolve(&mut doc)
         .map_err(|e| Error::Usage(format!("{}: invalid YAML merge: {e}", file.display())))?;
     Ok(doc)
 }
 
+/// Services named in one shared warning; the rest are counted.
+const NAMED: usize = 8;
+
 /// What a conversion needs besides the document: where it came from, where
-/// the result goes, the ports handed out, and the warnings so far.
+/// the result goes, its variables, the ports handed out, and the warnings
+/// so far.
 pub struct Ctx<'a> {
     /// The input's name, as warnings show it.
     file: String,
     src_dir: PathBuf,
     out_dir: PathBuf,
+    pub env: vars::Env,
     pub ports: &'a mut PortPlan,
-    pub warnings: Vec<String>,
+    warnings: Vec<String>,
+    /// Losses that several services share: one line each, naming them all.
+    grouped: IndexMap<String, Vec<String>>,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(file: &Path, out_dir: &Path, ports: &'a mut PortPlan) -> Self {
         let src_dir = absolute(file.parent().unwrap_or(Path::new(".")));
+        let mut warnings = Vec::new();
+        let env = vars::Env::beside(&src_dir).unwrap_or_else(|e| {
+            warnings.push(format!("{}: .env beside it not read: {e}", file.display()));
+            vars::Env::default()
+        });
         Ctx {
             file: file.display().to_string(),
             src_dir,
             out_dir: absolute(out_dir),
+            env,
             ports,
-            warnings: Vec::new(),
+            warnings,
+            grouped: IndexMap::new(),
         }
     }
 
@@ -132,14 +153,69 @@ impl<'a> Ctx<'a> {
         self.warnings.push(format!("{}: {what}", self.file));
     }
 
+    /// A warning about `service`; services with the same one share a line.
+    pub fn warn_for(&mut self, service: &str, what: impl Into<String>) {
+        let names = self.grouped.entry(what.into()).or_default();
+        if !names.iter().any(|n| n == service) {
+            names.push(service.to_string());
+        }
+    }
+
     /// One warning for a field that has no equivalent.
     pub fn unsupported(&mut self, service: &str, field: &str, why: &str) {
         let why = if why.is_empty() {
-            "no equivalent in services.toml".to_string()
+            "no equivalent in services.toml"
         } else {
-            why.to_string()
+            why
         };
-        self.warn(format!("service \"{service}\": `{field}` skipped: {why}"));
+        self.warn_for(service, format!("`{field}` skipped: {why}"));
+    }
+
+    /// Every warning, the shared ones last, one line each.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        let mut out = std::mem::take(&mut self.warnings);
+        for (what, names) in std::mem::take(&mut self.grouped) {
+            let mut quoted: Vec<String> = names
+                .iter()
+                .take(NAMED)
+                .map(|n| format!("\"{n}\""))
+                .collect();
+            if names.len() > NAMED {
+                quoted.push(format!("and {} more", names.len() - NAMED));
+            }
+            let subject = match quoted.as_slice() {
+                [one] => format!("service {one}"),
+                many => format!("services {}", many.join(", ")),
+            };
+            out.push(format!("{}: {subject}: {what}", self.file));
+        }
+        out
+    }
+
+    /// A value that must parse now (a duration, a number, a port), with its
+    /// variables expanded from the environment and the `.env` beside the
+    /// input. None when a variable is set nowhere: then one warning for
+    /// that variable and field, and the caller leaves fpctl's default.
+    pub fn resolve(&mut self, text: &str, service: &str, field: &str) -> Option<String> {
+        match vars::expand(text, &self.env) {
+            Ok(v) => Some(v),
+            Err(vars::Unexpanded::Unset(names)) => {
+                for n in names {
+                    self.warn_for(
+                        service,
+                        format!(
+                            "`{field}` is {text:?}, but {n} is set neither in the environment \
+                             nor in a .env beside the file: left out (fpctl's default applies)"
+                        ),
+                    );
+                }
+                None
+            }
+            Err(vars::Unexpanded::Malformed(why)) => {
+                self.warn_for(service, format!("`{field}`: {why}; left out"));
+                None
+            }
+        }
     }
 
     /// A folder named in the input (relative to it), as seen from the output.
@@ -147,9 +223,27 @@ impl<'a> Ctx<'a> {
         normalize(&self.src_dir.join(rel))
     }
 
+    /// `path` as the input names it: relative to the input's folder.
+    pub fn shown(&self, path: &Path) -> String {
+        let rel = relative(path, &self.src_dir);
+        if rel.starts_with('.') {
+            rel
+        } else {
+            format!("./{rel}")
+        }
+    }
+
     /// `path` relative to the output folder ("." for the folder itself).
     pub fn rel(&self, path: &Path) -> String {
         relative(path, &self.out_dir)
+    }
+
+    /// Whether fpctl will find `name` when it loads the output: in its
+    /// environment, or in the `.env` beside the output.
+    pub fn set_at_load(&self, name: &str) -> bool {
+        std::env::var_os(name).is_some()
+            || crate::config::read_env_file(&self.out_dir.join(".env"))
+                .is_ok_and(|pairs| pairs.iter().any(|(k, _)| k == name))
     }
 }
 
@@ -202,83 +296,65 @@ pub fn relative(path: &Path, base: &Path) -> String {
     }
 }
 
-/// Compose's variable syntax in fpctl's: `${A}` and `$A` (unset means empty
-/// in compose) become `${A:-}`, `${A-x}` becomes `${A:-x}`, `${A:?err}` (an
-/// error when unset) becomes `${A}`, and `$$` stays a literal `$`. With
-/// `keep_bare`, `$A` is left for a shell to expand.
-pub fn convert_vars(input: &str, keep_bare: bool) -> Result<String, String> {
-    let mut out = String::with_capacity(input.len());
-    let mut rest = input;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push_str("$$");
-            rest = tail;
-        } else if let Some(body) = after.strip_prefix('{') {
-            let end = body
-                .find('}')
-                .ok_or_else(|| format!("unclosed \"${{\" in {input:?}"))?;
-            let inner = &body[..end];
-            let split = inner
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(inner.len());
-            let (name, op) = inner.split_at(split);
-            let converted = match op {
-                "" => format!("${{{name}:-}}"),
-                _ if op.starts_with(":-") => format!("${{{name}:-{}}}", &op[2..]),
-                _ if op.starts_with('-') => format!("${{{name}:-{}}}", &op[1..]),
-                _ if op.starts_with(":?") || op.starts_with('?') => format!("${{{name}}}"),
-                _ => return Err(format!("\"${{{inner}}}\" has no equivalent in fpctl")),
-            };
-            out.push_str(&converted);
-            rest = &body[end + 1..];
-        } else {
-            let len = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            if len == 0 || keep_bare {
-                out.push('$');
-                rest = after;
-            } else {
-                out.push_str(&format!("${{{}:-}}", &after[..len]));
-                rest = &after[len..];
-            }
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 /// What both YAML formats do once every service is converted: a service
-/// others wait to see finish becomes a oneshot, and dependencies on
-/// commented stubs are dropped (with a warning).
+/// others wait to see finish becomes a oneshot; dependencies on commented
+/// stubs, and on services the file does not have, are dropped (with a
+/// warning).
 pub fn finish(draft: &mut Draft, completed: &[String], ctx: &mut Ctx) {
     for name in completed {
-        if let Some(s) = draft.service_mut(name) {
-            if !s.table.contains_key("oneshot") {
-                s.set("oneshot", true);
-                s.note("a task: others wait for it to finish successfully");
-            }
+        let Some(s) = draft.service_mut(name).filter(|s| !s.stub) else {
+            continue;
+        };
+        if s.table.contains_key("oneshot") {
+            continue;
+        }
+        if !s.table.contains_key("health") {
+            s.set("oneshot", true);
+            s.note("a task: others wait for it to finish successfully");
+        } else if s.get_str("restart") == Some("always") {
+            s.note("others waited for it to finish, but it restarts always: they wait until it is healthy");
+            ctx.warn_for(
+                name,
+                "others wait for it to finish, but it has a readiness probe and restarts \
+                 always: kept as a long-running service with its probe, and they wait until \
+                 it is healthy",
+            );
+        } else {
+            s.table.remove("health");
+            s.set("oneshot", true);
+            s.note("a task: others wait for it to finish successfully (its readiness probe is dropped)");
+            ctx.warn_for(
+                name,
+                "others wait for it to finish, so it is a oneshot, and a oneshot takes no \
+                 health check: its readiness probe is dropped",
+            );
         }
     }
-    let stubs: Vec<String> = draft
+    let names: Vec<(String, bool)> = draft
         .services
         .iter()
-        .filter(|s| s.stub)
-        .map(|s| s.name.clone())
+        .map(|s| (s.name.clone(), s.stub))
         .collect();
     for svc in draft.services.iter_mut().filter(|s| !s.stub) {
         let deps = svc.depends_on();
-        let (kept, dropped): (Vec<_>, Vec<_>) = deps.into_iter().partition(|d| !stubs.contains(d));
-        for d in &dropped {
-            ctx.warn(format!(
-                "service \"{}\": dependency on \"{d}\" dropped: \"{d}\" is only a commented stub; \
-                 add it back once it runs",
-                svc.name
-            ));
+        let mut kept = Vec::new();
+        for d in deps {
+            match names.iter().find(|(n, _)| *n == d) {
+                Some((_, false)) => kept.push(d),
+                Some((_, true)) => ctx.warn_for(
+                    &svc.name,
+                    format!(
+                        "dependency on \"{d}\" dropped: \"{d}\" is only a commented stub; add \
+                         it back once it runs"
+                    ),
+                ),
+                None => ctx.warn_for(
+                    &svc.name,
+                    format!("dependency on \"{d}\" dropped: the file has no such service"),
+                ),
+            }
         }
-        if !dropped.is_empty() {
+        if kept.len() != svc.depends_on().len() {
             if kept.is_empty() {
                 svc.table.remove("depends_on");
             } else {
@@ -323,39 +399,52 @@ pub fn keys(m: &Mapping) -> impl Iterator<Item = (String, &Value)> {
     m.iter().filter_map(|(k, v)| Some((scalar(k)?, v)))
 }
 
+/// A local HTTP(S) endpoint probed with `curl` / `wget`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProbeUrl {
+    /// `http(s)://127.0.0.1:PORT/PATH`.
+    pub url: String,
+    pub port: u16,
+    pub https: bool,
+    /// `curl -k` / `wget --no-check-certificate`: any certificate will do.
+    pub insecure: bool,
+}
+
 /// `curl … http://localhost:8000/health` / `wget … URL`: the URL, so a
 /// probe needs no curl.
-pub fn http_probe_url(argv: &[String]) -> Option<String> {
+pub fn http_probe_url(argv: &[String]) -> Option<ProbeUrl> {
     let tool = argv.first()?.rsplit('/').next()?;
     if tool != "curl" && tool != "wget" {
         return None;
     }
-    let url = argv.iter().find(|a| a.starts_with("http://"))?;
-    let rest = url.strip_prefix("http://")?;
+    let url = argv
+        .iter()
+        .find(|a| a.starts_with("http://") || a.starts_with("https://"))?;
+    let https = url.starts_with("https://");
+    let rest = url.split_once("://")?.1;
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let (name, port) = host.rsplit_once(':').unwrap_or((host, "80"));
+    let default = if https { "443" } else { "80" };
+    let (name, port) = host.rsplit_once(':').unwrap_or((host, default));
     if !matches!(name, "localhost" | "127.0.0.1" | "0.0.0.0") {
         return None;
     }
-    Some(format!("http://127.0.0.1:{port}/{path}"))
+    let port: u16 = port.parse().ok()?;
+    let insecure = argv.iter().any(|a| {
+        matches!(a.as_str(), "--insecure" | "--no-check-certificate")
+            || (tool == "curl" && a.starts_with('-') && !a.starts_with("--") && a.contains('k'))
+    });
+    let scheme = if https { "https" } else { "http" };
+    Some(ProbeUrl {
+        url: format!("{scheme}://127.0.0.1:{port}/{path}"),
+        port,
+        https,
+        insecure,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn compose_variables_become_fpctl_variables() {
-        let c = |s| convert_vars(s, false).unwrap();
-        assert_eq!(c("${A}"), "${A:-}");
-        assert_eq!(c("$A/x"), "${A:-}/x");
-        assert_eq!(c("${A:-d}"), "${A:-d}");
-        assert_eq!(c("${A-d}"), "${A:-d}");
-        assert_eq!(c("${A:?set A}"), "${A}");
-        assert_eq!(c("$$HOME and $ 1"), "$$HOME and $ 1");
-        assert_eq!(convert_vars("$A ${B}", true).unwrap(), "$A ${B:-}");
-        assert!(convert_vars("${A:+x}", false).is_err());
-    }
 
     #[test]
     fn relative_paths_from_the_output_folder() {
@@ -366,14 +455,42 @@ mod tests {
 
     #[test]
     fn curl_health_checks_become_http_probes() {
-        let argv: Vec<String> = ["curl", "-f", "http://localhost:8000/health"]
-            .map(String::from)
-            .to_vec();
+        let argv = |s: &str| -> Vec<String> { s.split(' ').map(String::from).collect() };
+        let u = http_probe_url(&argv("curl -f http://localhost:8000/health")).unwrap();
         assert_eq!(
-            http_probe_url(&argv).as_deref(),
-            Some("http://127.0.0.1:8000/health")
+            (u.url.as_str(), u.port, u.https),
+            ("http://127.0.0.1:8000/health", 8000, false)
         );
-        let other: Vec<String> = ["pg_isready"].map(String::from).to_vec();
-        assert_eq!(http_probe_url(&other), None);
+        let u = http_probe_url(&argv("curl -fk https://localhost/ready")).unwrap();
+        assert_eq!(
+            (u.url.as_str(), u.https, u.insecure),
+            ("https://127.0.0.1:443/ready", true, true)
+        );
+        let u = http_probe_url(&argv(
+            "wget --no-check-certificate -q https://127.0.0.1:8443/",
+        ))
+        .unwrap();
+        assert!(u.https && u.insecure && u.port == 8443, "{u:?}");
+        assert_eq!(http_probe_url(&argv("pg_isready")), None);
+        assert_eq!(http_probe_url(&argv("curl -f http://example.com/")), None);
+    }
+
+    #[test]
+    fn warnings_several_services_share_are_one_line() {
+        let mut plan = PortPlan::default();
+        let mut ctx = Ctx::new(Path::new("compose.yaml"), Path::new("."), &mut plan);
+        ctx.unsupported("a", "volumes", "");
+        ctx.unsupported("b", "volumes", "");
+        ctx.unsupported("a", "volumes", "");
+        ctx.unsupported("b", "ulimits", "");
+        ctx.warn("top-level `networks` skipped");
+        assert_eq!(
+            ctx.take_warnings(),
+            [
+                "compose.yaml: top-level `networks` skipped",
+                "compose.yaml: services \"a\", \"b\": `volumes` skipped: no equivalent in services.toml",
+                "compose.yaml: service \"b\": `ulimits` skipped: no equivalent in services.toml",
+            ]
+        );
     }
 }

@@ -1,10 +1,42 @@
 //! Procfile (foreman, honcho, overmind): `name: command` lines, each run by
 //! a shell in the Procfile's folder. As foreman does, a process whose command
-//! uses `$PORT` gets its own port, from 5000 up in steps of 100.
+//! uses `$PORT` gets its own port, from 5000 up in steps of 100; one that
+//! sets it inline (`web: PORT=3000 bundle exec puma`) gets that port.
 
 use crate::draft::{inline, setup_for, Draft, DraftService};
 
-use super::Ctx;
+use super::{convert_vars, Ctx};
+
+/// `PORT=3000 cmd` (or `env PORT=3000 cmd`): the port the command sets for
+/// itself, in the assignments before its program.
+pub fn inline_port(command: &str) -> Option<u16> {
+    command
+        .split_whitespace()
+        .skip_while(|w| *w == "env")
+        .take_while(|w| {
+            w.split_once('=').is_some_and(|(k, _)| {
+                !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+        })
+        .find_map(|w| {
+            w.strip_prefix("PORT=")?
+                .trim_matches(['"', '\''])
+                .parse()
+                .ok()
+        })
+        .filter(|&p: &u16| p > 0)
+}
+
+/// Whether the command reads the `PORT` it is given (`$PORT`, `${PORT}`,
+/// `${PORT:-3000}`, `${PORT:="3000"}`…).
+pub fn reads_port(command: &str) -> bool {
+    command.match_indices("PORT").any(|(i, _)| {
+        let before = &command[..i];
+        let after = command[i + 4..].chars().next();
+        let whole = after.is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+        whole && (before.ends_with('$') || before.ends_with("${"))
+    })
+}
 
 /// `name: command` lines (and comments) only.
 pub fn looks_like(text: &str) -> bool {
@@ -44,6 +76,7 @@ pub fn convert_in(text: &str, dir: &std::path::Path, prefix: Option<&str>, ctx: 
     let mut draft = Draft::default();
     let rel = ctx.rel(dir);
     let mut index = 0u16;
+    let mut inline_ports: Vec<u16> = Vec::new();
     let single = text
         .lines()
         .filter(|l| parse_line(l.trim()).is_some() && !l.trim().starts_with('#'))
@@ -70,10 +103,36 @@ pub fn convert_in(text: &str, dir: &std::path::Path, prefix: Option<&str>, ctx: 
         if let Some(setup) = setup_for(dir) {
             svc.set("setup", setup);
         }
-        svc.set("command", command);
+        // Shell-only forms (`${PORT:=3000}`) stay the shell's.
+        let converted =
+            convert_vars(command, true, &["PORT"]).unwrap_or_else(|_| command.to_string());
+        svc.set("command", converted.as_str());
         svc.set("shell", true);
-        if command.contains("$PORT") || command.contains("${PORT}") {
-            let port = ctx.ports.claim(5000 + 100 * index);
+        let port = match inline_port(command) {
+            Some(p) if inline_ports.contains(&p) => {
+                ctx.warn(format!(
+                    "process `{kind}` sets PORT={p} too, and two services cannot share a port: \
+                     it is written without one (its command still sets PORT={p})"
+                ));
+                None
+            }
+            Some(p) => {
+                inline_ports.push(p);
+                if ctx.ports.reserve(p) == p {
+                    svc.note(format!("its command sets PORT={p}"));
+                    Some(p)
+                } else {
+                    ctx.warn(format!(
+                        "process `{kind}` sets PORT={p}, which another service here has: \
+                         it is written without a port"
+                    ));
+                    None
+                }
+            }
+            None if reads_port(command) => Some(ctx.ports.claim(5000 + 100 * index)),
+            None => None,
+        };
+        if let Some(port) = port {
             svc.set("port", i64::from(port));
             svc.set_noted(
                 "health",
@@ -100,4 +159,28 @@ pub fn convert_in(text: &str, dir: &std::path::Path, prefix: Option<&str>, ctx: 
         }
     }
     draft
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_set_inline_and_ports_read() {
+        assert_eq!(
+            inline_port("PORT=3000 bundle exec puma -C config/puma.rb"),
+            Some(3000)
+        );
+        assert_eq!(
+            inline_port("RAILS_ENV=dev PORT=4000 yarn start"),
+            Some(4000)
+        );
+        assert_eq!(inline_port("env PORT=5001 node app.js"), Some(5001));
+        assert_eq!(inline_port("node app.js PORT=3000"), None);
+        assert_eq!(inline_port("bin/rails s -p 3000"), None);
+        assert!(reads_port("bundle exec rails server -p $PORT"));
+        assert!(reads_port("unicorn_rails -p ${PORT:=\"3000\"}"));
+        assert!(!reads_port("PORT=3000 bundle exec puma"));
+        assert!(!reads_port("echo $PORTAL"));
+    }
 }

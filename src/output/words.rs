@@ -130,20 +130,26 @@ impl Display for PrepareError {
                     write!(f, " by pid {} ({})", h.pid, h.command)?;
                 }
                 write!(f, ", and it does not answer as \"{service}\" should")?;
-                match (not_replaced, same_command) {
-                    (Some(NotReplaced::OwnProcess), _) => {
-                        f.write_str("; left alone: it is a process of this supervisor")
-                    }
-                    (Some(NotReplaced::OtherCommand), _) => write!(
+                let another = format!("give \"{service}\" another port in services.toml");
+                match (not_replaced, same_command, holder) {
+                    (Some(NotReplaced::OwnProcess), ..) => write!(
                         f,
-                        "; left alone: its command line is not the command of \"{service}\", so it is not a stale copy"
+                        "; left alone: it is a process of this supervisor; {another}"
                     ),
-                    (None, true) => f.write_str(
-                        "; it runs the service's own command: `fpctl start --replace` stops it",
+                    (Some(NotReplaced::OtherCommand), ..) => write!(
+                        f,
+                        "; left alone: its command line is not the command of \"{service}\", so it is not a stale copy; {another}"
                     ),
-                    (None, false) => {
-                        f.write_str("; stop that process, or give the service another `port`")
-                    }
+                    (None, true, _) => f.write_str(
+                        "; it runs this service's own command, so it is likely a stale copy: \
+                         `fpctl start --replace` stops it and starts this one (or set \
+                         replace_stale = true)",
+                    ),
+                    (None, false, Some(_)) => write!(f, "; stop that process, or {another}"),
+                    (None, false, None) => write!(
+                        f,
+                        "; `fpctl ports` shows what holds it; stop that, or {another}"
+                    ),
                 }
             }
             PrepareError::SetupStep { step, exit } => write!(f, "setup step `{step}` {exit}"),
@@ -363,12 +369,25 @@ impl Display for crate::control::Change {
         match self.kind {
             ChangeKind::Added => write!(f, "+ {}", self.service),
             ChangeKind::Removed => write!(f, "- {}", self.service),
-            ChangeKind::Changed => write!(
-                f,
-                "~ {} ({} changed)",
-                self.service,
-                self.reasons.join(", ")
-            ),
+            ChangeKind::Changed => {
+                let all: Vec<&str> = self
+                    .reasons
+                    .iter()
+                    .chain(&self.live)
+                    .map(String::as_str)
+                    .collect();
+                let restart = if self.reasons.is_empty() {
+                    "; no restart"
+                } else {
+                    ""
+                };
+                write!(
+                    f,
+                    "~ {} ({} changed{restart})",
+                    self.service,
+                    all.join(", ")
+                )
+            }
         }
     }
 }
@@ -382,6 +401,9 @@ impl Display for crate::control::ApiChange {
         }
         if self.token {
             parts.push("api_token changed".into());
+        }
+        if let Some(now) = self.read_only {
+            parts.push(format!("api_read_only: {} -> {now}", !now));
         }
         write!(f, "~ [project] {}", parts.join(", "))
     }

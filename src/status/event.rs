@@ -84,7 +84,7 @@ pub enum EventData {
         pid: i32,
         command: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        container: Option<super::ContainerRef>,
+        container: Option<Box<super::ContainerRef>>,
     },
     /// exited: its process and how (none: it died while no supervisor ran).
     Exited { pid: i32, exit: Option<Exit> },

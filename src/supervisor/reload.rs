@@ -4,7 +4,9 @@
 //! command, folder, port, environment (after expansion), setup and its
 //! inputs, health check, restart and stop settings. A dependent whose
 //! dependency's port moved is changed too (it sees `FPCTL_PORT_<DEP>`).
-//! Tier and `depends_on` edits change the order only, not the process.
+//! Edits that change what the supervisor does around the process (`watch`,
+//! tier and `depends_on`, which change the order only, profiles, …) are
+//! changes too, listed apart: they apply without a restart.
 //! Pure: the dispatcher decides what each change means for what runs.
 
 use std::collections::BTreeSet;
@@ -36,6 +38,7 @@ pub fn plan(old: &Config, new: &Config, setup_stale: impl Fn(&Service) -> bool) 
                 service: svc.name.clone(),
                 kind: ChangeKind::Added,
                 reasons: Vec::new(),
+                live: Vec::new(),
             });
             continue;
         };
@@ -49,11 +52,13 @@ pub fn plan(old: &Config, new: &Config, setup_stale: impl Fn(&Service) -> bool) 
                 reasons.push(port_var_name(dep));
             }
         }
-        if !reasons.is_empty() {
+        let live = live_differences(old, before, new, svc);
+        if !reasons.is_empty() || !live.is_empty() {
             changes.push(Change {
                 service: svc.name.clone(),
                 kind: ChangeKind::Changed,
                 reasons,
+                live,
             });
         }
     }
@@ -63,6 +68,7 @@ pub fn plan(old: &Config, new: &Config, setup_stale: impl Fn(&Service) -> bool) 
                 service: svc.name.clone(),
                 kind: ChangeKind::Removed,
                 reasons: Vec::new(),
+                live: Vec::new(),
             });
         }
     }
@@ -103,6 +109,35 @@ fn differences(a: &Service, b: &Service) -> Vec<String> {
         (true, true) => check(a.container != b.container, "container"),
         (false, false) => {}
     }
+    out
+}
+
+/// The settings that differ and take effect without restarting the
+/// process: what the supervisor does around it (watching, order, what a
+/// start selects, replacing a stale copy) and what only exports read.
+fn live_differences(old: &Config, a: &Service, new: &Config, b: &Service) -> Vec<String> {
+    let names = |c: &Config, s: &Service| -> Vec<String> {
+        s.depends_on
+            .iter()
+            .map(|&d| c.services[d].name.clone())
+            .collect()
+    };
+    let mut out = Vec::new();
+    let mut check = |differs: bool, what: &str| {
+        if differs {
+            out.push(what.to_string());
+        }
+    };
+    check(
+        a.watch != b.watch || a.watch_debounce != b.watch_debounce,
+        "watch",
+    );
+    check(names(old, a) != names(new, b), "depends_on");
+    check(old.tiers[a.tier].name != new.tiers[b.tier].name, "tier");
+    check(a.profiles != b.profiles, "profiles");
+    check(a.disabled != b.disabled, "disabled");
+    check(a.replace_stale != b.replace_stale, "replace_stale");
+    check(a.container != b.container, "container");
     out
 }
 
@@ -210,6 +245,32 @@ command = "web"
         );
         let p = plan(&config(BASE), &config(&new), |_| false);
         assert_eq!(shown(&p), ["+ worker", "- web"]);
+    }
+
+    #[test]
+    fn settings_applied_without_a_restart_are_changes_that_restart_nothing() {
+        let new = BASE
+            .replace(
+                "command = \"web\"",
+                "command = \"web\"\nwatch = [\"*.py\"]\nreplace_stale = true",
+            )
+            .replace("depends_on = [\"db\"]", "depends_on = []");
+        let p = plan(&config(BASE), &config(&new), |_| false);
+        assert_eq!(
+            shown(&p),
+            [
+                "~ api (depends_on changed; no restart)",
+                "~ web (watch, replace_stale changed; no restart)"
+            ]
+        );
+        assert!(p.changes.iter().all(|c| !c.restarts()));
+        let both = new.replace("command = \"web\"", "command = \"web2\"");
+        let p = plan(&config(BASE), &config(&both), |_| false);
+        assert_eq!(
+            p.changes[1].to_string(),
+            "~ web (command, watch, replace_stale changed)"
+        );
+        assert!(p.changes[1].restarts());
     }
 
     #[test]

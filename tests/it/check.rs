@@ -151,6 +151,9 @@ fn check_without_supervisor_reports_each_state_grouped_by_tier() {
     assert!(r.stdout().contains("web-ok"), "{}", r.all());
     assert!(!r.stdout().contains("web-gone"), "{}", r.all());
     s.run(&["check", "web-gone"]).expect(1);
+    // Degraded is not online: CI must not pass on it.
+    s.run(&["check", "web-json"]).expect(1);
+    s.run(&["check", "web-ok", "web-503"]).expect(1);
     s.run(&["check", "no-such-service"]).expect(2);
 }
 

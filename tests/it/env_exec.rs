@@ -140,6 +140,63 @@ profiles = ["other"]
 }
 
 #[test]
+fn an_unknown_profile_is_a_usage_error_naming_the_known_ones() {
+    let stack = Stack::new(
+        r#"
+[services.always]
+command = "sleep 100"
+
+[services.debugger]
+command = "sleep 100"
+profiles = ["debug"]
+
+[services.batch]
+command = "sleep 100"
+profiles = ["batch"]
+"#,
+    );
+    for args in [
+        &["start", "--profile", "nosuch"][..],
+        &["check", "--profile", "nosuch"],
+        &["up", "--profile", "nosuch"],
+        &["export", "compose", "--profile", "nosuch"],
+    ] {
+        let r = stack.run(args);
+        assert_eq!(r.code(), 2, "fpctl {}:\n{}", args.join(" "), r.all());
+        assert!(
+            r.stderr().contains("no profile named \"nosuch\" in ")
+                && r.stderr().contains("its profiles: batch, debug"),
+            "fpctl {}:\n{}",
+            args.join(" "),
+            r.all()
+        );
+    }
+    // A near miss, through the environment, gets a suggestion.
+    let out = stack
+        .cmd(&["start"])
+        .env("FPCTL_PROFILES", "debugg")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("(did you mean \"debug\"?)"), "{err}");
+    // Nothing was started.
+    assert!(
+        stack.supervisor_pid().is_none(),
+        "a supervisor was started for an unknown profile"
+    );
+    // A file with no profiles says so.
+    let plain = Stack::new(&echo_service("one", "x"));
+    let r = plain.run(&["check", "--profile", "dev"]);
+    assert_eq!(r.code(), 2, "{}", r.all());
+    assert!(r.stderr().contains("it defines no profiles"), "{}", r.all());
+    // A known one still works.
+    stack.run(&["start", "--profile", "debug"]).expect(0);
+    assert_eq!(stack.state_of("debugger"), "online");
+    assert_eq!(stack.state_of("batch"), "stopped");
+}
+
+#[test]
 fn exec_runs_in_the_service_environment_with_the_venv_first_on_path() {
     let ports = crate::common::free_ports(2);
     let stack = Stack::new(&format!(

@@ -90,6 +90,34 @@ fn validate_compose(file: &Path) {
     );
 }
 
+/// Compose refuses `up` when a dependent waits for `service_healthy` on a
+/// service that has no `healthcheck` ("Service X is missing a healthcheck
+/// configuration"), which `docker-compose config` does not check: every
+/// such condition must point at a service with one.
+/// Returns how many `service_healthy` conditions it checked.
+fn assert_healthy_conditions_have_healthchecks(file: &Path) -> usize {
+    let text = std::fs::read_to_string(file).unwrap();
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let services = doc["services"].as_mapping().expect("services");
+    let mut checked = 0;
+    for (name, svc) in services {
+        let Some(deps) = svc["depends_on"].as_mapping() else {
+            continue;
+        };
+        for (dep, how) in deps {
+            if how["condition"] == "service_healthy" {
+                checked += 1;
+                let target = &services[dep];
+                assert!(
+                    target["healthcheck"].is_mapping(),
+                    "{name:?} waits for {dep:?} to be healthy, but {dep:?} has no healthcheck:\n{text}"
+                );
+            }
+        }
+    }
+    checked
+}
+
 fn validate_kubernetes(dir: &Path) {
     let manifests: Vec<String> = files(dir)
         .into_keys()
@@ -189,6 +217,7 @@ fn demo_exports_pass_the_validators() {
         assert_eq!(r.code(), 0, "{}", r.all());
     }
     validate_compose(&out.join("compose/compose.yaml"));
+    assert!(assert_healthy_conditions_have_healthchecks(&out.join("compose/compose.yaml")) > 0);
     validate_kubernetes(&out.join("kubernetes"));
     validate_systemd(&out.join("systemd"));
 }
@@ -288,6 +317,7 @@ fn a_stack_with_every_feature_exports_to_valid_files() {
         r.all()
     );
     validate_compose(&compose_file);
+    assert!(assert_healthy_conditions_have_healthchecks(&compose_file) > 0);
     let compose = std::fs::read_to_string(&compose_file).unwrap();
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&compose).unwrap();
     let svc = |n: &str| &doc["services"][n];
@@ -762,6 +792,77 @@ container = { image = "alpine:3" }
     );
     assert!(
         r.stdout().contains("FPCTL_HOST_DB_MAIN: db-main"),
+        "{}",
+        r.all()
+    );
+}
+
+/// A log health check reads fpctl's log file, which compose has no
+/// equivalent of, so the service gets no healthcheck; its dependents (named
+/// in `depends_on`, or of a later tier) then wait for it to start, since
+/// compose refuses to wait for the health of a service without one.
+#[test]
+fn compose_waits_only_for_a_log_checked_dependency_to_start() {
+    let ports = free_ports(2);
+    let stack = Stack::new(&format!(
+        r#"
+[[tier]]
+name = "back"
+
+[[tier]]
+name = "front"
+
+[services.worker]
+tier = "back"
+command = "python3 worker.py"
+health = {{ log = "ready" }}
+container = {{ image = "python:3-slim" }}
+
+[services.db]
+tier = "back"
+command = "python3 -m http.server ${{PORT}}"
+port = {db}
+health = {{ http = "/" }}
+container = {{ image = "python:3-slim" }}
+
+[services.api]
+tier = "front"
+command = "python3 -m http.server ${{PORT}}"
+port = {api}
+depends_on = ["worker"]
+container = {{ image = "python:3-slim" }}
+
+[services.web]
+tier = "front"
+command = "python3 web.py"
+container = {{ image = "python:3-slim" }}
+"#,
+        db = ports[0],
+        api = ports[1],
+    ));
+    let file = stack.file("deploy/compose.yaml");
+    let r = export(&stack, &["compose", "-o", file.to_str().unwrap()]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    validate_compose(&file);
+    assert_eq!(assert_healthy_conditions_have_healthchecks(&file), 2);
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let condition = |svc: &str, dep: &str| {
+        doc["services"][svc]["depends_on"][dep]["condition"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{svc} does not wait for {dep}: {doc:?}"))
+            .to_string()
+    };
+    assert!(doc["services"]["worker"]["healthcheck"].is_null());
+    // Named in depends_on, and through the tier order.
+    assert_eq!(condition("api", "worker"), "service_started");
+    assert_eq!(condition("web", "worker"), "service_started");
+    // A dependency that has a healthcheck is still waited for healthy.
+    assert_eq!(condition("api", "db"), "service_healthy");
+    assert_eq!(condition("web", "db"), "service_healthy");
+    assert!(
+        r.stderr()
+            .contains("api: it waits only for worker to start, not to be ready"),
         "{}",
         r.all()
     );

@@ -296,9 +296,11 @@ fn init_drafts_a_stack_that_validates_and_starts() {
     assert_eq!(web_deps, ["orders", "redis"]);
     let tiers = t["tier"].as_array().unwrap();
     assert_eq!(tiers[0]["name"].as_str(), Some("infra"));
-    // Every tier has a port range; none overlaps another, and each holds
-    // its services' ports.
-    let ranges: Vec<(String, u16, u16)> = tiers
+    // Infrastructure keeps its programs' ports and gets no range; every
+    // other tier has one, none overlaps another, and each holds its
+    // services' ports.
+    assert!(tiers[0].get("ports").is_none(), "{t:?}");
+    let ranges: Vec<(String, u16, u16)> = tiers[1..]
         .iter()
         .map(|tier| {
             let name = tier["name"].as_str().unwrap().to_string();
@@ -322,7 +324,7 @@ fn init_drafts_a_stack_that_validates_and_starts() {
             .map(|r| (r.1, r.2))
             .unwrap()
     };
-    for name in ["redis", "users", "orders", "web", "clock"] {
+    for name in ["users", "orders", "web", "clock"] {
         let (lo, hi) = range_of(name);
         assert!(
             (lo..=hi).contains(&port(name)),
@@ -540,4 +542,139 @@ fn init_moves_a_port_that_reads_port_into_its_tiers_range_and_leaves_fixed_ones(
         "{t:?}"
     );
     assert!(r.stderr().contains("no port range written"), "{}", r.all());
+}
+
+#[test]
+fn init_runs_a_worker_folder_by_its_worker_py() {
+    let s = Stack::empty();
+    s.write("worker/requirements.txt", "");
+    s.write(
+        "worker/worker.py",
+        "import time\nopen('worked', 'w').write('yes')\nwhile True:\n    time.sleep(1)\n",
+    );
+    s.write("worker/tasks.py", "def task():\n    pass\n");
+    let r = s.run(&["init"]).expect(0);
+    assert!(
+        r.stderr().contains("worker: command `python worker.py`"),
+        "{}",
+        r.all()
+    );
+    s.run(&["validate"]).expect(0);
+    let t = generated(&s);
+    let worker = &t["services"]["worker"];
+    assert_eq!(worker["command"].as_str(), Some("python worker.py"));
+    assert_eq!(worker["dir"].as_str(), Some("worker"));
+    let text = std::fs::read_to_string(s.file("services.toml")).unwrap();
+    assert!(text.contains("# guess: from worker.py"), "{text}");
+
+    let r = s.run(&["start"]);
+    assert_eq!(r.code(), 0, "{}\n{text}", r.all());
+    wait_until("the worker ran", Duration::from_secs(30), || {
+        s.file("worker/worked").exists()
+    });
+    s.run(&["stop"]).expect(0);
+}
+
+#[test]
+fn init_writes_host_variables_in_the_urls_it_rewrites() {
+    let s = Stack::empty();
+    let ports = free_ports(2);
+    let (users_port, redis_port) = (ports[0], ports[1]);
+    s.write("users/requirements.txt", "");
+    s.write("users/app.py", &users_app(users_port));
+    s.write(
+        "web/package.json",
+        r#"{"name": "web", "scripts": {"start": "node server.js"}}"#,
+    );
+    s.write("web/server.js", WEB_SERVER);
+    s.write(
+        "web/.env",
+        &format!(
+            "REDIS_URL=redis://localhost:{redis_port}/0\nUSERS_URL=http://localhost:{users_port}/users\n"
+        ),
+    );
+    s.run(&["init"]).expect(0);
+    s.run(&["validate"]).expect(0);
+    let t = generated(&s);
+    let env = &t["services"]["web"]["env"];
+    assert_eq!(
+        env["REDIS_URL"].as_str(),
+        Some("redis://${FPCTL_HOST_REDIS}:${FPCTL_PORT_REDIS}/0")
+    );
+    assert_eq!(
+        env["USERS_URL"].as_str(),
+        Some("http://${FPCTL_HOST_USERS}:${FPCTL_PORT_USERS}/users")
+    );
+    let text = std::fs::read_to_string(s.file("services.toml")).unwrap();
+    assert!(!text.contains("127.0.0.1:${FPCTL_PORT"), "{text}");
+}
+
+#[test]
+fn init_leaves_infrastructure_without_a_port_range_so_postgres_fits() {
+    let s = Stack::empty();
+    s.write(
+        "web/package.json",
+        r#"{"name": "web", "scripts": {"start": "node server.js"}}"#,
+    );
+    s.write("web/server.js", WEB_SERVER);
+    s.write("web/.env", "REDIS_URL=redis://localhost:6379/0\n");
+    s.run(&["init"]).expect(0);
+    let t = generated(&s);
+    let tiers = t["tier"].as_array().unwrap();
+    assert_eq!(tiers[0]["name"].as_str(), Some("infra"));
+    assert!(tiers[0].get("ports").is_none(), "{t:?}");
+    assert!(
+        tiers[1].get("ports").is_some(),
+        "apps keep their range: {t:?}"
+    );
+    // Adding postgres on its usual port to the infrastructure just works.
+    let mut text = std::fs::read_to_string(s.file("services.toml")).unwrap();
+    text.push_str(
+        "\n[services.postgres]\ntier = \"infra\"\ncommand = \"postgres -D .fpctl/pgdata -p ${PORT}\"\nport = 5432\n",
+    );
+    s.write("services.toml", &text);
+    s.run(&["validate"]).expect(0);
+}
+
+#[test]
+fn a_port_outside_its_tiers_range_says_how_to_make_room() {
+    let s = Stack::new(
+        r#"
+[[tier]]
+name = "infra"
+ports = "6300-6399"
+
+[services.redis]
+tier = "infra"
+command = "redis-server --port ${PORT}"
+port = 6379
+
+[services.postgres]
+tier = "infra"
+command = "postgres -p ${PORT}"
+port = 5432
+"#,
+    );
+    let r = s.run(&["validate"]).expect(2);
+    let err = r.stderr();
+    assert!(
+        err.contains("port 5432 of service \"postgres\" is outside the range 6300-6399")
+            && err.contains("widen the range to ports = \"5432-6399\"")
+            && err.contains("or remove `ports` from [[tier]] \"infra\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn init_records_when_each_log_line_was_written() {
+    let s = Stack::empty();
+    s.write("app/Procfile", "web: python3 -m http.server $PORT\n");
+    s.run(&["init"]).expect(0);
+    s.run(&["validate"]).expect(0);
+    let t = generated(&s);
+    assert_eq!(
+        t["project"]["log_timestamps"].as_bool(),
+        Some(true),
+        "merged logs are in time order only with timestamps: {t:?}"
+    );
 }

@@ -281,6 +281,64 @@ fn several_problems_are_all_reported_in_file_order() {
     assert!(stderr.contains("2 errors"), "{stderr}");
 }
 
+/// The `services.toml:LINE:COL: error:` lines of an output, in order.
+fn error_places(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split_once(": error: "))
+        .map(|(place, _)| place.to_string())
+        .collect()
+}
+
+/// Type errors (an unknown field, a bad enum value, a wrong type, a wrong
+/// type inside an inline table) and checks of meaning (a tier's range, an
+/// unknown dependency, an unknown signal), in three services and a tier:
+/// one run lists them all, not one round each.
+#[test]
+fn seven_independent_mistakes_are_reported_in_one_run() {
+    let bytes = std::fs::read(corpus_dir().join("seven_independent_mistakes.toml")).unwrap();
+    let (_dir, out, _) = validate_bytes(&bytes);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let places = error_places(&stderr);
+    assert_eq!(
+        places,
+        [
+            "services.toml:6:9",
+            "services.toml:12:1",
+            "services.toml:13:11",
+            "services.toml:16:11",
+            "services.toml:19:40",
+            "services.toml:23:15",
+            "services.toml:24:15",
+        ],
+        "{stderr}"
+    );
+    assert!(stderr.contains("7 errors in services.toml"), "{stderr}");
+}
+
+/// A port that is wrong leaves `${PORT}`, the health check's path and
+/// other services' `${FPCTL_PORT_WEB}` without a value: those follow from
+/// the one error and are not reported again.
+#[test]
+fn one_bad_port_is_one_error() {
+    let bytes = std::fs::read(corpus_dir().join("bad_port_cascade.toml")).unwrap();
+    let (_dir, out, _) = validate_bytes(&bytes);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(error_places(&stderr), ["services.toml:6:8"], "{stderr}");
+    // A field left out for its type is reported once too.
+    let text =
+        "[services.web]\ncommand = [1]\nport = 3000\nhealth = { http = \"/h\", tcp = [1] }\n";
+    let (_dir, out, _) = validate_bytes(text.as_bytes());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        error_places(&stderr),
+        ["services.toml:2:11", "services.toml:4:31"],
+        "{stderr}"
+    );
+}
+
 fn repo_services_toml() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("services.toml")
 }

@@ -104,7 +104,14 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
 #[test]
 fn an_added_service_starts_and_a_removed_one_stops() {
     let ports = free_ports(4);
-    let s = started(&three(&ports, ""));
+    // web ignores its stop signal, so its removal takes stop_timeout.
+    let slow_stop = three(&ports, "").replacen(
+        "--name web \"\nport",
+        "--name web \"\nstop_signal = \"SIGWINCH\"\nstop_timeout = \"1s\"\nport",
+        1,
+    );
+    assert_ne!(slow_stop, three(&ports, ""));
+    let s = started(&slow_stop);
     let web = s.pid_of("web").unwrap();
     let db = s.pid_of("db").unwrap();
     // web goes, worker comes.
@@ -121,9 +128,11 @@ fn an_added_service_starts_and_a_removed_one_stops() {
     assert!(r.stdout().contains("- web"), "{}", r.all());
     assert_eq!(s.state_of("worker"), "online");
     assert!(port_open(ports[3]));
-    wait_until("the removed web to stop", Duration::from_secs(10), || {
-        !pid_alive(web)
-    });
+    // The reload answers once what it removed has stopped.
+    assert!(
+        !pid_alive(web),
+        "the removed web still runs after the reload"
+    );
     assert!(!port_open(ports[2]), "web's port is free");
     assert_eq!(s.pid_of("db"), Some(db), "db kept its process");
     // A named start of the new service works too (it is known).
@@ -210,11 +219,157 @@ fn sighup_reloads() {
     unsafe {
         libc::kill(sup, libc::SIGHUP);
     }
-    wait_until("api restarted by SIGHUP", Duration::from_secs(15), || {
-        s.pid_of("api").is_some_and(|p| Some(p) != before[1]) && s.state_of("api") == "online"
-    });
-    assert_eq!(s.pid_of("db"), before[0]);
-    assert_eq!(s.pid_of("web"), before[2]);
+    // The supervisor takes the file in at once (`check` stops saying that
+    // the file differs from what runs)...
+    wait_until(
+        "the SIGHUP to load the file",
+        Duration::from_secs(5),
+        || {
+            !s.run(&["check", "--json"])
+                .stderr()
+                .contains("fpctl reload")
+        },
+    );
+    // ...and a reload asked for now waits for that one to finish, then
+    // finds nothing left to do.
+    let r = s.run(&["reload"]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert!(
+        r.stdout().contains("services.toml: no changes"),
+        "{}",
+        r.all()
+    );
+    let after = pids(&s, &["db", "api", "web"]);
+    assert_ne!(after[1], before[1], "api was not restarted by the SIGHUP");
+    assert_eq!(s.state_of("api"), "online");
+    assert_eq!(after[0], before[0]);
+    assert_eq!(after[2], before[2]);
+}
+
+#[test]
+fn a_reload_that_keeps_a_port_restarts_no_dependent() {
+    let ports = free_ports(3);
+    let s = started(&three(&ports, ""));
+    let before = pids(&s, &["db", "api", "web"]);
+    // db's command changes, its port does not: api sees the same
+    // FPCTL_PORT_DB and keeps running.
+    let edited = three(&ports, "").replacen("--name db", "--name db --status 200", 1);
+    s.write("services.toml", &edited);
+    let r = s.run(&["reload"]);
+    assert_eq!(r.code(), 0, "reload:\n{}", r.all());
+    assert!(r.stdout().contains("~ db (command changed)"), "{}", r.all());
+    assert!(!r.stdout().contains("~ api"), "{}", r.all());
+    let after = pids(&s, &["db", "api", "web"]);
+    assert_ne!(after[0], before[0], "db was restarted");
+    assert_eq!(
+        after[1], before[1],
+        "api, whose dependency kept its port, kept its process"
+    );
+    assert_eq!(after[2], before[2]);
+    assert_eq!(s.state_of("db"), "online");
+    assert!(pid_alive(before[1].unwrap()));
+}
+
+#[test]
+fn watch_and_api_read_only_edits_are_reported_and_restart_nothing() {
+    let ports = free_ports(3);
+    let s = started(&three(&ports, ""));
+    let before = pids(&s, &["db", "api", "web"]);
+    let edited = format!(
+        "[project]\napi_read_only = true\n{}",
+        three(&ports, "").replacen(
+            "[services.web]\n",
+            "[services.web]\nwatch = [\"*.txt\"]\nwatch_debounce = \"50ms\"\n",
+            1
+        )
+    );
+    s.write("services.toml", &edited);
+    let r = s.run(&["reload", "--dry-run"]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    for line in [
+        "~ [project] api_read_only: false -> true",
+        "~ web (watch changed; no restart)",
+    ] {
+        assert!(r.stdout().contains(line), "no {line:?} in:\n{}", r.all());
+    }
+    assert!(!r.stdout().contains("no changes"), "{}", r.all());
+    let r = s.run(&["reload"]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert!(
+        r.stdout().contains("~ web (watch changed; no restart)")
+            && r.stdout().contains("api_read_only: false -> true"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(
+        pids(&s, &["db", "api", "web"]),
+        before,
+        "a process was restarted"
+    );
+    // Applied: a watched file's edit now restarts web.
+    s.write("notes.txt", "edited\n");
+    wait_until(
+        "web restarted by its new watch",
+        Duration::from_secs(10),
+        || s.pid_of("web").is_some_and(|p| Some(p) != before[2]),
+    );
+    // And nothing is left to apply.
+    let r = s.run(&["reload", "--dry-run"]);
+    assert!(r.stdout().contains("no changes"), "{}", r.all());
+}
+
+#[test]
+fn concurrent_reloads_each_answer_once_the_changes_are_online() {
+    let ports = free_ports(3);
+    let s = started(&three(&ports, ""));
+    let before = s.pid_of("api");
+    // The new api is ready 1.5 s after it starts, and stamps when.
+    s.write(
+        "services.toml",
+        &three(&ports, "--ready-after 1.5 --stamp stamps"),
+    );
+    let reloads: Vec<_> = (0..2)
+        .map(|_| {
+            let cmd = s.cmd(&["reload"]);
+            std::thread::spawn(move || {
+                let out = output_within(cmd, Duration::from_secs(60)).expect("reload finishes");
+                (std::time::SystemTime::now(), out)
+            })
+        })
+        .collect();
+    let answers: Vec<_> = reloads.into_iter().map(|h| h.join().unwrap()).collect();
+    let stamps = std::fs::read_to_string(s.file("stamps")).expect("the new api stamped");
+    let ready: f64 = stamps
+        .lines()
+        .find_map(|l| l.strip_prefix("api ready "))
+        .expect("a ready stamp")
+        .parse()
+        .unwrap();
+    for (done, out) in &answers {
+        let r = Run(out.clone());
+        assert_eq!(r.code(), 0, "{}", r.all());
+        let done = done
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            done >= ready,
+            "a reload answered {:.2} s before the api it restarted was ready:\n{}",
+            ready - done,
+            r.all()
+        );
+    }
+    // One of them applied the edit, the other found nothing left.
+    let said = |needle: &str| {
+        answers
+            .iter()
+            .filter(|(_, o)| String::from_utf8_lossy(&o.stdout).contains(needle))
+            .count()
+    };
+    assert_eq!(said("~ api (command changed)"), 1);
+    assert_eq!(said("services.toml: no changes"), 1);
+    assert_ne!(s.pid_of("api"), before);
+    assert_eq!(s.state_of("api"), "online");
 }
 
 #[test]

@@ -34,6 +34,43 @@ fn hung_copy(s: &mut Stack, port: u16, name: &str) -> i32 {
 }
 
 #[test]
+fn a_port_held_by_a_stale_copy_suggests_start_replace() {
+    let port = free_port();
+    let mut s = stack(port, "");
+    let stale = hung_copy(&mut s, port, "api");
+    let r = s.run(&["start"]);
+    assert_eq!(r.code(), 1, "{}", r.all());
+    assert!(
+        r.all().contains(&format!("pid {stale}"))
+            && r.all().contains(
+                "it runs this service's own command, so it is likely a stale copy: `fpctl start --replace` stops it"
+            ),
+        "{}",
+        r.all()
+    );
+    assert!(pid_alive(stale));
+    kill(Pid::from_raw(stale), Signal::SIGCONT).unwrap();
+}
+
+#[test]
+fn a_port_held_by_another_program_suggests_another_port() {
+    let port = free_port();
+    let mut s = stack(port, "");
+    let other = hung_copy(&mut s, port, "someone-else");
+    let r = s.run(&["start"]);
+    assert_eq!(r.code(), 1, "{}", r.all());
+    assert!(
+        r.all().contains(&format!("pid {other}"))
+            && r.all()
+                .contains("stop that process, or give \"api\" another port in services.toml"),
+        "{}",
+        r.all()
+    );
+    assert!(!r.all().contains("--replace"), "{}", r.all());
+    kill(Pid::from_raw(other), Signal::SIGCONT).unwrap();
+}
+
+#[test]
 fn replace_stops_a_hung_copy_of_the_service_itself() {
     let port = free_port();
     let mut s = stack(port, "");

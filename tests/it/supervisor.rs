@@ -194,6 +194,55 @@ fn a_killed_service_is_restarted() {
     assert!(!pid_alive(pid));
 }
 
+/// The default interval between probes of an online service is long (10
+/// s), but a crash needs no probe: the exit is seen at once.
+#[test]
+fn a_killed_service_answers_again_within_a_second_or_two_with_the_default_interval() {
+    let port = free_port();
+    let s = Stack::new(&http_service("web", port, "", ""));
+    s.run(&["start"]).expect(0);
+    let pid = s.pid_of("web").expect("a pid");
+    let killed = Instant::now();
+    sigkill(pid);
+    wait_until("the killed web to be gone", SECS5, || !pid_alive(pid));
+    wait_until("web answers again", Duration::from_secs(3), || {
+        http_get(port, "/health").is_some_and(|(code, _)| code == 200)
+    });
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(2), "back after {took:?}");
+    assert_ne!(s.pid_of("web"), Some(pid));
+}
+
+/// Probing an online service every second filled its log with one
+/// `GET /health` line a second; readiness is still probed every few ms.
+#[test]
+fn an_online_http_service_is_probed_every_ten_seconds_by_default() {
+    let port = free_port();
+    let s = Stack::new(&http_service("web", port, "--log-requests", ""));
+    let t0 = Instant::now();
+    s.run(&["start"]).expect(0);
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "a slow start: {:?}",
+        t0.elapsed()
+    );
+    let probes = || count_lines(&s.log("web"), "GET /health");
+    let online = probes();
+    assert!(online >= 1, "no probe logged:\n{}", s.log("web"));
+    // Over 5 s a 1 s interval makes 5 probes; a 10 s one at most one.
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(5) {
+        let more = probes() - online;
+        assert!(
+            more <= 1,
+            "{more} probes within {:?} of going online:\n{}",
+            watch.elapsed(),
+            s.log("web")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn stop_leaves_no_process_behind() {
     let port = free_port();
@@ -349,9 +398,53 @@ health = {{ http = "/health", timeout = "300ms" }}
     assert!(out.contains(&port.to_string()), "{out}");
     assert!(out.contains("already in use"), "{out}");
     assert!(out.contains(&std::process::id().to_string()), "{out}");
+    // The way out: the holder is not a copy of web, so another port.
+    assert!(
+        out.contains("stop that process, or give \"web\" another port in services.toml"),
+        "{out}"
+    );
+    assert!(!out.contains("--replace"), "{out}");
     assert_eq!(starts_in_log(&s, "web"), 0);
     assert_eq!(s.state_of("web"), "failed");
     drop(listener);
+}
+
+/// `.fpctl` is made owner-only (0700); through a symbolic link that would
+/// change the mode of whatever the link points to.
+#[test]
+fn a_symlinked_state_folder_is_refused_and_its_target_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    // Made first, so that it outlives the stack (and its stop) on a failure.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let s = Stack::new(&http_service("web", port, "", ""));
+    let target = elsewhere.path().join("shared");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(&target, s.file(".fpctl")).unwrap();
+    let r = s.run(&["start"]);
+    assert_ne!(r.code(), 0, "{}", r.all());
+    assert!(
+        r.stderr().contains(".fpctl is a symbolic link") && r.stderr().contains("remove the link"),
+        "{}",
+        r.all()
+    );
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755, "the link's target was chmod'ed to {mode:o}");
+    assert!(!port_open(port), "web was started");
+    assert!(
+        std::fs::read_dir(&target).unwrap().next().is_none(),
+        "fpctl wrote into the link's target"
+    );
+    // Once the link is gone, the folder is fpctl's own.
+    std::fs::remove_file(s.file(".fpctl")).unwrap();
+    s.run(&["start"]).expect(0);
+    let mode = std::fs::metadata(s.file(".fpctl"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o700);
 }
 
 #[test]

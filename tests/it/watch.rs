@@ -50,8 +50,11 @@ depends_on = ["api"]
         httpd = httpd()
     ));
     s.write("app/src/main.py", "print(1)\n");
-    s.write("app/.gitignore", "generated/\n");
+    // A folder pattern (never watched) and a file pattern (in a watched
+    // folder, so its events arrive and must be dropped).
+    s.write("app/.gitignore", "generated/\n*_gen.py\n");
     s.write("app/generated/out.py", "x = 1\n");
+    s.write("app/src/schema_gen.py", "x = 1\n");
     // The project's own .gitignore counts too, relative to its folder.
     s.write(".gitignore", "app/build/\n");
     s.write("app/build/out.py", "x = 1\n");
@@ -62,6 +65,7 @@ depends_on = ["api"]
 
     // Edits the globs exclude, .gitignore excludes, or no glob matches.
     s.write("app/generated/out.py", "x = 2\n");
+    s.write("app/src/schema_gen.py", "x = 2\n");
     s.write("app/build/out.py", "x = 2\n");
     s.write("app/vendor/lib.py", "x = 2\n");
     s.write("app/src/notes.txt", "hello\n");

@@ -24,13 +24,14 @@ impl Validator<'_> {
         name: &str,
     ) -> String {
         let shared = Arc::clone(&self.port_vars);
+        let by_name = Arc::clone(&self.port_var_index);
         let dotenv = self.dotenv;
         let lookup = |var: &str| -> Option<String> {
             env.iter()
                 .rev()
-                .chain(shared.iter())
                 .find(|(k, _)| k == var)
                 .map(|(_, v)| v.clone())
+                .or_else(|| by_name.get(var).cloned())
                 .or_else(|| std::env::var(var).ok())
                 .or_else(|| {
                     dotenv
@@ -67,6 +68,14 @@ impl Validator<'_> {
                     }
                     String::new()
                 }
+            }
+            // Unknown because of an error reported already.
+            Err(ExpandError::Unset(var))
+                if self.unset_ok_all_here
+                    || self.unset_ok_here.contains(&var)
+                    || self.unset_ok.contains(&var) =>
+            {
+                String::new()
             }
             Err(ExpandError::Unset(var)) => {
                 let env_names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());

@@ -9,13 +9,16 @@ use crate::config::raw::{IntOrList, RawHealth, Scalar, ScalarOrList, StringOrLis
 use crate::config::{defaults, Health, Probe};
 
 impl Validator<'_> {
+    /// `port`: the service's, and whether a port written for it is wrong
+    /// (reported: a check that needs it says nothing more). `kind_dropped`:
+    /// one of http, tcp, exec or log was left out for its type.
     pub(super) fn health(
         &mut self,
         raw: Option<&Spanned<RawHealth>>,
-        port: Option<u16>,
+        (port, port_broken): (Option<u16>, bool),
         name: &str,
         env: &[(String, String)],
-        oneshot: bool,
+        (oneshot, kind_dropped): (bool, bool),
     ) -> (Option<Health>, Duration) {
         let Some(raw) = raw else {
             return (None, defaults::START_TIMEOUT);
@@ -48,6 +51,9 @@ impl Validator<'_> {
             h.container.is_some(),
         ];
         let count = kinds.iter().filter(|k| **k).count();
+        if count == 0 && kind_dropped {
+            return (None, start_timeout);
+        }
         if count != 1 {
             let what = if count == 0 {
                 "needs one of"
@@ -70,11 +76,12 @@ impl Validator<'_> {
             );
         }
         let probe = if let Some(http) = &h.http {
-            self.http_probe(http, h, port, name, env)
+            self.http_probe(http, h, (port, port_broken), name, env)
         } else if let Some(tcp) = &h.tcp {
             match tcp.get_ref() {
                 Scalar::Bool(true) => match port {
                     Some(port) => Some(Probe::Tcp { port }),
+                    None if port_broken => None,
                     None => {
                         self.error(
                             tcp.span(),
@@ -160,7 +167,7 @@ impl Validator<'_> {
         &mut self,
         http: &Spanned<String>,
         h: &RawHealth,
-        port: Option<u16>,
+        (port, port_broken): (Option<u16>, bool),
         name: &str,
         env: &[(String, String)],
     ) -> Option<Probe> {
@@ -168,6 +175,7 @@ impl Validator<'_> {
         let url = if target.starts_with('/') {
             match port {
                 Some(p) => format!("http://127.0.0.1:{p}{target}"),
+                None if port_broken => return None,
                 None => {
                     self.error(http.span(), format!("health http path of service \"{name}\" needs a port; give the service a port or a full URL"));
                     return None;

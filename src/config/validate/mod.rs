@@ -2,10 +2,13 @@
 //!
 //! Each check pushes a [`Diagnostic`] with the span of the offending value and
 //! goes on, so one run of `fpctl validate` lists all that needs fixing. Only a
-//! TOML syntax or type error stops early: without a document there is nothing
-//! to check further.
+//! TOML syntax error stops early: without a document there is nothing to
+//! check further. A value of the wrong type is reported and left out
+//! (`typed.rs`), and so is what follows from an error already reported: a
+//! bad `port` is one error, not also an unset `${PORT}`, an unset
+//! `${FPCTL_PORT_X}` in other services and a health path without a port.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +24,7 @@ mod health;
 mod project;
 mod services;
 mod tiers;
+mod typed;
 mod values;
 
 use tiers::PortSpec;
@@ -35,21 +39,20 @@ pub fn validate(
     book: &dyn PortBook,
     overrides: &crate::scale::Overrides,
 ) -> Result<Config, Vec<Diagnostic>> {
-    let raw: RawFile = toml::from_str(text).map_err(|e| {
-        let message = e.message().trim();
-        vec![Diagnostic {
-            message: e
-                .span()
-                .and_then(|span| super::words::explain(text, span, message))
-                .unwrap_or_else(|| message.to_string()),
-            span: e.span(),
-        }]
-    })?;
+    let typed::Typed {
+        raw,
+        diags,
+        dropped,
+    } = typed::read(text).map_err(sorted)?;
     let mut v = Validator {
         scale: &overrides.counts,
         all_in_containers: overrides.containers || hosts == Hosts::ServiceNames,
         root,
-        diags: Vec::new(),
+        diags,
+        dropped,
+        unset_ok: HashSet::new(),
+        unset_ok_here: HashSet::new(),
+        unset_ok_all_here: false,
         port_vars: Arc::from(Vec::new()),
         project_rotation: None,
         project_timestamps: false,
@@ -73,15 +76,21 @@ pub fn validate(
         project_name: String::new(),
         runtime: Default::default(),
         expanded: 0,
+        tier_index: HashMap::new(),
+        port_var_index: Arc::default(),
     };
     let config = v.file(path, raw, book);
     if v.diags.is_empty() {
         Ok(config)
     } else {
-        v.diags
-            .sort_by_key(|d| d.span.as_ref().map(|s| s.start).unwrap_or(0));
-        Err(v.diags)
+        Err(sorted(v.diags))
     }
+}
+
+/// In file order.
+fn sorted(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    diags.sort_by_key(|d| d.span.as_ref().map(|s| s.start).unwrap_or(0));
+    diags
 }
 
 struct Validator<'a> {
@@ -92,6 +101,16 @@ struct Validator<'a> {
     all_in_containers: bool,
     root: &'a Path,
     diags: Vec<Diagnostic>,
+    /// Entries left out for a type error (already reported).
+    dropped: typed::Dropped,
+    /// Variables whose values an error already reported leaves unknown
+    /// (`FPCTL_PORT_X` of a service whose port is wrong): using them is no
+    /// second error.
+    unset_ok: HashSet<String>,
+    /// The same for the service being checked (`PORT`, its dropped `env`
+    /// keys), or all of its variables (its env table or env_file is bad).
+    unset_ok_here: HashSet<String>,
+    unset_ok_all_here: bool,
     /// `FPCTL_PORT_*` of every service, once known.
     port_vars: Arc<[(String, String)]>,
     project_rotation: Option<super::LogRotation>,
@@ -108,6 +127,10 @@ struct Validator<'a> {
     runtime: super::ContainerRuntime,
     /// Bytes made by `${VAR}` expansion so far, in the whole file.
     expanded: usize,
+    /// The same, by name (a lookup per `${VAR}` must not scan them all).
+    port_var_index: Arc<HashMap<String, String>>,
+    /// Each declared tier's position, by name.
+    tier_index: HashMap<String, usize>,
 }
 
 /// What the second pass needs to know about every service.
@@ -116,7 +139,12 @@ struct Declared {
     span: Range<usize>,
     port: Option<u16>,
     port_auto: bool,
+    /// A port was written but is wrong (reported): nothing that needs it
+    /// is reported again.
+    port_broken: bool,
     tier: usize,
+    /// Its tier is unknown (reported): it checks against no tier.
+    tier_broken: bool,
     /// Index into the file's services.
     raw: usize,
     /// A replica: the service's written name and the instance's number.
@@ -161,7 +189,11 @@ impl Validator<'_> {
         self.project_name = project.name.clone();
         self.runtime = project.container_runtime;
         let tiers = self.tiers(raw.tier);
-        if raw.services.is_empty() {
+        // No "no services" when they were there with a type error.
+        if raw.services.is_empty()
+            && !self.dropped.top_level()
+            && !self.dropped.under(&["services"])
+        {
             self.error(
                 0..0,
                 "no services defined: add at least one [services.NAME] table with a command",
@@ -177,7 +209,9 @@ impl Validator<'_> {
         let mut auto = Vec::new();
         for (r, (name, svc)) in raw_services.iter().enumerate() {
             self.service_name(name);
-            let tier = self.service_tier(name.get_ref(), svc.get_ref(), &tiers);
+            let (tier, tier_broken) = self.service_tier(name.get_ref(), svc.get_ref(), &tiers);
+            let port_written = svc.get_ref().port.is_some()
+                || self.dropped.meant(&["services", name.get_ref()], "port");
             let replicas = svc.get_ref().replicas.as_ref().map(|n| {
                 let count = match u32::try_from(*n.get_ref()) {
                     Ok(count) if (1..=MAX_REPLICAS).contains(&count) => count,
@@ -195,11 +229,10 @@ impl Validator<'_> {
                 let count = self.scale.get(name.get_ref()).copied().unwrap_or(count);
                 count.min(MAX_REPLICAS)
             });
-            let spec = svc
-                .get_ref()
-                .port
-                .as_ref()
-                .map(|p| (p.span(), self.port(p, name.get_ref(), &tiers[tier])));
+            let spec = svc.get_ref().port.as_ref().map(|p| {
+                let known = (!tier_broken).then(|| &tiers[tier]);
+                (p.span(), self.port(p, name.get_ref(), known))
+            });
             let (bridged, container_port) =
                 container_placement(svc.get_ref(), self.all_in_containers);
             for replica in replicas.map_or(vec![None], |n| (1..=n).map(Some).collect()) {
@@ -216,7 +249,8 @@ impl Validator<'_> {
                         None
                     }
                     Some((span, PortSpec::Fixed(base))) => {
-                        self.instance_port(*base, offset, span, &instance, &tiers[tier])
+                        let known = (!tier_broken).then(|| &tiers[tier]);
+                        self.instance_port(*base, offset, span, &instance, known)
                             .and_then(|port| match by_port.get(&port) {
                                 Some(&other) => {
                                     let other = declared[other].name.clone();
@@ -238,7 +272,9 @@ impl Validator<'_> {
                     span: name.span(),
                     port,
                     port_auto: false,
+                    port_broken: port_written,
                     tier,
+                    tier_broken,
                     raw: r,
                     group: replica.map(|i| (name.get_ref().clone(), i)),
                     bridged,
@@ -292,6 +328,20 @@ impl Validator<'_> {
                 d.inner_port = port;
             }
         }
+        // A written port that resolved to none is broken, and so are the
+        // variables that would hold it.
+        for d in &mut declared {
+            d.port_broken &= d.port.is_none();
+            if d.port_broken {
+                let names = std::iter::once(d.name.as_str())
+                    .chain(d.group.as_ref().map(|(g, _)| g.as_str()));
+                for n in names {
+                    self.unset_ok.insert(crate::config::port_var_name(n));
+                    self.unset_ok.insert(crate::config::host_var_name(n));
+                    self.unset_ok.insert(crate::config::ports_var_name(n));
+                }
+            }
+        }
         // Every name a dependency or a command may use: each service, each
         // instance, and a replicated service's name for all its instances.
         let mut index: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -322,6 +372,12 @@ impl Validator<'_> {
         } else {
             Arc::clone(&port_vars)
         };
+        self.port_vars = Arc::clone(&port_vars);
+        let mut by_name = HashMap::with_capacity(port_vars.len());
+        for (k, v) in port_vars.iter() {
+            by_name.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        self.port_var_index = Arc::new(by_name);
 
         let mut services = Vec::with_capacity(declared.len());
         let mut dep_spans = Vec::with_capacity(declared.len());

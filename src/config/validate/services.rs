@@ -31,10 +31,21 @@ impl Validator<'_> {
         }
     }
 
-    pub(super) fn service_tier(&mut self, name: &str, svc: &RawService, tiers: &[Tier]) -> usize {
-        let Some(t) = &svc.tier else { return 0 };
-        match tiers.iter().position(|x| &x.name == t.get_ref()) {
-            Some(i) => i,
+    /// The service's tier, and whether it is unknown (reported: a wrong
+    /// name, or a `tier` or `[[tier]]` left out for its type).
+    pub(super) fn service_tier(
+        &mut self,
+        name: &str,
+        svc: &RawService,
+        tiers: &[Tier],
+    ) -> (usize, bool) {
+        let Some(t) = &svc.tier else {
+            return (0, self.dropped.meant(&["services", name], "tier"));
+        };
+        match self.tier_index.get(t.get_ref()) {
+            Some(&i) => (i, false),
+            // A [[tier]] with a type error may have been this one.
+            None if self.dropped.under(&["tier"]) => (0, true),
             None => {
                 let names: Vec<&str> = tiers.iter().map(|x| x.name.as_str()).collect();
                 let hint = suggest(t.get_ref(), names.iter().copied())
@@ -48,7 +59,7 @@ impl Validator<'_> {
                         names.join(", ")
                     ),
                 );
-                0
+                (0, true)
             }
         }
     }
@@ -66,10 +77,33 @@ impl Validator<'_> {
         let me = &declared[i];
         let name = me.name.clone();
         let header = me.span.clone();
+        // As written in the file (an instance's is its service's).
+        let written = me.group.as_ref().map_or(name.clone(), |(g, _)| g.clone());
+        let table = ["services", written.as_str()];
+        let dropped = |v: &Self, field: &str| v.dropped.contains(&[table[0], table[1], field]);
+        let health = ["services", written.as_str(), "health"];
+        // Variables an error already reported leaves unknown here.
+        self.unset_ok_here.clear();
+        if me.port_broken {
+            self.unset_ok_here.insert("PORT".into());
+        }
+        for scope in [
+            &["project", "env"][..],
+            &["services", written.as_str(), "env"],
+        ] {
+            self.unset_ok_here.extend(self.dropped.children(scope));
+        }
+        self.unset_ok_all_here = dropped(self, "env")
+            || dropped(self, "env_file")
+            || self.dropped.contains(&["project", "env"])
+            || self.dropped.contains(&["project"]);
 
         let dir = match &svc.dir {
             Some(d) => {
-                let p = self.root.join(d.get_ref());
+                // `${VAR}` in dir: from fpctl's environment, the .env or the
+                // port variables, as in `command` (not the service's own env).
+                let expanded = self.expand_at(d.get_ref(), d.span(), &[], &name);
+                let p = self.root.join(&expanded);
                 if !p.is_dir() {
                     self.error(
                         d.span(),
@@ -109,10 +143,14 @@ impl Validator<'_> {
                             env.push((k, v));
                         }
                     }
-                    Err(e) => self.error(
-                        span.clone(),
-                        format!("env_file \"{f}\" of service \"{name}\": {e}"),
-                    ),
+                    Err(e) => {
+                        self.error(
+                            span.clone(),
+                            format!("env_file \"{f}\" of service \"{name}\": {e}"),
+                        );
+                        // Its variables are unknown: using them is no error.
+                        self.unset_ok_all_here = true;
+                    }
                 }
             }
         }
@@ -158,14 +196,27 @@ impl Validator<'_> {
         }
         self.project_env = project_env;
 
-        let argv = if svc.command.is_none() && svc.container.is_some() {
+        let container_table = ["services", written.as_str(), "container"];
+        let argv = if svc.command.is_none()
+            && (svc.container.is_some()
+                || self.dropped.meant(&table, "command")
+                || self.dropped.meant(&table, "container"))
+        {
             Vec::new()
         } else {
             self.command(svc, &header, &name, &env)
         };
         let setup = self.setup(svc.setup.as_ref(), &name);
-        let (health, start_timeout) =
-            self.health(svc.health.as_ref(), me.port, &name, &env, svc.oneshot);
+        let health_dropped = ["http", "tcp", "exec", "log", "container"]
+            .iter()
+            .any(|k| self.dropped.meant(&health, k));
+        let (health, start_timeout) = self.health(
+            svc.health.as_ref(),
+            (me.port, me.port_broken),
+            &name,
+            &env,
+            (svc.oneshot, health_dropped),
+        );
         if let (Some(h), Some(raw)) = (&health, &svc.health) {
             if matches!(h.probe, crate::config::Probe::Container) && svc.container.is_none() {
                 self.error(
@@ -195,7 +246,7 @@ impl Validator<'_> {
                 }
                 Some(js) => {
                     let j = js[0];
-                    if declared[j].tier > me.tier {
+                    if declared[j].tier > me.tier && !me.tier_broken && !declared[j].tier_broken {
                         self.error(
                             dep.span(),
                             format!(
@@ -265,10 +316,13 @@ impl Validator<'_> {
             }
         };
 
+        let image_meant = ["image", "build"]
+            .iter()
+            .any(|k| self.dropped.meant(&container_table, k));
         let container = svc.container.as_ref().map(|c| {
             let runs = svc.command.is_none() || self.all_in_containers;
             let image_of = me.group.as_ref().map_or(name.as_str(), |(g, _)| g.as_str());
-            self.container(c, &name, image_of, runs, me.port, &env)
+            self.container(c, &name, image_of, runs, me.port, &env, image_meant)
         });
         let watch = self.watch(&svc.watch, &name);
         let watch_debounce = self.duration(
@@ -336,6 +390,9 @@ impl Validator<'_> {
         raw.iter().map(|g| g.get_ref().clone()).collect()
     }
 
+    /// `image_meant`: an image or build was written but left out (its type,
+    /// a misspelt key), and reported.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn container(
         &mut self,
         raw: &Spanned<crate::config::raw::RawContainer>,
@@ -344,6 +401,7 @@ impl Validator<'_> {
         runs: bool,
         port: Option<u16>,
         env: &[(String, String)],
+        image_meant: bool,
     ) -> Container {
         let c = raw.get_ref();
         let image = c.image.as_ref().and_then(|i| {
@@ -371,20 +429,20 @@ impl Validator<'_> {
                 None
             }
         });
-        if c.image.is_none() && c.build.is_none() {
+        if c.image.is_none() && c.build.is_none() && !image_meant {
             self.error(
                 raw.span(),
                 format!("container of service \"{name}\" needs image = \"...\", build = \"DIR\", or both"),
             );
         }
-        let target = c.target.as_ref().and_then(|t| {
+        let target = c.target.as_ref().map(|t| {
             if c.build.is_none() {
                 self.error(
                     t.span(),
                     format!("container target of service \"{name}\" names a build stage: it needs build = \"DIR\""),
                 );
             }
-            Some(t.get_ref().clone())
+            t.get_ref().clone()
         });
         let args = c.args.as_ref().map(|a| match a.get_ref() {
             crate::config::raw::StringOrList::One(s) => {

@@ -23,13 +23,16 @@ pub(super) enum PortSpec {
 impl Validator<'_> {
     pub(super) fn tiers(&mut self, raw: Vec<Spanned<crate::config::raw::RawTier>>) -> Vec<Tier> {
         let mut tiers: Vec<Tier> = Vec::with_capacity(raw.len().max(1));
+        self.tier_index.clear();
         for t in raw {
             let t = t.into_inner();
             let name = t.name.get_ref();
             if name.trim().is_empty() {
                 self.error(t.name.span(), "tier name must not be empty");
-            } else if tiers.iter().any(|x| &x.name == name) {
+            } else if self.tier_index.contains_key(name) {
                 self.error(t.name.span(), format!("tier \"{name}\" is declared twice"));
+            } else {
+                self.tier_index.insert(name.clone(), tiers.len());
             }
             let ports = t.ports.as_ref().and_then(|r| {
                 let range = parse_port_range(r.get_ref());
@@ -51,6 +54,7 @@ impl Validator<'_> {
             });
         }
         if tiers.is_empty() {
+            self.tier_index.insert(defaults::TIER_NAME.into(), 0);
             tiers.push(Tier {
                 name: defaults::TIER_NAME.into(),
                 title: None,
@@ -61,8 +65,14 @@ impl Validator<'_> {
     }
 
     /// A service's `port`: a number in 1-65535 inside its tier's range, or
-    /// "auto" where the tier has a range.
-    pub(super) fn port(&mut self, p: &Spanned<Scalar>, name: &str, tier: &Tier) -> PortSpec {
+    /// "auto" where the tier has a range. `tier` is None when the service's
+    /// tier is unknown (reported already): no range is checked then.
+    pub(super) fn port(
+        &mut self,
+        p: &Spanned<Scalar>,
+        name: &str,
+        tier: Option<&Tier>,
+    ) -> PortSpec {
         let fixed = match p.get_ref() {
             Scalar::Int(n) if (1..=65535).contains(n) => *n as u16,
             Scalar::Int(n) => {
@@ -73,6 +83,9 @@ impl Validator<'_> {
                 return PortSpec::Invalid;
             }
             Scalar::Str(s) if s == "auto" => {
+                let Some(tier) = tier else {
+                    return PortSpec::Invalid;
+                };
                 return match tier.ports {
                     Some(range) => PortSpec::Auto(range),
                     None => {
@@ -98,12 +111,15 @@ impl Validator<'_> {
                 return PortSpec::Invalid;
             }
         };
-        if let Some(range) = tier.ports.filter(|r| !r.contains(fixed)) {
+        if let Some((tier, range)) =
+            tier.and_then(|t| Some((t, t.ports.filter(|r| !r.contains(fixed))?)))
+        {
             self.error(
                 p.span(),
                 format!(
-                    "port {fixed} of service \"{name}\" is outside the range {range} of its tier \"{}\"",
-                    tier.name
+                    "port {fixed} of service \"{name}\" is outside the range {range} of its tier \"{}\": {}",
+                    tier.name,
+                    widen(range, fixed, &tier.name)
                 ),
             );
         }
@@ -118,17 +134,19 @@ impl Validator<'_> {
         offset: u32,
         span: &Range<usize>,
         instance: &str,
-        tier: &Tier,
+        tier: Option<&Tier>,
     ) -> Option<u16> {
         if offset == 0 {
             return Some(base);
         }
         let port = u32::from(base) + offset;
-        let outside = match tier.ports {
+        let outside = match tier.and_then(|t| Some((t, t.ports?))) {
             _ if port > 65535 => Some("1-65535".to_string()),
-            Some(range) if !range.contains(port as u16) => {
-                Some(format!("{range} of its tier \"{}\"", tier.name))
-            }
+            Some((tier, range)) if !range.contains(port as u16) => Some(format!(
+                "{range} of its tier \"{}\": {}",
+                tier.name,
+                widen(range, port as u16, &tier.name)
+            )),
             _ => None,
         };
         match outside {
@@ -187,6 +205,16 @@ impl Validator<'_> {
         }
         vars.into()
     }
+}
+
+/// How to make room for `port`: a range of the tier that holds it too, or
+/// no range at all (ranges are for `port = "auto"`; fixed ports need none).
+fn widen(range: PortRange, port: u16, tier: &str) -> String {
+    format!(
+        "widen the range to ports = \"{}-{}\", or remove `ports` from [[tier]] \"{tier}\" if none of its services uses port = \"auto\"",
+        range.first.min(port),
+        range.last.max(port)
+    )
 }
 
 /// `"8000-8099"` (or a single port `"8000"`).

@@ -182,6 +182,10 @@ pub struct Supervisor {
     api: Option<crate::api::Api>,
     /// Starts units: real processes, or a test double.
     launcher: Arc<dyn unit::Launcher>,
+    /// Reloads asked for while another is in flight, in order: each
+    /// compares the file with what the one before it installed, and
+    /// answers once what it changed has settled.
+    queued_reloads: std::collections::VecDeque<(bool, mpsc::UnboundedSender<Response>)>,
 }
 
 impl Supervisor {
@@ -225,6 +229,7 @@ impl Supervisor {
             sampled_at: None,
             api: None,
             launcher,
+            queued_reloads: Default::default(),
         };
         sup.install(config);
         (sup, tx)
@@ -398,6 +403,11 @@ impl Supervisor {
                 trim_at = Some(now + TRIM_AFTER);
             }
             self.notify_waiters();
+            while self.next_reload() {
+                self.reconcile();
+                self.forget_removed();
+                self.notify_waiters();
+            }
             if self.dirty {
                 let due = *flush_at.get_or_insert(now + PERSIST_EVERY);
                 if now >= due {
@@ -453,8 +463,11 @@ impl Supervisor {
             }
             Msg::Reload => {
                 if !self.exiting {
-                    let (tx, _rx) = mpsc::unbounded_channel();
-                    self.reload(false, tx);
+                    // Nobody reads the answer, but the reload stays in
+                    // flight until it is done, for any that follow.
+                    let (tx, mut rx) = mpsc::unbounded_channel();
+                    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+                    self.reload_when_free(false, tx);
                 }
             }
             Msg::SetupsDone {
@@ -519,11 +532,11 @@ impl Supervisor {
                 let (command, container) = match e.spec.in_container() {
                     Some(c) => (
                         shell_words::join(e.spec.container_command()),
-                        Some(ContainerRef {
+                        Some(Box::new(ContainerRef {
                             name: c.name.clone(),
                             image: c.tag.clone(),
                             id: None,
-                        }),
+                        })),
                     ),
                     None => (shell_words::join(&e.spec.argv), None),
                 };

@@ -126,7 +126,7 @@ impl Supervisor {
                 }
                 Err(e) => self.refuse(&reply, ErrorKind::UnknownService, e),
             },
-            Request::Reload { dry_run } => self.reload(dry_run, reply),
+            Request::Reload { dry_run } => self.reload_when_free(dry_run, reply),
             Request::History { services } => {
                 let histories = self
                     .config
@@ -272,8 +272,50 @@ impl Supervisor {
             .collect()
     }
 
+    /// A reload now, or after the reload in flight has answered: two at
+    /// once would both compare the file with the config in force, and the
+    /// second would answer "done" while the first's restarts still run. A
+    /// dry run changes nothing and answers at once.
+    pub(super) fn reload_when_free(
+        &mut self,
+        dry_run: bool,
+        reply: mpsc::UnboundedSender<Response>,
+    ) {
+        if !dry_run && (self.reloading() || !self.queued_reloads.is_empty()) {
+            self.queued_reloads.push_back((dry_run, reply));
+        } else {
+            self.reload(dry_run, reply);
+        }
+    }
+
+    fn reloading(&self) -> bool {
+        self.waiters.iter().any(|w| w.reload)
+    }
+
+    /// Start the next queued reload once none is in flight; true when one
+    /// was taken from the queue.
+    pub(super) fn next_reload(&mut self) -> bool {
+        if self.reloading() {
+            return false;
+        }
+        let Some((dry_run, reply)) = self.queued_reloads.pop_front() else {
+            return false;
+        };
+        if self.exiting {
+            self.refuse(
+                &reply,
+                ErrorKind::ShuttingDown,
+                "the supervisor is shutting down",
+            );
+        } else {
+            self.reload(dry_run, reply);
+        }
+        true
+    }
+
     /// Re-read services.toml and apply the difference; the reply lists the
-    /// plan, then (unless a dry run) waits until the changed services settle.
+    /// plan, then (unless a dry run) waits until the changed services settle
+    /// and the removed ones have stopped.
     pub(super) fn reload(&mut self, dry_run: bool, reply: mpsc::UnboundedSender<Response>) {
         let new = match crate::config::load(Some(&self.config.path)) {
             Ok(c) => Arc::new(c),
@@ -324,6 +366,7 @@ impl Supervisor {
         self.watches = None;
         self.watches = super::super::watch::start(&self.config, self.watch_notify());
         let mut targets = Vec::new();
+        let mut removed = Vec::new();
         for change in &plan.changes {
             let id = ServiceId::new(&change.service);
             self.record(
@@ -337,7 +380,10 @@ impl Supervisor {
                 continue;
             };
             match change.kind {
-                ChangeKind::Removed => self.input(&id, Input::Stop),
+                ChangeKind::Removed => {
+                    self.input(&id, Input::Stop);
+                    removed.push(id);
+                }
                 ChangeKind::Added => {
                     let selected = graph::select(&self.config, &[], &[]).unwrap_or_default();
                     if self
@@ -348,6 +394,8 @@ impl Supervisor {
                         targets.push(id);
                     }
                 }
+                // Settings applied around the process: nothing restarts.
+                ChangeKind::Changed if !change.restarts() => {}
                 // What runs restarts with its new definition; what gave up
                 // gets another chance; what is stopped stays stopped.
                 ChangeKind::Changed if e.svc.active() => {
@@ -372,7 +420,15 @@ impl Supervisor {
         for id in &ids {
             self.input(id, Input::Start);
         }
-        self.add_waiter(ids, WaitFor::Up, reply);
+        let each = ids
+            .into_iter()
+            .map(|id| (id, WaitFor::Up))
+            .chain(removed.into_iter().map(|id| (id, WaitFor::Down)))
+            .collect();
+        self.add_waiter_each(each, reply);
+        if let Some(w) = self.waiters.last_mut() {
+            w.reload = true;
+        }
     }
 
     pub(super) fn stop_all(&mut self) {

@@ -18,7 +18,10 @@ pub(super) enum WaitFor {
 
 pub(super) struct Waiter {
     targets: Vec<ServiceId>,
-    wait_for: WaitFor,
+    /// What each target waits for.
+    wait_for: Vec<WaitFor>,
+    /// The answer to a reload: the next one waits until this one is done.
+    pub(super) reload: bool,
     reply: mpsc::UnboundedSender<Response>,
     since: Instant,
     shown: Vec<Option<(ServiceState, Option<String>)>>,
@@ -45,6 +48,18 @@ impl Supervisor {
         wait_for: WaitFor,
         reply: mpsc::UnboundedSender<Response>,
     ) {
+        let each = targets.into_iter().map(|id| (id, wait_for)).collect();
+        self.add_waiter_each(each, reply);
+    }
+
+    /// A waiter whose targets wait for different things (a reload: what it
+    /// started up, what it removed down).
+    pub(super) fn add_waiter_each(
+        &mut self,
+        targets: Vec<(ServiceId, WaitFor)>,
+        reply: mpsc::UnboundedSender<Response>,
+    ) {
+        let (targets, wait_for): (Vec<ServiceId>, Vec<WaitFor>) = targets.into_iter().unzip();
         let n = targets.len();
         let targets_index = targets
             .iter()
@@ -58,6 +73,7 @@ impl Supervisor {
         self.waiters.push(Waiter {
             targets,
             wait_for,
+            reload: false,
             reply,
             since: Instant::now(),
             shown: vec![None; n],
@@ -142,7 +158,7 @@ impl Supervisor {
             for &k in &news {
                 let now = match self.entries.get(&w.targets[k]) {
                     None => true,
-                    Some(e) => match w.wait_for {
+                    Some(e) => match w.wait_for[k] {
                         WaitFor::Up => e.svc.settled_up(),
                         WaitFor::Down => {
                             (!e.svc.active() && e.svc.goal == Goal::Run && e.unit.is_none())
@@ -171,8 +187,10 @@ impl Supervisor {
                 .chain(
                     w.targets
                         .iter()
-                        .filter_map(|id| Some((id, self.entries.get(id)?)))
-                        .filter(|(_, e)| w.wait_for == WaitFor::Up && !e.svc.ready())
+                        .zip(&w.wait_for)
+                        .filter(|(_, wait_for)| **wait_for == WaitFor::Up)
+                        .filter_map(|(id, _)| Some((id, self.entries.get(id)?)))
+                        .filter(|(_, e)| !e.svc.ready())
                         .map(|(id, e)| Failure {
                             service: id.to_string(),
                             state: e.svc.public(),
