@@ -422,6 +422,31 @@ impl Service {
 }
 
 impl Config {
+    /// Bridge containers that depend on a native service with a port: they
+    /// reach it through the bridge's gateway, which works only when it
+    /// listens beyond 127.0.0.1. One sentence each.
+    pub fn bridge_reach_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.services {
+            let Some(c) = s.in_container() else { continue };
+            if c.network != Network::Bridge {
+                continue;
+            }
+            for &d in &s.depends_on {
+                let dep = &self.services[d];
+                if dep.in_container().is_some() {
+                    continue;
+                }
+                let Some(port) = dep.port else { continue };
+                out.push(format!(
+                    "service \"{}\" runs in a bridge container and reaches the native service \"{}\" at {BRIDGE_HOST}:{port}, which works only if \"{}\" listens beyond 127.0.0.1 (on 0.0.0.0); otherwise set network = \"host\" in [services.{}.container]",
+                    s.name, dep.name, dep.name, s.name
+                ));
+            }
+        }
+        out
+    }
+
     /// Services whose `env` sets `PORT` or an `FPCTL_PORT_*` to something
     /// other than the port fpctl exports: the service would listen where no
     /// health check looks. One sentence each.

@@ -291,9 +291,19 @@ fn parse_gateway(out: &str) -> Option<IpAddr> {
 
 /// Remove every container with the project's label, at once (the last
 /// sweep of an exiting supervisor, which owns its thread then: the client
-/// runs directly, with a deadline). Only when this process found an engine.
+/// runs directly, with a deadline).
 pub fn remove_project_now(project: &str) {
-    let Some(rt) = known_runtime() else {
+    // None found yet (a supervisor that ends before it asked): the first
+    // client that answers.
+    let Some(rt) = known_runtime().or_else(|| {
+        ["docker", "podman"].into_iter().find_map(|program| {
+            let rt = Runtime {
+                program: program.to_string(),
+                podman: program == "podman",
+            };
+            run_now(&rt, &["version", "--format", "{{.Server.Version}}"]).map(|_| rt)
+        })
+    }) else {
         return;
     };
     let filter = format!("label={LABEL_PROJECT}={project}");

@@ -77,6 +77,15 @@ impl Supervisor {
                 e.svc.restarts = rec.status.restarts;
                 e.svc.streak = rec.status.restarts_in_row;
             }
+            if let (Some((pid, _)), Some(c)) = (alive, e.spec.in_container()) {
+                // The engine's client of a container service. Its container
+                // is looked at again when the service starts: attached to
+                // when it runs with the same settings, else replaced. The
+                // client goes; the container does not go with it.
+                tracing::info!(service = %id, pid, container = %c.name, "letting its start take over the container");
+                process::signal_pid(pid, nix::sys::signal::Signal::SIGKILL);
+                continue;
+            }
             match alive {
                 Some((pid, ticks)) => match process::watch_foreign(pid) {
                     Ok(exit) => {
