@@ -430,3 +430,41 @@ container_port = 8080
         docker(&args);
     }
 }
+
+#[test]
+fn validate_warns_when_a_bridge_container_depends_on_a_native_service() {
+    let port = free_port();
+    let s = Stack::new(&format!(
+        r#"
+[services.api]
+command = "python3 {httpd} --port ${{PORT}}"
+port = {port}
+
+[services.edge]
+depends_on = ["api"]
+[services.edge.container]
+image = "{IMAGE}"
+
+[services.hosted]
+depends_on = ["api"]
+[services.hosted.container]
+image = "{IMAGE}"
+network = "host"
+"#,
+        httpd = httpd()
+    ));
+    let r = s.run(&["validate"]).expect(0);
+    let stderr = r.stderr();
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("bridge container"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", r.all());
+    assert!(
+        warnings[0].contains("\"edge\"")
+            && warnings[0].contains("listens beyond 127.0.0.1")
+            && warnings[0].contains("network = \"host\""),
+        "{}",
+        r.all()
+    );
+}

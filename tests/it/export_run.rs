@@ -224,3 +224,34 @@ depends_on = ["db"]
     let _compose = export_and_wait(&s);
     assert_eq!(http_get(api, "/health").map(|r| r.0), Some(200));
 }
+
+#[test]
+fn a_live_scale_never_leaks_into_an_export() {
+    let base = free_range(3);
+    let toml = format!(
+        r#"
+[services.web]
+command = "python3 {httpd} --port ${{PORT}} --name web"
+port = {base}
+replicas = 2
+health = {{ http = "/health" }}
+[services.web.container]
+{web}container_port = 8080
+"#,
+        httpd = httpd(),
+        web = container_table(HTTPD),
+    );
+    let s = Stack::new(&toml);
+    s.run(&["start"]).expect(0);
+    s.run(&["scale", "web=3"]).expect(0);
+    assert_eq!(s.state_of("web-3"), "online");
+    let out = s.run(&["export", "compose"]).expect(0).stdout();
+    assert!(out.contains("replicas: 2"), "{out}");
+    assert!(
+        out.contains(&format!("127.0.0.1:{}-{}:8080", base, base + 1)),
+        "{out}"
+    );
+    let k8s = s.run(&["export", "kubernetes"]).expect(0).stdout();
+    assert!(k8s.contains("replicas: 2"), "{k8s}");
+    s.stop_all();
+}

@@ -316,9 +316,9 @@ impl Validator<'_> {
             }
         };
 
-        let image_meant = ["image", "build"]
-            .iter()
-            .any(|k| self.dropped.meant(&container_table, k));
+        // A key left out of the table was meant as one of its fields: its
+        // error is enough, with no second one about image or build.
+        let image_meant = !self.dropped.children(&container_table).is_empty();
         let container = svc.container.as_ref().map(|c| {
             let runs = svc.command.is_none() || self.all_in_containers;
             let image_of = me.group.as_ref().map_or(name.as_str(), |(g, _)| g.as_str());
