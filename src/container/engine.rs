@@ -199,6 +199,21 @@ pub async fn stop(rt: &Runtime, name: &str, grace: Duration) -> Result<(), Strin
     }
 }
 
+/// The id of the container `name` once the engine has created it (a
+/// client just started), asked every 100 ms for up to 20 s.
+pub async fn id_when_created(rt: &Runtime, name: &str) -> Option<String> {
+    for _ in 0..200 {
+        if let Ok(out) = ask(rt, &["inspect", "--format", "{{.Id}}", name]).await {
+            let id = out.trim();
+            if !id.is_empty() {
+                return Some(id.to_string());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
 /// Whether the image is on this machine.
 pub async fn image_present(rt: &Runtime, image: &str) -> bool {
     ask(rt, &["image", "inspect", "--format", "{{.Id}}", image])

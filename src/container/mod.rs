@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{ContainerRuntime, Network, Service};
 
 pub use engine::{
-    find, forget_runtime, gateway, health_status, image_present, main_pid, remove,
+    find, forget_runtime, gateway, health_status, id_when_created, image_present, main_pid, remove,
     remove_project_now, runtime, stop, Found, Runtime,
 };
 

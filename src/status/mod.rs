@@ -128,6 +128,10 @@ pub struct ServiceStatus {
     /// says in words when it is neither failed nor blocked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activity: Option<Activity>,
+    /// The container it runs in (container services only): its name and
+    /// image, and the engine's id while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerRef>,
 }
 
 impl ServiceStatus {
@@ -152,6 +156,7 @@ impl ServiceStatus {
             cpu_percent: None,
             restarts_total: 0,
             activity: None,
+            container: None,
         }
     }
 }

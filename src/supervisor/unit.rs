@@ -58,6 +58,10 @@ pub enum UnitEvent {
         elsewhere: Option<Elsewhere>,
     },
     AliveFor,
+    /// The engine's id of the service's container, once it exists.
+    Container {
+        id: String,
+    },
     /// The last report: nothing of this launch runs any more.
     Ended {
         pid: Option<i32>,
@@ -334,6 +338,19 @@ impl Task {
             pid: child.pid,
             ticks: child.start_ticks,
             at: state::now_unix(),
+        });
+        let _learn = self.container.as_ref().map(|c| {
+            let (rt, name, sink) = (c.rt.clone(), c.run.name.clone(), self.sink.clone());
+            let (id, gen) = (self.l.id.clone(), self.l.gen);
+            AbortOnDrop(tokio::spawn(async move {
+                if let Some(cid) = container::id_when_created(&rt, &name).await {
+                    let _ = sink.send(Report {
+                        id,
+                        gen,
+                        event: UnitEvent::Container { id: cid },
+                    });
+                }
+            }))
         });
         let probing = self.l.svc.health.is_some();
         self.writer = writer;

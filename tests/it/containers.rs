@@ -108,6 +108,19 @@ fn a_container_only_service_runs_is_probed_on_its_published_port_and_stop_leaves
     assert_eq!(s.state_of("web"), "online");
     let id = container_id(&s, "web").expect("its container runs");
     assert_eq!(containers_of(&s), vec![id.clone()]);
+    // check names its image and container, with the engine's id.
+    wait_until(
+        "check shows the container's id",
+        Duration::from_secs(20),
+        || s.service("web")["container"]["id"] == id.as_str(),
+    );
+    let web = s.service("web");
+    assert_eq!(web["container"]["image"], IMAGE, "{web}");
+    assert_eq!(
+        web["container"]["name"],
+        format!("fpctl-{}-web", project(&s)),
+        "{web}"
+    );
     // The labels and the settings hash a later supervisor recognises.
     let labels = text(&docker(&[
         "inspect",

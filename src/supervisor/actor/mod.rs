@@ -126,6 +126,8 @@ struct Entry {
     /// The services whose `stop` took this running dependent down: a
     /// `start` of any of them starts it again.
     taken_down_with: BTreeSet<ServiceId>,
+    /// The engine's id of its container, once its unit learnt it.
+    container_id: Option<String>,
 }
 
 pub struct Supervisor {
@@ -278,6 +280,7 @@ impl Supervisor {
                             history: metrics::History::default(),
                             requested_restarts: 0,
                             taken_down_with: BTreeSet::new(),
+                            container_id: None,
                         },
                     );
                 }
@@ -525,6 +528,13 @@ impl Supervisor {
         if e.svc.gen != r.gen {
             return;
         }
+        if let UnitEvent::Container { id } = r.event {
+            e.container_id = Some(id);
+            return self.publish_service(&r.id);
+        }
+        if let UnitEvent::Spawned { .. } = r.event {
+            e.container_id = None;
+        }
         let input = match r.event {
             UnitEvent::External(p) => Input::External(p),
             UnitEvent::PrepareFailed(reason) => Input::PrepareFailed(reason),
@@ -571,6 +581,8 @@ impl Supervisor {
             }
             UnitEvent::StartTimeout { elsewhere } => Input::StartTimeout { elsewhere },
             UnitEvent::AliveFor => Input::AliveFor,
+            // Taken above.
+            UnitEvent::Container { .. } => return,
             UnitEvent::Ended { pid, exit } => Input::Ended { pid, exit },
         };
         self.input(&r.id, input);
