@@ -123,6 +123,8 @@ pub enum Response {
 /// socket's subscribers).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+// Sent and dropped at once, like a Response: its size is no concern.
+#[allow(clippy::large_enum_variant)]
 pub enum Update {
     /// One service's status, after any change of what it shows.
     Service(ServiceStatus),
