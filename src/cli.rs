@@ -127,7 +127,7 @@ pub enum Command {
         timestamps: bool,
         /// Only lines recorded since then: a duration ago (10m, 2h30m) or a
         /// time (2026-11-26T03:00:00Z)
-        #[arg(long, value_name = "WHEN", value_parser = crate::commands::parse_since)]
+        #[arg(long, value_name = "WHEN", value_parser = parse_since)]
         since: Option<std::time::SystemTime>,
     },
     /// Show the history of starts, exits, health changes and restarts
@@ -288,12 +288,63 @@ pub enum Names {
 }
 
 fn names(kind: Names) -> ArgValueCandidates {
-    ArgValueCandidates::new(move || crate::commands::completion_names(kind))
+    ArgValueCandidates::new(move || completion_names(kind))
 }
 
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{e} (write it like \"500ms\", \"2s\" or \"1m\")"))
+/// A command-line value that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum BadValue {
+    #[error("{0} (write it like \"500ms\", \"2s\" or \"1m\")")]
+    Duration(#[from] humantime::DurationError),
+    #[error("\"{0}\" reaches back before 1970")]
+    BeforeEpoch(String),
+    #[error("\"{0}\" is neither a duration (10m, 2h30m) nor a time (2026-11-26T03:00:00Z)")]
+    NotAWhen(String),
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, BadValue> {
+    Ok(humantime::parse_duration(s)?)
+}
+
+/// `--since`: a duration back from now (`10m`, `2h30m`) or a time (RFC
+/// 3339, `2026-11-26T03:00:00Z`).
+pub fn parse_since(s: &str) -> Result<std::time::SystemTime, BadValue> {
+    if let Ok(ago) = humantime::parse_duration(s) {
+        return std::time::SystemTime::now()
+            .checked_sub(ago)
+            .ok_or_else(|| BadValue::BeforeEpoch(s.to_string()));
+    }
+    humantime::parse_rfc3339_weak(s).map_err(|_| BadValue::NotAWhen(s.to_string()))
+}
+
+/// Names from the services.toml in scope (found from the current folder, or
+/// FPCTL_FILE); none when there is no valid one.
+pub fn completion_names(kind: Names) -> Vec<clap_complete::engine::CompletionCandidate> {
+    let file = std::env::var_os("FPCTL_FILE").map(PathBuf::from);
+    let Ok(config) = crate::config::load(file.as_deref()) else {
+        return Vec::new();
+    };
+    match kind {
+        Names::Services => config
+            .services
+            .iter()
+            .map(|s| {
+                let tier = &config.tiers[s.tier].name;
+                clap_complete::engine::CompletionCandidate::new(&s.name)
+                    .help(Some(format!("tier {tier}").into()))
+            })
+            .collect(),
+        Names::Profiles => {
+            let mut profiles: Vec<&String> =
+                config.services.iter().flat_map(|s| &s.profiles).collect();
+            profiles.sort();
+            profiles.dedup();
+            profiles
+                .into_iter()
+                .map(clap_complete::engine::CompletionCandidate::new)
+                .collect()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -123,11 +123,9 @@ pub enum Response {
 /// socket's subscribers).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-// Sent and dropped at once, like a Response: its size is no concern.
-#[allow(clippy::large_enum_variant)]
 pub enum Update {
     /// One service's status, after any change of what it shows.
-    Service(ServiceStatus),
+    Service(Box<ServiceStatus>),
     Probe {
         service: String,
         #[serde(flatten)]
@@ -152,6 +150,29 @@ pub enum ErrorKind {
     PermissionDenied,
     #[default]
     Internal,
+}
+
+impl ErrorKind {
+    /// The exit code of a command that got this refusal: the user's to fix
+    /// (a bad name, a bad file, a bad request) is 2, the rest 1.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::UnknownService | ErrorKind::InvalidConfig | ErrorKind::BadRequest => 2,
+            ErrorKind::ShuttingDown | ErrorKind::PermissionDenied | ErrorKind::Internal => 1,
+        }
+    }
+
+    /// The HTTP status the API answers this refusal with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::UnknownService => 404,
+            ErrorKind::InvalidConfig => 422,
+            ErrorKind::BadRequest => 400,
+            ErrorKind::PermissionDenied => 403,
+            // It could not be done now: the stack is busy or going away.
+            ErrorKind::ShuttingDown | ErrorKind::Internal => 409,
+        }
+    }
 }
 
 impl Response {
@@ -260,7 +281,7 @@ impl Client {
         }
     }
 
-    /// Subscribe: the first [`Subscription::next`] is a `Status` snapshot,
+    /// Subscribe: the first [`Subscription::recv`] is a `Status` snapshot,
     /// then `Update`s follow in the order they happen (and a fresh
     /// `Status` when this client fell too far behind).
     pub fn subscribe(mut self) -> std::io::Result<Subscription> {
@@ -307,9 +328,7 @@ pub struct Subscription {
 
 impl Subscription {
     /// The next snapshot or update; None once the supervisor has exited.
-    /// (Not an `Iterator`: each read can fail.)
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> std::io::Result<Option<Response>> {
+    pub fn recv(&mut self) -> std::io::Result<Option<Response>> {
         self.client.read()
     }
 
@@ -336,16 +355,32 @@ pub fn encode(response: Response) -> String {
     s
 }
 
-/// Decode one request line, with a message fit to send back on error.
-pub fn decode(line: &str) -> Result<Request, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("malformed request: {e}"))?;
+/// Why a request line was refused; its text is sent back.
+#[derive(Debug, thiserror::Error)]
+pub enum BadRequest {
+    #[error("malformed request: {0}")]
+    Malformed(#[source] serde_json::Error),
+    #[error("malformed request: no protocol version \"v\"")]
+    NoVersion,
+    #[error("protocol version {0} is not supported (this supervisor speaks {PROTOCOL_VERSION}); run `fpctl stop` with the matching fpctl")]
+    Version(u64),
+    #[error("request too long")]
+    TooLong,
+    #[error("malformed request: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("no request within 10s")]
+    Silent,
+}
+
+/// Decode one request line.
+pub fn decode(line: &str) -> Result<Request, BadRequest> {
+    let value: serde_json::Value = serde_json::from_str(line).map_err(BadRequest::Malformed)?;
     match value.get("v").and_then(|v| v.as_u64()) {
         Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
-        Some(v) => return Err(format!("protocol version {v} is not supported (this supervisor speaks {PROTOCOL_VERSION}); run `fpctl stop` with the matching fpctl")),
-        None => return Err("malformed request: no protocol version \"v\"".into()),
+        Some(v) => return Err(BadRequest::Version(v)),
+        None => return Err(BadRequest::NoVersion),
     }
     serde_json::from_value::<Envelope<Request>>(value)
         .map(|e| e.body)
-        .map_err(|e| format!("malformed request: {e}"))
+        .map_err(BadRequest::Malformed)
 }

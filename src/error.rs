@@ -25,6 +25,18 @@ pub enum Error {
     Service(String),
     #[error("{0}")]
     Other(String),
+    /// An operation failed; `context` says which.
+    #[error("{context}: {source}")]
+    Failed {
+        context: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The supervisor refused the request.
+    #[error("{message}")]
+    Refused {
+        kind: crate::control::ErrorKind,
+        message: String,
+    },
 }
 
 impl Error {
@@ -32,12 +44,19 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) | Error::Usage(_) => 2,
-            Error::Service(_) | Error::Other(_) => 1,
+            Error::Service(_) | Error::Other(_) | Error::Failed { .. } => 1,
+            Error::Refused { kind, .. } => kind.exit_code(),
         }
     }
 
-    pub fn other(context: impl std::fmt::Display, err: impl std::fmt::Display) -> Self {
-        Error::Other(format!("{context}: {err}"))
+    pub fn other(
+        context: impl std::fmt::Display,
+        err: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Failed {
+            context: context.to_string(),
+            source: err.into(),
+        }
     }
 }
 

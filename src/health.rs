@@ -272,6 +272,7 @@ async fn exec(
     let spec = SpawnSpec {
         argv,
         dir,
+        shared: &[],
         env,
         marker: None,
     };
@@ -315,7 +316,7 @@ fn no_answer(e: &std::io::Error) -> Verdict {
 
 /// Why an HTTP probe got no answer, in words, and whether it was fpctl's
 /// own shortage.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct NoAnswer {
     pub text: String,
     pub ours: bool,

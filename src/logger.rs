@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 use crate::config::LogRotation;
@@ -173,20 +173,13 @@ fn open(path: &Path) -> io::Result<File> {
     crate::service_log::open(path)
 }
 
-/// `NAME.log.N` for the N-th older file.
-pub fn rotated(path: &Path, n: u32) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(format!(".{n}"));
-    PathBuf::from(s)
-}
-
 fn rotate(path: &Path, keep: u32) -> io::Result<()> {
-    let _ = std::fs::remove_file(rotated(path, keep));
+    let _ = std::fs::remove_file(crate::service_log::rotated(path, keep));
     for n in (1..keep).rev() {
-        let from = rotated(path, n);
+        let from = crate::service_log::rotated(path, n);
         if from.exists() {
-            std::fs::rename(&from, rotated(path, n + 1))?;
+            std::fs::rename(&from, crate::service_log::rotated(path, n + 1))?;
         }
     }
-    std::fs::rename(path, rotated(path, 1))
+    std::fs::rename(path, crate::service_log::rotated(path, 1))
 }

@@ -138,6 +138,9 @@ fn register(pid: i32) -> oneshot::Receiver<Exit> {
 pub struct SpawnSpec<'a> {
     pub argv: &'a [String],
     pub dir: &'a Path,
+    /// Variables shared by every service of a config (`FPCTL_PORT_*`,
+    /// `FPCTL_HOST_*`), set before `env`, which may override them.
+    pub shared: &'a [(String, String)],
     pub env: &'a [(String, String)],
     /// Value of [`MARKER_VAR`] for the child and its descendants.
     pub marker: Option<&'a str>,
@@ -156,9 +159,7 @@ fn command(spec: &SpawnSpec<'_>) -> Command {
         .current_dir(spec.dir)
         .stdin(Stdio::null())
         .process_group(0);
-    for (k, v) in spec.env {
-        cmd.env(k, v);
-    }
+    cmd.envs(spec.shared.iter().chain(spec.env).map(|(k, v)| (k, v)));
     if let Some(m) = spec.marker {
         cmd.env(MARKER_VAR, m);
     }

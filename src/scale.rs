@@ -71,18 +71,28 @@ pub fn clear(root: &Path) {
     let _ = std::fs::remove_file(containers_path(root));
 }
 
+/// A `NAME=N` argument that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum BadScale {
+    #[error("expected NAME=N, like worker=3, found {0:?}")]
+    NoCount(String),
+    #[error("the count in {arg:?} must be a whole number from 1 up (`fpctl stop {name}` stops them all)")]
+    BadCount { arg: String, name: String },
+}
+
 /// `NAME=N`, as given on the command line.
-pub fn parse(arg: &str) -> Result<(String, u32), String> {
+pub fn parse(arg: &str) -> Result<(String, u32), BadScale> {
     let (name, n) = arg
         .split_once('=')
-        .ok_or_else(|| format!("expected NAME=N, like worker=3, found {arg:?}"))?;
+        .ok_or_else(|| BadScale::NoCount(arg.to_string()))?;
     let n: u32 = n
         .trim()
         .parse()
         .ok()
         .filter(|&n| n >= 1)
-        .ok_or_else(|| {
-            format!("the count in {arg:?} must be a whole number from 1 up (`fpctl stop {name}` stops them all)")
+        .ok_or_else(|| BadScale::BadCount {
+            arg: arg.to_string(),
+            name: name.to_string(),
         })?;
     Ok((name.trim().to_string(), n))
 }

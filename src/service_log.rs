@@ -8,7 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 /// The note that begins a run of the service's command.
@@ -308,7 +308,7 @@ pub fn history_of(
     let mut k = 1;
     while h.whole {
         let left = n.map(|n| n.saturating_sub(h.lines.len()));
-        let Ok(mut f) = File::open(crate::logger::rotated(path, k)) else {
+        let Ok(mut f) = File::open(rotated(path, k)) else {
             break;
         };
         if left == Some(0) {
@@ -378,6 +378,13 @@ pub fn texts_and_times<'a>(
             (text, time)
         })
         .unzip()
+}
+
+/// `NAME.log.N` for the N-th older file.
+pub fn rotated(path: &Path, n: u32) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    PathBuf::from(s)
 }
 
 #[cfg(test)]

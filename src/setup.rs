@@ -40,7 +40,14 @@ pub fn runtime_env(service: &Service) -> Vec<(String, String)> {
 /// The full environment of a service's processes: its own plus setup's.
 pub fn service_env(service: &Service) -> Vec<(String, String)> {
     let mut env = service.port_env.to_vec();
-    env.extend(service.env.iter().cloned());
+    env.extend(own_env(service));
+    env
+}
+
+/// [`service_env`] without the variables every service shares: its own
+/// `env` and the setup's (`PATH`, `VIRTUAL_ENV`), set after the shared ones.
+pub fn own_env(service: &Service) -> Vec<(String, String)> {
+    let mut env = service.env.clone();
     env.extend(runtime_env(service));
     env
 }
@@ -224,7 +231,7 @@ pub async fn run(
     }
     let stamp = stamp_path(config, service);
     let _ = std::fs::remove_file(&stamp);
-    let env = service_env(service);
+    let env = own_env(service);
     for argv in steps(service) {
         service_log::note(
             log,
@@ -234,6 +241,7 @@ pub async fn run(
         let spec = SpawnSpec {
             argv: &argv,
             dir: &service.dir,
+            shared: &service.port_env,
             env: &env,
             marker,
         };
@@ -332,6 +340,7 @@ async fn image(
     let spec = SpawnSpec {
         argv: &argv,
         dir: &dir,
+        shared: &[],
         env: &[],
         marker,
     };

@@ -23,7 +23,7 @@ pub const TOKEN_FILE: &str = "api-token";
 
 /// The API token: the configured one, else the one in `.fpctl/api-token`,
 /// created (random, 0600) if missing.
-pub fn token(config: &Config) -> Result<String, String> {
+pub fn token(config: &Config) -> Result<String, super::ApiError> {
     if let Some(t) = &config.project.api.token {
         return Ok(t.clone());
     }
@@ -33,10 +33,11 @@ pub fn token(config: &Config) -> Result<String, String> {
             return Ok(t.trim().to_string());
         }
     }
-    let token =
-        random_hex().map_err(|e| format!("cannot read /dev/urandom for the API token: {e}"))?;
-    crate::state::ensure_dirs(config)
-        .map_err(|e| format!("cannot create {}: {e}", config.state_dir().display()))?;
+    let token = random_hex().map_err(super::ApiError::Random)?;
+    crate::state::ensure_dirs(config).map_err(|source| super::ApiError::StateDir {
+        path: config.state_dir(),
+        source,
+    })?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::OpenOptions::new()
         .write(true)
@@ -46,7 +47,10 @@ pub fn token(config: &Config) -> Result<String, String> {
         .open(&tmp)
         .and_then(|mut f| f.write_all(token.as_bytes()))
         .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        .map_err(|source| super::ApiError::WriteToken {
+            path: path.clone(),
+            source,
+        })?;
     Ok(token)
 }
 
@@ -74,8 +78,8 @@ pub struct Codes(Mutex<Vec<(String, Instant)>>);
 
 impl Codes {
     /// A new code, good once within [`CODE_LIFETIME`].
-    pub fn issue(&self) -> Result<String, String> {
-        let code = random_hex().map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    pub fn issue(&self) -> Result<String, super::ApiError> {
+        let code = random_hex().map_err(super::ApiError::Random)?;
         let mut codes = self.0.lock().unwrap_or_else(|e| e.into_inner());
         codes.retain(|(_, at)| at.elapsed() < CODE_LIFETIME);
         if codes.len() >= MAX_CODES {

@@ -130,7 +130,7 @@ impl Api {
         &self,
         configured: Option<SocketAddr>,
         addr: SocketAddr,
-    ) -> Result<SocketAddr, String> {
+    ) -> Result<SocketAddr, ApiError> {
         let mut listening = self.listening();
         if let Some(l) = &*listening {
             return Ok(l.bound);
@@ -139,7 +139,7 @@ impl Api {
             .send_replace(auth::token(&self.shared.config())?.into());
         let l = self
             .open(configured, addr)
-            .map_err(|e| bind_error(addr, &e))?;
+            .map_err(|e| bind_error(addr, e))?;
         let bound = l.bound;
         *listening = Some(l);
         Ok(bound)
@@ -175,7 +175,7 @@ impl Api {
     /// of the old one, so that when the bind fails (the error names the
     /// address) the old listener keeps serving and nothing changed. A new
     /// token counts from the next request.
-    pub fn apply(&self, new: &Config) -> Result<(), String> {
+    pub fn apply(&self, new: &Config) -> Result<(), ApiError> {
         let mut listening = self.listening();
         let token_changed = self.shared.config().project.api.token != new.project.api.token;
         let wanted = listen::wanted(listening.as_ref(), new.project.api.listen);
@@ -212,11 +212,11 @@ impl Api {
                             Err(e) => {
                                 // Serve where it was again.
                                 *listening = back.and_then(|(c, b)| self.open(c, b).ok());
-                                return Err(bind_error(addr, &e));
+                                return Err(bind_error(addr, e));
                             }
                         }
                     }
-                    Err(e) => return Err(bind_error(addr, &e)),
+                    Err(e) => return Err(bind_error(addr, e)),
                 };
                 *listening = Some(opened);
             }
@@ -243,10 +243,32 @@ impl Api {
                 codes,
             })
         });
-        answer.unwrap_or_else(|message| Response::error(ErrorKind::Internal, message))
+        answer.unwrap_or_else(|e| Response::error(ErrorKind::Internal, e.to_string()))
     }
 }
 
-fn bind_error(addr: SocketAddr, e: &std::io::Error) -> String {
-    format!("cannot listen on {addr} for the HTTP API: {e}")
+fn bind_error(addr: SocketAddr, e: std::io::Error) -> ApiError {
+    ApiError::Bind { addr, source: e }
+}
+
+/// Why the API cannot serve (or move) as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("cannot listen on {addr} for the HTTP API: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot read /dev/urandom for a secret: {0}")]
+    Random(#[source] std::io::Error),
+    #[error("cannot create {}: {source}", .path.display())]
+    StateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", .path.display())]
+    WriteToken {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }

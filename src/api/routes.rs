@@ -294,11 +294,7 @@ async fn reload(State(shared): St, Query(q): Query<ReloadQuery>) -> Result<HttpR
     let answer = shared.ask(request).await.ok_or_else(gone)?;
     let (ok, failures) = match answer.last {
         Response::Done { ok, failures } => (ok, failures),
-        Response::Error {
-            kind: ErrorKind::InvalidConfig,
-            message,
-        } => return Err(Failure(StatusCode::UNPROCESSABLE_ENTITY, message)),
-        Response::Error { message, .. } => return Err(Failure(StatusCode::CONFLICT, message)),
+        Response::Error { kind, message } => return Err(refused(kind, message)),
         _ => return Err(gone()),
     };
     let code = if ok {
@@ -349,7 +345,7 @@ async fn action(
     let answer = shared.ask(request).await.ok_or_else(gone)?;
     let (ok, failures) = match answer.last {
         Response::Done { ok, failures } => (ok, failures),
-        Response::Error { message, .. } => return Err(Failure(StatusCode::CONFLICT, message)),
+        Response::Error { kind, message } => return Err(refused(kind, message)),
         _ => return Err(gone()),
     };
     let now = mine(snapshot(&shared).await?.services, &names);
@@ -372,4 +368,10 @@ async fn action(
         "failures": failures,
     });
     Ok((code, Json(body)).into_response())
+}
+
+/// The supervisor's refusal, with the status its kind maps to.
+fn refused(kind: ErrorKind, message: String) -> Failure {
+    let code = StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::CONFLICT);
+    Failure(code, message)
 }

@@ -17,7 +17,7 @@ pub fn dashboard(file: Option<&Path>, no_open: bool) -> Result<Outcome> {
         .map_err(|e| Error::other("lost the supervisor", e))?;
     let (url, token, codes) = match reply {
         Response::Api { url, token, codes } => (url, token, codes),
-        Response::Error { message, .. } => return Err(Error::Other(message)),
+        Response::Error { kind, message } => return Err(Error::Refused { kind, message }),
         other => {
             return Err(Error::Other(format!(
                 "unexpected reply from the supervisor: {other:?}"

@@ -209,11 +209,7 @@ fn finish(reply: Response, started: Instant, goal: &str) -> Result<Outcome> {
         }
         // Bad names and bad files are the user's to fix (exit 2); the rest
         // is a runtime failure (exit 1).
-        Response::Error {
-            kind: ErrorKind::UnknownService | ErrorKind::InvalidConfig | ErrorKind::BadRequest,
-            message,
-        } => Err(Error::Usage(message)),
-        Response::Error { message, .. } => Err(Error::Other(message)),
+        Response::Error { kind, message } => Err(Error::Refused { kind, message }),
         other => Err(Error::Other(format!(
             "unexpected reply from the supervisor: {other:?}"
         ))),

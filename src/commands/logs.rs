@@ -62,16 +62,3 @@ pub fn logs(file: Option<&Path>, services: &[String], opts: Options) -> Result<O
     }
     Ok(Outcome::Success)
 }
-
-/// `--since`: a duration back from now (`10m`, `2h30m`) or a time (RFC
-/// 3339, `2026-11-26T03:00:00Z`).
-pub fn parse_since(s: &str) -> std::result::Result<SystemTime, String> {
-    if let Ok(ago) = humantime::parse_duration(s) {
-        return SystemTime::now()
-            .checked_sub(ago)
-            .ok_or_else(|| format!("\"{s}\" reaches back before 1970"));
-    }
-    humantime::parse_rfc3339_weak(s).map_err(|_| {
-        format!("\"{s}\" is neither a duration (10m, 2h30m) nor a time (2026-11-26T03:00:00Z)")
-    })
-}

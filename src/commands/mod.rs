@@ -10,11 +10,15 @@ use crate::{Outcome, Result};
 
 pub fn load(file: Option<&Path>) -> Result<Config> {
     let config = config::load(file)?;
-    // A socket folder that someone else controls is refused before any
-    // command can take what is there for the supervisor.
-    crate::state::check_socket_dir(&crate::state::socket_path(&config))
-        .map_err(|e| crate::Error::Other(e.to_string()))?;
+    socket_dir_checked(&config)?;
     Ok(config)
+}
+
+/// A socket folder that someone else controls is refused before any
+/// command can take what is there for the supervisor.
+fn socket_dir_checked(config: &Config) -> Result<()> {
+    crate::state::check_socket_dir(&crate::state::socket_path(config))
+        .map_err(|e| crate::Error::Other(e.to_string()))
 }
 
 /// For commands that act on a running stack (`stop`, `check`, `logs`, …):
@@ -24,7 +28,10 @@ pub fn load(file: Option<&Path>) -> Result<Config> {
 /// supervisor, the file's error (exit 2).
 pub fn load_running(file: Option<&Path>) -> Result<(Config, bool)> {
     let err = match config::load(file) {
-        Ok(c) => return Ok((c, false)),
+        Ok(c) => {
+            socket_dir_checked(&c)?;
+            return Ok((c, false));
+        }
         Err(e) => e,
     };
     let config::ConfigError::Invalid {
@@ -102,14 +109,15 @@ mod probe;
 mod scale;
 mod tools;
 
+pub use crate::cli::parse_since;
 pub use check::check;
 pub use dashboard::dashboard;
 pub use events::events;
 pub use exec::exec;
 pub use generate::{import, init};
 pub use lifecycle::{reload, restart, start, stop, supervise, supervisor_if_needed, up};
-pub use logs::{logs, parse_since, Options as LogsOptions};
+pub use logs::{logs, Options as LogsOptions};
 pub use ports::ports;
 pub use probe::probe;
 pub use scale::scale;
-pub use tools::{add_habit_tip, completion_names, completions, man, schema, COMPLETE_VAR};
+pub use tools::{add_habit_tip, completions, man, schema, COMPLETE_VAR};

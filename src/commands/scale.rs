@@ -15,7 +15,7 @@ pub fn scale(file: Option<&Path>, args: Vec<String>) -> Result<Outcome> {
     let before = scale::read(&config.root);
     let mut counts = before.clone();
     for arg in &args {
-        let (name, n) = scale::parse(arg).map_err(Error::Usage)?;
+        let (name, n) = scale::parse(arg).map_err(|e| Error::Usage(e.to_string()))?;
         let replicated = config
             .services
             .iter()

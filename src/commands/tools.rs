@@ -5,10 +5,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::CommandFactory;
-use clap_complete::engine::CompletionCandidate;
 use clap_complete::env::{Bash, Elvish, EnvCompleter, Fish, Powershell, Zsh};
 
-use crate::cli::{Cli, Names, Shell};
+use crate::cli::{Cli, Shell};
 use crate::{config, Error, Outcome, Result};
 
 /// The variable the generated scripts set when they call back into fpctl
@@ -44,32 +43,6 @@ pub fn completions(shell: Shell) -> Result<Outcome> {
         .and_then(|()| write_stdout(&script))
         .map_err(|e| Error::other("cannot write the completion script", e))?;
     Ok(Outcome::Success)
-}
-
-/// Names from the services.toml in scope (found from the current folder, or
-/// FPCTL_FILE); none when there is no valid one.
-pub fn completion_names(kind: Names) -> Vec<CompletionCandidate> {
-    let file = std::env::var_os("FPCTL_FILE").map(PathBuf::from);
-    let Ok(config) = config::load(file.as_deref()) else {
-        return Vec::new();
-    };
-    match kind {
-        Names::Services => config
-            .services
-            .iter()
-            .map(|s| {
-                let tier = &config.tiers[s.tier].name;
-                CompletionCandidate::new(&s.name).help(Some(format!("tier {tier}").into()))
-            })
-            .collect(),
-        Names::Profiles => {
-            let mut profiles: Vec<&String> =
-                config.services.iter().flat_map(|s| &s.profiles).collect();
-            profiles.sort();
-            profiles.dedup();
-            profiles.into_iter().map(CompletionCandidate::new).collect()
-        }
-    }
 }
 
 pub fn man() -> Result<Outcome> {

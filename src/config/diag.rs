@@ -32,7 +32,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("env file: {0}")]
-    EnvFile(String),
+    EnvFile(#[source] super::dotenv::DotenvError),
     #[error("{}", render(path, text, diagnostics))]
     Invalid {
         path: PathBuf,

@@ -26,7 +26,7 @@ pub fn export_choice(file: Option<&Path>, off: bool) {
 
 /// The variables for expansion in a project rooted at `root`: the chosen
 /// env file, or `.env` beside services.toml when there is one.
-pub fn load(root: &Path) -> Result<Vec<(String, String)>, (PathBuf, String)> {
+pub fn load(root: &Path) -> Result<Vec<(String, String)>, (PathBuf, DotenvError)> {
     let off = std::env::var(NO_DOTENV_VAR).is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"));
     if off {
         return Ok(Vec::new());
@@ -44,11 +44,25 @@ pub fn load(root: &Path) -> Result<Vec<(String, String)>, (PathBuf, String)> {
     read(&path).map_err(|e| (path, e))
 }
 
+/// Why an env file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DotenvError {
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("line {line} of {} is not KEY=VALUE", .path.display())]
+    NotKeyValue { line: usize, path: PathBuf },
+}
+
 /// `KEY=VALUE` lines; `#` comments, blank lines and `export ` are allowed,
 /// and matching quotes around a value are removed.
-pub fn read(path: &Path) -> Result<Vec<(String, String)>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub fn read(path: &Path) -> Result<Vec<(String, String)>, DotenvError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DotenvError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -57,11 +71,10 @@ pub fn read(path: &Path) -> Result<Vec<(String, String)>, String> {
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
         let Some((k, v)) = line.split_once('=') else {
-            return Err(format!(
-                "line {} of {} is not KEY=VALUE",
-                n + 1,
-                path.display()
-            ));
+            return Err(DotenvError::NotKeyValue {
+                line: n + 1,
+                path: path.to_path_buf(),
+            });
         };
         let v = v.trim();
         let v = [('"', '"'), ('\'', '\'')]

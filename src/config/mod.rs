@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use diag::{line_col, ConfigError, Diagnostic};
-pub use dotenv::read as read_env_file;
+pub use dotenv::{read as read_env_file, DotenvError};
 pub use expand::{expand, ExpandError};
 pub use load::{discover, load, load_str, load_with, FILE_NAME};
 pub use raw::json_schema;

@@ -97,6 +97,7 @@ async fn ask_within(rt: &Runtime, args: &[&str], limit: Duration) -> Result<Stri
     let spec = SpawnSpec {
         argv: &argv,
         dir: client_dir(),
+        shared: &[],
         env: &[],
         marker: None,
     };

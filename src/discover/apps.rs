@@ -60,12 +60,36 @@ pub fn read_sources(dir: &Path) -> String {
         .join("\n")
 }
 
+/// Why an app's command could not be told.
+#[derive(Debug, thiserror::Error)]
+pub enum Undecided {
+    #[error("{}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", .path.display())]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{}: no scripts.start, scripts.dev or main file: cannot tell how it starts", .0.display())]
+    NoNodeEntry(PathBuf),
+    #[error("{}: no app.py, main.py, manage.py, [project.scripts] entry, or one .py file named like the folder (or worker.py, run.py…): cannot tell how it starts", .0.display())]
+    NoPythonEntry(PathBuf),
+}
+
 /// A Node app: `scripts.start` / `scripts.dev`, else its main file.
-pub fn node(dir: &Path, fallback_name: &str) -> Result<App, String> {
+pub fn node(dir: &Path, fallback_name: &str) -> Result<App, Undecided> {
     let path = dir.join("package.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let pkg: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path).map_err(|source| Undecided::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let pkg: serde_json::Value = serde_json::from_str(&text).map_err(|source| Undecided::Json {
+        path: path.clone(),
+        source,
+    })?;
     let name = pkg["name"]
         .as_str()
         .map(|n| n.rsplit('/').next().unwrap_or(n))
@@ -105,10 +129,7 @@ pub fn node(dir: &Path, fallback_name: &str) -> Result<App, String> {
         app.command_from = format!("{main} (package.json has no start script)");
         app.command_guessed = true;
     } else {
-        return Err(format!(
-            "{}: no scripts.start, scripts.dev or main file: cannot tell how it starts",
-            path.display()
-        ));
+        return Err(Undecided::NoNodeEntry(path));
     }
     let scripts_text: String = scripts
         .as_object()
@@ -132,7 +153,7 @@ pub fn node(dir: &Path, fallback_name: &str) -> Result<App, String> {
 }
 
 /// A Python app: its entry point and framework.
-pub fn python(dir: &Path, fallback_name: &str) -> Result<App, String> {
+pub fn python(dir: &Path, fallback_name: &str) -> Result<App, Undecided> {
     let requirements = std::fs::read_to_string(dir.join("requirements.txt")).unwrap_or_default();
     let pyproject = std::fs::read_to_string(dir.join("pyproject.toml")).unwrap_or_default();
     let deps = format!("{requirements}\n{pyproject}").to_ascii_lowercase();
@@ -236,13 +257,7 @@ pub fn python(dir: &Path, fallback_name: &str) -> Result<App, String> {
                 app.command = format!(".venv/bin/{script}");
                 app.command_from = format!("[project.scripts] {script} in pyproject.toml");
             }
-            None => {
-                return Err(format!(
-                    "{}: no app.py, main.py, manage.py, [project.scripts] entry, or one .py file \
-                     named like the folder (or worker.py, run.py…): cannot tell how it starts",
-                    dir.display()
-                ))
-            }
+            None => return Err(Undecided::NoPythonEntry(dir.to_path_buf())),
         },
     }
     if let Some((f, why)) = &guessed {

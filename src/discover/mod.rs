@@ -236,7 +236,7 @@ fn folder_services(
         let app = match app {
             Ok(app) => app,
             Err(e) => {
-                report.undecided.push(e);
+                report.undecided.push(e.to_string());
                 continue;
             }
         };

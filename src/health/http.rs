@@ -51,9 +51,9 @@ pub(crate) async fn get(url: &str, insecure: bool) -> Result<(u16, Option<Bytes>
 }
 
 /// The client for this trust mode, built once and shared by every probe.
-fn client(insecure: bool) -> Result<&'static reqwest::Client, String> {
-    static SECURE: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
-    static INSECURE: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+fn client(insecure: bool) -> Result<&'static reqwest::Client, NoAnswer> {
+    static SECURE: OnceLock<Result<reqwest::Client, NoAnswer>> = OnceLock::new();
+    static INSECURE: OnceLock<Result<reqwest::Client, NoAnswer>> = OnceLock::new();
     let cell = if insecure { &INSECURE } else { &SECURE };
     cell.get_or_init(|| {
         // rustls with ring: no system OpenSSL. Installing twice is harmless.
@@ -69,7 +69,11 @@ fn client(insecure: bool) -> Result<&'static reqwest::Client, String> {
             .tcp_nodelay(true)
             .tls_danger_accept_invalid_certs(insecure)
             .build()
-            .map_err(|e| format!("cannot set up the HTTP client: {}", innermost(&e).text))
+            // fpctl's own shortage: it says nothing of the service.
+            .map_err(|e| NoAnswer {
+                text: format!("cannot set up the HTTP client: {}", innermost(&e).text),
+                ours: true,
+            })
     })
     .as_ref()
     .map_err(Clone::clone)
@@ -114,8 +118,10 @@ struct Target<'a> {
     path: &'a str,
 }
 
-fn target<'a>(url: &str, uri: &'a hyper::Uri) -> Result<Target<'a>, String> {
-    let host = uri.host().ok_or_else(|| format!("no host in {url}"))?;
+fn target<'a>(url: &str, uri: &'a hyper::Uri) -> Result<Target<'a>, NoAnswer> {
+    let host = uri
+        .host()
+        .ok_or_else(|| NoAnswer::from(format!("no host in {url}")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     Ok(Target {
         host,
@@ -139,7 +145,7 @@ enum Framing {
 }
 
 impl Framing {
-    fn of(status: u16, headers: &[httparse::Header]) -> Result<Framing, String> {
+    fn of(status: u16, headers: &[httparse::Header]) -> Result<Framing, NoAnswer> {
         if status == 204 || status == 304 {
             return Ok(Framing::Empty);
         }
@@ -164,7 +170,7 @@ impl Framing {
                 .trim()
                 .parse()
                 .map(Framing::Length)
-                .map_err(|_| format!("bad Content-Length: {n}")),
+                .map_err(|_| NoAnswer::from(format!("bad Content-Length: {n}"))),
             None => Ok(Framing::Close),
         }
     }
@@ -388,12 +394,11 @@ mod tests {
         answer: &'static [u8],
         piece: usize,
         hold: bool,
-    ) -> Result<(u16, Option<Bytes>), String> {
+    ) -> Result<(u16, Option<Bytes>), NoAnswer> {
         let url = serve(answer, piece, hold).await;
         tokio::time::timeout(Duration::from_secs(5), lean(&url))
             .await
             .expect("the probe ended by itself")
-            .map_err(|e| e.text)
     }
 
     fn body(r: &(u16, Option<Bytes>)) -> &[u8] {
@@ -468,13 +473,15 @@ mod tests {
             false,
         )
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .text;
         assert!(e.contains("closed before the response ended"), "{e}");
-        let e = get_lean(b"", 1, false).await.unwrap_err();
+        let e = get_lean(b"", 1, false).await.unwrap_err().text;
         assert!(e.contains("without a response"), "{e}");
         let e = get_lean(b"SSH-2.0-OpenSSH\r\n\r\n", 64, false)
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .text;
         assert!(e.contains("bad HTTP response"), "{e}");
     }
 

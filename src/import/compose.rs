@@ -311,7 +311,9 @@ fn service(name: &str, def: &Mapping, ctx: &mut Ctx, completed: &mut Vec<String>
                 } else {
                     "; written as a stub"
                 };
-                let e = e.replace(&path.display().to_string(), &ctx.shown(&path));
+                let e = e
+                    .to_string()
+                    .replace(&path.display().to_string(), &ctx.shown(&path));
                 ctx.warn_for(name, format!("{e}{then}"));
             }
         }

@@ -3,7 +3,7 @@
 //! what that stage inherits from an earlier stage it is built `FROM`.
 //! Heredoc bodies (`RUN <<EOF`) are skipped, not read as instructions.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::draft::strings;
 
@@ -44,10 +44,29 @@ pub struct Image {
     pub workdir: Option<String>,
 }
 
+/// Why a Dockerfile tells nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerfileError {
+    #[error("{}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} has no stage \"{stage}\" (its named stages: {named})", .path.display())]
+    NoStage {
+        path: PathBuf,
+        stage: String,
+        named: String,
+    },
+}
+
 /// The Dockerfile at `path`, for stage `target` (None: the last). Err when
 /// the file cannot be read or has no such stage.
-pub fn read(path: &Path, target: Option<&str>) -> Result<Image, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn read(path: &Path, target: Option<&str>) -> Result<Image, DockerfileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DockerfileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let stages = stages(&text);
     let stage = match target {
         Some(t) => stages
@@ -55,15 +74,15 @@ pub fn read(path: &Path, target: Option<&str>) -> Result<Image, String> {
             .find(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(t)))
             .ok_or_else(|| {
                 let names: Vec<&str> = stages.iter().filter_map(|s| s.name.as_deref()).collect();
-                format!(
-                    "{} has no stage \"{t}\" (its named stages: {})",
-                    path.display(),
-                    if names.is_empty() {
+                DockerfileError::NoStage {
+                    path: path.to_path_buf(),
+                    stage: t.to_string(),
+                    named: if names.is_empty() {
                         "none".to_string()
                     } else {
                         names.join(", ")
-                    }
-                )
+                    },
+                }
             })?,
         None => match stages.last() {
             Some(s) => s,
@@ -213,7 +232,10 @@ fn stages(text: &str) -> Vec<Stage> {
 mod tests {
     use super::*;
 
-    fn image(text: &str, target: Option<&str>) -> Result<(Option<String>, Option<u16>), String> {
+    fn image(
+        text: &str,
+        target: Option<&str>,
+    ) -> Result<(Option<String>, Option<u16>), DockerfileError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("Dockerfile");
         std::fs::write(&path, text).unwrap();
@@ -273,6 +295,7 @@ mod tests {
         );
         assert!(image(MULTI, Some("prod"))
             .unwrap_err()
+            .to_string()
             .contains("no stage \"prod\""));
     }
 

@@ -8,7 +8,7 @@ use serde_yaml_ng::{Mapping, Value};
 /// Resolve every merge in `v`, innermost first. Keys written in a mapping
 /// win over merged ones; among merged mappings, the first to name a key wins
 /// (the YAML merge rule).
-pub fn resolve(v: &mut Value) -> Result<(), String> {
+pub fn resolve(v: &mut Value) -> Result<(), NotAMapping> {
     match v {
         Value::Mapping(m) => {
             for (_, child) in m.iter_mut() {
@@ -50,13 +50,17 @@ pub fn resolve(v: &mut Value) -> Result<(), String> {
     }
 }
 
-fn not_a_mapping(v: &Value) -> String {
-    let kind = match v {
+/// A `<<` that merges what is not a mapping.
+#[derive(Debug, thiserror::Error)]
+#[error("`<<` merges {0}; it must name a mapping (`<<: *anchor`) or a list of them")]
+pub struct NotAMapping(&'static str);
+
+fn not_a_mapping(v: &Value) -> NotAMapping {
+    NotAMapping(match v {
         Value::String(_) | Value::Number(_) | Value::Bool(_) => "a scalar",
         Value::Sequence(_) => "a list of lists",
         _ => "something other than a mapping",
-    };
-    format!("`<<` merges {kind}; it must name a mapping (`<<: *anchor`) or a list of them")
+    })
 }
 
 #[cfg(test)]
@@ -98,6 +102,9 @@ mod tests {
     #[test]
     fn a_merge_of_a_scalar_is_an_error() {
         let mut v: Value = serde_yaml_ng::from_str("a:\n  <<: 3\n").unwrap();
-        assert!(resolve(&mut v).unwrap_err().contains("a scalar"));
+        assert!(resolve(&mut v)
+            .unwrap_err()
+            .to_string()
+            .contains("a scalar"));
     }
 }

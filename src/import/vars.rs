@@ -17,7 +17,7 @@ pub struct Env {
 impl Env {
     /// The `.env` in `dir`, if there is one (unreadable lines are skipped
     /// with the whole file: the caller warns).
-    pub fn beside(dir: &Path) -> Result<Env, String> {
+    pub fn beside(dir: &Path) -> Result<Env, crate::config::DotenvError> {
         let path = dir.join(".env");
         if !path.is_file() {
             return Ok(Env::default());
@@ -37,6 +37,15 @@ impl Env {
     }
 }
 
+/// A compose variable that fpctl's syntax cannot say.
+#[derive(Debug, thiserror::Error)]
+pub enum NoEquivalent {
+    #[error("unclosed \"${{\" in {0:?}")]
+    Unclosed(String),
+    #[error("\"${{{0}}}\" has no equivalent in fpctl")]
+    Form(String),
+}
+
 /// Compose's variable syntax in fpctl's: `${A}` and `$A` (unset means empty
 /// in compose) become `${A:-}`, `${A-x}` becomes `${A:-x}`, `${A:?err}` (an
 /// error when unset) becomes `${A}`, and `$$` stays a literal `$`.
@@ -45,7 +54,7 @@ impl Env {
 /// expand, and forms only a shell knows (`${A:=x}`, `${A:+x}`, `${#A}`…)
 /// become literal text for it (`$${A:=x}`). Names in `set` (`PORT`, which
 /// fpctl always sets) keep `${A}` as written.
-pub fn convert(input: &str, shell: bool, set: &[&str]) -> Result<String, String> {
+pub fn convert(input: &str, shell: bool, set: &[&str]) -> Result<String, NoEquivalent> {
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
     while let Some(pos) = rest.find('$') {
@@ -57,7 +66,7 @@ pub fn convert(input: &str, shell: bool, set: &[&str]) -> Result<String, String>
         } else if let Some(body) = after.strip_prefix('{') {
             let end = body
                 .find('}')
-                .ok_or_else(|| format!("unclosed \"${{\" in {input:?}"))?;
+                .ok_or_else(|| NoEquivalent::Unclosed(input.to_string()))?;
             let inner = &body[..end];
             let split = inner
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -71,7 +80,7 @@ pub fn convert(input: &str, shell: bool, set: &[&str]) -> Result<String, String>
                 _ if op.starts_with('-') => format!("${{{name}:-{}}}", &op[1..]),
                 _ if op.starts_with(":?") || op.starts_with('?') => format!("${{{name}}}"),
                 _ if shell => format!("$${{{inner}}}"),
-                _ => return Err(format!("\"${{{inner}}}\" has no equivalent in fpctl")),
+                _ => return Err(NoEquivalent::Form(inner.to_string())),
             };
             out.push_str(&converted);
             rest = &body[end + 1..];

@@ -378,19 +378,22 @@ async fn connection(
     )
     .await;
     let request = match read {
-        Ok(Ok(n)) if n > control::MAX_LINE => Err("request too long".to_string()),
+        Ok(Ok(n)) if n > control::MAX_LINE => Err(control::BadRequest::TooLong),
         Ok(Ok(0)) => return,
         Ok(Ok(_)) => control::decode(line.trim_end()),
-        Ok(Err(e)) => Err(format!("malformed request: {e}")),
-        Err(_) => Err("no request within 10s".into()),
+        Ok(Err(e)) => Err(control::BadRequest::Read(e)),
+        Err(_) => Err(control::BadRequest::Silent),
     };
     let request = match request {
         Ok(r) => r,
-        Err(message) => {
+        Err(bad) => {
             let _ = write
                 .write_all(
-                    control::encode(Response::error(control::ErrorKind::BadRequest, message))
-                        .as_bytes(),
+                    control::encode(Response::error(
+                        control::ErrorKind::BadRequest,
+                        bad.to_string(),
+                    ))
+                    .as_bytes(),
                 )
                 .await;
             return;

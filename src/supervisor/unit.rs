@@ -324,7 +324,7 @@ impl Task {
                 });
             }
         }
-        let (child, writer) = match spawn(&self.l, self.container.as_ref(), attach) {
+        let (child, writer) = match spawn(&self.l, self.container.as_ref(), attach).await {
             Ok(c) => c,
             Err(reason) => {
                 self.report(UnitEvent::PrepareFailed(reason));
@@ -730,34 +730,96 @@ fn open_log(path: &std::path::Path) -> Result<std::fs::File, PrepareError> {
 
 /// Spawn the service's process: its command, or for a container service
 /// the engine's client, attached to a new container (or, with `attach`, to
-/// the running one an earlier supervisor left).
-fn spawn(
+/// the running one an earlier supervisor left). On a thread of the blocking
+/// pool, so that building the command (every `FPCTL_PORT_*` and
+/// `FPCTL_HOST_*` of the config, a few thousand variables in a large stack)
+/// and the fork never hold up the dispatcher, the probes or the other units.
+async fn spawn(
     l: &Launch,
     c: Option<&InContainer>,
     attach: bool,
 ) -> Result<(process::Child, Option<process::Child>), PrepareError> {
-    let svc = &l.svc;
-    let log = open_log(&l.log_path)?;
-    let (argv, env) = match c {
-        Some(c) if attach => (container::attach_argv(&c.rt, &c.run.name), Vec::new()),
-        Some(c) => (c.run.argv.clone(), c.run.env.clone()),
-        None => (svc.argv.clone(), setup::service_env(svc)),
-    };
-    let command = shell_words::join(&argv);
-    // An attach is no new run: the log check still sees the run's lines.
-    let note = match c {
-        Some(c) if attach => Note::AdoptingContainer {
+    // A few at once: a tier of hundreds must not become hundreds of threads.
+    static SPAWNERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+    let _turn = SPAWNERS.acquire().await;
+    let svc = Arc::clone(&l.svc);
+    let log_path = l.log_path.clone();
+    let marker = l.marker.clone();
+    // The engine's client gets the container's variables by name and
+    // value (none to attach); a native service its own environment.
+    let how = match c {
+        Some(c) if attach => Run::Attach {
+            argv: container::attach_argv(&c.rt, &c.run.name),
             name: c.run.name.clone(),
-            command,
         },
-        _ => Note::Starting { command },
+        Some(c) => Run::Container {
+            argv: c.run.argv.clone(),
+            env: c.run.env.clone(),
+        },
+        None => Run::Native,
+    };
+    tokio::task::spawn_blocking(move || spawn_now(&svc, &log_path, &marker, how))
+        .await
+        .unwrap_or_else(|e| {
+            Err(PrepareError::Io {
+                step: IoStep::Spawn,
+                error: e.to_string(),
+            })
+        })
+}
+
+/// What a spawn runs.
+enum Run {
+    Native,
+    Container {
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+    },
+    Attach {
+        argv: Vec<String>,
+        name: String,
+    },
+}
+
+fn spawn_now(
+    svc: &Service,
+    log_path: &std::path::Path,
+    marker: &str,
+    how: Run,
+) -> Result<(process::Child, Option<process::Child>), PrepareError> {
+    let log = open_log(log_path)?;
+    let (argv, env, shared, note) = match how {
+        Run::Native => {
+            let command = shell_words::join(&svc.argv);
+            (
+                svc.argv.clone(),
+                setup::own_env(svc),
+                &svc.port_env[..],
+                Note::Starting { command },
+            )
+        }
+        Run::Container { argv, env } => {
+            let command = shell_words::join(&argv);
+            (argv, env, &[][..], Note::Starting { command })
+        }
+        // An attach is no new run: the log check still sees the run's lines.
+        Run::Attach { argv, name } => {
+            let command = shell_words::join(&argv);
+            (
+                argv,
+                Vec::new(),
+                &[][..],
+                Note::AdoptingContainer { name, command },
+            )
+        }
     };
     service_log::note(&log, svc.log_timestamps, &svc.redact(&note.to_string()));
     let spec = SpawnSpec {
         argv: &argv,
         dir: &svc.dir,
+        shared,
         env: &env,
-        marker: Some(&l.marker),
+        marker: Some(marker),
     };
     let options = crate::logger::Options {
         rotation: svc.log_rotation,
@@ -766,7 +828,7 @@ fn spawn(
     let spawned = if options.rotation.is_none() && !options.timestamps {
         process::spawn_logged(&spec, &log).map(|c| (c, None))
     } else {
-        process::spawn_log_writer(&l.log_path, options).and_then(|(pipe, writer)| {
+        process::spawn_log_writer(log_path, options).and_then(|(pipe, writer)| {
             process::spawn_logged(&spec, &pipe).map(|c| (c, Some(writer)))
         })
     };

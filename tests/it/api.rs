@@ -191,6 +191,45 @@ async fn every_endpoint_answers() {
     let (code, doc) = api.get("/api/v1/openapi.json").await;
     assert_eq!(code, 200);
     assert!(doc["paths"]["/api/v1/status"].is_object(), "{doc}");
+    // The schemas are the model's own, and a live answer validates against
+    // them with an independent validator.
+    let (_, status) = api.get("/api/v1/status").await;
+    let dir = tempfile::tempdir().unwrap();
+    let schema = serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$ref": "#/components/schemas/Snapshot",
+        "components": doc["components"],
+    });
+    let schema_path = dir.path().join("snapshot.schema.json");
+    std::fs::write(&schema_path, schema.to_string()).unwrap();
+    let answer_path = dir.path().join("status.json");
+    std::fs::write(&answer_path, status.to_string()).unwrap();
+    let out = std::process::Command::new("check-jsonschema")
+        .arg("--schemafile")
+        .arg(&schema_path)
+        .arg(&answer_path)
+        .output()
+        .expect("check-jsonschema (PyPI) runs; .ci/run installs it");
+    assert!(
+        out.status.success(),
+        "/api/v1/status does not match its schema:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A wrong answer is refused: the check can fail.
+    let mut wrong = status.clone();
+    wrong["services"][0]["state"] = serde_json::json!("sleepy");
+    std::fs::write(&answer_path, wrong.to_string()).unwrap();
+    let out = std::process::Command::new("check-jsonschema")
+        .arg("--schemafile")
+        .arg(&schema_path)
+        .arg(&answer_path)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a state of \"sleepy\" passed the schema"
+    );
 
     let metrics = api
         .http
@@ -250,9 +289,8 @@ async fn restart_through_the_api_changes_the_pid_and_the_stream_shows_each_step(
             Some("event") if m["service"] == "web" => {
                 kinds.push(m["kind"].as_str().unwrap().to_string())
             }
-            Some("status") => {
-                let w = find(&m["services"], "web");
-                saw_new_pid_online |= w["pid"] == new && w["state"] == "online";
+            Some("service") if m["name"] == "web" => {
+                saw_new_pid_online |= m["pid"] == new && m["state"] == "online";
             }
             _ => {}
         }

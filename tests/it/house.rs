@@ -271,29 +271,17 @@ fn cycles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
     t.out
 }
 
-/// Cycles that exist today and are being taken apart; the list only shrinks.
-const KNOWN_CYCLES: &[&[&str]] = &[&["logger", "service_log"]];
-
 #[test]
-fn the_import_graph_has_no_new_cycle() {
+fn the_import_graph_has_no_cycle() {
     let found = cycles(&graph());
-    let known: Vec<Vec<String>> = KNOWN_CYCLES
-        .iter()
-        .map(|c| c.iter().map(|s| s.to_string()).collect())
-        .collect();
-    let new: Vec<&Vec<String>> = found.iter().filter(|c| !known.contains(c)).collect();
     assert!(
-        new.is_empty(),
+        found.is_empty(),
         "import cycles between modules (each line: modules that import each other in a loop):\n{}",
-        new.iter()
+        found
+            .iter()
             .map(|c| format!("  {}", c.join(" <-> ")))
             .collect::<Vec<_>>()
             .join("\n")
-    );
-    let gone: Vec<&Vec<String>> = known.iter().filter(|c| !found.contains(c)).collect();
-    assert!(
-        gone.is_empty(),
-        "these cycles are gone: take them off KNOWN_CYCLES: {gone:?}"
     );
 }
 

@@ -75,12 +75,7 @@ fn pids(s: &Stack) -> BTreeMap<String, i64> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| {
-            (
-                r["name"].as_str().unwrap().to_string(),
-                r["pid"].as_i64().unwrap(),
-            )
-        })
+        .filter_map(|r| Some((r["name"].as_str()?.to_string(), r["pid"].as_i64()?)))
         .collect()
 }
 

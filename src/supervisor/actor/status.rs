@@ -77,7 +77,7 @@ impl Supervisor {
     /// Tell live watchers that `id` shows something new.
     pub(super) fn publish_service(&self, id: &ServiceId) {
         if let Some((id, e)) = self.entries.get_key_value(id) {
-            self.publish(|| Update::Service(self.status_of(id, e)));
+            self.publish(|| Update::Service(Box::new(self.status_of(id, e))));
         }
     }
 }
