@@ -53,6 +53,10 @@ pub enum Command {
         /// its port (never a foreign process), then start the service
         #[arg(long)]
         replace: bool,
+        /// Run every service that has a container table in its container
+        /// (building its image where it has `build`), until `fpctl stop`
+        #[arg(long)]
+        containers: bool,
     },
     /// Like start, in the foreground, with every service's log interleaved; Ctrl-C stops everything
     Up {
@@ -63,6 +67,9 @@ pub enum Command {
         /// In the background: the same as `fpctl start` (as `docker compose up -d`)
         #[arg(short = 'd', long)]
         detach: bool,
+        /// Run every service that has a container table in its container
+        #[arg(long)]
+        containers: bool,
     },
     /// Show the status of the stack; exit 1 when anything is not online
     #[command(visible_aliases = ["status", "ps"])]

@@ -69,6 +69,8 @@ pub enum Request {
     Subscribe,
 }
 
+// A reply is made, sent and dropped: its size on the stack is no concern.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {

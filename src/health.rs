@@ -66,7 +66,13 @@ pub async fn probe(service: &Service, probe: &Probe, timeout: Duration) -> Probe
 }
 
 async fn run(service: &Service, probe: &Probe, timeout: Duration) -> (Verdict, String) {
+    let container = service.in_container();
     match probe {
+        Probe::Tcp { port }
+            if container.is_some_and(|c| c.network == crate::config::Network::Bridge) =>
+        {
+            tcp_published(service, *port).await
+        }
         Probe::Tcp { port } => tcp(*port).await,
         Probe::Http {
             url,
@@ -75,6 +81,13 @@ async fn run(service: &Service, probe: &Probe, timeout: Duration) -> (Verdict, S
             insecure,
         } => http(url, *insecure, expect_status, expect_json).await,
         Probe::Log { pattern, log } => log::probe(log, pattern).await,
+        Probe::Exec { argv } if container.is_some() => match in_container(service).await {
+            Ok((rt, name)) => {
+                let argv = crate::container::exec_argv(&rt, &name, argv);
+                exec(&argv, &service.dir, &[], timeout).await
+            }
+            Err(e) => (Verdict::Down, e),
+        },
         Probe::Exec { argv } => {
             exec(
                 argv,
@@ -84,8 +97,83 @@ async fn run(service: &Service, probe: &Probe, timeout: Duration) -> (Verdict, S
             )
             .await
         }
+        Probe::Container => container_health(service).await,
     }
 }
+
+/// The engine and the container name of a service that runs in one.
+async fn in_container(service: &Service) -> Result<(crate::container::Runtime, String), String> {
+    let c = service
+        .container
+        .as_ref()
+        .ok_or("the service has no container table")?;
+    let rt = crate::container::runtime(c.runtime).await?;
+    Ok((rt, c.name.clone()))
+}
+
+/// The image's HEALTHCHECK, as the engine reports it.
+async fn container_health(service: &Service) -> (Verdict, String) {
+    let (rt, name) = match in_container(service).await {
+        Ok(found) => found,
+        Err(e) => return (Verdict::Down, e),
+    };
+    match crate::container::health_status(&rt, &name).await {
+        Ok(status) if status == "healthy" => (Verdict::Healthy, "container healthy".into()),
+        Ok(status) if status == "none" => (
+            Verdict::Down,
+            "the image has no HEALTHCHECK: give the service another health check".into(),
+        ),
+        Ok(status) => (Verdict::Down, format!("container {status}")),
+        Err(e) => (Verdict::Down, e),
+    }
+}
+
+/// A bridge container's published port. The engine's port proxy accepts a
+/// connection even while nothing listens inside the container (and holds
+/// it for a second while the container's network comes up), so a connect
+/// proves nothing: the port is open when something listens on the
+/// container's side, in its network namespace. Where that cannot be read
+/// (another user's engine), a connection that the proxy does not close at
+/// once has to do.
+async fn tcp_published(service: &Service, port: u16) -> (Verdict, String) {
+    use tokio::io::AsyncReadExt;
+    let mut stream = match TcpStream::connect(("127.0.0.1", port)).await {
+        Ok(s) => s,
+        Err(e) => return (Verdict::Down, short_io_error(&e)),
+    };
+    let inner = match service.in_container().and_then(|c| c.container_port) {
+        Some(inner) if service.port == Some(port) => inner,
+        _ => port,
+    };
+    let not_yet = || {
+        (
+            Verdict::Down,
+            format!(
+                "port {port} is published, but nothing listens on {inner} in the container yet"
+            ),
+        )
+    };
+    if let Ok((rt, name)) = in_container(service).await {
+        let Some(pid) = crate::container::main_pid(&rt, &name).await else {
+            return (Verdict::Down, format!("container {name} is not running"));
+        };
+        match process::listens_in_netns_of(pid, inner) {
+            Ok(true) => return (Verdict::Healthy, format!("port {port} open")),
+            Ok(false) => return not_yet(),
+            Err(_) => {}
+        }
+    }
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(PROXY_SETTLE, stream.read(&mut byte)).await {
+        Err(_) | Ok(Ok(1..)) => (Verdict::Healthy, format!("port {port} open")),
+        Ok(Ok(0)) | Ok(Err(_)) => not_yet(),
+    }
+}
+
+/// How long a connection through the engine's port proxy must stay open to
+/// prove that something listens behind it: the proxy closes one whose
+/// inside connection is refused within milliseconds.
+const PROXY_SETTLE: Duration = Duration::from_millis(150);
 
 pub async fn tcp(port: u16) -> (Verdict, String) {
     match TcpStream::connect(("127.0.0.1", port)).await {

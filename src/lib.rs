@@ -26,6 +26,7 @@ pub mod api;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod container;
 pub mod control;
 pub mod discover;
 pub mod draft;
@@ -84,17 +85,20 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             services,
             profiles,
             replace,
-        } => commands::start(file, services, profiles, replace),
+            containers,
+        } => commands::start(file, services, profiles, replace, containers),
         Command::Up {
             services,
             profiles,
             detach: true,
-        } => commands::start(file, services, profiles, false),
+            containers,
+        } => commands::start(file, services, profiles, false, containers),
         Command::Up {
             services,
             profiles,
             detach: false,
-        } => commands::up(file, services, profiles),
+            containers,
+        } => commands::up(file, services, profiles, containers),
         Command::Check {
             services,
             json,

@@ -399,9 +399,7 @@ fn all_pids() -> Vec<i32> {
 /// A marker unique to a project folder, shared by all its services; a
 /// service's processes carry `FPCTL_INSTANCE=<marker>:<service>`.
 pub fn project_marker(root: &Path) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(root.as_os_str().as_encoded_bytes());
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    crate::config::project_marker(root)
 }
 
 /// Whether `pid` carries `FPCTL_INSTANCE=marker` in its environment.
@@ -620,6 +618,35 @@ fn listening_sockets() -> std::collections::HashMap<String, u16> {
         }
     }
     sockets
+}
+
+/// Whether anything listens on TCP `port` in the network namespace of
+/// `pid` (a container's process: its namespace is not ours); an error when
+/// its tables cannot be read.
+pub fn listens_in_netns_of(pid: i32, port: u16) -> io::Result<bool> {
+    let mut read_any = false;
+    for table in ["tcp", "tcp6"] {
+        let text = match std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && read_any => continue,
+            Err(e) => return Err(e),
+        };
+        read_any = true;
+        let listening = text.lines().skip(1).any(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            f.len() > 3
+                && f[3] == "0A"
+                && f[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                    == Some(port)
+        });
+        if listening {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The listening sockets among a process's open files, as ports.

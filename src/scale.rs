@@ -1,8 +1,11 @@
-//! `fpctl scale NAME=N`: instance counts that override `replicas` in
-//! services.toml while a supervisor runs, kept in `.fpctl/scale.json` so
-//! every reader of the config (supervisor, `check`, `ports`) sees the same
-//! instances. The supervisor removes the file when it exits: the next start
-//! follows the file again.
+//! What a running stack overrides in services.toml while its supervisor
+//! runs: `fpctl scale NAME=N` instance counts over `replicas` (kept in
+//! `.fpctl/scale.json`), and `fpctl start --containers`, which runs every
+//! service with a container table in its container (`.fpctl/containers`).
+//! Both are files so that every reader of the config (supervisor, `check`,
+//! `ports`, `exec`) sees the same stack. The supervisor removes them when it
+//! exits: the next start follows services.toml again. An export never reads
+//! them: it writes the file as written.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +15,36 @@ pub type Counts = BTreeMap<String, u32>;
 
 fn path(root: &Path) -> PathBuf {
     root.join(".fpctl").join("scale.json")
+}
+
+fn containers_path(root: &Path) -> PathBuf {
+    root.join(".fpctl").join("containers")
+}
+
+/// Everything a running stack overrides.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub counts: Counts,
+    /// `start --containers`: services with a container table run in it.
+    pub containers: bool,
+}
+
+/// The overrides in force.
+pub fn overrides(root: &Path) -> Overrides {
+    Overrides {
+        counts: read(root),
+        containers: containers_path(root).is_file(),
+    }
+}
+
+/// Run every service that has a container table in its container, until
+/// the supervisor exits.
+pub fn request_containers(root: &Path) -> std::io::Result<()> {
+    let p = containers_path(root);
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(p, b"")
 }
 
 /// The counts in force (none when the file is missing or unreadable).
@@ -35,6 +68,7 @@ pub fn write(root: &Path, counts: &Counts) -> std::io::Result<()> {
 /// Forget every override.
 pub fn clear(root: &Path) {
     let _ = std::fs::remove_file(path(root));
+    let _ = std::fs::remove_file(containers_path(root));
 }
 
 /// A `NAME=N` argument that does not parse.

@@ -15,7 +15,7 @@ use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 use crate::config::{Config, Service, Setup};
 use crate::process::{self, SpawnSpec};
 use crate::service_log;
-use crate::status::{IoStep, PrepareError};
+use crate::status::{EngineStep, IoStep, PrepareError};
 
 /// Variables a set-up service needs at every start (PATH, VIRTUAL_ENV).
 pub fn runtime_env(service: &Service) -> Vec<(String, String)> {
@@ -94,6 +94,13 @@ impl Gate {
 
 /// The folder a setup writes that other services may share.
 fn shared_folder(service: &Service) -> Option<PathBuf> {
+    // An image: its build context, or (pulled) its name. Replicas share one.
+    if let Some(c) = service.in_container() {
+        return Some(match &c.build {
+            Some(dir) => canonical(dir),
+            None => PathBuf::from(format!("image:{}", c.tag)),
+        });
+    }
     let dir = match &service.setup {
         Setup::Venv => service.dir.join(".venv"),
         Setup::Npm => service.dir.join("node_modules"),
@@ -184,6 +191,13 @@ fn artifacts_present(service: &Service) -> bool {
 
 /// Whether the service's setup ran before and its inputs changed since.
 pub fn stale(config: &Config, service: &Service) -> bool {
+    if service.in_container().is_some() {
+        let recorded = std::fs::read_to_string(image_stamp_path(config, service)).ok();
+        return match (recorded, crate::container::build_inputs_hash(service)) {
+            (Some(recorded), Some(now)) => recorded != now,
+            _ => false,
+        };
+    }
     let recorded = std::fs::read_to_string(stamp_path(config, service)).ok();
     match (recorded, inputs_hash(service)) {
         (Some(recorded), Some(now)) => recorded != now,
@@ -200,6 +214,9 @@ pub async fn run(
     log: &File,
     marker: Option<&str>,
 ) -> Result<SetupOutcome, PrepareError> {
+    if service.in_container().is_some() {
+        return image(config, gate, service, log, marker).await;
+    }
     if inputs_hash(service).is_none() {
         return Ok(SetupOutcome::NotNeeded);
     }
@@ -252,6 +269,109 @@ pub async fn run(
         step: IoStep::RecordSetup,
         error: e.to_string(),
     })?;
+    service_log::note(log, service.log_timestamps, "setup: done");
+    Ok(SetupOutcome::Ran)
+}
+
+/// Whether a service that runs in a container has a setup step: its image,
+/// pulled or built (its `setup` is the image's business then).
+pub fn has_setup(service: &Service) -> bool {
+    service.in_container().is_some() || service.setup != Setup::None
+}
+
+/// Where the inputs of the last successful build of a service's image are
+/// recorded; replicas share one image, so one record.
+fn image_stamp_path(config: &Config, service: &Service) -> PathBuf {
+    let name = service
+        .group
+        .as_ref()
+        .map_or(service.name.as_str(), |(g, _)| g.as_str());
+    config
+        .state_dir()
+        .join("setup")
+        .join(format!("{name}.image"))
+}
+
+/// The setup step of a container service: its image. A `build` runs when
+/// its context changed since the last build or the image is gone (the
+/// engine's layer cache makes an unchanged step quick); an `image` alone is
+/// pulled when it is not on this machine. Neither counts against
+/// `start_timeout`, which begins at the container's start.
+async fn image(
+    config: &Config,
+    gate: &Gate,
+    service: &Service,
+    log: &File,
+    marker: Option<&str>,
+) -> Result<SetupOutcome, PrepareError> {
+    let c = service.in_container().expect("a container service");
+    let rt = crate::container::runtime(c.runtime)
+        .await
+        .map_err(|error| PrepareError::Engine {
+            step: EngineStep::Connect,
+            error,
+        })?;
+    let stamp = image_stamp_path(config, service);
+    let current = crate::container::build_inputs_hash(service);
+    let up_to_date = || async {
+        let built = match &current {
+            Some(now) => std::fs::read_to_string(&stamp).ok().as_deref() == Some(now.as_str()),
+            None => true,
+        };
+        built && crate::container::image_present(&rt, &c.tag).await
+    };
+    if up_to_date().await {
+        return Ok(SetupOutcome::UpToDate);
+    }
+    let _pass = gate.enter(service).await;
+    // A replica (or a run begun ahead) may have done it meanwhile.
+    if up_to_date().await {
+        return Ok(SetupOutcome::UpToDate);
+    }
+    let (argv, dir) = match crate::container::build_argv(&rt, service) {
+        Some(argv) => (argv, c.build.clone().unwrap_or_else(|| config.root.clone())),
+        None => (
+            crate::container::pull_argv(&rt, &c.tag),
+            config.root.clone(),
+        ),
+    };
+    let shown = shell_words::join(&argv);
+    service_log::note(log, service.log_timestamps, &format!("setup: {shown}"));
+    let spec = SpawnSpec {
+        argv: &argv,
+        dir: &dir,
+        shared: &[],
+        env: &[],
+        marker,
+    };
+    let log_path = config.log_path(&service.name);
+    let stamped = service.log_timestamps.then_some(log_path.as_path());
+    let exit = process::run_logged(&spec, log, stamped)
+        .await
+        .map_err(|e| PrepareError::Io {
+            step: IoStep::RunSetup,
+            error: e.to_string(),
+        })?;
+    if !exit.success() {
+        return Err(PrepareError::Image {
+            image: c.tag.clone(),
+            build: c.build.as_ref().map(|d| d.display().to_string()),
+            step: shown,
+            exit,
+        });
+    }
+    if let Some(now) = current {
+        if let Some(dir) = stamp.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| PrepareError::Io {
+                step: IoStep::RecordSetup,
+                error: format!("{}: {e}", dir.display()),
+            })?;
+        }
+        crate::state::write_atomic(&stamp, now.as_bytes()).map_err(|e| PrepareError::Io {
+            step: IoStep::RecordSetup,
+            error: e.to_string(),
+        })?;
+    }
     service_log::note(log, service.log_timestamps, "setup: done");
     Ok(SetupOutcome::Ran)
 }

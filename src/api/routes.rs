@@ -137,6 +137,7 @@ pub(crate) fn settings(config: &Config, i: usize) -> Value {
             Probe::Tcp { port } => ("tcp", port.to_string()),
             Probe::Exec { argv } => ("exec", shell_words::join(argv)),
             Probe::Log { pattern, .. } => ("log", pattern.as_str().to_string()),
+            Probe::Container => ("container", "HEALTHCHECK".to_string()),
         };
         json!({
             "kind": kind,
@@ -146,8 +147,19 @@ pub(crate) fn settings(config: &Config, i: usize) -> Value {
             "retries": h.retries,
         })
     });
+    // A container service: its image and container (the id is in the
+    // service's `spawned` event and `check --json`).
+    let container = svc.in_container().map(|c| {
+        json!({
+            "image": c.tag,
+            "name": c.name,
+            "network": format!("{:?}", c.network).to_lowercase(),
+            "command": svc.redact(&shell_words::join(svc.container_command())),
+        })
+    });
     json!({
         "command": svc.redact(&shell_words::join(&svc.argv)),
+        "container": container,
         "depends_on": names(&mut svc.depends_on.iter().copied()),
         "dependents": names(&mut (0..config.services.len()).filter(|&j| config.services[j].depends_on.contains(&i))),
         "health": health,

@@ -21,8 +21,9 @@ pub fn start(
     services: Vec<String>,
     profiles: Vec<String>,
     replace: bool,
+    containers: bool,
 ) -> Result<Outcome> {
-    let config = load(file)?;
+    let config = load_for_run(file, containers)?;
     graph::select(&config, &services, &profiles)?;
     // One display for the reload and the start: one clock, and a service's
     // line only when it changed.
@@ -56,6 +57,23 @@ pub fn start(
         replace,
     };
     drive(&config, request, "online", display)
+}
+
+/// services.toml, after recording `--containers` for the supervisor's
+/// life: every reader of the config then runs those services in their
+/// containers.
+fn load_for_run(file: Option<&Path>, containers: bool) -> Result<Config> {
+    let config = load(file)?;
+    if !containers {
+        return Ok(config);
+    }
+    if config.services.iter().all(|s| s.container.is_none()) {
+        output::print_warning("--containers: no service has a [services.NAME.container] table; everything runs natively");
+        return Ok(config);
+    }
+    crate::scale::request_containers(&config.root)
+        .map_err(|e| Error::other("cannot record --containers", e))?;
+    load(file)
 }
 
 /// `reload`: apply the edits to services.toml to the running stack.
@@ -343,8 +361,13 @@ fn init_tracing() {
 }
 
 /// `up`: the supervisor in the foreground, every log interleaved.
-pub fn up(file: Option<&Path>, services: Vec<String>, profiles: Vec<String>) -> Result<Outcome> {
-    let config = load(file)?;
+pub fn up(
+    file: Option<&Path>,
+    services: Vec<String>,
+    profiles: Vec<String>,
+    containers: bool,
+) -> Result<Outcome> {
+    let config = load_for_run(file, containers)?;
     let selected = graph::select(&config, &services, &profiles)?;
     let names: Vec<String> = selected
         .iter()

@@ -78,6 +78,9 @@ pub fn validate(file: Option<&Path>) -> Result<Outcome> {
     for conflict in config.port_env_conflicts() {
         output::print_warning(&format!("{}: {conflict}", config.path.display()));
     }
+    for warning in config.bridge_reach_warnings() {
+        output::print_warning(&format!("{}: {warning}", config.path.display()));
+    }
     Ok(Outcome::Success)
 }
 

@@ -20,11 +20,21 @@ pub fn discover(start: &Path) -> Result<PathBuf, ConfigError> {
 
 /// Load the given file, or discover one from the current directory.
 pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
-    load_with(explicit, Hosts::Loopback)
+    load_file(explicit, Hosts::Loopback, None)
 }
 
-/// Like [`load`], with `FPCTL_HOST_<NAME>` resolved as `hosts` says.
+/// The file as written, for an export: with `FPCTL_HOST_<NAME>` resolved as
+/// `hosts` says, and without what a running stack overrides (`fpctl scale`
+/// counts, `start --containers`), which must never leak into an export.
 pub fn load_with(explicit: Option<&Path>, hosts: Hosts) -> Result<Config, ConfigError> {
+    load_file(explicit, hosts, Some(Default::default()))
+}
+
+fn load_file(
+    explicit: Option<&Path>,
+    hosts: Hosts,
+    overrides: Option<crate::scale::Overrides>,
+) -> Result<Config, ConfigError> {
     let cwd = std::env::current_dir().map_err(|source| ConfigError::Read {
         path: PathBuf::from("."),
         source,
@@ -53,23 +63,29 @@ pub fn load_with(explicit: Option<&Path>, hosts: Hosts) -> Result<Config, Config
             });
         }
     };
-    load_text(&path, text, hosts)
+    load_text(&path, text, hosts, overrides)
 }
 
 /// Parse and validate `text` as if read from `path`.
 pub fn load_str(path: &Path, text: String) -> Result<Config, ConfigError> {
-    load_text(path, text, Hosts::Loopback)
+    load_text(path, text, Hosts::Loopback, None)
 }
 
-fn load_text(path: &Path, text: String, hosts: Hosts) -> Result<Config, ConfigError> {
+/// `overrides`: `None` reads those of a running stack from `.fpctl/`.
+fn load_text(
+    path: &Path,
+    text: String,
+    hosts: Hosts,
+    overrides: Option<crate::scale::Overrides>,
+) -> Result<Config, ConfigError> {
     let root = path
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let dotenv = super::dotenv::load(&root).map_err(|(_, e)| ConfigError::EnvFile(e))?;
     let registry = crate::ports::Registry::open(&root);
-    let scale = crate::scale::read(&root);
-    match validate::validate(path, &root, &text, &dotenv, hosts, &registry, &scale) {
+    let overrides = overrides.unwrap_or_else(|| crate::scale::overrides(&root));
+    match validate::validate(path, &root, &text, &dotenv, hosts, &registry, &overrides) {
         Ok(config) => {
             registry.remember(&config);
             Ok(config)

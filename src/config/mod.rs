@@ -80,6 +80,18 @@ pub struct Project {
     /// number of cores, at least 4).
     pub max_parallel_setup: usize,
     pub api: ApiSettings,
+    /// `container_runtime`: which engine runs container services.
+    pub container_runtime: ContainerRuntime,
+}
+
+/// `[project] container_runtime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContainerRuntime {
+    /// Whichever answers: Docker first, then Podman.
+    #[default]
+    Auto,
+    Docker,
+    Podman,
 }
 
 /// The HTTP API: where it listens (off when `None`, until `fpctl dashboard`
@@ -222,13 +234,52 @@ pub struct Service {
     pub replace_stale: bool,
 }
 
-/// The image a container engine runs the service from: a published image, a
-/// build context (absolute), or both (build it and tag it as `image`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `[services.X.container]`: the image a container engine runs the service
+/// from (a published image, a build context, or both: build it and tag it
+/// as `image`) and how fpctl runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Container {
     pub image: Option<String>,
+    /// The build context (absolute).
     pub build: Option<PathBuf>,
+    /// The Dockerfile stage to build.
+    pub target: Option<String>,
+    /// The container's command, expanded; `None` keeps the service's
+    /// `command` if it has one, else the image's CMD.
+    pub args: Option<Vec<String>>,
+    /// Where the program listens inside the container (bridge network).
+    pub container_port: Option<u16>,
+    /// `-v` arguments, host paths made absolute.
+    pub volumes: Vec<String>,
+    pub init: bool,
+    pub network: Network,
+    /// This load runs the service in its container: it has no `command`,
+    /// or `fpctl start --containers` asked for it (or it is exported).
+    pub runs: bool,
+    /// The image to run: `image`, else the tag fpctl gives its build.
+    pub tag: String,
+    /// `[project] container_runtime`.
+    pub runtime: ContainerRuntime,
+    /// The container's name: one per service and project folder
+    /// (`fpctl-MARKER-SERVICE`), so the engine itself refuses a second copy.
+    pub name: String,
 }
+
+/// How a container is networked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// Its own network namespace; `port` is published on 127.0.0.1 (and on
+    /// the bridge's gateway, so other containers reach it).
+    Bridge,
+    /// The host's network: 127.0.0.1 is the host's, both ways.
+    Host,
+}
+
+/// What `FPCTL_HOST_<NAME>` holds inside a bridge container that fpctl
+/// runs: the name the engine gives the host's bridge gateway (`--add-host
+/// host.docker.internal:host-gateway`), where every service of the stack is
+/// reachable.
+pub const BRIDGE_HOST: &str = "host.docker.internal";
 
 /// What `FPCTL_HOST_<NAME>` holds: `127.0.0.1` when fpctl runs the stack on
 /// this machine; the service's own name under compose or Kubernetes, where
@@ -288,6 +339,8 @@ pub enum Probe {
         pattern: regex::Regex,
         log: PathBuf,
     },
+    /// The image's own HEALTHCHECK, as the container engine reports it.
+    Container,
 }
 
 impl Config {
@@ -328,6 +381,20 @@ impl Config {
 }
 
 impl Service {
+    /// Its container settings, when this load runs it in a container.
+    pub fn in_container(&self) -> Option<&Container> {
+        self.container.as_ref().filter(|c| c.runs)
+    }
+
+    /// What its container runs: `args`, else its `command`, else nothing
+    /// (the image's CMD).
+    pub fn container_command(&self) -> &[String] {
+        match self.container.as_ref().and_then(|c| c.args.as_ref()) {
+            Some(args) => args,
+            None => &self.argv,
+        }
+    }
+
     /// `text` with the value of every secret variable replaced by `***`.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
@@ -355,6 +422,31 @@ impl Service {
 }
 
 impl Config {
+    /// Bridge containers that depend on a native service with a port: they
+    /// reach it through the bridge's gateway, which works only when it
+    /// listens beyond 127.0.0.1. One sentence each.
+    pub fn bridge_reach_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.services {
+            let Some(c) = s.in_container() else { continue };
+            if c.network != Network::Bridge {
+                continue;
+            }
+            for &d in &s.depends_on {
+                let dep = &self.services[d];
+                if dep.in_container().is_some() {
+                    continue;
+                }
+                let Some(port) = dep.port else { continue };
+                out.push(format!(
+                    "service \"{}\" runs in a bridge container and reaches the native service \"{}\" at {BRIDGE_HOST}:{port}, which works only if \"{}\" listens beyond 127.0.0.1 (on 0.0.0.0); otherwise set network = \"host\" in [services.{}.container]",
+                    s.name, dep.name, dep.name, s.name
+                ));
+            }
+        }
+        out
+    }
+
     /// Services whose `env` sets `PORT` or an `FPCTL_PORT_*` to something
     /// other than the port fpctl exports: the service would listen where no
     /// health check looks. One sentence each.
@@ -386,6 +478,31 @@ impl Config {
         }
         found
     }
+}
+
+/// A marker unique to a project folder, shared by all its services: a
+/// service's processes carry `FPCTL_INSTANCE=<marker>:<service>`, and its
+/// container is `fpctl-<marker>-<service>`.
+pub fn project_marker(root: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(root.as_os_str().as_encoded_bytes());
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `path` with `.` and `..` resolved lexically (it need not exist).
+pub fn normalize_path(path: &std::path::Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `FPCTL_PORT_<NAME>`: upper-cased, every other character becomes `_`.

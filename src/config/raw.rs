@@ -52,6 +52,17 @@ pub struct RawProject {
     #[schemars(with = "Option<String>")]
     pub api_token: Option<Spanned<String>>,
     pub api_read_only: Option<bool>,
+    /// Which container engine runs container services: `auto` (whichever
+    /// answers, Docker first), `docker` or `podman`.
+    pub container_runtime: Option<RawRuntime>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawRuntime {
+    Auto,
+    Docker,
+    Podman,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -131,15 +142,43 @@ pub struct RawService {
     pub replace_stale: bool,
 }
 
-/// `[services.X.container]`: how the service runs under a container engine
-/// (only `fpctl export` reads it).
+/// `[services.X.container]`: the image the service runs from. A service with
+/// this table and no `command` runs as a container; with a command it runs
+/// natively, and the table serves `fpctl export` and `start --containers`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawContainer {
+    /// An image reference (`redis:7`); with `build`, the tag the build gets.
     #[schemars(with = "Option<String>")]
     pub image: Option<Spanned<String>>,
+    /// A folder holding a Dockerfile, relative to services.toml's folder.
     #[schemars(with = "Option<String>")]
     pub build: Option<Spanned<String>>,
+    /// The Dockerfile stage to build (`--target`).
+    #[schemars(with = "Option<String>")]
+    pub target: Option<Spanned<String>>,
+    /// The container's command and arguments, replacing the image's CMD.
+    #[schemars(with = "Option<StringOrList>")]
+    pub args: Option<Spanned<StringOrList>>,
+    /// Where the program listens inside the container (default: `port`).
+    #[schemars(with = "Option<i64>")]
+    pub container_port: Option<Spanned<i64>>,
+    /// `HOST:CONTAINER[:ro]` binds (a relative host path starts at
+    /// services.toml's folder) or named volumes.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub volumes: Vec<Spanned<String>>,
+    /// Run a tiny init as PID 1 that forwards signals and reaps (default: true).
+    pub init: Option<bool>,
+    /// `bridge` (default: `port` published on 127.0.0.1) or `host`.
+    pub network: Option<RawNetwork>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawNetwork {
+    Bridge,
+    Host,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -153,6 +192,9 @@ pub struct RawHealth {
     pub exec: Option<Spanned<StringOrList>>,
     #[schemars(with = "Option<String>")]
     pub log: Option<Spanned<String>>,
+    /// `true`: the image's own HEALTHCHECK, as the container engine reports it.
+    #[schemars(with = "Option<bool>")]
+    pub container: Option<Spanned<bool>>,
     #[serde(default)]
     pub insecure: bool,
     #[schemars(with = "Option<IntOrList>")]

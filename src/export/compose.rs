@@ -23,19 +23,31 @@ pub fn export(
     let mut files = Vec::new();
     for (i, image) in images {
         let i = *i;
+        let replicas = match mapping::replica_count(plan, i) {
+            // A later instance of a replicated service: the first stands
+            // for all of them.
+            Some(None) => continue,
+            Some(Some(n)) => Some(n),
+            None => None,
+        };
         plan.check_loopback(i);
         plan.check_inlined_secrets(i);
         let svc = plan.svc(i);
-        let key = dns_name(&svc.name);
-        if key != svc.name {
+        let name = mapping::exported_name(svc).to_string();
+        let key = dns_name(&name);
+        if key != name {
             plan.note(
-                &svc.name,
+                &name,
                 format!("named \"{key}\" in compose, so that its host name is valid"),
             );
         }
-        let value = service(plan, i, image, base, publish_all);
+        let value = service(plan, i, image, base, publish_all, replicas);
         if let Some((name, text)) = &image.generated {
             files.push(OutFile::new(name, text.clone()));
+            files.push(OutFile::new(
+                &format!("{name}.dockerignore"),
+                mapping::DOCKERIGNORE.to_string(),
+            ));
         }
         services.insert(key, value);
     }
@@ -56,7 +68,14 @@ pub fn export(
     files
 }
 
-fn service(plan: &mut Plan, i: usize, image: &Image, base: &Path, publish_all: bool) -> Value {
+fn service(
+    plan: &mut Plan,
+    i: usize,
+    image: &Image,
+    base: &Path,
+    publish_all: bool,
+    replicas: Option<usize>,
+) -> Value {
     let svc = plan.svc(i);
     let mut s = Map::new();
     if let Some(name) = &image.name {
@@ -77,11 +96,44 @@ fn service(plan: &mut Plan, i: usize, image: &Image, base: &Path, publish_all: b
             }
         }
     }
-    s.insert("command".into(), json!(svc.argv));
+    // Nothing to run given: the image's own CMD.
+    let command = mapping::container_command(svc);
+    if !command.is_empty() {
+        s.insert("command".into(), json!(command));
+    }
+    if svc.container.as_ref().is_none_or(|c| c.init) {
+        s.insert("init".into(), json!(true));
+    }
+    if let Some(c) = &svc.container {
+        if !c.volumes.is_empty() {
+            let volumes: Vec<String> = c
+                .volumes
+                .iter()
+                .map(|v| match v.split_once(':') {
+                    Some((host, rest)) if host.starts_with('/') => {
+                        format!("{}:{rest}", relative_dot(base, Path::new(host)))
+                    }
+                    _ => v.clone(),
+                })
+                .collect();
+            s.insert("volumes".into(), json!(volumes));
+        }
+        if c.network == crate::config::Network::Host {
+            s.insert("network_mode".into(), json!("host"));
+        }
+    }
     let env: Map<String, Value> = mapping::environment(svc)
         .into_iter()
+        // Replicas of one compose service share one environment.
+        .filter(|(k, _)| replicas.is_none() || k != "FPCTL_REPLICA")
         .map(|(k, v)| (k, json!(v)))
         .collect();
+    if replicas.is_some() {
+        plan.note(
+            mapping::exported_name(svc),
+            "FPCTL_REPLICA is not set: compose gives every replica the same environment (the container's hostname tells them apart)",
+        );
+    }
     if !env.is_empty() {
         s.insert("environment".into(), Value::Object(env));
     }
@@ -93,13 +145,43 @@ fn service(plan: &mut Plan, i: usize, image: &Image, base: &Path, publish_all: b
             .collect();
         s.insert("env_file".into(), json!(files));
     }
-    if let Some(p) = svc.port {
+    let host_network = svc
+        .container
+        .as_ref()
+        .is_some_and(|c| c.network == crate::config::Network::Host);
+    if let (Some(p), false) = (svc.port, host_network) {
         let host = if publish_all { "" } else { "127.0.0.1:" };
-        s.insert("ports".into(), json!([format!("{host}{p}:{p}")]));
+        let inner = mapping::listen_port(svc).unwrap_or(p);
+        let published = match replicas {
+            Some(n) if n > 1 => {
+                let ports = group_ports(plan, svc);
+                let (lo, hi) = (ports[0], ports[ports.len() - 1]);
+                if hi - lo + 1 != ports.len() as u16 {
+                    plan.note(
+                        mapping::exported_name(svc),
+                        format!(
+                            "its replicas' ports are not one range: compose publishes {lo}-{hi}"
+                        ),
+                    );
+                }
+                format!("{lo}-{hi}")
+            }
+            _ => p.to_string(),
+        };
+        s.insert(
+            "ports".into(),
+            json!([format!("{host}{published}:{inner}")]),
+        );
+    }
+    if let Some(n) = replicas {
+        s.insert("deploy".into(), json!({ "replicas": n }));
     }
     let mut deps = Map::new();
     for (d, gate) in plan.waits_for(i) {
         let dep = plan.svc(d);
+        if dep.group.is_some() && dep.group == svc.group {
+            continue;
+        }
         let condition = match gate {
             Gate::Healthy if has_healthcheck(dep) => "service_healthy",
             // Compose refuses `up` when a dependency it must see healthy
@@ -116,7 +198,10 @@ fn service(plan: &mut Plan, i: usize, image: &Image, base: &Path, publish_all: b
             }
             Gate::Completed => "service_completed_successfully",
         };
-        deps.insert(dns_name(&dep.name), json!({ "condition": condition }));
+        deps.insert(
+            dns_name(mapping::exported_name(dep)),
+            json!({ "condition": condition }),
+        );
     }
     if !deps.is_empty() {
         s.insert("depends_on".into(), Value::Object(deps));
@@ -153,8 +238,10 @@ fn has_healthcheck(svc: &Service) -> bool {
         .is_some_and(|h| !matches!(h.probe, Probe::Log { .. }))
 }
 
-/// The health check as a test run inside the container: what the image must
-/// hold is said in the notes.
+/// The health check as a test run inside the container. It assumes no
+/// particular tool: an http check uses whichever of curl, wget (without
+/// options busybox lacks) or python3 the image has; a tcp check reads the
+/// kernel's table of listening sockets, which needs only sh and grep.
 fn healthcheck(plan: &mut Plan, svc: &Service) -> Option<Value> {
     let h = svc.health.as_ref()?;
     let timeout = mapping::whole_seconds(h.timeout, 1);
@@ -172,19 +259,37 @@ fn healthcheck(plan: &mut Plan, svc: &Service) -> Option<Value> {
                 plan.note(&svc.name, "the health check accepts any 2xx answer: expect_status and expect_json are not checked");
             }
             plan.note_stack(
-                "http health checks run inside the container: its image needs sh with curl, wget or python3",
+                "http health checks run inside the container: its image needs sh and one of curl, wget or python3",
             );
-            let url = shell_words::quote(url);
+            let url = match url.parse::<hyper::Uri>() {
+                Ok(u) if matches!(u.host(), Some("127.0.0.1" | "localhost")) => {
+                    let port =
+                        u.port_u16()
+                            .unwrap_or(if url.starts_with("https") { 443 } else { 80 });
+                    let path = u.path_and_query().map_or("/", |p| p.as_str());
+                    format!(
+                        "{}://127.0.0.1:{}{path}",
+                        u.scheme_str().unwrap_or("http"),
+                        mapping::inside(svc, port)
+                    )
+                }
+                _ => url.clone(),
+            };
+            let url = shell_words::quote(&url);
             json!(["CMD-SHELL", format!(
-                "curl -fsS -o /dev/null --max-time {timeout} {url} || wget -q -O /dev/null -T {timeout} {url} || python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout={timeout})' {url}"
+                "if command -v curl >/dev/null 2>&1; then curl -fsS -o /dev/null --max-time {timeout} {url}; \
+                 elif command -v wget >/dev/null 2>&1; then wget -q -O /dev/null {url}; \
+                 elif command -v python3 >/dev/null 2>&1; then python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout={timeout})' {url}; \
+                 else echo 'the image has none of curl, wget, python3' >&2; exit 1; fi"
             )])
         }
         Probe::Tcp { port } => {
             plan.note_stack(
-                "tcp health checks run inside the container: its image needs sh with python3 or nc",
+                "tcp health checks run inside the container: its image needs sh and grep",
             );
+            let hex = format!("{:04X}", mapping::inside(svc, *port));
             json!(["CMD-SHELL", format!(
-                "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), {timeout}).close()' || nc -z -w {timeout} 127.0.0.1 {port}"
+                "grep -qE '^ *[0-9]+: [0-9A-F]+:{hex} [0-9A-F]+:[0-9A-F]+ 0A ' /proc/net/tcp /proc/net/tcp6 2>/dev/null"
             )])
         }
         Probe::Log { .. } => {
@@ -194,6 +299,8 @@ fn healthcheck(plan: &mut Plan, svc: &Service) -> Option<Value> {
             );
             return None;
         }
+        // The image's own HEALTHCHECK, which compose runs by itself.
+        Probe::Container => return None,
         Probe::Exec { argv } => {
             let mut test = vec!["CMD".to_string()];
             test.extend(argv.iter().cloned());
@@ -207,6 +314,31 @@ fn healthcheck(plan: &mut Plan, svc: &Service) -> Option<Value> {
         "retries": h.retries,
         "start_period": mapping::duration_text(svc.start_timeout),
     }))
+}
+
+/// The ports of every instance of a replicated service, in order.
+fn group_ports(plan: &Plan, svc: &Service) -> Vec<u16> {
+    let mut ports: Vec<u16> = plan
+        .services
+        .iter()
+        .map(|&j| plan.svc(j))
+        .filter(|o| {
+            o.group.is_some() && o.group.as_ref().map(|g| &g.0) == svc.group.as_ref().map(|g| &g.0)
+        })
+        .filter_map(|o| o.port)
+        .collect();
+    ports.sort_unstable();
+    ports
+}
+
+/// A host path of a volume, relative to the compose file (`./data`).
+fn relative_dot(base: &Path, path: &Path) -> String {
+    let rel = mapping::relative(base, path);
+    if rel.starts_with('.') {
+        rel
+    } else {
+        format!("./{rel}")
+    }
 }
 
 /// What compose cannot say the way fpctl does.

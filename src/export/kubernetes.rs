@@ -23,16 +23,29 @@ pub fn export(plan: &mut Plan, images: &[(usize, Image)], base: &Path) -> Vec<Ou
     let mut secrets = Vec::new();
     for (i, image) in images {
         let i = *i;
+        let replicas = match mapping::replica_count(plan, i) {
+            // A later instance of a replicated service: the first stands
+            // for all of them.
+            Some(None) => continue,
+            Some(Some(n)) => n,
+            None => 1,
+        };
         plan.check_loopback(i);
         plan.check_inlined_secrets(i);
         let svc = plan.svc(i);
-        let name = dns_name(&svc.name);
+        let name = dns_name(mapping::exported_name(svc));
         let mut docs = Vec::new();
         if svc.oneshot {
             docs.push(job(plan, i, images));
         } else {
-            docs.push(deployment(plan, i, images));
-            if let Some(port) = svc.port {
+            docs.push(deployment(plan, i, images, replicas));
+            if replicas > 1 {
+                plan.note(
+                    mapping::exported_name(svc),
+                    "FPCTL_REPLICA is not set: the pods of a Deployment share one environment (the pod's name tells them apart)",
+                );
+            }
+            if let Some(port) = mapping::listen_port(svc).filter(|_| svc.port.is_some()) {
                 docs.push(service(plan, svc, port));
             } else {
                 plan.note(
@@ -67,6 +80,10 @@ pub fn export(plan: &mut Plan, images: &[(usize, Image)], base: &Path) -> Vec<Ou
         resources.push(file.clone());
         files.push(OutFile::new(&file, text));
         if let Some((name, text)) = &image.generated {
+            files.push(OutFile::new(
+                &format!("{name}.dockerignore"),
+                mapping::DOCKERIGNORE.to_string(),
+            ));
             files.push(OutFile::new(name, text.clone()));
         }
     }
@@ -89,13 +106,13 @@ pub fn export(plan: &mut Plan, images: &[(usize, Image)], base: &Path) -> Vec<Ou
 
 fn labels(plan: &Plan, svc: &Service) -> Value {
     json!({
-        "app.kubernetes.io/name": dns_name(&svc.name),
+        "app.kubernetes.io/name": dns_name(mapping::exported_name(svc)),
         "app.kubernetes.io/part-of": dns_name(&plan.config.project.name),
     })
 }
 
 fn metadata(plan: &Plan, svc: &Service) -> Value {
-    json!({"name": dns_name(&svc.name), "labels": labels(plan, svc)})
+    json!({"name": dns_name(mapping::exported_name(svc)), "labels": labels(plan, svc)})
 }
 
 /// The image reference a cluster pulls: the given one, or the tag a build
@@ -105,19 +122,32 @@ fn image_ref(plan: &Plan, svc: &Service, image: &Image) -> String {
         format!(
             "{}-{}:latest",
             dns_name(&plan.config.project.name),
-            dns_name(&svc.name)
+            dns_name(mapping::exported_name(svc))
         )
     })
 }
 
 fn container(plan: &Plan, svc: &Service, image: &Image) -> Map<String, Value> {
     let mut c = Map::new();
-    c.insert("name".into(), json!(dns_name(&svc.name)));
+    c.insert("name".into(), json!(dns_name(mapping::exported_name(svc))));
     c.insert("image".into(), json!(image_ref(plan, svc, image)));
     c.insert("imagePullPolicy".into(), json!("IfNotPresent"));
-    c.insert("command".into(), json!(svc.argv));
+    // A container table's `args` replace the image's CMD (Kubernetes'
+    // `args`); a command replaces its entrypoint.
+    match svc.container.as_ref().and_then(|c| c.args.as_ref()) {
+        Some(args) if args.is_empty() => {}
+        Some(args) => {
+            c.insert("args".into(), json!(args));
+        }
+        None if svc.argv.is_empty() => {}
+        None => {
+            c.insert("command".into(), json!(svc.argv));
+        }
+    }
     let env: Vec<Value> = mapping::environment(svc)
         .into_iter()
+        // The pods of a Deployment share one environment.
+        .filter(|(k, _)| svc.group.is_none() || k != "FPCTL_REPLICA")
         .map(|(k, v)| json!({"name": k, "value": v}))
         .collect();
     if !env.is_empty() {
@@ -126,10 +156,10 @@ fn container(plan: &Plan, svc: &Service, image: &Image) -> Map<String, Value> {
     if !svc.env_files.is_empty() {
         c.insert(
             "envFrom".into(),
-            json!([{"secretRef": {"name": format!("{}-env", dns_name(&svc.name))}}]),
+            json!([{"secretRef": {"name": format!("{}-env", dns_name(mapping::exported_name(svc)))}}]),
         );
     }
-    if let Some(p) = svc.port {
+    if let Some(p) = mapping::listen_port(svc).filter(|_| svc.port.is_some()) {
         c.insert(
             "ports".into(),
             json!([{"name": "main", "containerPort": p}]),
@@ -157,9 +187,14 @@ fn image_of(images: &[(usize, Image)], i: usize) -> &Image {
 fn init_containers(plan: &mut Plan, i: usize, images: &[(usize, Image)]) -> Vec<Value> {
     let me = plan.svc(i).name.clone();
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (d, gate) in plan.waits_for(i) {
         let dep = plan.svc(d);
-        let host = dns_name(&dep.name);
+        let host = dns_name(mapping::exported_name(dep));
+        // The instances of a replicated service are one Service.
+        if !seen.insert(host.clone()) {
+            continue;
+        }
         let wait = |check: String| {
             json!({
                 "name": format!("wait-for-{host}"),
@@ -182,9 +217,11 @@ fn init_containers(plan: &mut Plan, i: usize, images: &[(usize, Image)]) -> Vec<
                 dep.port,
             ) {
                 (Some((path, port)), _) => out.push(wait(format!(
-                    "wget -q -O /dev/null -T 2 http://{host}:{port}{path}"
+                    "wget -q -O /dev/null -T 2 http://{host}:{}{path}",
+                    mapping::inside(dep, port)
                 ))),
                 (None, Some(port)) => {
+                    let port = mapping::inside(dep, port);
                     if matches!(
                         dep.health.as_ref().map(|h| &h.probe),
                         Some(Probe::Exec { .. })
@@ -219,21 +256,31 @@ fn probe_action(plan: &mut Plan, svc: &Service) -> Option<Value> {
             }
             match mapping::own_http(&h.probe) {
                 Some((path, port)) if mapping::is_https(&h.probe) => {
+                    let port = mapping::inside(svc, port);
                     json!({"httpGet": {"path": path, "port": port, "scheme": "HTTPS"}})
                 }
-                Some((path, port)) => json!({"httpGet": {"path": path, "port": port}}),
+                Some((path, port)) => {
+                    json!({"httpGet": {"path": path, "port": mapping::inside(svc, port)}})
+                }
                 None => {
                     plan.note(&svc.name, "its health URL is on another host, which a probe cannot reach: it has no probes");
                     return None;
                 }
             }
         }
-        Probe::Tcp { port } => json!({"tcpSocket": {"port": port}}),
+        Probe::Tcp { port } => json!({"tcpSocket": {"port": mapping::inside(svc, *port)}}),
         Probe::Exec { argv } => json!({"exec": {"command": argv}}),
         Probe::Log { .. } => {
             plan.note(
                 &svc.name,
                 "a log health check has no Kubernetes probe: it has no probes",
+            );
+            return None;
+        }
+        Probe::Container => {
+            plan.note(
+                &svc.name,
+                "Kubernetes ignores an image's HEALTHCHECK: it has no probes",
             );
             return None;
         }
@@ -289,7 +336,7 @@ fn pod_spec(plan: &mut Plan, i: usize, images: &[(usize, Image)]) -> Map<String,
     spec
 }
 
-fn deployment(plan: &mut Plan, i: usize, images: &[(usize, Image)]) -> Value {
+fn deployment(plan: &mut Plan, i: usize, images: &[(usize, Image)], replicas: usize) -> Value {
     let svc = plan.svc(i);
     let spec = pod_spec(plan, i, images);
     json!({
@@ -297,7 +344,7 @@ fn deployment(plan: &mut Plan, i: usize, images: &[(usize, Image)]) -> Value {
         "kind": "Deployment",
         "metadata": metadata(plan, svc),
         "spec": {
-            "replicas": 1,
+            "replicas": replicas,
             "selector": {"matchLabels": labels(plan, svc)},
             "template": {"metadata": {"labels": labels(plan, svc)}, "spec": spec},
         },

@@ -95,13 +95,16 @@ pub fn export(file: Option<&Path>, opts: Options) -> Result<Outcome> {
         &opts.profiles,
         opts.target == Target::Compose,
     )?;
+    let mut contexts = Vec::new();
     let files = match opts.target {
         Target::Compose => {
             let images = mapping::images(&plan, opts.dockerfiles)?;
+            contexts = generated_contexts(&images);
             compose::export(&mut plan, &images, &base, opts.publish_all)
         }
         Target::Kubernetes => {
             let images = mapping::images(&plan, opts.dockerfiles)?;
+            contexts = generated_contexts(&images);
             if !matches!(dest, Dest::Dir(_))
                 && plan
                     .services
@@ -119,6 +122,18 @@ pub fn export(file: Option<&Path>, opts: Options) -> Result<Outcome> {
         }
     };
     let written = write(opts.target, &dest, &files)?;
+    // `COPY . .` of a generated Dockerfile takes the whole folder: BuildKit
+    // reads the .dockerignore beside the Dockerfile, the classic builder
+    // only the one at the root of the build context. One is written there
+    // when the folder has none.
+    for dir in contexts {
+        let path = dir.join(".dockerignore");
+        if !path.exists() {
+            std::fs::write(&path, mapping::DOCKERIGNORE)
+                .map_err(|e| Error::other(format!("cannot write {}", path.display()), e))?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
     for note in &plan.notes {
         eprintln!("warning: {}", note.line());
     }
@@ -127,6 +142,18 @@ pub fn export(file: Option<&Path>, opts: Options) -> Result<Outcome> {
         eprintln!("wrote {} ({})", where_.display(), names.join(", "));
     }
     Ok(Outcome::Success)
+}
+
+/// The build contexts of the Dockerfiles this export generates.
+fn generated_contexts(images: &[(usize, mapping::Image)]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = images
+        .iter()
+        .filter(|(_, image)| image.generated.is_some())
+        .filter_map(|(_, image)| image.build.clone())
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
 }
 
 fn destination(target: Target, output: Option<&Path>) -> Result<Dest> {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::{bytes_short, duration_short};
 use crate::config::RestartPolicy;
 use crate::status::{
-    Activity, BlockReason, Cause, Elsewhere, EventData, FailReason, Interruption, IoStep,
-    NotReplaced, Note, PrepareError, Reason, Refused, Replaced, ServiceStatus,
+    Activity, BlockReason, Cause, Elsewhere, EngineStep, EventData, FailReason, Interruption,
+    IoStep, NotReplaced, Note, PrepareError, Reason, Refused, Replaced, ServiceStatus,
 };
 
 fn ms(ms: u64) -> String {
@@ -162,6 +162,30 @@ impl Display for PrepareError {
                 };
                 write!(f, "{what}: {error}")
             }
+            PrepareError::Image {
+                image,
+                build: Some(dir),
+                step,
+                exit,
+            } => write!(f, "cannot build image \"{image}\" from {dir}: `{step}` {exit}"),
+            PrepareError::Image {
+                image,
+                build: None,
+                step,
+                exit,
+            } => write!(
+                f,
+                "image \"{image}\" is not on this machine and cannot be pulled: `{step}` {exit}; pull or build it, or correct the name"
+            ),
+            PrepareError::Engine { step, error } => {
+                let what = match step {
+                    EngineStep::Connect => "no container engine",
+                    EngineStep::Find => "cannot list its containers",
+                    EngineStep::Remove => "cannot remove its leftover containers",
+                    EngineStep::Inspect => "cannot inspect its image",
+                };
+                write!(f, "{what}: {error}")
+            }
         }
     }
 }
@@ -242,6 +266,14 @@ impl Display for Note {
                 write!(f, "{} changed: restarting", path.display())
             }
             Note::Replaced(r) => r.fmt(f),
+            Note::RemovedLeftover { id, name } => {
+                let id: String = id.chars().take(12).collect();
+                write!(f, "removed container {id} ({name}) left by an earlier run")
+            }
+            Note::AdoptingContainer { name, command } => write!(
+                f,
+                "adopting the running container {name} (same settings): {command}"
+            ),
         }
     }
 }
@@ -284,7 +316,22 @@ impl Display for Refused {
 impl Display for EventData {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
-            EventData::Spawned { pid, command } => write!(f, "pid {pid}: {command}"),
+            EventData::Spawned {
+                pid,
+                command,
+                container: Some(c),
+            } => {
+                write!(f, "pid {pid}: container {} from image {}", c.name, c.image)?;
+                match command.as_str() {
+                    "" => Ok(()),
+                    command => write!(f, ": {command}"),
+                }
+            }
+            EventData::Spawned {
+                pid,
+                command,
+                container: None,
+            } => write!(f, "pid {pid}: {command}"),
             EventData::Exited { pid, exit } => match exit {
                 Some(exit) => write!(f, "pid {pid} {exit}"),
                 None => write!(f, "pid {pid} {}", Cause::Unsupervised),

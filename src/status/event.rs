@@ -78,8 +78,14 @@ impl EventKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "what", rename_all = "snake_case")]
 pub enum EventData {
-    /// spawned: its process and command.
-    Spawned { pid: i32, command: String },
+    /// spawned: its process and command (for a container service, the
+    /// container's command, empty for the image's own) and its container.
+    Spawned {
+        pid: i32,
+        command: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        container: Option<Box<super::ContainerRef>>,
+    },
     /// exited: its process and how (none: it died while no supervisor ran).
     Exited { pid: i32, exit: Option<Exit> },
     /// restart: the attempt in a row, the bound, the delay and why.
@@ -113,9 +119,14 @@ impl EventData {
     /// The same facts with `mask` applied to every text in them (secrets).
     pub fn masked(self, mask: impl Fn(&str) -> String) -> EventData {
         match self {
-            EventData::Spawned { pid, command } => EventData::Spawned {
+            EventData::Spawned {
+                pid,
+                command,
+                container,
+            } => EventData::Spawned {
                 pid,
                 command: mask(&command),
+                container,
             },
             EventData::Restart {
                 attempt,

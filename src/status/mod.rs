@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 pub use event::{Event, EventData, EventKind};
 pub use reason::{
-    Activity, BlockReason, Cause, DepState, Elsewhere, FailReason, Holder, Interruption, IoStep,
-    Listener, NotReplaced, Note, PrepareError, Reason, Refused, Replaced,
+    Activity, BlockReason, Cause, DepState, Elsewhere, EngineStep, FailReason, Holder,
+    Interruption, IoStep, Listener, NotReplaced, Note, PrepareError, Reason, Refused, Replaced,
 };
 
 /// The states of a service, exactly these (SPEC.md).
@@ -128,6 +128,10 @@ pub struct ServiceStatus {
     /// says in words when it is neither failed nor blocked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activity: Option<Activity>,
+    /// The container it runs in (container services only): its name and
+    /// image, and the engine's id while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerRef>,
 }
 
 impl ServiceStatus {
@@ -152,8 +156,21 @@ impl ServiceStatus {
             cpu_percent: None,
             restarts_total: 0,
             activity: None,
+            container: None,
         }
     }
+}
+
+/// The container a service runs in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ContainerRef {
+    /// Its name (`fpctl-MARKER-SERVICE`).
+    pub name: String,
+    /// The image it runs.
+    pub image: String,
+    /// The engine's id of the container, once it is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// How many services are in each state.

@@ -83,6 +83,7 @@ pub fn observe(
         st.rss_bytes = live.rss_bytes;
         st.cpu_percent = live.cpu_percent;
         st.restarts_total = live.restarts_total;
+        st.container = live.container.clone();
         st.state = match (live.state, verdict) {
             (ServiceState::Failed | ServiceState::Blocked | ServiceState::Completed, _) => {
                 st.activity = live.activity.clone();

@@ -116,6 +116,34 @@ pub enum PrepareError {
     SetupStep { step: String, exit: Exit },
     /// fpctl itself could not do a step: the step and the system's error.
     Io { step: IoStep, error: String },
+    /// A container service's image could not be had: not on this machine
+    /// and the pull failed, or its build failed.
+    Image {
+        image: String,
+        /// The build context, when it is built.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        build: Option<String>,
+        /// The command that failed, and how.
+        step: String,
+        exit: Exit,
+    },
+    /// The container engine could not do what fpctl asked (none answers,
+    /// or it refused a step): the step and its answer.
+    Engine { step: EngineStep, error: String },
+}
+
+/// A step fpctl asks of the container engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineStep {
+    /// Find an engine that answers.
+    Connect,
+    /// List the service's containers left by an earlier run.
+    Find,
+    /// Remove them.
+    Remove,
+    /// Ask whether the image is here.
+    Inspect,
 }
 
 /// Why `--replace` left a process on the port alone.
@@ -281,6 +309,17 @@ pub enum Note {
         path: std::path::PathBuf,
     },
     Replaced(Replaced),
+    /// A container of the service that an earlier run left, removed.
+    RemovedLeftover {
+        id: String,
+        name: String,
+    },
+    /// The service's running container, started with the same settings by
+    /// an earlier supervisor, taken over.
+    AdoptingContainer {
+        name: String,
+        command: String,
+    },
 }
 
 /// A restart that did not happen: its setup failed, and the process that
@@ -443,6 +482,21 @@ impl PrepareError {
                 exit,
             },
             PrepareError::Io { step, error } => PrepareError::Io {
+                step,
+                error: mask(&error),
+            },
+            PrepareError::Image {
+                image,
+                build,
+                step,
+                exit,
+            } => PrepareError::Image {
+                image,
+                build,
+                step: mask(&step),
+                exit,
+            },
+            PrepareError::Engine { step, error } => PrepareError::Engine {
                 step,
                 error: mask(&error),
             },

@@ -144,6 +144,10 @@ async fn serve(
     if let Some(saved) = state::read(&config) {
         supervisor.adopt(&saved);
     }
+    if config.services.iter().any(|s| s.in_container().is_some()) {
+        crate::container::mark_in_use();
+        tokio::spawn(remove_stray_containers(Arc::clone(&config)));
+    }
     if let Some((request, reply)) = initial {
         let _ = tx.send(Msg::Client { request, reply });
     }
@@ -172,6 +176,47 @@ async fn serve(
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drained.recv()).await;
     tracing::info!("supervisor exiting");
     Ok(())
+}
+
+/// Containers of the project that belong to no container service of the
+/// config (a service removed from services.toml, or run natively now,
+/// while no supervisor ran) are removed; a service's own leftovers are
+/// dealt with by its next launch, which may adopt one.
+async fn remove_stray_containers(config: Arc<Config>) {
+    let Some(choice) = config
+        .services
+        .iter()
+        .find_map(|s| s.in_container().map(|c| c.runtime))
+    else {
+        return;
+    };
+    let rt = match crate::container::runtime(choice).await {
+        Ok(rt) => rt,
+        Err(e) => return tracing::warn!("{e}"),
+    };
+    let project = actor::instance_marker(&config);
+    let Ok(found) = crate::container::find(&rt, &project, None).await else {
+        return;
+    };
+    let ours = |service: &str| {
+        config
+            .service(service)
+            .is_some_and(|(_, s)| s.in_container().is_some())
+    };
+    let strays: Vec<String> = found
+        .into_iter()
+        .filter(|f| !ours(&f.service))
+        .map(|f| f.id)
+        .collect();
+    if !strays.is_empty() {
+        tracing::info!(
+            count = strays.len(),
+            "removing containers of services no longer run in one"
+        );
+        if let Err(e) = crate::container::remove(&rt, &strays).await {
+            tracing::warn!("{e}");
+        }
+    }
 }
 
 /// The HTTP API, reaching the actor like socket clients do; it listens at

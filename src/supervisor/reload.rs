@@ -103,6 +103,12 @@ fn differences(a: &Service, b: &Service) -> Vec<String> {
     check(a.max_memory != b.max_memory, "max_memory");
     check(a.log_rotation != b.log_rotation, "log_max_size");
     check(a.log_timestamps != b.log_timestamps, "log_timestamps");
+    match (a.in_container().is_some(), b.in_container().is_some()) {
+        (false, true) => check(true, "runs in its container"),
+        (true, false) => check(true, "runs natively"),
+        (true, true) => check(a.container != b.container, "container"),
+        (false, false) => {}
+    }
     out
 }
 

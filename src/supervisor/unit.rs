@@ -16,12 +16,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::service::ServiceId;
 use crate::config::Service;
+use crate::container;
 use crate::health::{self, ProbeResult, Verdict};
 use crate::process::{self, Exit, SpawnSpec};
 use crate::service_log;
 use crate::setup;
 use crate::state;
-use crate::status::{Elsewhere, Holder, IoStep, Listener, Note, PrepareError};
+use crate::status::{Elsewhere, EngineStep, Holder, IoStep, Listener, Note, PrepareError};
 
 /// While starting, probe this often at first, then back off by half each
 /// time to [`STARTING_PROBE_MAX`] (or `interval`, when shorter): readiness
@@ -57,6 +58,10 @@ pub enum UnitEvent {
         elsewhere: Option<Elsewhere>,
     },
     AliveFor,
+    /// The engine's id of the service's container, once it exists.
+    Container {
+        id: String,
+    },
     /// The last report: nothing of this launch runs any more.
     Ended {
         pid: Option<i32>,
@@ -168,6 +173,9 @@ impl Launcher for Processes {
             process::signal_pid(pid, Signal::SIGKILL);
         }
         kill_own_children();
+        if container::in_use() {
+            container::remove_project_now(marker);
+        }
     }
 }
 
@@ -212,6 +220,7 @@ pub fn launch(l: Launch, sink: Sink) -> Unit {
             sink,
             ctl: rx,
             writer: None,
+            container: None,
         };
         task.fresh().await;
     });
@@ -228,7 +237,17 @@ pub fn adopt(l: Launch, sink: Sink, pid: i32, exit: oneshot::Receiver<Exit>) -> 
             sink,
             ctl: rx,
             writer: None,
+            container: None,
         };
+        // The client of a container service: stopping it means stopping
+        // its container.
+        if task.l.svc.in_container().is_some() {
+            container::mark_in_use();
+            match InContainer::resolve(&task.l).await {
+                Ok(found) => task.container = Some(found),
+                Err(e) => tracing::warn!(service = %task.l.svc.name, "{e}"),
+            }
+        }
         let probing = task.l.svc.health.is_some() && !task.l.svc.oneshot;
         task.watch(pid, exit, probing, false).await;
     });
@@ -241,6 +260,31 @@ struct Task {
     ctl: mpsc::UnboundedReceiver<Ctl>,
     /// The log writer, when the service's log rotates or records times.
     writer: Option<process::Child>,
+    /// A container service's engine and container.
+    container: Option<InContainer>,
+}
+
+/// What a unit knows of its service's container.
+struct InContainer {
+    rt: container::Runtime,
+    run: container::RunSpec,
+}
+
+impl InContainer {
+    async fn resolve(l: &Launch) -> Result<InContainer, String> {
+        let c = l.svc.in_container().expect("a container service");
+        let rt = container::runtime(c.runtime).await?;
+        let gateway = match c.network {
+            crate::config::Network::Bridge => container::gateway(&rt).await,
+            crate::config::Network::Host => None,
+        };
+        let run = container::run_spec(&rt, &l.svc, container::project_of(&l.marker), gateway);
+        Ok(InContainer { rt, run })
+    }
+
+    fn names(&self) -> [String; 1] {
+        [self.run.name.clone()]
+    }
 }
 
 impl Task {
@@ -254,15 +298,16 @@ impl Task {
 
     async fn fresh(&mut self) {
         let prepared = tokio::select! {
-            r = prepare(&self.l) => r,
+            r = prepare(&self.l, &mut self.container) => r,
             _ = self.ctl.recv() => {
                 // Stopped during setup: its processes carry our marker.
                 sweep(None, &self.l.marker).await;
                 return self.report(UnitEvent::Ended { pid: None, exit: None });
             }
         };
+        let attach = matches!(prepared, Ok(Prepared::Attach));
         match prepared {
-            Ok(Prepared::Spawn) => {}
+            Ok(Prepared::Spawn | Prepared::Attach) => {}
             Ok(Prepared::External(probe)) => {
                 self.report(UnitEvent::External(probe));
                 return self.report(UnitEvent::Ended {
@@ -279,7 +324,7 @@ impl Task {
                 });
             }
         }
-        let (child, writer) = match spawn(&self.l).await {
+        let (child, writer) = match spawn(&self.l, self.container.as_ref(), attach).await {
             Ok(c) => c,
             Err(reason) => {
                 self.report(UnitEvent::PrepareFailed(reason));
@@ -293,6 +338,19 @@ impl Task {
             pid: child.pid,
             ticks: child.start_ticks,
             at: state::now_unix(),
+        });
+        let _learn = self.container.as_ref().map(|c| {
+            let (rt, name, sink) = (c.rt.clone(), c.run.name.clone(), self.sink.clone());
+            let (id, gen) = (self.l.id.clone(), self.l.gen);
+            AbortOnDrop(tokio::spawn(async move {
+                if let Some(cid) = container::id_when_created(&rt, &name).await {
+                    let _ = sink.send(Report {
+                        id,
+                        gen,
+                        event: UnitEvent::Container { id: cid },
+                    });
+                }
+            }))
         });
         let probing = self.l.svc.health.is_some();
         self.writer = writer;
@@ -329,6 +387,8 @@ impl Task {
                 _ = &mut start_timer, if start_armed => {
                     start_armed = false;
                     let elsewhere = match svc.port {
+                        // The client of a container listens on nothing.
+                        Some(_) if self.container.is_some() => None,
                         Some(port) => {
                             let marker = self.l.marker.clone();
                             tokio::task::spawn_blocking(move || listening_elsewhere(pid, &marker, port))
@@ -347,11 +407,20 @@ impl Task {
                 ctl = self.ctl.recv() => {
                     drop(prober);
                     let ctl = ctl.unwrap_or(Ctl::Kill);
-                    break terminate(&svc, pid, ctl, &mut exit, &mut self.ctl).await;
+                    break match &self.container {
+                        Some(c) => terminate_container(&svc, c, pid, ctl, &mut exit, &mut self.ctl).await,
+                        None => terminate(&svc, pid, ctl, &mut exit, &mut self.ctl).await,
+                    };
                 }
             }
         };
         sweep(Some(pid), &self.l.marker).await;
+        // A container outlives its client when the client alone died.
+        if let Some(c) = &self.container {
+            if let Err(e) = container::remove(&c.rt, &c.names()).await {
+                tracing::warn!(service = %svc.name, "cannot remove its container: {e}");
+            }
+        }
         // The exit is noted after the service's last line is in the file.
         if let Some(writer) = self.writer.take() {
             let _ = tokio::time::timeout(process::LOG_DRAIN, writer.exit).await;
@@ -390,6 +459,55 @@ async fn terminate(
     }
     process::signal_group(pgid, Signal::SIGKILL);
     exit.await.unwrap_or(Exit::Signal(Signal::SIGKILL as i32))
+}
+
+/// How long a container's client may take to end once its container has.
+const CLIENT_DRAIN: Duration = Duration::from_secs(5);
+
+/// Stop a container service: `stop -t stop_timeout` through the engine
+/// (never a signal to the client alone: with `--sig-proxy=false` it would
+/// not reach the container), cut short by a `Kill`; then `rm -f`, which
+/// kills and removes what is left; then the client, if it has not ended.
+async fn terminate_container(
+    svc: &Service,
+    c: &InContainer,
+    pgid: i32,
+    first: Ctl,
+    exit: &mut oneshot::Receiver<Exit>,
+    ctl: &mut mpsc::UnboundedReceiver<Ctl>,
+) -> Exit {
+    if first == Ctl::Stop {
+        tracing::info!(service = %svc.name, container = %c.run.name, "stopping its container");
+        let (rt, name, grace) = (c.rt.clone(), c.run.name.clone(), svc.stop_timeout);
+        let mut stopping = AbortOnDrop(tokio::spawn(async move {
+            if let Err(e) = container::stop(&rt, &name, grace).await {
+                tracing::warn!(container = %name, "stop failed: {e}");
+            }
+        }));
+        loop {
+            tokio::select! {
+                e = &mut *exit => return e.unwrap_or(Exit::Unknown),
+                _ = &mut stopping.0 => {
+                    // Stopped: its client ends with it.
+                    if let Ok(e) = tokio::time::timeout(CLIENT_DRAIN, &mut *exit).await {
+                        return e.unwrap_or(Exit::Unknown);
+                    }
+                    break;
+                }
+                c = ctl.recv() => if c != Some(Ctl::Stop) { break },
+            }
+        }
+    }
+    if let Err(e) = container::remove(&c.rt, &c.names()).await {
+        tracing::warn!(service = %svc.name, "cannot remove its container: {e}");
+    }
+    match tokio::time::timeout(CLIENT_DRAIN, &mut *exit).await {
+        Ok(e) => e.unwrap_or(Exit::Signal(Signal::SIGKILL as i32)),
+        Err(_) => {
+            process::signal_group(pgid, Signal::SIGKILL);
+            exit.await.unwrap_or(Exit::Signal(Signal::SIGKILL as i32))
+        }
+    }
 }
 
 /// SIGKILL what is left of a service's tree: its group and every process
@@ -485,11 +603,63 @@ enum Prepared {
     Spawn,
     /// A healthy service already answers on the port: adopt it as external.
     External(ProbeResult),
+    /// The service's container runs, started with these very settings by
+    /// an earlier supervisor: attach to it instead of starting a copy.
+    Attach,
 }
 
 /// Before a spawn: is the port free (or already served, healthy)? Then setup.
-async fn prepare(l: &Launch) -> Result<Prepared, PrepareError> {
+/// A container service first deals with what an earlier run left: its
+/// running container, started with the same settings, is adopted; any other
+/// container of the service is removed.
+async fn prepare(l: &Launch, found: &mut Option<InContainer>) -> Result<Prepared, PrepareError> {
     let svc = &l.svc;
+    if svc.in_container().is_some() {
+        container::mark_in_use();
+        let c = InContainer::resolve(l)
+            .await
+            .map_err(|error| PrepareError::Engine {
+                step: EngineStep::Connect,
+                error,
+            })?;
+        let project = container::project_of(&l.marker);
+        let mut adopt = None;
+        let mut leftovers = Vec::new();
+        let found_now = container::find(&c.rt, project, Some(&svc.name))
+            .await
+            .map_err(|error| PrepareError::Engine {
+                step: EngineStep::Find,
+                error,
+            })?;
+        for f in found_now {
+            if f.running && f.hash == c.run.hash && adopt.is_none() {
+                adopt = Some(f);
+            } else {
+                leftovers.push(f);
+            }
+        }
+        if !leftovers.is_empty() {
+            let ids: Vec<String> = leftovers.iter().map(|f| f.id.clone()).collect();
+            container::remove(&c.rt, &ids)
+                .await
+                .map_err(|error| PrepareError::Engine {
+                    step: EngineStep::Remove,
+                    error,
+                })?;
+            let log = open_log(&l.log_path)?;
+            for f in leftovers {
+                let note = Note::RemovedLeftover {
+                    id: f.id,
+                    name: f.name,
+                };
+                service_log::note(&log, svc.log_timestamps, &note.to_string());
+            }
+        }
+        *found = Some(c);
+        if adopt.is_some() {
+            return Ok(Prepared::Attach);
+        }
+    }
     if let Some(port) = svc.port {
         if health::tcp(port).await.0 == Verdict::Healthy {
             // A log check cannot vouch for a process fpctl did not start:
@@ -514,14 +684,18 @@ async fn prepare(l: &Launch) -> Result<Prepared, PrepareError> {
                 same_command,
             };
             match &holder {
-                Some((pid, _)) if l.replace => match super::stale::replace(svc, *pid, port).await {
-                    Ok(replaced) => {
-                        let log = open_log(&l.log_path)?;
-                        let text = svc.redact(&Note::Replaced(replaced).to_string());
-                        service_log::note(&log, svc.log_timestamps, &text);
+                // A container's port is held by the engine's proxy: never
+                // a stale copy of the service to stop.
+                Some((pid, _)) if l.replace && svc.in_container().is_none() => {
+                    match super::stale::replace(svc, *pid, port).await {
+                        Ok(replaced) => {
+                            let log = open_log(&l.log_path)?;
+                            let text = svc.redact(&Note::Replaced(replaced).to_string());
+                            service_log::note(&log, svc.log_timestamps, &text);
+                        }
+                        Err(why) => return Err(taken(Some(why))),
                     }
-                    Err(why) => return Err(taken(Some(why))),
-                },
+                }
                 _ => return Err(taken(None)),
             }
         }
@@ -554,18 +728,37 @@ fn open_log(path: &std::path::Path) -> Result<std::fs::File, PrepareError> {
     })
 }
 
-/// Spawn the service: on a thread of the blocking pool, so that building
-/// the command (every `FPCTL_PORT_*` and `FPCTL_HOST_*` of the config, a
-/// few thousand variables in a large stack) and the fork never hold up the
-/// dispatcher, the probes or the other units.
-async fn spawn(l: &Launch) -> Result<(process::Child, Option<process::Child>), PrepareError> {
+/// Spawn the service's process: its command, or for a container service
+/// the engine's client, attached to a new container (or, with `attach`, to
+/// the running one an earlier supervisor left). On a thread of the blocking
+/// pool, so that building the command (every `FPCTL_PORT_*` and
+/// `FPCTL_HOST_*` of the config, a few thousand variables in a large stack)
+/// and the fork never hold up the dispatcher, the probes or the other units.
+async fn spawn(
+    l: &Launch,
+    c: Option<&InContainer>,
+    attach: bool,
+) -> Result<(process::Child, Option<process::Child>), PrepareError> {
     // A few at once: a tier of hundreds must not become hundreds of threads.
     static SPAWNERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
     let _turn = SPAWNERS.acquire().await;
     let svc = Arc::clone(&l.svc);
     let log_path = l.log_path.clone();
     let marker = l.marker.clone();
-    tokio::task::spawn_blocking(move || spawn_now(&svc, &log_path, &marker))
+    // The engine's client gets the container's variables by name and
+    // value (none to attach); a native service its own environment.
+    let how = match c {
+        Some(c) if attach => Run::Attach {
+            argv: container::attach_argv(&c.rt, &c.run.name),
+            name: c.run.name.clone(),
+        },
+        Some(c) => Run::Container {
+            argv: c.run.argv.clone(),
+            env: c.run.env.clone(),
+        },
+        None => Run::Native,
+    };
+    tokio::task::spawn_blocking(move || spawn_now(&svc, &log_path, &marker, how))
         .await
         .unwrap_or_else(|e| {
             Err(PrepareError::Io {
@@ -575,20 +768,56 @@ async fn spawn(l: &Launch) -> Result<(process::Child, Option<process::Child>), P
         })
 }
 
+/// What a spawn runs.
+enum Run {
+    Native,
+    Container {
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+    },
+    Attach {
+        argv: Vec<String>,
+        name: String,
+    },
+}
+
 fn spawn_now(
     svc: &Service,
     log_path: &std::path::Path,
     marker: &str,
+    how: Run,
 ) -> Result<(process::Child, Option<process::Child>), PrepareError> {
     let log = open_log(log_path)?;
-    let command = shell_words::join(&svc.argv);
-    let note = Note::Starting { command };
+    let (argv, env, shared, note) = match how {
+        Run::Native => {
+            let command = shell_words::join(&svc.argv);
+            (
+                svc.argv.clone(),
+                setup::own_env(svc),
+                &svc.port_env[..],
+                Note::Starting { command },
+            )
+        }
+        Run::Container { argv, env } => {
+            let command = shell_words::join(&argv);
+            (argv, env, &[][..], Note::Starting { command })
+        }
+        // An attach is no new run: the log check still sees the run's lines.
+        Run::Attach { argv, name } => {
+            let command = shell_words::join(&argv);
+            (
+                argv,
+                Vec::new(),
+                &[][..],
+                Note::AdoptingContainer { name, command },
+            )
+        }
+    };
     service_log::note(&log, svc.log_timestamps, &svc.redact(&note.to_string()));
-    let env = setup::own_env(svc);
     let spec = SpawnSpec {
-        argv: &svc.argv,
+        argv: &argv,
         dir: &svc.dir,
-        shared: &svc.port_env,
+        shared,
         env: &env,
         marker: Some(marker),
     };

@@ -110,7 +110,10 @@ impl Validator<'_> {
         env: &[(String, String)],
     ) -> Vec<String> {
         let Some(cmd) = &svc.command else {
-            self.error(header.clone(), format!("service \"{name}\" has no command"));
+            self.error(
+                header.clone(),
+                format!("service \"{name}\" has no command: give it a command, or a [services.{name}.container] table with image or build"),
+            );
             return Vec::new();
         };
         let span = cmd.span();

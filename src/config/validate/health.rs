@@ -35,11 +35,20 @@ impl Validator<'_> {
             self.error(span, format!("service \"{name}\" is a oneshot: it is done when it exits 0 and takes no health check"));
             return (None, start_timeout);
         }
+        if let Some(c) = &h.container {
+            if !*c.get_ref() {
+                self.error(
+                    c.span(),
+                    format!("health container of service \"{name}\" can only be true (the image's HEALTHCHECK); leave it out for another check"),
+                );
+            }
+        }
         let kinds = [
             h.http.is_some(),
             h.tcp.is_some(),
             h.exec.is_some(),
             h.log.is_some(),
+            h.container.is_some(),
         ];
         let count = kinds.iter().filter(|k| **k).count();
         if count == 0 && kind_dropped {
@@ -53,7 +62,7 @@ impl Validator<'_> {
             };
             self.error(
                 span.clone(),
-                format!("health of service \"{name}\" {what} http, tcp, exec or log"),
+                format!("health of service \"{name}\" {what} http, tcp, exec, log or container"),
             );
             return (None, start_timeout);
         }
@@ -90,6 +99,8 @@ impl Validator<'_> {
                     None
                 }
             }
+        } else if h.container.is_some() {
+            Some(Probe::Container)
         } else if let Some(log) = &h.log {
             match regex::Regex::new(log.get_ref()) {
                 Ok(pattern) => Some(Probe::Log {

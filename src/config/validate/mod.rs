@@ -37,7 +37,7 @@ pub fn validate(
     dotenv: &[(String, String)],
     hosts: Hosts,
     book: &dyn PortBook,
-    scale: &crate::scale::Counts,
+    overrides: &crate::scale::Overrides,
 ) -> Result<Config, Vec<Diagnostic>> {
     let typed::Typed {
         raw,
@@ -45,7 +45,8 @@ pub fn validate(
         dropped,
     } = typed::read(text).map_err(sorted)?;
     let mut v = Validator {
-        scale,
+        scale: &overrides.counts,
+        all_in_containers: overrides.containers || hosts == Hosts::ServiceNames,
         root,
         diags,
         dropped,
@@ -72,6 +73,8 @@ pub fn validate(
             .collect(),
         log_dir: PathBuf::new(),
         hosts,
+        project_name: String::new(),
+        runtime: Default::default(),
         expanded: 0,
         tier_index: HashMap::new(),
         port_var_index: Arc::default(),
@@ -93,6 +96,9 @@ fn sorted(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
 struct Validator<'a> {
     /// `fpctl scale` counts, over `replicas`.
     scale: &'a crate::scale::Counts,
+    /// Every service with a container table runs in it (`start
+    /// --containers`, or an export, where everything runs in a container).
+    all_in_containers: bool,
     root: &'a Path,
     diags: Vec<Diagnostic>,
     /// Entries left out for a type error (already reported).
@@ -116,6 +122,9 @@ struct Validator<'a> {
     dotenv_secrets: Arc<[String]>,
     log_dir: PathBuf,
     hosts: Hosts,
+    /// `[project] name` (the tag of a built image names it).
+    project_name: String,
+    runtime: super::ContainerRuntime,
     /// Bytes made by `${VAR}` expansion so far, in the whole file.
     expanded: usize,
     /// The same, by name (a lookup per `${VAR}` must not scan them all).
@@ -140,6 +149,28 @@ struct Declared {
     raw: usize,
     /// A replica: the service's written name and the instance's number.
     group: Option<(String, u32)>,
+    /// It runs in a container of its own network namespace (bridge).
+    bridged: bool,
+    /// Where its program listens where it runs, when that is not `port`:
+    /// `container_port` in a bridge container; in an export, a replica's
+    /// first port (every replica listens on one port there).
+    inner_port: Option<u16>,
+}
+
+/// What the first pass reads of a service's container table.
+fn container_placement(svc: &RawService, all_in_containers: bool) -> (bool, Option<u16>) {
+    let Some(c) = &svc.container else {
+        return (false, None);
+    };
+    let c = c.get_ref();
+    let runs = svc.command.is_none() || all_in_containers;
+    let bridged = runs && c.network != Some(super::raw::RawNetwork::Host);
+    let port = c
+        .container_port
+        .as_ref()
+        .and_then(|p| u16::try_from(*p.get_ref()).ok())
+        .filter(|&p| p > 0);
+    (bridged, port.filter(|_| bridged))
 }
 
 /// More instances than this are surely a typo.
@@ -155,6 +186,8 @@ impl Validator<'_> {
         self.project_rotation = project.log_rotation;
         self.project_timestamps = project.log_timestamps;
         self.log_dir = project.log_dir.clone();
+        self.project_name = project.name.clone();
+        self.runtime = project.container_runtime;
         let tiers = self.tiers(raw.tier);
         // No "no services" when they were there with a type error.
         if raw.services.is_empty()
@@ -200,6 +233,8 @@ impl Validator<'_> {
                 let known = (!tier_broken).then(|| &tiers[tier]);
                 (p.span(), self.port(p, name.get_ref(), known))
             });
+            let (bridged, container_port) =
+                container_placement(svc.get_ref(), self.all_in_containers);
             for replica in replicas.map_or(vec![None], |n| (1..=n).map(Some).collect()) {
                 let here = declared.len();
                 let instance = match replica {
@@ -242,6 +277,8 @@ impl Validator<'_> {
                     tier_broken,
                     raw: r,
                     group: replica.map(|i| (name.get_ref().clone(), i)),
+                    bridged,
+                    inner_port: container_port,
                 });
             }
         }
@@ -270,6 +307,25 @@ impl Validator<'_> {
                         tiers[declared[i].tier].name
                     ),
                 ),
+            }
+        }
+        // In an export every replica listens on the first one's port.
+        if self.hosts == Hosts::ServiceNames {
+            let inner: Vec<Option<u16>> = {
+                let mut first: HashMap<&str, Option<u16>> = HashMap::new();
+                declared
+                    .iter()
+                    .map(|d| {
+                        let own = d.inner_port.or(d.port);
+                        match &d.group {
+                            Some((group, _)) => *first.entry(group.as_str()).or_insert(own),
+                            None => own,
+                        }
+                    })
+                    .collect()
+            };
+            for (d, port) in declared.iter_mut().zip(inner) {
+                d.inner_port = port;
             }
         }
         // A written port that resolved to none is broken, and so are the
@@ -307,8 +363,15 @@ impl Validator<'_> {
             }
             same.push(i);
         }
-        // One list shared by every service (a copy each would be quadratic).
-        let port_vars = self.port_vars(&declared);
+        // One list shared by every service (a copy each would be quadratic),
+        // and one more for those in bridge containers, which reach the
+        // others through the bridge's gateway.
+        let port_vars = self.port_vars(&declared, false);
+        let bridge_vars = if self.hosts == Hosts::Loopback && declared.iter().any(|d| d.bridged) {
+            self.port_vars(&declared, true)
+        } else {
+            Arc::clone(&port_vars)
+        };
         self.port_vars = Arc::clone(&port_vars);
         let mut by_name = HashMap::with_capacity(port_vars.len());
         for (k, v) in port_vars.iter() {
@@ -321,7 +384,13 @@ impl Validator<'_> {
         for i in 0..declared.len() {
             let before = self.diags.len();
             let svc = raw_services[declared[i].raw].1.get_ref();
-            let (service, spans) = self.service(i, svc, &declared, &index, &port_vars, &tiers);
+            let vars = if declared[i].bridged {
+                &bridge_vars
+            } else {
+                &port_vars
+            };
+            self.port_vars = Arc::clone(vars);
+            let (service, spans) = self.service(i, svc, &declared, &index, vars, &tiers);
             // Instances share their definition: report its problems once.
             if declared[i].group.as_ref().is_some_and(|(_, n)| *n > 1) {
                 self.diags.truncate(before);

@@ -84,6 +84,13 @@ impl Validator<'_> {
             .unwrap_or_else(defaults::parallel_setups);
         let api = self.api(raw.as_ref());
         let log_timestamps = raw.as_ref().and_then(|p| p.log_timestamps).unwrap_or(false);
+        let container_runtime = match raw.as_ref().and_then(|p| p.container_runtime) {
+            None | Some(crate::config::raw::RawRuntime::Auto) => {
+                crate::config::ContainerRuntime::Auto
+            }
+            Some(crate::config::raw::RawRuntime::Docker) => crate::config::ContainerRuntime::Docker,
+            Some(crate::config::raw::RawRuntime::Podman) => crate::config::ContainerRuntime::Podman,
+        };
         Project {
             name,
             log_dir,
@@ -91,6 +98,7 @@ impl Validator<'_> {
             log_timestamps,
             max_parallel_setup,
             api,
+            container_runtime,
         }
     }
 

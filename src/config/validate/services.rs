@@ -124,8 +124,10 @@ impl Validator<'_> {
         let mut secret_keys = Vec::new();
         let mut env_files = Vec::new();
         let mut env_keys = Vec::new();
+        // Where the program listens where it runs: in a bridge container,
+        // its container_port.
         if let Some(p) = me.port {
-            env.push(("PORT".into(), p.to_string()));
+            env.push(("PORT".into(), me.inner_port.unwrap_or(p).to_string()));
         }
         if let Some((_, replica)) = &me.group {
             env.push(("FPCTL_REPLICA".into(), replica.to_string()));
@@ -194,13 +196,18 @@ impl Validator<'_> {
         }
         self.project_env = project_env;
 
-        let argv = if svc.command.is_none() && self.dropped.meant(&table, "command") {
+        let container_table = ["services", written.as_str(), "container"];
+        let argv = if svc.command.is_none()
+            && (svc.container.is_some()
+                || self.dropped.meant(&table, "command")
+                || self.dropped.meant(&table, "container"))
+        {
             Vec::new()
         } else {
             self.command(svc, &header, &name, &env)
         };
         let setup = self.setup(svc.setup.as_ref(), &name);
-        let health_dropped = ["http", "tcp", "exec", "log"]
+        let health_dropped = ["http", "tcp", "exec", "log", "container"]
             .iter()
             .any(|k| self.dropped.meant(&health, k));
         let (health, start_timeout) = self.health(
@@ -210,6 +217,14 @@ impl Validator<'_> {
             &env,
             (svc.oneshot, health_dropped),
         );
+        if let (Some(h), Some(raw)) = (&health, &svc.health) {
+            if matches!(h.probe, crate::config::Probe::Container) && svc.container.is_none() {
+                self.error(
+                    raw.span(),
+                    format!("health container = true of service \"{name}\" needs a [services.{name}.container] table: it reads the image's HEALTHCHECK"),
+                );
+            }
+        }
 
         // Dependencies.
         let mut depends_on = Vec::new();
@@ -301,13 +316,14 @@ impl Validator<'_> {
             }
         };
 
-        let container_table = ["services", written.as_str(), "container"];
-        // Its only fields are these two: any key left out was meant as one.
+        // A key left out of the table was meant as one of its fields: its
+        // error is enough, with no second one about image or build.
         let image_meant = !self.dropped.children(&container_table).is_empty();
-        let container = svc
-            .container
-            .as_ref()
-            .map(|c| self.container(c, &name, image_meant));
+        let container = svc.container.as_ref().map(|c| {
+            let runs = svc.command.is_none() || self.all_in_containers;
+            let image_of = me.group.as_ref().map_or(name.as_str(), |(g, _)| g.as_str());
+            self.container(c, &name, image_of, runs, me.port, &env, image_meant)
+        });
         let watch = self.watch(&svc.watch, &name);
         let watch_debounce = self.duration(
             svc.watch_debounce.as_ref(),
@@ -376,10 +392,15 @@ impl Validator<'_> {
 
     /// `image_meant`: an image or build was written but left out (its type,
     /// a misspelt key), and reported.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn container(
         &mut self,
         raw: &Spanned<crate::config::raw::RawContainer>,
         name: &str,
+        image_of: &str,
+        runs: bool,
+        port: Option<u16>,
+        env: &[(String, String)],
         image_meant: bool,
     ) -> Container {
         let c = raw.get_ref();
@@ -396,7 +417,7 @@ impl Validator<'_> {
         let build = c.build.as_ref().and_then(|b| {
             let p = self.root.join(b.get_ref());
             if p.is_dir() {
-                Some(p)
+                Some(crate::config::normalize_path(&p))
             } else {
                 self.error(
                     b.span(),
@@ -414,8 +435,125 @@ impl Validator<'_> {
                 format!("container of service \"{name}\" needs image = \"...\", build = \"DIR\", or both"),
             );
         }
-        Container { image, build }
+        let target = c.target.as_ref().map(|t| {
+            if c.build.is_none() {
+                self.error(
+                    t.span(),
+                    format!("container target of service \"{name}\" names a build stage: it needs build = \"DIR\""),
+                );
+            }
+            t.get_ref().clone()
+        });
+        let args = c.args.as_ref().map(|a| match a.get_ref() {
+            crate::config::raw::StringOrList::One(s) => {
+                self.split(s, a.span(), env, name, "container args")
+            }
+            crate::config::raw::StringOrList::Many(v) => v
+                .iter()
+                .map(|w| self.expand_at(w, a.span(), env, name))
+                .collect(),
+        });
+        let container_port = c.container_port.as_ref().and_then(|p| {
+            match u16::try_from(*p.get_ref()).ok().filter(|&p| p > 0) {
+                Some(_) if port.is_none() => {
+                    self.error(
+                        p.span(),
+                        format!("container_port of service \"{name}\" needs port: the host port it is published on"),
+                    );
+                    None
+                }
+                Some(p) => Some(p),
+                None => {
+                    self.error(
+                        p.span(),
+                        format!("container_port of service \"{name}\" must be a port from 1 to 65535"),
+                    );
+                    None
+                }
+            }
+        });
+        let mut volumes = Vec::new();
+        for v in &c.volumes {
+            match volume(self.root, v.get_ref()) {
+                Ok(v) => volumes.push(v),
+                Err(why) => self.error(
+                    v.span(),
+                    format!("volume {:?} of service \"{name}\" {why}", v.get_ref()),
+                ),
+            }
+        }
+        let network = match c.network {
+            Some(crate::config::raw::RawNetwork::Host) => crate::config::Network::Host,
+            None | Some(crate::config::raw::RawNetwork::Bridge) => crate::config::Network::Bridge,
+        };
+        if network == crate::config::Network::Host
+            && container_port.is_some_and(|p| Some(p) != port)
+        {
+            let span = c
+                .container_port
+                .as_ref()
+                .map(|p| p.span())
+                .unwrap_or(raw.span());
+            self.error(
+                span,
+                format!("container_port of service \"{name}\" does not apply with network = \"host\": the program listens on port itself"),
+            );
+        }
+        let tag = image.clone().unwrap_or_else(|| {
+            format!(
+                "localhost/fpctl-{}-{}:latest",
+                crate::config::dns_name(&self.project_name),
+                crate::config::dns_name(image_of)
+            )
+        });
+        Container {
+            image,
+            build,
+            target,
+            args,
+            container_port,
+            volumes,
+            init: c.init.unwrap_or(true),
+            network,
+            runs,
+            tag,
+            runtime: self.runtime,
+            name: format!("fpctl-{}-{name}", crate::config::project_marker(self.root)),
+        }
     }
+}
+
+/// A `volumes` entry as `-v` takes it: `HOST:CONTAINER[:OPTIONS]`, with a
+/// host path (`./data`, `/srv/x`) made absolute from services.toml's
+/// folder; a named volume (`pgdata:/var/lib/postgresql/data`) or a lone
+/// container path (an anonymous volume) as written.
+fn volume(root: &std::path::Path, v: &str) -> Result<String, &'static str> {
+    let mut parts: Vec<&str> = v.split(':').collect();
+    if v.trim().is_empty() || parts.iter().any(|p| p.is_empty()) || parts.len() > 3 {
+        return Err(
+            "must be HOST:CONTAINER, HOST:CONTAINER:ro, NAME:CONTAINER or a container path",
+        );
+    }
+    if parts.len() == 1 {
+        return if parts[0].starts_with('/') {
+            Ok(v.to_string())
+        } else {
+            Err("needs a container path starting with '/'")
+        };
+    }
+    if !parts[1].starts_with('/') {
+        return Err("needs a container path starting with '/' after the ':'");
+    }
+    let host = parts[0];
+    let is_path = host.starts_with('/') || host.starts_with('.') || host.contains('/');
+    let absolute;
+    if is_path {
+        absolute = crate::config::normalize_path(&root.join(host))
+            .display()
+            .to_string();
+        parts[0] = &absolute;
+    }
+    Ok(parts.join(":"))
 }
 
 pub(super) fn keep_span(keep: &Option<Spanned<i64>>) -> Range<usize> {

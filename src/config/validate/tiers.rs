@@ -165,17 +165,33 @@ impl Validator<'_> {
     /// instance with a port; for a replicated service, also its first
     /// instance's under its own name and `FPCTL_PORTS_<NAME>`, every
     /// instance's port separated by commas.
-    pub(super) fn port_vars(&self, declared: &[Declared]) -> Arc<[(String, String)]> {
+    /// `FPCTL_PORT_*`, `FPCTL_HOST_*` and `FPCTL_PORTS_*` of every service
+    /// with a port, as seen from where a service runs: on this machine
+    /// (127.0.0.1, or with `bridge` from inside a bridge container: the name
+    /// of the host's gateway), or under compose or Kubernetes (each
+    /// service's name, and the port it listens on there).
+    pub(super) fn port_vars(&self, declared: &[Declared], bridge: bool) -> Arc<[(String, String)]> {
         let host = |name: &str| match self.hosts {
+            Hosts::Loopback if bridge => crate::config::BRIDGE_HOST.to_string(),
             Hosts::Loopback => "127.0.0.1".to_string(),
             Hosts::ServiceNames => crate::config::dns_name(name),
+        };
+        let seen = |d: &Declared| match self.hosts {
+            Hosts::Loopback => d.port,
+            Hosts::ServiceNames => d.port.and(d.inner_port.or(d.port)),
         };
         let mut vars = Vec::new();
         let mut groups: indexmap::IndexMap<&str, Vec<u16>> = indexmap::IndexMap::new();
         for d in declared {
-            let Some(port) = d.port else { continue };
+            let Some(port) = seen(d) else { continue };
             vars.push((port_var_name(&d.name), port.to_string()));
-            vars.push((host_var_name(&d.name), host(&d.name)));
+            // An instance of a replicated service is reached by the
+            // service's name under compose or Kubernetes.
+            let reached_as = match (&d.group, self.hosts) {
+                (Some((group, _)), Hosts::ServiceNames) => group.as_str(),
+                _ => d.name.as_str(),
+            };
+            vars.push((host_var_name(&d.name), host(reached_as)));
             if let Some((group, _)) = &d.group {
                 groups.entry(group.as_str()).or_default().push(port);
             }
@@ -183,7 +199,8 @@ impl Validator<'_> {
         for (group, ports) in groups {
             vars.push((port_var_name(group), ports[0].to_string()));
             vars.push((host_var_name(group), host(group)));
-            let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+            let mut list: Vec<String> = ports.iter().map(u16::to_string).collect();
+            list.dedup();
             vars.push((ports_var_name(group), list.join(",")));
         }
         vars.into()

@@ -13,7 +13,7 @@ impl Supervisor {
     /// Begin the setup of a waiting service that has one, once.
     pub(super) fn set_up_ahead(&mut self, id: &ServiceId) {
         let e = &self.entries[id];
-        if e.ahead.is_some() || e.spec.setup == crate::config::Setup::None {
+        if e.ahead.is_some() || !setup::has_setup(&e.spec) {
             return;
         }
         self.next_ahead += 1;

@@ -43,8 +43,8 @@ use crate::process;
 use crate::setup;
 use crate::state::{self, Saved, StateFile};
 use crate::status::{
-    Activity, BlockReason, DepState, EventData, EventKind, FailReason, Failure, Interruption, Note,
-    ProbeSample, Progress, ServiceState, ServiceStatus,
+    Activity, BlockReason, ContainerRef, DepState, EventData, EventKind, FailReason, Failure,
+    Interruption, Note, ProbeSample, Progress, ServiceState, ServiceStatus,
 };
 
 /// Memory and CPU are sampled only when someone looks: every second when a
@@ -126,6 +126,8 @@ struct Entry {
     /// The services whose `stop` took this running dependent down: a
     /// `start` of any of them starts it again.
     taken_down_with: BTreeSet<ServiceId>,
+    /// The engine's id of its container, once its unit learnt it.
+    container_id: Option<String>,
 }
 
 pub struct Supervisor {
@@ -278,6 +280,7 @@ impl Supervisor {
                             history: metrics::History::default(),
                             requested_restarts: 0,
                             taken_down_with: BTreeSet::new(),
+                            container_id: None,
                         },
                     );
                 }
@@ -525,15 +528,36 @@ impl Supervisor {
         if e.svc.gen != r.gen {
             return;
         }
+        if let UnitEvent::Container { id } = r.event {
+            e.container_id = Some(id);
+            return self.publish_service(&r.id);
+        }
+        if let UnitEvent::Spawned { .. } = r.event {
+            e.container_id = None;
+        }
         let input = match r.event {
             UnitEvent::External(p) => Input::External(p),
             UnitEvent::PrepareFailed(reason) => Input::PrepareFailed(reason),
             UnitEvent::Spawned { pid, ticks, at } => {
-                let command = shell_words::join(&e.spec.argv);
+                let (command, container) = match e.spec.in_container() {
+                    Some(c) => (
+                        shell_words::join(e.spec.container_command()),
+                        Some(Box::new(ContainerRef {
+                            name: c.name.clone(),
+                            image: c.tag.clone(),
+                            id: None,
+                        })),
+                    ),
+                    None => (shell_words::join(&e.spec.argv), None),
+                };
                 self.record(
                     &r.id,
                     EventKind::Spawned,
-                    EventData::Spawned { pid, command },
+                    EventData::Spawned {
+                        pid,
+                        command,
+                        container,
+                    },
                 );
                 Input::Spawned { pid, ticks, at }
             }
@@ -557,6 +581,8 @@ impl Supervisor {
             }
             UnitEvent::StartTimeout { elsewhere } => Input::StartTimeout { elsewhere },
             UnitEvent::AliveFor => Input::AliveFor,
+            // Taken above.
+            UnitEvent::Container { .. } => return,
             UnitEvent::Ended { pid, exit } => Input::Ended { pid, exit },
         };
         self.input(&r.id, input);
@@ -780,6 +806,9 @@ impl Supervisor {
             .entries
             .iter()
             .filter(|(_, e)| matches!(e.svc.phase, Phase::Running { .. } | Phase::Starting))
+            // A container's processes are the engine's, not the client's
+            // group: its memory and CPU are not the client's to report.
+            .filter(|(_, e)| e.spec.in_container().is_none())
             .filter_map(|(id, e)| Some((id.clone(), e.svc.gen, e.svc.pid?)))
             .collect();
         if targets.is_empty() {

@@ -48,9 +48,14 @@ impl Supervisor {
                 }
                 _ => None,
             };
+            // A container service's process is the engine's client.
+            let runs = |argv: &[String]| match e.spec.in_container() {
+                Some(c) => crate::container::is_client_of(argv, &c.name),
+                None => argv == e.spec.argv.as_slice(),
+            };
             let found = unrecorded
                 .iter()
-                .position(|m| recorded.is_none() && m.marker == marker && m.argv == e.spec.argv)
+                .position(|m| recorded.is_none() && m.marker == marker && runs(&m.argv))
                 .map(|k| unrecorded.swap_remove(k));
             let alive = recorded.or(found.as_ref().map(|m| (m.pid, m.ticks)));
             let started_at = match found {
@@ -71,6 +76,15 @@ impl Supervisor {
             if saved.supervisor_pid.is_some() || alive.is_some() {
                 e.svc.restarts = rec.status.restarts;
                 e.svc.streak = rec.status.restarts_in_row;
+            }
+            if let (Some((pid, _)), Some(c)) = (alive, e.spec.in_container()) {
+                // The engine's client of a container service. Its container
+                // is looked at again when the service starts: attached to
+                // when it runs with the same settings, else replaced. The
+                // client goes; the container does not go with it.
+                tracing::info!(service = %id, pid, container = %c.name, "letting its start take over the container");
+                process::signal_pid(pid, nix::sys::signal::Signal::SIGKILL);
+                continue;
             }
             match alive {
                 Some((pid, ticks)) => match process::watch_foreign(pid) {

@@ -44,6 +44,11 @@ impl Supervisor {
                 .map(status::tenth),
             restarts_total: s.restarts + e.requested_restarts,
             activity,
+            container: e.spec.in_container().map(|c| status::ContainerRef {
+                name: c.name.clone(),
+                image: c.tag.clone(),
+                id: e.container_id.clone().filter(|_| running),
+            }),
         };
         st.detail = st.describe();
         st
