@@ -86,7 +86,13 @@ async fn run(service: &Service, probe: &Probe, timeout: Duration) -> (Verdict, S
                 let argv = crate::container::exec_argv(&rt, &name, argv);
                 exec(&argv, &service.dir, &[], timeout).await
             }
-            Err(e) => (Verdict::Down, e),
+            Err(e) => (
+                Verdict::Down,
+                e.map_or_else(
+                    || "the service has no container table".into(),
+                    |e| e.to_string(),
+                ),
+            ),
         },
         Probe::Exec { argv } => {
             exec(
@@ -102,12 +108,11 @@ async fn run(service: &Service, probe: &Probe, timeout: Duration) -> (Verdict, S
 }
 
 /// The engine and the container name of a service that runs in one.
-async fn in_container(service: &Service) -> Result<(crate::container::Runtime, String), String> {
-    let c = service
-        .container
-        .as_ref()
-        .ok_or("the service has no container table")?;
-    let rt = crate::container::runtime(c.runtime).await?;
+async fn in_container(
+    service: &Service,
+) -> Result<(crate::container::Runtime, String), Option<crate::container::EngineError>> {
+    let c = service.container.as_ref().ok_or(None)?;
+    let rt = crate::container::runtime(c.runtime).await.map_err(Some)?;
     Ok((rt, c.name.clone()))
 }
 
@@ -115,7 +120,8 @@ async fn in_container(service: &Service) -> Result<(crate::container::Runtime, S
 async fn container_health(service: &Service) -> (Verdict, String) {
     let (rt, name) = match in_container(service).await {
         Ok(found) => found,
-        Err(e) => return (Verdict::Down, e),
+        Err(Some(e)) => return (Verdict::Down, e.to_string()),
+        Err(None) => return (Verdict::Down, "the service has no container table".into()),
     };
     match crate::container::health_status(&rt, &name).await {
         Ok(status) if status == "healthy" => (Verdict::Healthy, "container healthy".into()),
@@ -124,7 +130,7 @@ async fn container_health(service: &Service) -> (Verdict, String) {
             "the image has no HEALTHCHECK: give the service another health check".into(),
         ),
         Ok(status) => (Verdict::Down, format!("container {status}")),
-        Err(e) => (Verdict::Down, e),
+        Err(e) => (Verdict::Down, e.to_string()),
     }
 }
 

@@ -307,9 +307,9 @@ async fn image(
     let c = service.in_container().expect("a container service");
     let rt = crate::container::runtime(c.runtime)
         .await
-        .map_err(|error| PrepareError::Engine {
+        .map_err(|e| PrepareError::Engine {
             step: EngineStep::Connect,
-            error,
+            error: e.to_string(),
         })?;
     let stamp = image_stamp_path(config, service);
     let current = crate::container::build_inputs_hash(service);

@@ -29,9 +29,32 @@ fn cache_key(choice: ContainerRuntime) -> String {
     format!("{choice:?}")
 }
 
+/// What went wrong in a talk with the container engine.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    /// No engine answers (each client tried, and what it said).
+    #[error("no container engine answers ({0}); start Docker (or Podman), or set [project] container_runtime")]
+    Unavailable(String),
+    /// The client exited with an error: its last line (or its exit).
+    #[error("{0}")]
+    Refused(String),
+    #[error("no answer within {0}s")]
+    Silent(u64),
+    /// The client could not be run.
+    #[error("{0}")]
+    Run(String),
+}
+
+impl EngineError {
+    /// The engine said that the container does not exist.
+    pub fn no_such_container(&self) -> bool {
+        matches!(self, EngineError::Refused(said) if said.to_ascii_lowercase().contains("no such container"))
+    }
+}
+
 /// The engine that `choice` names and that answers; found once per process
 /// (a failure is not remembered: the engine may be started meanwhile).
-pub async fn runtime(choice: ContainerRuntime) -> Result<Runtime, String> {
+pub async fn runtime(choice: ContainerRuntime) -> Result<Runtime, EngineError> {
     if let Some(rt) = RUNTIMES
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -63,10 +86,7 @@ pub async fn runtime(choice: ContainerRuntime) -> Result<Runtime, String> {
             Err(e) => why.push(format!("`{program} version`: {e}")),
         }
     }
-    Err(format!(
-        "no container engine answers ({}); start Docker (or Podman), or set [project] container_runtime",
-        why.join("; ")
-    ))
+    Err(EngineError::Unavailable(why.join("; ")))
 }
 
 /// The engine found earlier in this process, if any.
@@ -87,11 +107,11 @@ pub fn forget_runtime() {
 
 /// Run the client with `args`; its output when it exits 0, else what it
 /// said (its last line), or why it could not run.
-async fn ask(rt: &Runtime, args: &[&str]) -> Result<String, String> {
+async fn ask(rt: &Runtime, args: &[&str]) -> Result<String, EngineError> {
     ask_within(rt, args, ASK).await
 }
 
-async fn ask_within(rt: &Runtime, args: &[&str], limit: Duration) -> Result<String, String> {
+async fn ask_within(rt: &Runtime, args: &[&str], limit: Duration) -> Result<String, EngineError> {
     let mut argv = vec![rt.program.clone()];
     argv.extend(args.iter().map(|a| a.to_string()));
     let spec = SpawnSpec {
@@ -110,14 +130,14 @@ async fn ask_within(rt: &Runtime, args: &[&str], limit: Duration) -> Result<Stri
                 .rfind(|l| !l.is_empty())
                 .unwrap_or_default()
                 .to_string();
-            Err(if last.is_empty() {
+            Err(EngineError::Refused(if last.is_empty() {
                 exit.to_string()
             } else {
                 last
-            })
+            }))
         }
-        Ok(None) => Err(format!("no answer within {}s", limit.as_secs())),
-        Err(e) => Err(e.to_string()),
+        Ok(None) => Err(EngineError::Silent(limit.as_secs())),
+        Err(e) => Err(EngineError::Run(e.to_string())),
     }
 }
 
@@ -139,7 +159,7 @@ pub async fn find(
     rt: &Runtime,
     project: &str,
     service: Option<&str>,
-) -> Result<Vec<Found>, String> {
+) -> Result<Vec<Found>, EngineError> {
     let label = |k: &str| {
         if rt.podman {
             format!("{{{{index .Labels \"{k}\"}}}}")
@@ -176,7 +196,7 @@ pub async fn find(
 }
 
 /// `rm -f`: kill and remove. A container that is already gone is no error.
-pub async fn remove(rt: &Runtime, names: &[String]) -> Result<(), String> {
+pub async fn remove(rt: &Runtime, names: &[String]) -> Result<(), EngineError> {
     if names.is_empty() {
         return Ok(());
     }
@@ -184,18 +204,18 @@ pub async fn remove(rt: &Runtime, names: &[String]) -> Result<(), String> {
     args.extend(names.iter().map(String::as_str));
     match ask(rt, &args).await {
         Ok(_) => Ok(()),
-        Err(e) if e.contains("No such container") || e.contains("no such container") => Ok(()),
+        Err(e) if e.no_such_container() => Ok(()),
         Err(e) => Err(e),
     }
 }
 
 /// `stop -t SECS`: the stop signal, then SIGKILL after `grace`.
-pub async fn stop(rt: &Runtime, name: &str, grace: Duration) -> Result<(), String> {
+pub async fn stop(rt: &Runtime, name: &str, grace: Duration) -> Result<(), EngineError> {
     let secs = grace.as_millis().div_ceil(1000).to_string();
     let limit = grace + Duration::from_secs(15);
     match ask_within(rt, &["stop", "-t", &secs, name], limit).await {
         Ok(_) => Ok(()),
-        Err(e) if e.contains("No such container") || e.contains("no such container") => Ok(()),
+        Err(e) if e.no_such_container() => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -224,7 +244,7 @@ pub async fn image_present(rt: &Runtime, image: &str) -> bool {
 
 /// The image's own HEALTHCHECK as the engine reports it: `healthy`,
 /// `unhealthy`, `starting`, or `none` when the image has none.
-pub async fn health_status(rt: &Runtime, name: &str) -> Result<String, String> {
+pub async fn health_status(rt: &Runtime, name: &str) -> Result<String, EngineError> {
     let format = "{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}";
     let out = ask(rt, &["inspect", "--format", format, name]).await?;
     Ok(out.trim().to_string())

@@ -25,7 +25,7 @@ use crate::config::{ContainerRuntime, Network, Service};
 
 pub use engine::{
     find, forget_runtime, gateway, health_status, id_when_created, image_present, main_pid, remove,
-    remove_project_now, runtime, stop, Found, Runtime,
+    remove_project_now, runtime, stop, EngineError, Found, Runtime,
 };
 
 /// The labels every container fpctl starts carries.

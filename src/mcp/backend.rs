@@ -40,19 +40,40 @@ impl SocketBackend {
     }
 
     /// Reach the supervisor now (starting one if needed).
-    pub fn connect_now(&self) -> Result<(), String> {
+    pub fn connect_now(&self) -> Result<(), BackendError> {
         self.connect().map(|_| ())
     }
 
     /// A connection to the supervisor, starting one in the background
     /// (from the file on disk) when none answers.
-    fn connect(&self) -> Result<Client, String> {
+    fn connect(&self) -> Result<Client, BackendError> {
         if let Some(c) = Client::connect(&self.socket) {
             return Ok(c);
         }
-        let config = config::load(Some(&self.path))
-            .map_err(|e| format!("no supervisor runs, and services.toml cannot start one:\n{e}"))?;
-        crate::commands::connect_or_spawn(&config).map_err(|e| e.to_string())
+        let config = config::load(Some(&self.path)).map_err(BackendError::NoConfig)?;
+        crate::commands::connect_or_spawn(&config).map_err(BackendError::Spawn)
+    }
+}
+
+/// Why the supervisor could not be asked, or what it refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("no supervisor runs, and services.toml cannot start one:\n{0}")]
+    NoConfig(#[source] config::ConfigError),
+    #[error("{0}")]
+    Spawn(#[source] crate::Error),
+    /// The supervisor's refusal, in its words.
+    #[error("{0}")]
+    Refused(String),
+    #[error("unexpected answer from the supervisor: {0}")]
+    Unexpected(String),
+    #[error("the running services.toml does not load: {0}")]
+    Running(String),
+}
+
+impl BackendError {
+    fn unexpected(other: &Response) -> BackendError {
+        BackendError::Unexpected(format!("{other:?}"))
     }
 }
 
@@ -73,8 +94,8 @@ impl Backend {
                 std::thread::spawn(move || {
                     let mut client = match s.connect() {
                         Ok(c) => c,
-                        Err(message) => {
-                            let _ = tx.send(Response::error(Default::default(), message));
+                        Err(e) => {
+                            let _ = tx.send(Response::error(Default::default(), e.to_string()));
                             return;
                         }
                     };
@@ -106,19 +127,19 @@ impl Backend {
 
     /// The supervisor's snapshot, and the digest of the services.toml it
     /// runs.
-    pub async fn snapshot(&self) -> Result<(Snapshot, Option<String>), String> {
+    pub async fn snapshot(&self) -> Result<(Snapshot, Option<String>), BackendError> {
         match self.ask(Request::Status).await.1 {
             Response::Status {
                 snapshot,
                 config_digest,
             } => Ok((snapshot, config_digest)),
-            Response::Error { message, .. } => Err(message),
-            other => Err(format!("unexpected answer from the supervisor: {other:?}")),
+            Response::Error { message, .. } => Err(BackendError::Refused(message)),
+            other => Err(BackendError::unexpected(&other)),
         }
     }
 
     /// The config the supervisor runs (as it last loaded it).
-    pub async fn config(&self) -> Result<Arc<Config>, String> {
+    pub async fn config(&self) -> Result<Arc<Config>, BackendError> {
         let s = match self {
             Backend::InProcess(shared) => return Ok(shared.config()),
             Backend::Socket(s) => s,
@@ -131,13 +152,13 @@ impl Backend {
         }
         let (path, text) = match self.ask(Request::Config).await.1 {
             Response::Config { path, text } => (path, text),
-            Response::Error { message, .. } => return Err(message),
-            other => return Err(format!("unexpected answer from the supervisor: {other:?}")),
+            Response::Error { message, .. } => return Err(BackendError::Refused(message)),
+            other => return Err(BackendError::unexpected(&other)),
         };
         let config = tokio::task::spawn_blocking(move || config::load_str(&path, text))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| BackendError::Running(e.to_string()))?
+            .map_err(|e| BackendError::Running(e.to_string()))?;
         let config = Arc::new(config);
         *s.running.lock().unwrap_or_else(|e| e.into_inner()) = Some((digest, Arc::clone(&config)));
         Ok(config)
@@ -199,6 +220,7 @@ impl Backend {
                 std::thread::spawn(move || {
                     let sub = s
                         .connect()
+                        .map_err(|e| e.to_string())
                         .and_then(|c| c.subscribe().map_err(|e| e.to_string()));
                     let mut sub = match sub {
                         Ok(sub) => sub,

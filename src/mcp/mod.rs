@@ -67,7 +67,7 @@ pub fn serve_stdio(file: Option<&Path>, read_only: bool) -> Result<Outcome> {
     // can start it.
     let socket = backend::SocketBackend::new(path);
     if let Err(e) = socket.connect_now() {
-        crate::output::print_warning(&e);
+        crate::output::print_warning(&e.to_string());
     }
     let server = Server::new(Backend::Socket(Arc::new(socket)), read_only);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -291,9 +291,9 @@ impl ServerHandler for Server {
             .backend
             .config()
             .await
-            .map_err(|e| ErrorData::internal_error(e, None))?;
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
         if let Err(e) = tools::check_names(&config, std::slice::from_ref(&name)) {
-            return Err(ErrorData::invalid_params(e, None));
+            return Err(ErrorData::invalid_params(e.to_string(), None));
         }
         let text = format!(
             "Diagnose the service \"{name}\" of this fpctl stack, step by step:\n\

@@ -328,14 +328,12 @@ fn failure(message: impl Into<String>) -> CallToolResult {
 }
 
 /// Unknown names, said as every command says them (with the nearest name).
-pub fn check_names(config: &Config, names: &[String]) -> Result<(), String> {
+pub fn check_names(config: &Config, names: &[String]) -> Result<(), crate::graph::SelectError> {
     let named: Vec<String> = names.iter().filter(|n| *n != "*").cloned().collect();
     if named.is_empty() {
         return Ok(());
     }
-    crate::graph::select(config, &named, &[])
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    crate::graph::select(config, &named, &[]).map(|_| ())
 }
 
 /// The rows of `snapshot` that `names` mean (a replicated service's name:
@@ -411,8 +409,8 @@ macro_rules! attempt {
 }
 
 /// A supervisor's refusal as a tool error.
-fn refused(e: String) -> CallToolResult {
-    failure(e)
+fn refused(e: impl std::fmt::Display) -> CallToolResult {
+    failure(e.to_string())
 }
 
 impl Call<'_> {
@@ -488,7 +486,7 @@ impl Call<'_> {
 
     async fn service(&self, args: NameArgs) -> CallToolResult {
         let config = attempt!(self.config().await);
-        attempt!(check_names(&config, std::slice::from_ref(&args.name)).map_err(failure));
+        attempt!(check_names(&config, std::slice::from_ref(&args.name)).map_err(refused));
         let names = config.expand_names(std::slice::from_ref(&args.name));
         let snapshot = attempt!(self.snapshot().await);
         let mine = rows(&snapshot, std::slice::from_ref(&args.name));
@@ -534,7 +532,7 @@ impl Call<'_> {
         let config = attempt!(self.config().await);
         let names: Vec<String> = match &args.name {
             Some(n) => {
-                attempt!(check_names(&config, std::slice::from_ref(n)).map_err(failure));
+                attempt!(check_names(&config, std::slice::from_ref(n)).map_err(refused));
                 config.expand_names(std::slice::from_ref(n))
             }
             None => config.services.iter().map(|s| s.name.clone()).collect(),
@@ -607,7 +605,7 @@ impl Call<'_> {
     async fn events(&self, args: EventsArgs) -> CallToolResult {
         let config = attempt!(self.config().await);
         if let Some(n) = &args.name {
-            attempt!(check_names(&config, std::slice::from_ref(n)).map_err(failure));
+            attempt!(check_names(&config, std::slice::from_ref(n)).map_err(refused));
         }
         let since = attempt!(since(args.since.as_deref())).map(|t| {
             t.duration_since(SystemTime::UNIX_EPOCH)
@@ -693,7 +691,7 @@ impl Call<'_> {
 
     async fn wait(&self, args: WaitArgs) -> CallToolResult {
         let config = attempt!(self.config().await);
-        attempt!(check_names(&config, &args.services).map_err(failure));
+        attempt!(check_names(&config, &args.services).map_err(refused));
         let names: Vec<String> =
             if args.services.is_empty() || args.services.iter().any(|s| s == "*") {
                 let all = crate::graph::select(&config, &[], &[]).unwrap_or_default();
@@ -878,7 +876,7 @@ impl Call<'_> {
             return failure("services: name the services to start, or [\"*\"] for every one");
         }
         let config = attempt!(self.config().await);
-        attempt!(check_names(&config, &args.services).map_err(failure));
+        attempt!(check_names(&config, &args.services).map_err(refused));
         let all = args.services.iter().any(|s| s == "*");
         let services = if all {
             Vec::new()
@@ -905,7 +903,7 @@ impl Call<'_> {
             return failure("services: name the services to restart, or [\"*\"] for every one");
         }
         let config = attempt!(self.config().await);
-        attempt!(check_names(&config, &args.services).map_err(failure));
+        attempt!(check_names(&config, &args.services).map_err(refused));
         let all = args.services.iter().any(|s| s == "*");
         let services = if all {
             Vec::new()
@@ -932,7 +930,7 @@ impl Call<'_> {
             return failure("services: name the services to stop, or [\"*\"] with confirm: true");
         }
         let config = attempt!(self.config().await);
-        attempt!(check_names(&config, &args.services).map_err(failure));
+        attempt!(check_names(&config, &args.services).map_err(refused));
         let all = args.services.iter().any(|s| s == "*");
         if all && !args.confirm {
             return failure(
@@ -1007,7 +1005,7 @@ impl Call<'_> {
 
     async fn probe(&self, args: NameArgs) -> CallToolResult {
         let config = attempt!(self.config().await);
-        attempt!(check_names(&config, std::slice::from_ref(&args.name)).map_err(failure));
+        attempt!(check_names(&config, std::slice::from_ref(&args.name)).map_err(refused));
         let snapshot = self.snapshot().await.ok();
         let mut results = Vec::new();
         let mut text = String::new();

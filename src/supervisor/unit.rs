@@ -271,7 +271,7 @@ struct InContainer {
 }
 
 impl InContainer {
-    async fn resolve(l: &Launch) -> Result<InContainer, String> {
+    async fn resolve(l: &Launch) -> Result<InContainer, container::EngineError> {
         let c = l.svc.in_container().expect("a container service");
         let rt = container::runtime(c.runtime).await?;
         let gateway = match c.network {
@@ -618,18 +618,18 @@ async fn prepare(l: &Launch, found: &mut Option<InContainer>) -> Result<Prepared
         container::mark_in_use();
         let c = InContainer::resolve(l)
             .await
-            .map_err(|error| PrepareError::Engine {
+            .map_err(|e| PrepareError::Engine {
                 step: EngineStep::Connect,
-                error,
+                error: e.to_string(),
             })?;
         let project = container::project_of(&l.marker);
         let mut adopt = None;
         let mut leftovers = Vec::new();
         let found_now = container::find(&c.rt, project, Some(&svc.name))
             .await
-            .map_err(|error| PrepareError::Engine {
+            .map_err(|e| PrepareError::Engine {
                 step: EngineStep::Find,
-                error,
+                error: e.to_string(),
             })?;
         for f in found_now {
             if f.running && f.hash == c.run.hash && adopt.is_none() {
@@ -642,9 +642,9 @@ async fn prepare(l: &Launch, found: &mut Option<InContainer>) -> Result<Prepared
             let ids: Vec<String> = leftovers.iter().map(|f| f.id.clone()).collect();
             container::remove(&c.rt, &ids)
                 .await
-                .map_err(|error| PrepareError::Engine {
+                .map_err(|e| PrepareError::Engine {
                     step: EngineStep::Remove,
-                    error,
+                    error: e.to_string(),
                 })?;
             let log = open_log(&l.log_path)?;
             for f in leftovers {

@@ -41,7 +41,7 @@ const PANIC_VAR: &str = "FPCTL_TOP_TEST_PANIC";
 
 pub fn top(file: Option<&Path>, start: bool, once: bool) -> Result<Outcome> {
     if start {
-        commands::start(file, Vec::new(), Vec::new(), false)?;
+        commands::start(file, Vec::new(), Vec::new(), false, false)?;
     }
     let (config, _) = commands::load_running(file)?;
     let socket = state::socket_path(&config);
