@@ -375,10 +375,11 @@ async fn a_client_connecting_mid_way_first_gets_a_full_snapshot() {
         .iter()
         .any(|e| e["kind"] == "spawned"));
     assert_eq!(snap["graph"]["tiers"][1]["name"], "apps");
-    // Then live updates: probe results keep coming.
+    // Then live updates: probe results keep coming (an online service is
+    // probed every 10 s by default).
     let mut probes = 0;
     while probes < 2 {
-        let m = next_msg(&mut ws, Duration::from_secs(5))
+        let m = next_msg(&mut ws, Duration::from_secs(15))
             .await
             .expect("live updates");
         if m["type"] == "probe" {
