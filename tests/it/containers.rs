@@ -2,7 +2,7 @@
 //! restart, stop, re-adoption after a supervisor's `kill -9`, a missing
 //! image, `--init`, a build cut short, `start --containers`, and mixed
 //! stacks. They need a running engine and the local test image that
-//! `.ci/containers.sh` makes; without them they fail, never skip.
+//! `../shared/setup/containers.sh` makes; without them they fail, never skip.
 //!
 //! Every container a test may leave is found by its project's label (the
 //! marker of the test's own temp folder) or by a token of its own, and
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-/// The image `.ci/containers.sh` builds from Debian's busybox-static.
+/// The image `../shared/setup/containers.sh` builds from Debian's busybox-static.
 pub const IMAGE: &str = "localhost/fpctl-test:busybox";
 
 /// The engine's client, failing the test loudly when there is no engine or
@@ -22,14 +22,16 @@ pub fn docker(args: &[&str]) -> std::process::Output {
     Command::new("docker")
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run docker ({e}): run .ci/containers.sh first"))
+        .unwrap_or_else(|e| {
+            panic!("cannot run docker ({e}): run ../shared/setup/containers.sh first")
+        })
 }
 
 pub fn require_engine() {
     let info = docker(&["image", "inspect", "--format", "{{.Id}}", IMAGE]);
     assert!(
         info.status.success(),
-        "the Docker engine or the test image {IMAGE} is missing: run `bash .ci/containers.sh` (as root) first\n{}",
+        "the Docker engine or the test image {IMAGE} is missing: run `bash ../shared/setup/containers.sh` (as root) first\n{}",
         String::from_utf8_lossy(&info.stderr)
     );
 }

@@ -45,7 +45,7 @@ fn export_and_wait(s: &Stack) -> Compose {
     let version = Command::new("docker").args(["compose", "version"]).output();
     assert!(
         version.is_ok_and(|o| o.status.success()),
-        "`docker compose` (v2) is missing: run `bash .ci/containers.sh` first"
+        "`docker compose` (v2) is missing: run `bash ../shared/setup/containers.sh` first"
     );
     s.run(&["export", "compose", "-o", "compose.yaml"])
         .expect(0);
