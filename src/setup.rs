@@ -259,16 +259,7 @@ pub async fn run(
         }
     }
     let after = inputs_hash(service).expect("setup is set");
-    if let Some(dir) = stamp.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| PrepareError::Io {
-            step: IoStep::RecordSetup,
-            error: format!("{}: {e}", dir.display()),
-        })?;
-    }
-    crate::state::write_atomic(&stamp, after.as_bytes()).map_err(|e| PrepareError::Io {
-        step: IoStep::RecordSetup,
-        error: e.to_string(),
-    })?;
+    record_stamp(&stamp, &after)?;
     service_log::note(log, service.log_timestamps, "setup: done");
     Ok(SetupOutcome::Ran)
 }
@@ -361,19 +352,24 @@ async fn image(
         });
     }
     if let Some(now) = current {
-        if let Some(dir) = stamp.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| PrepareError::Io {
-                step: IoStep::RecordSetup,
-                error: format!("{}: {e}", dir.display()),
-            })?;
-        }
-        crate::state::write_atomic(&stamp, now.as_bytes()).map_err(|e| PrepareError::Io {
-            step: IoStep::RecordSetup,
-            error: e.to_string(),
-        })?;
+        record_stamp(&stamp, &now)?;
     }
     service_log::note(log, service.log_timestamps, "setup: done");
     Ok(SetupOutcome::Ran)
+}
+
+/// Record what a setup that ran was made from, so the next start skips it.
+fn record_stamp(stamp: &Path, inputs: &str) -> Result<(), PrepareError> {
+    if let Some(dir) = stamp.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| PrepareError::Io {
+            step: IoStep::RecordSetup,
+            error: format!("{}: {e}", dir.display()),
+        })?;
+    }
+    crate::state::write_atomic(stamp, inputs.as_bytes()).map_err(|e| PrepareError::Io {
+        step: IoStep::RecordSetup,
+        error: e.to_string(),
+    })
 }
 
 /// The commands a setup runs, in order.
