@@ -189,10 +189,12 @@ echo "fpctl start exited $?"
         group(script_pid),
         "api's copy must share the script's group"
     );
-    assert_ne!(group(web), group(script_pid));
+    // web's copy leaves the group once setsid has run, which is before it
+    // listens: the pid file is written earlier, by the script.
     wait_until("both copies listen", Duration::from_secs(10), || {
         port_open(ports[0]) && port_open(ports[1])
     });
+    assert_ne!(group(web), group(script_pid));
     for pid in [api, web] {
         kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
     }
