@@ -278,7 +278,7 @@ async fn exec(
     let spec = SpawnSpec {
         argv,
         dir,
-        shared: &[],
+        shared: crate::process::no_shared_env(),
         env,
         marker: None,
     };

@@ -30,6 +30,7 @@ pub mod container;
 pub mod control;
 pub mod discover;
 pub mod draft;
+pub mod env_block;
 pub mod error;
 pub mod events;
 pub mod export;

@@ -8,21 +8,25 @@
 //! that were re-parented to us as a child subreaper. Nothing else may wait.
 
 use std::collections::HashMap;
+use std::ffi::{CString, OsStr};
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
+use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
+use nix::sys::signal::{killpg, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
+
+use crate::env_block::{self, SharedEnv};
 
 /// The variable every service (and so every descendant) carries.
 pub const MARKER_VAR: &str = "FPCTL_INSTANCE";
@@ -140,10 +144,16 @@ pub struct SpawnSpec<'a> {
     pub dir: &'a Path,
     /// Variables shared by every service of a config (`FPCTL_PORT_*`,
     /// `FPCTL_HOST_*`), set before `env`, which may override them.
-    pub shared: &'a [(String, String)],
+    pub shared: &'a SharedEnv,
     pub env: &'a [(String, String)],
     /// Value of [`MARKER_VAR`] for the child and its descendants.
     pub marker: Option<&'a str>,
+}
+
+/// No shared variables: the supervisor's own environment only.
+pub fn no_shared_env() -> &'static SharedEnv {
+    static NONE: OnceLock<SharedEnv> = OnceLock::new();
+    NONE.get_or_init(SharedEnv::default)
 }
 
 /// A running child: its pid is also its process group id.
@@ -153,19 +163,6 @@ pub struct Child {
     pub exit: oneshot::Receiver<Exit>,
 }
 
-fn command(spec: &SpawnSpec<'_>) -> Command {
-    let mut cmd = Command::new(&spec.argv[0]);
-    cmd.args(&spec.argv[1..])
-        .current_dir(spec.dir)
-        .stdin(Stdio::null())
-        .process_group(0);
-    cmd.envs(spec.shared.iter().chain(spec.env).map(|(k, v)| (k, v)));
-    if let Some(m) = spec.marker {
-        cmd.env(MARKER_VAR, m);
-    }
-    cmd
-}
-
 fn spawn_command(mut cmd: Command, what: &str) -> io::Result<Child> {
     let child = cmd
         .spawn()
@@ -173,22 +170,103 @@ fn spawn_command(mut cmd: Command, what: &str) -> io::Result<Child> {
     let pid = child.id() as i32;
     // The std handle is dropped without waiting: the reaper owns the wait.
     drop(child);
+    Ok(registered(pid))
+}
+
+fn registered(pid: i32) -> Child {
     let exit = register(pid);
-    Ok(Child {
+    Child {
         pid,
         start_ticks: start_ticks(pid),
         exit,
-    })
+    }
+}
+
+/// Spawn `spec` in a process group of its own, stdin from /dev/null and
+/// stdout and stderr to `out`, as `Command` would, but with the config's
+/// environment block as it is (see [`crate::env_block`]).
+fn spawn_spec(spec: &SpawnSpec<'_>, out: BorrowedFd<'_>) -> io::Result<Child> {
+    let what = &spec.argv[0];
+    let failed = |e: io::Error| io::Error::new(e.kind(), format!("cannot run {what}: {e}"));
+    let env = spec.shared.with(
+        spec.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(spec.marker.map(|m| (MARKER_VAR, m))),
+    )?;
+    let program = find_program(what, spec.dir, env.get("PATH")).map_err(failed)?;
+    let args = spec
+        .argv
+        .iter()
+        .map(|a| env_block::c_string(a.as_str()))
+        .collect::<io::Result<Vec<_>>>()?;
+    let dir = env_block::c_string(spec.dir.as_os_str())?;
+    let null = File::open("/dev/null")?;
+    let mut actions = PosixSpawnFileActions::init()?;
+    actions.add_dup2(out.as_raw_fd(), 1)?;
+    actions.add_dup2(out.as_raw_fd(), 2)?;
+    actions.add_dup2(null.as_raw_fd(), 0)?;
+    // SAFETY: PosixSpawnFileActions is a transparent wrapper of the libc
+    // type, initialised above and alive for the call; `dir` outlives it.
+    let rc = unsafe {
+        libc::posix_spawn_file_actions_addchdir_np(
+            (&mut actions as *mut PosixSpawnFileActions).cast::<libc::posix_spawn_file_actions_t>(),
+            dir.as_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    let mut attr = PosixSpawnAttr::init()?;
+    // As Command does: SIGPIPE back to its default (Rust ignores it), no
+    // blocked signals, and a process group of its own.
+    let mut pipe = SigSet::empty();
+    pipe.add(Signal::SIGPIPE);
+    attr.set_sigdefault(&pipe)?;
+    attr.set_sigmask(&SigSet::empty())?;
+    attr.set_pgroup(Pid::from_raw(0))?;
+    attr.set_flags(
+        PosixSpawnFlags::POSIX_SPAWN_SETPGROUP
+            | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF
+            | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK,
+    )?;
+    let pid = nix::spawn::posix_spawn(program.as_c_str(), &actions, &attr, &args, &env.entries())
+        .map_err(|e| failed(e.into()))?;
+    Ok(registered(pid.as_raw()))
+}
+
+/// Where `exec` finds `program`: as given when it names a path (relative
+/// to `dir`, where the child runs), else the first executable file of that
+/// name in `path` (the child's own `PATH`, as `Command` looks it up).
+fn find_program(program: &str, dir: &Path, path: Option<&OsStr>) -> io::Result<CString> {
+    if program.is_empty() {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
+    if program.contains('/') {
+        return env_block::c_string(program);
+    }
+    let path = path.unwrap_or(OsStr::new("/usr/local/bin:/usr/bin:/bin"));
+    let mut denied = false;
+    for entry in std::env::split_paths(path) {
+        let candidate = dir.join(entry).join(program);
+        match nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK) {
+            Ok(()) if candidate.is_file() => return env_block::c_string(candidate),
+            Ok(()) => {}
+            Err(nix::errno::Errno::EACCES) => denied = true,
+            Err(_) => {}
+        }
+    }
+    Err(io::Error::from_raw_os_error(if denied {
+        libc::EACCES
+    } else {
+        libc::ENOENT
+    }))
 }
 
 /// Spawn with stdout and stderr going to `log` (a file opened for append,
 /// or the write end of a log writer's pipe).
 pub fn spawn_logged(spec: &SpawnSpec<'_>, log: impl AsFd) -> io::Result<Child> {
-    let mut cmd = command(spec);
-    let fd = log.as_fd();
-    cmd.stdout(fd.try_clone_to_owned()?)
-        .stderr(fd.try_clone_to_owned()?);
-    spawn_command(cmd, &spec.argv[0])
+    spawn_spec(spec, log.as_fd())
 }
 
 /// Start a log writer (`fpctl __log`) that appends what it reads to `path`,
@@ -254,11 +332,10 @@ pub async fn run_captured(
     timeout: Duration,
 ) -> io::Result<Option<(Exit, String)>> {
     let (reader, writer) = std::io::pipe()?;
-    let mut cmd = command(spec);
-    cmd.stdout(writer.try_clone()?).stderr(writer);
-    // `spawn_command` consumes `cmd`, closing our copy of the write end so
-    // that EOF arrives when the child and its descendants are done.
-    let child = spawn_command(cmd, &spec.argv[0])?;
+    let child = spawn_spec(spec, writer.as_fd())?;
+    // Our copy of the write end is closed, so that EOF arrives when the
+    // child and its descendants are done.
+    drop(writer);
     let mut reader = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader))?;
     let pid = child.pid;
     let work = async {

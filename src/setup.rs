@@ -331,7 +331,7 @@ async fn image(
     let spec = SpawnSpec {
         argv: &argv,
         dir: &dir,
-        shared: &[],
+        shared: crate::process::no_shared_env(),
         env: &[],
         marker,
     };

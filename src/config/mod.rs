@@ -188,7 +188,7 @@ pub struct Service {
     pub port_auto: bool,
     /// `FPCTL_PORT_<NAME>` and `FPCTL_HOST_<NAME>` of every service with a
     /// port (shared by all).
-    pub port_env: std::sync::Arc<[(String, String)]>,
+    pub port_env: std::sync::Arc<crate::env_block::SharedEnv>,
     /// Extra environment, resolved: `PORT`, env_file, env.
     pub env: Vec<(String, String)>,
     /// The env_file files (absolute), in order.

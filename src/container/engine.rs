@@ -117,7 +117,7 @@ async fn ask_within(rt: &Runtime, args: &[&str], limit: Duration) -> Result<Stri
     let spec = SpawnSpec {
         argv: &argv,
         dir: client_dir(),
-        shared: &[],
+        shared: crate::process::no_shared_env(),
         env: &[],
         marker: None,
     };

@@ -18,7 +18,7 @@ use super::service::ServiceId;
 use crate::config::Service;
 use crate::container;
 use crate::health::{self, ProbeResult, Verdict};
-use crate::process::{self, Exit, SpawnSpec};
+use crate::process::{self, no_shared_env, Exit, SpawnSpec};
 use crate::service_log;
 use crate::setup;
 use crate::state;
@@ -794,13 +794,13 @@ fn spawn_now(
             (
                 svc.argv.clone(),
                 setup::own_env(svc),
-                &svc.port_env[..],
+                &*svc.port_env,
                 Note::Starting { command },
             )
         }
         Run::Container { argv, env } => {
             let command = shell_words::join(&argv);
-            (argv, env, &[][..], Note::Starting { command })
+            (argv, env, no_shared_env(), Note::Starting { command })
         }
         // An attach is no new run: the log check still sees the run's lines.
         Run::Attach { argv, name } => {
@@ -808,7 +808,7 @@ fn spawn_now(
             (
                 argv,
                 Vec::new(),
-                &[][..],
+                no_shared_env(),
                 Note::AdoptingContainer { name, command },
             )
         }

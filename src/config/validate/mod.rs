@@ -13,6 +13,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::env_block::SharedEnv;
+
 use toml::Spanned;
 
 use super::raw::{RawFile, RawService, Scalar};
@@ -53,7 +55,7 @@ pub fn validate(
         unset_ok: HashSet::new(),
         unset_ok_here: HashSet::new(),
         unset_ok_all_here: false,
-        port_vars: Arc::from(Vec::new()),
+        port_vars: Arc::default(),
         project_rotation: None,
         project_timestamps: false,
         project_env: Vec::new(),
@@ -112,7 +114,7 @@ struct Validator<'a> {
     unset_ok_here: HashSet<String>,
     unset_ok_all_here: bool,
     /// `FPCTL_PORT_*` of every service, once known.
-    port_vars: Arc<[(String, String)]>,
+    port_vars: Arc<SharedEnv>,
     project_rotation: Option<super::LogRotation>,
     project_timestamps: bool,
     /// `[project] env`, applied to every service before its own.

@@ -71,7 +71,7 @@ impl Validator<'_> {
         svc: &RawService,
         declared: &[Declared],
         index: &HashMap<&str, Vec<usize>>,
-        port_vars: &Arc<[(String, String)]>,
+        port_vars: &Arc<crate::env_block::SharedEnv>,
         tiers: &[Tier],
     ) -> (Service, Vec<Range<usize>>) {
         let me = &declared[i];

@@ -4,6 +4,8 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use crate::env_block::SharedEnv;
+
 use toml::Spanned;
 
 use super::values::describe;
@@ -170,7 +172,7 @@ impl Validator<'_> {
     /// (127.0.0.1, or with `bridge` from inside a bridge container: the name
     /// of the host's gateway), or under compose or Kubernetes (each
     /// service's name, and the port it listens on there).
-    pub(super) fn port_vars(&self, declared: &[Declared], bridge: bool) -> Arc<[(String, String)]> {
+    pub(super) fn port_vars(&self, declared: &[Declared], bridge: bool) -> Arc<SharedEnv> {
         let host = |name: &str| match self.hosts {
             Hosts::Loopback if bridge => crate::config::BRIDGE_HOST.to_string(),
             Hosts::Loopback => "127.0.0.1".to_string(),
@@ -203,7 +205,7 @@ impl Validator<'_> {
             list.dedup();
             vars.push((ports_var_name(group), list.join(",")));
         }
-        vars.into()
+        Arc::new(vars.into())
     }
 }
 

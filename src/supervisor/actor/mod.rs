@@ -62,6 +62,8 @@ const METRICS_FRESH: Duration = Duration::from_secs(1);
 const WAITER_TICK: Duration = Duration::from_secs(1);
 /// Updates a slow live watcher may lag behind before it misses some.
 const UPDATES_BACKLOG: usize = 1024;
+/// At most this many unit reports are taken before a pass of `reconcile`.
+const REPORTS_A_PASS: usize = 256;
 
 pub enum Msg {
     Client {
@@ -153,6 +155,8 @@ pub struct Supervisor {
     /// idle probe that changes nothing does not cost a pass over them all.
     unsettled: bool,
     marker: String,
+    /// Some service of the config in force has `max_memory`.
+    limits: bool,
     /// Exit once everything is stopped.
     exiting: bool,
     dirty: bool,
@@ -215,6 +219,7 @@ impl Supervisor {
             all_changed: true,
             unsettled: true,
             marker,
+            limits: false,
             exiting: false,
             dirty: true,
             events,
@@ -308,6 +313,7 @@ impl Supervisor {
                 .filter(|(_, e)| e.removed)
                 .map(|(id, _)| id.clone()),
         );
+        self.limits = self.entries.values().any(|e| e.spec.max_memory.is_some());
         self.digest = crate::control::file_digest(&config.path);
         self.source = std::fs::read_to_string(&config.path).ok();
         self.config_tx.send_replace(Arc::clone(&config));
@@ -380,7 +386,19 @@ impl Supervisor {
                     self.unsettled = true;
                     self.handle(msg);
                 }
-                Some(report) = self.reports_rx.recv() => self.report(report),
+                Some(report) = self.reports_rx.recv() => {
+                    self.report(report);
+                    // What the units reported meanwhile is taken in the same
+                    // pass: at a thousand services, a pass per report made a
+                    // start quadratic. Requests stay one a pass, so that a
+                    // waiter sees each one's effect before the next.
+                    for _ in 1..REPORTS_A_PASS {
+                        let Ok(report) = self.reports_rx.try_recv() else {
+                            break;
+                        };
+                        self.report(report);
+                    }
+                }
                 _ = pending(flush_at), if flush_at.is_some() => {}
                 _ = pending(trim_at), if trim_at.is_some() => {
                     trim_at = None;
@@ -685,12 +703,14 @@ impl Supervisor {
     /// once its dependents are down, block what cannot start, launch what is
     /// ready.
     fn reconcile(&mut self) {
+        // Each service is looked up once, and only one that may move is
+        // looked at further: a pass runs after every change.
         for pos in (0..self.order.len()).rev() {
-            let id = self.order[pos].clone();
-            let e = &self.entries[&id];
+            let e = &self.entries[&self.order[pos]];
             if e.svc.goal == Goal::Run || e.svc.phase == Phase::Stopping {
                 continue;
             }
+            let id = self.order[pos].clone();
             // Dependents that are being stopped too go first. One that stays
             // (a `restart` of its dependency alone) does not hold it up.
             let dependents_down = self
@@ -711,14 +731,16 @@ impl Supervisor {
         // of services).
         let mut earlier = Earlier::default();
         for pos in 0..self.order.len() {
+            let e = &self.entries[&self.order[pos]];
+            let blocked = matches!(e.svc.phase, Phase::Blocked(_));
+            if !blocked && (e.svc.phase != Phase::Waiting || e.unit.is_some()) {
+                continue;
+            }
             let id = self.order[pos].clone();
-            let e = &self.entries[&id];
             let tier = e.tier;
             // A blocker that came back (by a restart, or by itself) lets a
             // blocked dependent start.
-            if matches!(e.svc.phase, Phase::Blocked(_))
-                && self.blocked_by(&id, earlier.at(tier, self)).is_none()
-            {
+            if blocked && self.blocked_by(&id, earlier.at(tier, self)).is_none() {
                 self.input(&id, Input::Start);
             }
             let e = &self.entries[&id];
@@ -767,7 +789,7 @@ impl Supervisor {
     /// How often memory and CPU are sampled on a timer now: never, unless
     /// a service has `max_memory` or a live watcher is connected.
     fn metrics_every(&self) -> Option<Duration> {
-        if self.entries.values().any(|e| e.spec.max_memory.is_some()) {
+        if self.limits {
             Some(METRICS_LIMITS_EVERY)
         } else if self.updates.receiver_count() > 0 {
             Some(METRICS_WATCHED_EVERY)
