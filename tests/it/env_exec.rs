@@ -260,3 +260,86 @@ env = {{ GREETING = "hi from ${{FPCTL_PORT_DB}}" }}
         .expect(2);
     assert!(r.stderr().contains("no-such-program-here"), "{}", r.all());
 }
+
+/// A service's process is spawned as `Command` would spawn it: the program
+/// found in the service's own `PATH` (a file there that is not executable
+/// is passed over), run in its folder with stdin from /dev/null, in a
+/// process group of its own, SIGPIPE at its default and no signal blocked,
+/// with its own variables over the shared ones.
+#[test]
+fn a_service_runs_from_its_own_path_in_its_own_group_with_default_signals() {
+    let port = crate::common::free_port();
+    let stack = Stack::new(&format!(
+        r#"
+[services.probe]
+dir = "work"
+command = "report-self"
+port = {port}
+health = {{ log = "reported" }}
+env = {{ PATH = "NOTEXEC:BIN:/usr/bin:/bin", MARK = "own" }}
+"#
+    ));
+    let (notexec, bin) = (stack.file("notexec"), stack.file("bin"));
+    let toml = std::fs::read_to_string(stack.file("services.toml")).unwrap();
+    stack.write(
+        "services.toml",
+        &toml
+            .replace("NOTEXEC", notexec.to_str().unwrap())
+            .replace("BIN", bin.to_str().unwrap()),
+    );
+    stack.write("work/README", "the service's folder");
+    stack.write("notexec/report-self", "#!/bin/sh\necho wrong program\n");
+    let script = r#"#!/bin/sh
+read -r _ _ _ _ pgid _ < /proc/$$/stat
+echo "pid=$$ pgid=$pgid"
+# grep's own: the shell blocks signals while it waits, and what its
+# children get is what it was given.
+grep -E '^Sig(Ign|Blk):' /proc/self/status
+echo "stdin=$(readlink /proc/$$/fd/0)"
+echo "cwd=$(pwd -P)"
+echo "mark=$MARK port=$PORT own_port=$FPCTL_PORT_PROBE"
+echo reported
+exec sleep 100
+"#;
+    stack.write("bin/report-self", script);
+    use std::os::unix::fs::PermissionsExt;
+    let exec = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(stack.file("bin/report-self"), exec).unwrap();
+    std::fs::set_permissions(
+        stack.file("notexec/report-self"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    stack.run(&["start"]).expect(0);
+    let log = stack.log("probe");
+    assert!(!log.contains("wrong program"), "{log}");
+    let line = |key: &str| -> String {
+        log.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in:\n{log}"))
+            .trim()
+            .to_string()
+    };
+    let ids = line("pid=");
+    let (pid, pgid) = ids.split_once(" pgid=").expect("pid and pgid");
+    assert_eq!(pid, pgid, "not a group of its own:\n{log}");
+    let ignored = u64::from_str_radix(&line("SigIgn:"), 16).unwrap();
+    assert_eq!(
+        ignored & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE ignored:\n{log}"
+    );
+    assert_eq!(
+        u64::from_str_radix(&line("SigBlk:"), 16).unwrap(),
+        0,
+        "{log}"
+    );
+    assert_eq!(line("stdin="), "/dev/null");
+    let work = stack.file("work").canonicalize().unwrap();
+    assert_eq!(line("cwd="), work.to_str().unwrap());
+    assert_eq!(
+        line("mark="),
+        format!("own port={port} own_port={port}"),
+        "{log}"
+    );
+}
