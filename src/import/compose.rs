@@ -1,8 +1,11 @@
-//! docker compose files. A service with a `build` or a `command` becomes a
+//! docker compose files. A service with a `build` or a command becomes a
 //! native service (its command from the compose file, or from the
-//! ENTRYPOINT / CMD of its Dockerfile's `build.target` stage). An image-only
-//! service becomes its program run natively where that is obvious (redis,
-//! valkey, memcached), else a commented stub with a note; a stub is written
+//! ENTRYPOINT / CMD of its Dockerfile's `build.target` stage). A service
+//! with an image and no build becomes a container service (a `container`
+//! table: the image, its compose command as `args`, its port inside, its
+//! volumes), which also keeps a native command where one is the honest
+//! equivalent (redis, valkey, memcached; a language runtime's image with a
+//! command). A build with no command to be found is a commented stub, written
 //! so that it validates once uncommented.
 
 use std::path::{Path, PathBuf};
@@ -167,6 +170,23 @@ fn service_hosts(draft: &mut Draft) {
             }
             _ => {}
         }
+        if let Some(args) = svc
+            .table
+            .get_mut("container")
+            .and_then(|c| c.get_mut("args"))
+            .and_then(|a| a.as_array_mut())
+        {
+            for arg in args.iter_mut() {
+                let Some(text) = arg.as_str().map(str::to_string) else {
+                    continue;
+                };
+                let new = rewrite(&text);
+                if new != text {
+                    notes.push(format!("container args: {text} -> {new}"));
+                    *arg = new.into();
+                }
+            }
+        }
         if !notes.is_empty() {
             svc.note("service names as host names, rewritten to fpctl's addresses:");
             for n in notes {
@@ -322,25 +342,27 @@ fn service(name: &str, def: &Mapping, ctx: &mut Ctx, completed: &mut Vec<String>
         port = exposed_port(def.get("expose"), name, ctx);
     }
 
-    let runs_natively = command.is_some() && !args_only;
+    // An image with no build runs in its container, as compose ran it (with
+    // a native command beside it where one is the honest equivalent).
     let mut replaced_check = false;
-    if runs_natively {
-        let (cmd, shell) = command.clone().unwrap_or_else(|| ("".into(), false));
-        svc.set("command", cmd);
-        if shell {
-            svc.set("shell", true);
-        }
-        if let Some((published, target)) = port {
-            if published != target {
-                svc.note(format!(
-                    "published on {published}, listening on {target} in the container: \
-                     natively it listens on {target}"
-                ));
-            }
-            set_port(&mut svc, target, ctx);
-        }
-        let mounts = bind_mounts(def.get("volumes"), ctx);
-        image_paths(&mut svc, &mounts, workdir.as_deref(), ctx);
+    if let Some(written) = image.as_deref().filter(|_| build.is_none()) {
+        let spec = ImageSpec {
+            written,
+            port,
+            command: command.clone(),
+            args_only,
+            entrypoint: def.contains_key("entrypoint"),
+        };
+        replaced_check = image_service(&mut svc, spec, def, ctx);
+    } else if command.is_some() && !args_only {
+        native_command(
+            &mut svc,
+            command.clone(),
+            port,
+            def,
+            workdir.as_deref(),
+            ctx,
+        );
     } else if build.is_some() {
         svc.stub = true;
         svc.note("no command found: fill it in, then uncomment this service.");
@@ -349,19 +371,18 @@ fn service(name: &str, def: &Mapping, ctx: &mut Ctx, completed: &mut Vec<String>
             set_port(&mut svc, published, ctx);
         }
     } else {
-        let args = command.filter(|_| args_only).map(|(c, _)| words_of(&c));
-        replaced_check = image_only(&mut svc, image.as_deref(), port, args, ctx);
+        svc.stub = true;
+        svc.note("no image, build or command: fill in its command, then uncomment this service.");
+        svc.set("command", "...");
+        ctx.warn_for(name, "no image, build or command: written as a stub");
     }
+    let runs_natively = svc.table.contains_key("command") && !svc.stub;
+    let in_container = svc.table.contains_key("container");
 
     for (key, value) in keys(def) {
         match key.as_str() {
-            "build" | "command" | "entrypoint" | "ports" | "expose" => {}
-            "image" if build.is_some() || !runs_natively => {}
-            "image" => ctx.unsupported(
-                name,
-                "image",
-                "the service runs natively, not in a container",
-            ),
+            "build" | "command" | "entrypoint" | "ports" | "expose" | "image" => {}
+            "volumes" if in_container => {}
             "working_dir" if build.is_none() && runs_natively => {}
             "environment" => {
                 for (k, v) in env_pairs(value) {
@@ -403,6 +424,11 @@ fn service(name: &str, def: &Mapping, ctx: &mut Ctx, completed: &mut Vec<String>
                     svc.set("stop_timeout", d.as_str());
                 }
             }
+            "working_dir" if in_container => ctx.unsupported(
+                name,
+                "working_dir",
+                "the container runs in its image's WORKDIR",
+            ),
             "working_dir" => ctx.unsupported(
                 name,
                 "working_dir",
@@ -700,100 +726,278 @@ fn image_paths(
     );
 }
 
-/// An image with no build: its program run natively when fpctl knows it
-/// (true: the compose healthcheck is replaced by fpctl's check), else a
-/// commented stub. `args` is a compose command that only passes arguments
-/// to the image's entrypoint.
-fn image_only(
-    svc: &mut DraftService,
-    image: Option<&str>,
+/// Images of a language runtime: a compose command on one runs here as it
+/// is (`python3 manage.py migrate`), so the service keeps it natively too.
+const RUNTIMES: &[&str] = &["python", "pypy", "node", "ruby", "php", "perl", "golang"];
+
+/// What a compose service with an image and no build says about its run.
+struct ImageSpec<'a> {
+    /// The image as written (it may name variables).
+    written: &'a str,
+    /// (published, in the container) port.
     port: Option<(u16, u16)>,
-    args: Option<Vec<String>>,
+    /// `entrypoint` + `command`.
+    command: Option<Command>,
+    /// `command` only passes flags to the image's program.
+    args_only: bool,
+    /// An `entrypoint` replaced the image's own.
+    entrypoint: bool,
+}
+
+/// A native service's command, as the compose file (or the Dockerfile)
+/// gives it, listening natively on the port it listens on in its container.
+fn native_command(
+    svc: &mut DraftService,
+    command: Option<Command>,
+    port: Option<(u16, u16)>,
+    def: &Mapping,
+    workdir: Option<&str>,
     ctx: &mut Ctx,
-) -> bool {
-    let written = image.unwrap_or("(no image)");
-    // `image: "$SNUBA_IMAGE"`: the name it stands for, where it is set.
-    let image = vars::expand(written, &ctx.env).unwrap_or_else(|_| written.to_string());
+) {
+    let (cmd, shell) = command.unwrap_or_else(|| ("".into(), false));
+    svc.set("command", cmd);
+    if shell {
+        svc.set("shell", true);
+    }
+    if let Some((published, target)) = port {
+        if published != target {
+            svc.note(format!(
+                "published on {published}, listening on {target} in the container: \
+                 natively it listens on {target}"
+            ));
+        }
+        set_port(svc, target, ctx);
+    }
+    let mounts = bind_mounts(def.get("volumes"), ctx);
+    image_paths(svc, &mounts, workdir, ctx);
+}
+
+/// The name of an image without registry, tag or digest (`redis` for
+/// `docker.io/library/redis:7-alpine@sha256:…`).
+fn image_base(image: &str) -> &str {
     let base = image
         .split('@')
         .next()
-        .unwrap_or(&image)
+        .unwrap_or(image)
         .rsplit('/')
         .next()
-        .unwrap_or(&image);
-    let base = base.split(':').next().unwrap_or(base);
+        .unwrap_or(image);
+    base.split(':').next().unwrap_or(base)
+}
+
+/// An image with no build becomes a service with a `container` table: the
+/// image, where its program listens inside (`container_port`), the compose
+/// command as `args`, and its volumes; its environment and health check are
+/// the service's. Where running the program here is the honest equivalent,
+/// the service also keeps a native command, so that a plain `fpctl start`
+/// runs it natively and `start --containers` in its container: a server
+/// fpctl knows how to run (redis, valkey, memcached), or a language
+/// runtime's image with a compose command (`python3 manage.py migrate`).
+/// Any other image runs only in its container: a program taken from an
+/// image is not on this machine. Returns true when fpctl's own check
+/// replaces the compose healthcheck.
+fn image_service(svc: &mut DraftService, spec: ImageSpec, def: &Mapping, ctx: &mut Ctx) -> bool {
     let name = svc.name.clone();
-    let known = KNOWN.iter().find(|k| k.image == base);
-    let command = |base: &str| -> toml_edit::Value {
-        match &args {
-            Some(a) => {
-                let mut argv = shell_words::split(base).unwrap_or_default();
-                argv.extend(a.iter().cloned());
-                strings(argv)
-            }
-            None => base.into(),
+    // `image: "$SNUBA_IMAGE"`: the name it stands for, where it is set.
+    let image = match vars::expand(spec.written, &ctx.env) {
+        Ok(i) if !i.trim().is_empty() && !i.contains(char::is_whitespace) => i,
+        _ => {
+            svc.stub = true;
+            svc.note(format!(
+                "the image {}: put the image's name in place of its variables, then uncomment \
+                 this service.",
+                spec.written
+            ));
+            let mut container = toml_edit::Table::new();
+            container.insert("image", toml_edit::value(spec.written));
+            svc.table
+                .insert("container", toml_edit::Item::Table(container));
+            ctx.warn_for(
+                &name,
+                format!(
+                    "its image {} names a variable set neither in the environment nor in a \
+                     .env: written as a commented stub",
+                    spec.written
+                ),
+            );
+            return false;
         }
     };
-    if let Some(k) = known {
-        let program = k.command.split_whitespace().next().unwrap_or_default();
-        svc.set("command", command(k.command));
-        set_port(svc, port.map_or(k.port, |p| p.0), ctx);
-        let check = match k.check {
-            Check::Exec(c) => inline([("exec", c.into())]),
-            Check::Tcp => inline([("tcp", true.into())]),
-        };
-        svc.set("health", check);
-        if args.is_some() {
-            svc.note(
-                "its compose command was arguments for the image's program; they follow it here",
-            );
-        }
-        match k.first {
-            None => {
-                svc.note(format!(
-                    "the image {image}, run natively: `{program}` must be installed"
-                ));
-                return true;
-            }
-            Some(first) => {
-                svc.stub = true;
-                svc.note(format!(
-                    "the image {image}: fpctl runs programs, not containers. Install `{program}`,"
-                ));
-                svc.note("check the command, then uncomment this service.");
-                svc.note(format!("Once, before the first start: {first}"));
-                ctx.warn_for(
-                    &name,
-                    format!("the image {image} is written as a commented stub (fpctl does not run containers)"),
-                );
-                return true;
-            }
-        }
-    }
-    svc.stub = true;
-    svc.note(format!(
-        "the image {image}: fpctl runs programs, not containers. Install it natively,"
-    ));
-    svc.note("check the command, then uncomment this service.");
-    svc.set("command", command(&format!("the program inside {image}")));
-    if let Some(a) = &args {
+    let base = image_base(&image);
+    let known = KNOWN.iter().find(|k| k.image == base);
+    let full_command = spec.command.is_some() && !spec.args_only;
+    let compose_args = spec.command.as_ref().map(|(c, _)| words_of(c));
+    if spec.entrypoint {
         ctx.warn_for(
             &name,
-            format!(
-                "its compose command ({}) only passes arguments to the image's entrypoint: \
-                 written after a placeholder in the stub",
-                a.join(" ")
-            ),
+            "its `entrypoint` replaced the image's ENTRYPOINT, which a container table keeps: \
+             its words come first in what the container runs, after the image's ENTRYPOINT",
         );
     }
-    if let Some((published, _)) = port {
-        set_port(svc, published, ctx);
+    let mut container = toml_edit::Table::new();
+    container.insert("image", toml_edit::value(image.as_str()));
+    // Where the program listens in its container.
+    let mut inside = spec.port.map(|(_, target)| target);
+    let mut replaced_check = false;
+    match known {
+        Some(k) if k.first.is_none() && !full_command => {
+            let program = k.command.split_whitespace().next().unwrap_or_default();
+            let flags = compose_args.filter(|_| spec.args_only);
+            let command = match &flags {
+                Some(a) => {
+                    let mut argv = shell_words::split(k.command).unwrap_or_default();
+                    argv.extend(a.iter().cloned());
+                    strings(argv)
+                }
+                None => k.command.into(),
+            };
+            svc.set("command", command);
+            set_port(svc, spec.port.map_or(k.port, |p| p.0), ctx);
+            inside = Some(inside.unwrap_or(k.port));
+            svc.set("health", known_check(k));
+            replaced_check = true;
+            // In its container, the image's own program, as compose ran it.
+            container.insert("args", toml_edit::value(strings(flags.unwrap_or_default())));
+            if spec.args_only {
+                svc.note(
+                    "its compose command was arguments for the image's program; they follow it here",
+                );
+            }
+            svc.note(format!(
+                "the image {image}: run natively (`{program}` must be installed), \
+                 or in its container with `fpctl start --containers`"
+            ));
+        }
+        Some(k) if k.first.is_some() => {
+            let program = k.command.split_whitespace().next().unwrap_or_default();
+            set_port(svc, spec.port.map_or(k.port, |p| p.0), ctx);
+            inside = Some(inside.unwrap_or(k.port));
+            // The compose healthcheck, where there is one, replaces it.
+            svc.set("health", known_check(k));
+            if let Some(a) = compose_args {
+                container.insert("args", toml_edit::value(strings(a)));
+            }
+            svc.note(format!("the image {image}, run in its container."));
+            svc.note(format!(
+                "To run it natively instead: install `{program}`, run `{}` once,",
+                k.first.unwrap_or_default()
+            ));
+            svc.note(format!(
+                "then set command = \"{}\" (the table below serves `fpctl start --containers`).",
+                k.command.replace('"', "\\\"")
+            ));
+        }
+        _ if full_command && (known.is_some() || RUNTIMES.contains(&base)) => {
+            native_command(svc, spec.command.clone(), spec.port, def, None, ctx);
+            // Natively it listens where it listens in its container.
+            inside = svc.port();
+            svc.note(format!(
+                "the image {image}: its command runs natively, or in the image with \
+                 `fpctl start --containers`"
+            ));
+        }
+        _ => {
+            if let Some((published, _)) = spec.port {
+                set_port(svc, published, ctx);
+            }
+            if let Some(a) = compose_args {
+                container.insert("args", toml_edit::value(strings(a)));
+            }
+            svc.note(format!("the image {image}, run in its container"));
+        }
     }
-    ctx.warn_for(
-        &name,
-        format!("the image {image} is written as a commented stub (fpctl does not run containers)"),
-    );
-    false
+    if let (Some(port), Some(inside)) = (svc.port(), inside) {
+        if port != inside {
+            container.insert("container_port", toml_edit::value(i64::from(inside)));
+        }
+    }
+    let volumes = container_volumes(def.get("volumes"), &name, ctx);
+    if !volumes.is_empty() {
+        container.insert("volumes", toml_edit::value(strings(volumes)));
+    }
+    svc.table
+        .insert("container", toml_edit::Item::Table(container));
+    replaced_check
+}
+
+fn known_check(k: &Known) -> toml_edit::Value {
+    match k.check {
+        Check::Exec(c) => inline([("exec", c.into())]),
+        Check::Tcp => inline([("tcp", true.into())]),
+    }
+}
+
+/// A container's compose `volumes` as `-v` takes them: bind mounts of a
+/// folder here (relative to services.toml's folder) and named volumes;
+/// variables expanded now, as compose expands them.
+fn container_volumes(v: Option<&Value>, name: &str, ctx: &mut Ctx) -> Vec<String> {
+    let mut out = Vec::new();
+    for item in v.and_then(Value::as_sequence).into_iter().flatten() {
+        let (source, target, read_only) = match item {
+            Value::String(s) => {
+                let Some(s) = ctx.resolve(s, name, "volumes") else {
+                    continue;
+                };
+                let parts: Vec<&str> = s.split(':').collect();
+                match parts.as_slice() {
+                    [target] => (None, target.to_string(), false),
+                    [source, target] => (Some(source.to_string()), target.to_string(), false),
+                    [source, target, mode] => (
+                        Some(source.to_string()),
+                        target.to_string(),
+                        mode.split(',').any(|m| m == "ro"),
+                    ),
+                    _ => {
+                        ctx.warn_for(name, format!("volume {s:?} is not SOURCE:TARGET; skipped"));
+                        continue;
+                    }
+                }
+            }
+            Value::Mapping(m) => {
+                let kind = m.get("type").and_then(scalar).unwrap_or_default();
+                if !matches!(kind.as_str(), "bind" | "volume") {
+                    ctx.warn_for(
+                        name,
+                        format!(
+                            "a `{kind}` volume has no equivalent in a container table; skipped"
+                        ),
+                    );
+                    continue;
+                }
+                let field = |k: &str, ctx: &mut Ctx| {
+                    let text = m.get(k).and_then(scalar)?;
+                    ctx.resolve(&text, name, "volumes")
+                };
+                let Some(target) = field("target", ctx) else {
+                    continue;
+                };
+                let read_only = m.get("read_only").and_then(Value::as_bool) == Some(true);
+                (field("source", ctx), target, read_only)
+            }
+            _ => continue,
+        };
+        let source = source.map(|s| {
+            if s.starts_with('.') {
+                let here = ctx.rel(&ctx.source_path(&s));
+                if here.starts_with('.') || here.starts_with('/') {
+                    here
+                } else {
+                    format!("./{here}")
+                }
+            } else {
+                s
+            }
+        });
+        let mut spec = match source {
+            Some(s) => format!("{s}:{target}"),
+            None => target,
+        };
+        if read_only {
+            spec.push_str(":ro");
+        }
+        out.push(spec);
+    }
+    out
 }
 
 fn env_files(svc: &mut DraftService, v: &Value, ctx: &mut Ctx) {
@@ -885,10 +1089,27 @@ fn healthcheck(svc: &mut DraftService, hc: &Mapping, ctx: &mut Ctx) {
     } else {
         argv.clone()
     };
+    // A service that runs only in its container is checked as compose
+    // checked it, inside the container (`docker exec`), unless the check is
+    // an HTTP request to the port its program listens on there, which fpctl
+    // makes on the port published here.
+    let container_only = svc.table.contains_key("container") && !svc.table.contains_key("command");
+    let inside = if container_only {
+        svc.table
+            .get("container")
+            .and_then(|c| c.get("container_port"))
+            .and_then(toml_edit::Item::as_integer)
+            .and_then(|p| u16::try_from(p).ok())
+            .or(svc.port())
+    } else {
+        svc.port()
+    };
+    let probe =
+        http_probe_url(&words).filter(|p| !container_only || (inside == Some(p.port) && !p.https));
     let mut health = toml_edit::InlineTable::new();
-    match http_probe_url(&words) {
+    match probe {
         Some(probe) => {
-            let own = svc.port() == Some(probe.port) && !probe.https;
+            let own = inside == Some(probe.port) && !probe.https;
             let target = if own {
                 probe
                     .url

@@ -360,7 +360,16 @@ fn status_lines(rows: &[ServiceStatus]) -> String {
             .as_deref()
             .map(|d| format!(" — {d}"))
             .unwrap_or_default();
-        out.push_str(&format!("{}: {}{pid}{detail}\n", s.name, s.state.as_str()));
+        let container = s
+            .container
+            .as_ref()
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{}: {}{pid}{container}{detail}\n",
+            s.name,
+            s.state.as_str()
+        ));
     }
     out
 }

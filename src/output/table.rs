@@ -123,13 +123,23 @@ pub fn cells(r: &ServiceStatus, wide: bool) -> Vec<String> {
             r.restarts_total.to_string(),
         ]);
     }
-    c.push(
-        r.detail
-            .as_deref()
-            .map(|d| d.lines().next().unwrap_or_default().to_string())
-            .unwrap_or_default(),
-    );
+    c.push(detail_cell(r));
     c
+}
+
+/// The detail column: the first line of the detail, then, for a container
+/// service, its image and container (`image redis:7, container 0123456789ab`).
+fn detail_cell(r: &ServiceStatus) -> String {
+    let detail = r
+        .detail
+        .as_deref()
+        .map(|d| d.lines().next().unwrap_or_default())
+        .unwrap_or_default();
+    match (&r.container, detail) {
+        (Some(c), "") => c.to_string(),
+        (Some(c), d) => format!("{d} ({c})"),
+        (None, d) => d.to_string(),
+    }
 }
 
 /// `5 online, 1 degraded, 0 offline` plus any other state that occurs.

@@ -8,8 +8,9 @@ use std::time::Duration;
 use super::{bytes_short, duration_short};
 use crate::config::RestartPolicy;
 use crate::status::{
-    Activity, BlockReason, Cause, Elsewhere, EngineStep, EventData, FailReason, Interruption,
-    IoStep, NotReplaced, Note, PrepareError, Reason, Refused, Replaced, ServiceStatus,
+    Activity, BlockReason, Cause, ContainerRef, Elsewhere, EngineStep, EventData, FailReason,
+    Interruption, IoStep, NotReplaced, Note, PrepareError, Reason, Refused, Replaced,
+    ServiceStatus,
 };
 
 fn ms(ms: u64) -> String {
@@ -24,6 +25,25 @@ impl ServiceStatus {
             (Some(r), _) => Some(r.to_string()),
             (None, Some(a)) => Some(a.to_string()),
             (None, None) => None,
+        }
+    }
+}
+
+/// How many characters of a container's id people are shown, as `docker
+/// ps` shows them.
+const SHORT_ID: usize = 12;
+
+/// `image redis:7, container 0123456789ab` (the image alone until the
+/// engine gave the container's id).
+impl Display for ContainerRef {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(f, "image {}", self.image)?;
+        match &self.id {
+            Some(id) => {
+                let short: String = id.chars().take(SHORT_ID).collect();
+                write!(f, ", container {short}")
+            }
+            None => Ok(()),
         }
     }
 }

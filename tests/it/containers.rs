@@ -483,3 +483,78 @@ network = "host"
         r.all()
     );
 }
+
+/// A compose service with an image and no build is imported as a container
+/// service: `fpctl start` runs it in its container, probes its compose
+/// healthcheck on the published port, and `stop` removes it.
+#[test]
+fn an_imported_image_service_starts_in_its_container_and_reaches_online() {
+    require_engine();
+    let port = free_port();
+    let s = Stack::empty();
+    let _c = Cleanup(project(&s));
+    s.write(
+        "compose.yaml",
+        &format!(
+            r#"
+services:
+  web:
+    image: {IMAGE}
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    ports: ["{port}:8080"]
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O-", "http://localhost:8080/health"]
+      interval: 1s
+"#
+        ),
+    );
+    s.run(&["import", "compose.yaml"]).expect(0);
+    let text = std::fs::read_to_string(s.file("services.toml")).unwrap();
+    let t: toml::Table = text.parse().unwrap();
+    let web = &t["services"]["web"];
+    assert!(web.get("command").is_none(), "{text}");
+    assert_eq!(web["container"]["image"].as_str(), Some(IMAGE), "{text}");
+    s.run(&["validate"]).expect(0);
+    s.run(&["start"]).expect(0);
+    assert_eq!(s.state_of("web"), "online", "{}", s.log("web"));
+    assert_eq!(http_get(port, "/health").map(|r| r.0), Some(200));
+    let id = container_id(&s, "web").expect("its container runs");
+    assert_eq!(containers_of(&s), vec![id]);
+    s.run(&["stop"]).expect(0);
+    assert!(
+        containers_of(&s).is_empty(),
+        "stop left containers: {:?}",
+        containers_of(&s)
+    );
+}
+
+/// `check`'s table names a container service's image and its container's
+/// short id, as `check --json` does in full.
+#[test]
+fn the_check_table_shows_a_container_services_image_and_short_id() {
+    let port = free_port();
+    let (s, _c) = stack(&web("web", port, ""));
+    s.run(&["start"]).expect(0);
+    let id = container_id(&s, "web").expect("its container runs");
+    wait_until(
+        "check --json shows the container's id",
+        Duration::from_secs(20),
+        || s.service("web")["container"]["id"] == id.as_str(),
+    );
+    // A wide terminal: the table truncates the detail to fit otherwise.
+    let table = Run(s
+        .cmd(&["check"])
+        .env("COLUMNS", "400")
+        .output()
+        .expect("run fpctl check"))
+    .expect(0)
+    .stdout();
+    let line = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("web "))
+        .unwrap_or_else(|| panic!("no line for web:\n{table}"));
+    assert!(line.contains(IMAGE), "no image in {line:?}");
+    assert!(line.contains(&id[..12]), "no short id in {line:?}");
+    assert!(!line.contains(&id[..13]), "the id is not short: {line:?}");
+    s.run(&["stop"]).expect(0);
+}

@@ -75,6 +75,8 @@ services:
     environment:
       POSTGRES_PASSWORD: example
     ports: ["5432:5432"]
+    volumes: ["./pgdata:/var/lib/postgresql/data"]
+    profiles: [database]
 
   migrate:
     image: python:3.12-slim
@@ -98,8 +100,6 @@ services:
         condition: service_healthy
       migrate:
         condition: service_completed_successfully
-      db:
-        condition: service_started
     healthcheck:
       test: ["CMD-SHELL", "curl -f http://localhost:@API@/health || exit 1"]
       interval: 2s
@@ -178,21 +178,19 @@ fn compose_file_converts_validates_and_starts() {
         &[
             "top-level `networks`",
             "top-level `volumes`",
-            // One line for a loss several services share, naming them all.
-            "services \"redis\", \"api\": `volumes`",
-            "\"db\": the image postgres:16 is written as a commented stub",
-            "\"migrate\": `image`",
+            // Only the native service loses its volumes: the containers'
+            // are in their container tables.
+            "service \"api\": `volumes`",
             "\"api\": `build.args`",
             "\"api\": `container_name`",
             "\"api\": `healthcheck.start_period`",
             "\"api\": `working_dir`",
             "\"api\": `logging`",
-            "\"api\": dependency on \"db\" dropped",
         ],
     );
     assert_eq!(
         err.lines().filter(|l| l.starts_with("warning:")).count(),
-        11,
+        8,
         "unexpected warnings:\n{err}"
     );
     s.run(&["validate"]).expect(0);
@@ -217,11 +215,56 @@ fn compose_file_converts_validates_and_starts() {
         .filter_map(|d| d.as_str())
         .collect();
     assert_eq!(api_deps, ["redis", "migrate"], "{text}");
-    assert!(
-        t["services"].get("db").is_none(),
-        "db is not a stub:\n{text}"
+    // An image with a native equivalent fpctl runs (redis) keeps a native
+    // command, which a plain start runs, beside its container table.
+    let redis = &t["services"]["redis"];
+    assert_eq!(
+        redis["command"].as_str().map(|c| c.split(' ').next()),
+        Some(Some("redis-server")),
+        "{text}"
     );
-    assert!(text.contains("# [services.db]"), "no db stub:\n{text}");
+    assert_eq!(redis["port"].as_integer(), Some(i64::from(redis_p)));
+    assert_eq!(redis["container"]["image"].as_str(), Some("redis:7-alpine"));
+    assert_eq!(
+        redis["container"]["container_port"].as_integer(),
+        Some(6379)
+    );
+    assert_eq!(
+        redis["container"]["volumes"].as_array(),
+        Some(&vec![toml::Value::from("redis-data:/data")]),
+        "{text}"
+    );
+    // A runtime's image with a command: the command natively, the image
+    // for `start --containers`.
+    let migrate = &t["services"]["migrate"];
+    assert!(migrate["command"].is_str(), "{text}");
+    assert_eq!(
+        migrate["container"]["image"].as_str(),
+        Some("python:3.12-slim")
+    );
+    // postgres needs a one-time initdb natively: it runs in its container,
+    // and the note says how to run it natively.
+    let db = &t["services"]["db"];
+    assert!(db.get("command").is_none(), "{text}");
+    assert_eq!(db["container"]["image"].as_str(), Some("postgres:16"));
+    assert_eq!(db["port"].as_integer(), Some(5432));
+    assert_eq!(
+        db["container"]["volumes"].as_array(),
+        Some(&vec![toml::Value::from(
+            "./pgdata:/var/lib/postgresql/data"
+        )]),
+        "{text}"
+    );
+    assert!(
+        db["health"]["exec"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("pg_isready")),
+        "{text}"
+    );
+    assert!(
+        text.contains("run `initdb -D .fpctl/pgdata` once"),
+        "{text}"
+    );
 
     // Compose's `${REDIS_PORT:-6379}` reads fpctl's environment, as compose
     // reads its own; the service name `redis` as a host is 127.0.0.1.
@@ -1104,8 +1147,11 @@ processes:
     s.stop_all();
 }
 
+/// An image with no build runs in its container: its compose command is
+/// what the container runs, and only a known server (memcached here) also
+/// gets a native command, which never starts with the image's flags.
 #[test]
-fn image_stubs_validate_once_uncommented_and_no_flag_becomes_a_program() {
+fn image_services_run_in_their_containers_and_no_flag_becomes_a_program() {
     let s = Stack::empty();
     s.write(
         "docker-compose.yml",
@@ -1121,7 +1167,7 @@ services:
   mq:
     image: rabbitmq:3
     command: ["--flag"]
-    ports: ["5672:5672"]
+    ports: ["5673:5672"]
   search:
     image: elasticsearch:8
     healthcheck:
@@ -1129,22 +1175,30 @@ services:
   web:
     image: ghcr.io/example/web:1
     command: bundle exec puma
+    ports: ["8081:3000"]
+    volumes: ["./public:/app/public:ro", "uploads:/app/uploads"]
+    healthcheck:
+      test: ["CMD", "curl", "-f", "http://localhost:3000/up"]
     depends_on: [db, cache, mq]
 "#,
     );
     let r = s.run(&["import", "docker-compose.yml"]).expect(0);
     assert!(
-        r.stderr()
-            .contains("\"mq\": its compose command (--flag) only passes arguments"),
-        "{}",
+        !r.stderr().contains("stub"),
+        "an image became a stub:\n{}",
         r.all()
     );
-    s.run(&["validate"]).expect(0);
+    let v = s.run(&["validate"]).expect(0);
+    assert!(!v.all().contains("error"), "{}", v.all());
     let (text, t) = written(&s);
+    assert!(!text.contains("# [services."), "a stub:\n{text}");
     for (name, svc) in t["services"].as_table().unwrap() {
-        let first = match &svc["command"] {
-            toml::Value::Array(a) => a[0].as_str().unwrap_or_default().to_string(),
-            toml::Value::String(c) => c.split_whitespace().next().unwrap_or_default().to_string(),
+        let first = match svc.get("command") {
+            Some(toml::Value::Array(a)) => a[0].as_str().unwrap_or_default().to_string(),
+            Some(toml::Value::String(c)) => {
+                c.split_whitespace().next().unwrap_or_default().to_string()
+            }
+            None => continue,
             other => panic!("{name}: {other:?}"),
         };
         assert!(
@@ -1152,22 +1206,66 @@ services:
             "{name} runs a flag as its program:\n{text}"
         );
     }
-    let cache = &t["services"]["cache"];
-    assert_eq!(cache["command"][0].as_str(), Some("memcached"), "{text}");
-    assert_eq!(cache["port"].as_integer(), Some(11211), "{text}");
-    assert!(
-        text.contains("# port = 5432") && text.contains("pg_isready -h 127.0.0.1 -p ${PORT}"),
-        "the postgres stub has no port of its own: {text}"
-    );
-    s.write("all.toml", &uncommented(&text));
-    let r = s.run(&["-f", "all.toml", "validate"]);
+    let svc = |name: &str| &t["services"][name];
+    let strings = |v: &toml::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("not a list: {v:?}\n{text}"))
+            .iter()
+            .map(|w| w.as_str().unwrap().to_string())
+            .collect()
+    };
+    // memcached: natively with its flags, and the image's own program
+    // with the same flags in its container.
     assert_eq!(
-        r.code(),
-        0,
-        "the stubs, uncommented, do not validate:\n{}\n{}",
-        r.all(),
-        uncommented(&text)
+        svc("cache")["command"][0].as_str(),
+        Some("memcached"),
+        "{text}"
     );
+    assert_eq!(svc("cache")["port"].as_integer(), Some(11211), "{text}");
+    assert_eq!(
+        strings(&svc("cache")["container"]["args"]),
+        ["-I", "${MAX_ITEM:-1M}"]
+    );
+    // Unknown images: container-only, their compose command as `args`, the
+    // host port published from the one they listen on inside.
+    for name in ["db", "mq", "search", "web"] {
+        assert!(svc(name).get("command").is_none(), "{name}:\n{text}");
+    }
+    assert_eq!(strings(&svc("mq")["container"]["args"]), ["--flag"]);
+    assert_eq!(svc("mq")["port"].as_integer(), Some(5673), "{text}");
+    assert_eq!(
+        svc("mq")["container"]["container_port"].as_integer(),
+        Some(5672)
+    );
+    let web = svc("web");
+    assert_eq!(
+        web["container"]["image"].as_str(),
+        Some("ghcr.io/example/web:1")
+    );
+    assert_eq!(
+        strings(&web["container"]["args"]),
+        ["bundle", "exec", "puma"]
+    );
+    assert_eq!(web["port"].as_integer(), Some(8081));
+    assert_eq!(web["container"]["container_port"].as_integer(), Some(3000));
+    assert_eq!(
+        strings(&web["container"]["volumes"]),
+        ["./public:/app/public:ro", "uploads:/app/uploads"]
+    );
+    // Its check on the port it listens on inside is made on the published
+    // one; a check with no port published runs in the container, as
+    // compose ran it.
+    assert_eq!(web["health"]["http"].as_str(), Some("/up"), "{text}");
+    assert_eq!(
+        strings(&svc("search")["health"]["exec"]),
+        ["sh", "-c", "curl -f http://localhost:9200/"]
+    );
+    assert_eq!(
+        strings(&svc("db")["health"]["exec"]),
+        ["pg_isready", "-U", "postgres"]
+    );
+    // Nothing is dropped any more: every dependency runs.
+    assert_eq!(strings(&web["depends_on"]), ["db", "cache", "mq"]);
 }
 
 /// Real files from open-source projects (sources and licences in
