@@ -17,6 +17,7 @@
 mod ahead;
 mod persist;
 mod requests;
+mod schedule;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -96,6 +97,11 @@ pub enum Msg {
     },
     /// Each sampled service's process group use, tagged with its launch.
     Metrics(Vec<MetricsUse>),
+    /// A scheduled job's timer fired (`token` names the timer).
+    Due {
+        id: ServiceId,
+        token: u64,
+    },
 }
 
 pub struct MetricsUse {
@@ -128,6 +134,11 @@ struct Entry {
     taken_down_with: BTreeSet<ServiceId>,
     /// The engine's id of its container, once its unit learnt it.
     container_id: Option<String>,
+    /// A scheduled job's timer, while it is on its schedule.
+    timer: Option<schedule::Timer>,
+    /// Up to when a supervisor kept its schedule (see
+    /// `status::ScheduleStatus::seen_until`).
+    seen_until: Option<f64>,
 }
 
 pub struct Supervisor {
@@ -281,6 +292,8 @@ impl Supervisor {
                             requested_restarts: 0,
                             taken_down_with: BTreeSet::new(),
                             container_id: None,
+                            timer: None,
+                            seen_until: None,
                         },
                     );
                 }
@@ -509,6 +522,7 @@ impl Supervisor {
                 self.restart_request(vec![id], reply);
             }
             Msg::Metrics(usage) => self.metrics(usage),
+            Msg::Due { id, token } => self.due(&id, token),
         }
     }
 
@@ -615,7 +629,8 @@ impl Supervisor {
             // What was measured belonged to another process.
             e.usage = None;
         }
-        let changed = before != status::shown(&e.svc);
+        let rescheduled = self.sync_schedule(id);
+        let changed = rescheduled || before != status::shown(&self.entries[id].svc);
         if changed || !effects.is_empty() {
             self.dirty = true;
             self.unsettled = true;
@@ -736,6 +751,11 @@ impl Supervisor {
             }
             let deps_ready = e.deps.iter().all(|d| self.entries[d].svc.ready());
             if deps_ready && earlier.at(tier, self).all_ready {
+                if e.spec.schedule.is_some() && !e.svc.run_now {
+                    // Its timer runs it.
+                    self.input(&id, Input::Schedule);
+                    continue;
+                }
                 let gen = self.gen();
                 self.input(&id, Input::Launch { gen });
             }
@@ -749,7 +769,7 @@ impl Supervisor {
         let e = &self.entries[id];
         for d in &e.deps {
             let dep = &self.entries[d];
-            if dep.svc.broken() || dep.svc.phase == Phase::Idle {
+            if dep.svc.broken() || (dep.svc.phase == Phase::Idle && !dep.svc.ready()) {
                 let (service, state) = (d.to_string(), dep_state(dep));
                 return Some(BlockReason::Dependency { service, state });
             }
