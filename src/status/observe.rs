@@ -121,11 +121,13 @@ pub fn observe(
         return st;
     }
     // What the last supervisor kept of a schedule; no timer runs now.
-    st.schedule = recorded.and_then(|r| r.status.schedule.clone()).map(|mut s| {
-        s.next_run = None;
-        s.queued = false;
-        s
-    });
+    st.schedule = recorded
+        .and_then(|r| r.status.schedule.clone())
+        .map(|mut s| {
+            s.next_run = None;
+            s.queued = false;
+            s
+        });
     let alive = recorded.filter(|r| r.alive);
     if let Some(rec) = alive {
         st.pid = rec.status.pid;

@@ -292,14 +292,14 @@ impl Svc {
     pub fn ready(&self) -> bool {
         (self.on_schedule && self.paused && self.phase == Phase::Idle)
             || matches!(
-            self.phase,
-            Phase::Running {
-                health: Health::Online,
-                ..
-            } | Phase::External
-                | Phase::Completed
-                | Phase::Scheduled
-        )
+                self.phase,
+                Phase::Running {
+                    health: Health::Online,
+                    ..
+                } | Phase::External
+                    | Phase::Completed
+                    | Phase::Scheduled
+            )
     }
 
     /// Gave up, so dependents cannot start.
@@ -1400,5 +1400,88 @@ mod tests {
         assert_eq!(backoff(1), BACKOFF_BASE);
         assert_eq!(backoff(3), BACKOFF_BASE * 4);
         assert_eq!(backoff(40), BACKOFF_CAP);
+    }
+
+    fn job(schedule: &str) -> Service {
+        spec_from(&format!("oneshot = true\nschedule = {{ {schedule} }}"))
+    }
+
+    #[test]
+    fn a_started_job_is_scheduled_not_run_unless_run_on_start() {
+        let mut c = Case::new(job("every = \"1m\""));
+        c.on(Input::Start);
+        assert!(!c.s.run_now);
+        c.on(Input::Schedule);
+        assert_eq!(c.s.public(), ServiceState::Scheduled);
+        assert!(c.s.ready() && c.s.settled_up());
+
+        let mut c = Case::new(job("every = \"1m\", run_on_start = true"));
+        c.on(Input::Start);
+        assert!(c.s.run_now, "run_on_start asks for a run");
+    }
+
+    #[test]
+    fn a_due_job_runs_and_its_result_becomes_the_last_run() {
+        let mut c = Case::in_phase(job("every = \"1m\""), Phase::Scheduled);
+        c.on(Input::Due { due: 100.0 });
+        assert_eq!(c.s.phase, Phase::Waiting);
+        assert!(c.s.run_now);
+        c.on(Input::Launch { gen: 1 });
+        c.spawn(4);
+        assert_eq!(c.s.public(), ServiceState::Running);
+        let fx = c.ended(Some(4), Some(Exit::Code(3)));
+        assert!(kinds(&fx).contains(&"failed"), "{fx:?}");
+        assert_eq!(
+            c.s.phase,
+            Phase::Scheduled,
+            "a failed run keeps the schedule"
+        );
+        let last = c.s.last_run.clone().expect("a last run");
+        assert!(!last.success);
+        assert_eq!(last.exit, Some(Exit::Code(3)));
+    }
+
+    #[test]
+    fn a_run_due_during_a_run_is_skipped_or_queued() {
+        let mut c = Case::spawned(job("every = \"1s\""), 4);
+        let fx = c.on(Input::Due { due: 1.0 });
+        assert_eq!(kinds(&fx), ["skipped"]);
+        assert!(!c.s.queued);
+
+        let mut c = Case::spawned(job("every = \"1s\", concurrency = \"queue\""), 4);
+        assert_eq!(kinds(&c.on(Input::Due { due: 1.0 })), ["queued"]);
+        assert_eq!(
+            kinds(&c.on(Input::Due { due: 2.0 })),
+            ["skipped"],
+            "one waits at most"
+        );
+        c.ended(Some(4), Some(Exit::Code(0)));
+        assert_eq!(c.s.phase, Phase::Waiting, "the queued run goes at once");
+        assert!(c.s.run_now && !c.s.queued);
+    }
+
+    #[test]
+    fn pause_holds_a_job_until_run_now() {
+        let mut c = Case::in_phase(job("every = \"1s\""), Phase::Scheduled);
+        assert_eq!(kinds(&c.on(Input::Pause)), ["paused"]);
+        c.on(Input::Stop);
+        assert_eq!(c.s.phase, Phase::Idle);
+        assert!(c.s.ready(), "a paused job does not block dependents");
+        c.on(Input::Start);
+        assert_eq!(c.s.phase, Phase::Idle, "a plain start leaves it paused");
+        c.on(Input::Due { due: 1.0 });
+        assert_eq!(c.s.phase, Phase::Idle);
+        c.on(Input::RunNow);
+        assert!(!c.s.paused && c.s.run_now);
+        assert_eq!(c.s.phase, Phase::Waiting);
+    }
+
+    #[test]
+    fn a_missed_run_is_made_up_for_at_the_next_start() {
+        let mut c = Case::new(job("every = \"1s\", catch_up = true"));
+        c.s.missed_since = Some(10.0);
+        let fx = c.on(Input::Start);
+        assert_eq!(kinds(&fx), ["catch_up"]);
+        assert!(c.s.run_now && c.s.missed_since.is_none());
     }
 }

@@ -111,7 +111,12 @@ impl Supervisor {
         let Some(e) = self.entries.get_mut(id) else {
             return;
         };
-        let Some(due) = e.timer.as_ref().filter(|t| t.token == token).map(|t| t.next_run) else {
+        let Some(due) = e
+            .timer
+            .as_ref()
+            .filter(|t| t.token == token)
+            .map(|t| t.next_run)
+        else {
             return;
         };
         let Some(schedule) = e.spec.schedule.clone() else {
@@ -166,7 +171,10 @@ impl Supervisor {
         e.svc.last_run = kept.last_run.clone();
         e.seen_until = kept.seen_until;
         let now = state::now_unix();
-        if let Some(seen) = kept.seen_until.filter(|_| schedule.catch_up && !kept.paused) {
+        if let Some(seen) = kept
+            .seen_until
+            .filter(|_| schedule.catch_up && !kept.paused)
+        {
             if schedule.next_after(seen).is_some_and(|next| next <= now) {
                 e.svc.missed_since = Some(seen);
             }
