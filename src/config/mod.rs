@@ -237,8 +237,8 @@ pub struct Service {
 }
 
 /// `schedule = { ... }`: when a oneshot job runs, and what happens around
-/// its runs. The supervisor's timer follows it (`supervisor::schedule`).
-#[derive(Debug, Clone)]
+/// its runs. The supervisor's timer follows it (`supervisor/actor/schedule.rs`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
     pub when: When,
     /// The zone `cron` is read in; `None`: the machine's local time.
@@ -253,11 +253,14 @@ pub struct Schedule {
 }
 
 /// The two ways to say when a job runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum When {
     /// A cron expression as written (5 fields, or 6 with seconds first),
     /// parsed.
-    Cron { expr: String, cron: croner::Cron },
+    Cron {
+        expr: String,
+        cron: Box<croner::Cron>,
+    },
     /// A fixed interval from the previous time the job came due.
     Every(Duration),
 }

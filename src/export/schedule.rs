@@ -134,7 +134,7 @@ pub fn on_calendar(expr: &str, tz: Option<&str>) -> Result<Vec<String>, String> 
 /// A systemd time span: `30min`, `1h 30min`, `1s`.
 pub fn timespan(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let mut s = d.as_secs();

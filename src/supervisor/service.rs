@@ -234,6 +234,9 @@ pub struct Svc {
     pub queued: bool,
     /// How its last run went.
     pub last_run: Option<crate::status::LastRun>,
+    /// How many runs ended; a start waiter reports a run that failed once
+    /// this moved.
+    pub runs: u64,
     /// Runs were missed while no supervisor ran since this time (Unix
     /// seconds): the next plain `start` runs it once (`catch_up`).
     pub missed_since: Option<f64>,
@@ -265,6 +268,7 @@ impl Svc {
             paused: false,
             queued: false,
             last_run: None,
+            runs: 0,
             missed_since: None,
         }
     }
@@ -648,6 +652,7 @@ impl Svc {
                 },
             ));
         }
+        self.runs += 1;
         self.last_run = Some(crate::status::LastRun {
             started: self.started_at,
             duration_s,

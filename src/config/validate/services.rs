@@ -398,7 +398,7 @@ impl Validator<'_> {
                 match parsed {
                     Ok(cron) => When::Cron {
                         expr: c.get_ref().trim().to_string(),
-                        cron,
+                        cron: Box::new(cron),
                     },
                     Err(e) => {
                         self.error(

@@ -271,6 +271,10 @@ impl Supervisor {
                     if e.spec.setup != spec.setup || e.spec.dir != spec.dir {
                         e.ahead = None;
                     }
+                    // A changed schedule sets its timer again.
+                    if e.spec.schedule != spec.schedule {
+                        e.timer = None;
+                    }
                     e.spec = spec;
                     e.deps = deps;
                     e.tier = svc.tier;
@@ -326,6 +330,12 @@ impl Supervisor {
         self.config_tx.send_replace(Arc::clone(&config));
         self.config = config;
         self.dirty = true;
+        for e in self.entries.values_mut() {
+            e.svc.on_schedule = e.spec.schedule.is_some();
+        }
+        for id in self.order.clone() {
+            self.sync_schedule(&id);
+        }
         // A reload may change what a service shows (its port, its tier).
         for id in self.order.clone() {
             self.publish_service(&id);
