@@ -129,11 +129,11 @@ fn a_scheduled_job_waits_for_its_timer_and_every_surface_shows_it() {
         table.contains("next run") && table.contains("last run ok"),
         "{table}"
     );
-    // The state file keeps it.
-    let saved = s.saved_state().unwrap();
-    assert!(
-        saved["services"]["tick"]["schedule"]["last_run"].is_object(),
-        "{saved}"
+    // The state file keeps it (written once per burst of changes).
+    wait_until(
+        "state.json has the last run",
+        Duration::from_secs(5),
+        || s.saved_state().unwrap()["services"]["tick"]["schedule"]["last_run"].is_object(),
     );
     // The API.
     let token = std::fs::read_to_string(s.file(".fpctl/api-token")).unwrap();
@@ -349,6 +349,10 @@ fn check_fails_for_a_failed_last_run_only_when_the_job_is_critical() {
     );
     s.run(&["check", "vital"]).expect(1);
     s.run(&["check"]).expect(1);
+    // A run asked for that fails makes `start JOB` fail, with its result.
+    let now = s.run(&["start", "flaky"]);
+    assert_eq!(now.code(), 1, "{}", now.all());
+    assert!(now.all().contains("last run failed"), "{}", now.all());
     s.stop_all();
 }
 
@@ -372,7 +376,7 @@ fn validate_refuses_a_schedule_it_cannot_keep() {
         ),
         (
             "[services.a]\noneshot = true\ncommand = \"true\"\nschedule = { cron = \"* * * * *\", timezone = \"Mars/Olympus\" }\n",
-            "services.toml:4:47",
+            "services.toml:4:45",
             "unknown time zone",
         ),
         (
