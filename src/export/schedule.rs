@@ -22,10 +22,7 @@ fn fields(expr: &str) -> Result<[String; 6], String> {
     if parts.len() == 5 {
         parts.insert(0, "0".into());
     }
-    if let Some(odd) = parts
-        .iter()
-        .find(|p| p.contains(['l', 'L', 'w', 'W', '#', '+']))
-    {
+    if let Some(odd) = parts.iter().find(|p| uses_extension(p)) {
         return Err(format!(
             "\"{odd}\" (last, nearest weekday, nth weekday) has no translation"
         ));
@@ -33,6 +30,21 @@ fn fields(expr: &str) -> Result<[String; 6], String> {
     parts
         .try_into()
         .map_err(|_| "a cron expression of 5 or 6 fields".to_string())
+}
+
+/// Whether a cron field uses croner's extensions (`L`, `W`, `#`, `+`)
+/// rather than numbers, names, ranges, steps and lists.
+fn uses_extension(field: &str) -> bool {
+    field.contains(['#', '+'])
+        || field.split([',', '-', '/']).any(|part| {
+            let p = part.to_ascii_lowercase();
+            !p.is_empty()
+                && p != "*"
+                && p != "?"
+                && p.parse::<u32>().is_err()
+                && !MONTHS.contains(&p.as_str())
+                && !DAYS.contains(&p.as_str())
+        })
 }
 
 /// The values of one cron field, each a number, from `min` to `max`;
@@ -214,10 +226,7 @@ pub fn kubernetes_cron(schedule: &Schedule) -> (String, Vec<String>) {
                 }
                 parts[1..].join(" ")
             } else {
-                if parts
-                    .iter()
-                    .any(|p| p.contains(['L', 'l', 'W', 'w', '#', '+']))
-                {
+                if parts.iter().any(|p| uses_extension(p)) {
                     notes.push(format!(
                         "\"{expr}\" uses cron extensions (L, W, #) that Kubernetes does not know"
                     ));
@@ -290,7 +299,9 @@ mod tests {
         for (expr, tz, want) in cases {
             assert_eq!(on_calendar(expr, tz).unwrap(), want, "{expr}");
         }
-        assert!(on_calendar("0 0 L * *", None).is_err());
+        for odd in ["0 0 L * *", "0 0 15W * *", "0 0 * * 5#2", "0 0 * * 5L"] {
+            assert!(on_calendar(odd, None).is_err(), "{odd}");
+        }
     }
 
     #[test]
