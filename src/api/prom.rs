@@ -44,7 +44,11 @@ pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let latency = Family::<Svc, FloatGauge>::default();
     let rss = Family::<Svc, Gauge>::default();
     let cpu = Family::<Svc, FloatGauge>::default();
-    registry.register("up", "1 when online (or completed)", up.clone());
+    registry.register(
+        "up",
+        "1 when online (or completed; a scheduled job as check counts it)",
+        up.clone(),
+    );
     registry.register("state", "1 for the service's current state", state.clone());
     registry.register(
         "restarts",
@@ -71,7 +75,7 @@ pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
             service: st.name.clone(),
             tier: st.tier.clone(),
         };
-        up.get_or_create(&labels).set(i64::from(st.state.is_ok()));
+        up.get_or_create(&labels).set(i64::from(st.is_ok()));
         for s in ServiceState::ALL {
             let l = SvcState {
                 service: st.name.clone(),

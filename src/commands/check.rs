@@ -70,9 +70,10 @@ pub fn check(
                     .iter()
                     .filter(|r| counted.contains(&r.name.as_str()))
             };
-            let all_ok = counted_rows().all(|r| r.state.is_ok());
-            let hopeless = counted_rows()
-                .any(|r| matches!(r.state, ServiceState::Failed | ServiceState::Blocked));
+            let all_ok = counted_rows().all(|r| r.is_ok());
+            let hopeless = counted_rows().any(|r| {
+                matches!(r.state, ServiceState::Failed | ServiceState::Blocked) && !r.is_ok()
+            });
             match deadline {
                 Some(d) if !all_ok && !hopeless && Instant::now() < d => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -85,7 +86,7 @@ pub fn check(
         .services
         .iter()
         .filter(|r| counted.contains(&r.name.as_str()))
-        .all(|r| r.state.is_ok());
+        .all(|r| r.is_ok());
     if json {
         let json = serde_json::to_string(&snapshot).expect("a snapshot serialises");
         println!("{json}");

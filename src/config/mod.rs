@@ -232,6 +232,79 @@ pub struct Service {
     /// Stop a stale, unhealthy copy of this service's own command that
     /// holds its port, instead of refusing to start.
     pub replace_stale: bool,
+    /// When a oneshot runs on its own (`schedule`).
+    pub schedule: Option<Schedule>,
+}
+
+/// `schedule = { ... }`: when a oneshot job runs, and what happens around
+/// its runs. The supervisor's timer follows it (`supervisor/actor/schedule.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    pub when: When,
+    /// The zone `cron` is read in; `None`: the machine's local time.
+    pub timezone: Option<String>,
+    /// Run once as soon as the job is started by a plain `start`.
+    pub run_on_start: bool,
+    pub concurrency: Concurrency,
+    /// One run at start when runs came due while no supervisor ran.
+    pub catch_up: bool,
+    /// A failed last run makes `check` fail.
+    pub critical: bool,
+}
+
+/// The two ways to say when a job runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum When {
+    /// A cron expression as written (5 fields, or 6 with seconds first),
+    /// parsed.
+    Cron {
+        expr: String,
+        cron: Box<croner::Cron>,
+    },
+    /// A fixed interval from the previous time the job came due.
+    Every(Duration),
+}
+
+/// What a run that comes due while the previous one still runs does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// It is skipped (an event says so).
+    Skip,
+    /// It waits for the running one to end; at most one waits.
+    Queue,
+}
+
+impl Schedule {
+    /// The time zone `cron` is read in.
+    pub fn zone(&self) -> jiff::tz::TimeZone {
+        self.timezone
+            .as_deref()
+            .and_then(|name| jiff::tz::TimeZone::get(name).ok())
+            .unwrap_or_else(jiff::tz::TimeZone::system)
+    }
+
+    /// The first time the job comes due after `after` (Unix seconds).
+    /// `every` counts from `after`.
+    pub fn next_after(&self, after: f64) -> Option<f64> {
+        match &self.when {
+            When::Every(d) => Some(after + d.as_secs_f64()),
+            When::Cron { cron, .. } => {
+                let ts = jiff::Timestamp::from_microsecond((after * 1e6) as i64).ok()?;
+                let next = cron
+                    .find_next_occurrence(&ts.to_zoned(self.zone()), false)
+                    .ok()?;
+                Some(next.timestamp().as_microsecond() as f64 / 1e6)
+            }
+        }
+    }
+
+    /// The schedule in words: `every 30m`, `cron "*/15 * * * *"`.
+    pub fn describe(&self) -> String {
+        match &self.when {
+            When::Every(d) => format!("every {}", humantime::format_duration(*d)),
+            When::Cron { expr, .. } => format!("cron \"{expr}\""),
+        }
+    }
 }
 
 /// `[services.X.container]`: the image a container engine runs the service

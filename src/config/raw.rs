@@ -140,6 +140,42 @@ pub struct RawService {
     /// Stop a stale, unhealthy copy of this service holding its port.
     #[serde(default)]
     pub replace_stale: bool,
+    /// Run this oneshot on a schedule: `{ cron = "*/15 * * * *" }` or
+    /// `{ every = "30m" }`.
+    #[schemars(with = "Option<RawSchedule>")]
+    pub schedule: Option<Spanned<RawSchedule>>,
+}
+
+/// `schedule = { ... }` of a oneshot service.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    /// A cron expression (5 fields, or 6 with a leading seconds field).
+    #[schemars(with = "Option<String>")]
+    pub cron: Option<Spanned<String>>,
+    /// A fixed interval, like `"30m"` or `"1h"`.
+    #[schemars(with = "Option<Scalar>")]
+    pub every: Option<Spanned<Scalar>>,
+    /// An IANA time zone for `cron` (default: the machine's local time).
+    #[schemars(with = "Option<String>")]
+    pub timezone: Option<Spanned<String>>,
+    /// Also run once when the supervisor starts the job (default: false).
+    pub run_on_start: Option<bool>,
+    /// What a run that comes due while one still runs does: `skip`
+    /// (default) or `queue` (at most one waiting run).
+    pub concurrency: Option<RawConcurrency>,
+    /// Run once at start when runs were missed while no supervisor ran
+    /// (default: false).
+    pub catch_up: Option<bool>,
+    /// A failed last run makes `fpctl check` fail (default: false).
+    pub critical: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawConcurrency {
+    Skip,
+    Queue,
 }
 
 /// `[services.X.container]`: the image the service runs from. A service with

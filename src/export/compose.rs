@@ -359,6 +359,12 @@ fn notes(plan: &mut Plan, svc: &Service, image: &Image) {
             "max_restarts does not apply: compose's restart: always has no limit",
         );
     }
+    if let Some(schedule) = &svc.schedule {
+        plan.note(
+            &name,
+            format!("it runs on a schedule ({}) under fpctl; compose has no equivalent: here it runs once, at `up`", schedule.describe()),
+        );
+    }
     plan.note_image_setup(svc, image);
     if svc.dir != plan.config.root {
         plan.note_stack(super::DIR_NOTE);

@@ -35,7 +35,9 @@ pub fn export(plan: &mut Plan, images: &[(usize, Image)], base: &Path) -> Vec<Ou
         let svc = plan.svc(i);
         let name = dns_name(mapping::exported_name(svc));
         let mut docs = Vec::new();
-        if svc.oneshot {
+        if svc.schedule.is_some() {
+            docs.push(cron_job(plan, i, images));
+        } else if svc.oneshot {
             docs.push(job(plan, i, images));
         } else {
             docs.push(deployment(plan, i, images, replicas));
@@ -367,6 +369,38 @@ fn job(plan: &mut Plan, i: usize, images: &[(usize, Image)]) -> Value {
             "backoffLimit": retries,
             "template": {"metadata": {"labels": labels(plan, svc)}, "spec": spec},
         },
+    })
+}
+
+/// A scheduled job: a CronJob whose Job is the one a oneshot gets.
+fn cron_job(plan: &mut Plan, i: usize, images: &[(usize, Image)]) -> Value {
+    let mut job = job(plan, i, images);
+    let svc = plan.svc(i);
+    let name = svc.name.clone();
+    let schedule = svc.schedule.clone().expect("a scheduled job");
+    let (cron, notes) = super::schedule::kubernetes_cron(&schedule);
+    for n in notes {
+        plan.note(&name, n);
+    }
+    let mut spec = json!({
+        "schedule": cron,
+        // fpctl never runs two runs of a job at once.
+        "concurrencyPolicy": "Forbid",
+        "jobTemplate": {"spec": job["spec"].take()},
+    });
+    if let Some(tz) = &schedule.timezone {
+        spec["timeZone"] = json!(tz);
+    }
+    if !schedule.catch_up {
+        // A run missed by more than a minute (the controller was down) is
+        // not made up for.
+        spec["startingDeadlineSeconds"] = json!(60);
+    }
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": job["metadata"].take(),
+        "spec": spec,
     })
 }
 

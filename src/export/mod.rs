@@ -9,6 +9,7 @@
 mod compose;
 mod kubernetes;
 mod mapping;
+mod schedule;
 mod systemd;
 
 use std::path::{Path, PathBuf};

@@ -44,11 +44,21 @@ pub fn export(plan: &mut Plan, fpctl: &Path) -> Vec<OutFile> {
     for &i in &plan.services.clone() {
         let text = unit(plan, i, fpctl);
         files.push(OutFile::new(&unit_name(&project, &plan.svc(i).name), text));
+        if let Some(timer) = timer(plan, i) {
+            files.push(OutFile::new(
+                &timer_name(&project, &plan.svc(i).name),
+                timer,
+            ));
+        }
     }
+    // A scheduled job starts by its timer.
     let wants: Vec<String> = plan
         .services
         .iter()
-        .map(|&i| unit_name(&project, &plan.svc(i).name))
+        .map(|&i| match plan.svc(i).schedule {
+            Some(_) => timer_name(&project, &plan.svc(i).name),
+            None => unit_name(&project, &plan.svc(i).name),
+        })
         .collect();
     let title = format!(
         "systemd target of the fpctl stack \"{project}\": systemctl --user start {}",
@@ -95,7 +105,10 @@ fn unit(plan: &mut Plan, i: usize, fpctl: &Path) -> String {
     }
     u.push(String::new());
     u.push("[Service]".into());
-    if svc.oneshot {
+    if svc.schedule.is_some() {
+        // Inactive again once a run ends, so that its timer can start it.
+        u.push("Type=oneshot".into());
+    } else if svc.oneshot {
         u.push("Type=oneshot".into());
         u.push("RemainAfterExit=yes".into());
     } else {
@@ -178,15 +191,56 @@ fn unit(plan: &mut Plan, i: usize, fpctl: &Path) -> String {
     if let Some(m) = svc.max_memory {
         u.push(format!("MemoryMax={m}"));
     }
-    u.push(String::new());
-    u.push("[Install]".into());
-    u.push(format!("WantedBy={}", target_name(project)));
+    if svc.schedule.is_none() {
+        u.push(String::new());
+        u.push("[Install]".into());
+        u.push(format!("WantedBy={}", target_name(project)));
+    }
     notes(plan, svc);
     let title = format!(
         "systemd user unit of service \"{}\" of the fpctl stack \"{project}\"",
         svc.name
     );
     mapping::header(&title, &plan.notes_for(Some(&svc.name))) + &u.join("\n") + "\n"
+}
+
+pub fn timer_name(project: &str, service: &str) -> String {
+    format!("fpctl-{}-{}.timer", unit_part(project), unit_part(service))
+}
+
+/// The timer that runs a scheduled job (none for other services).
+fn timer(plan: &mut Plan, i: usize) -> Option<String> {
+    let svc = plan.svc(i);
+    let schedule = svc.schedule.as_ref()?;
+    let project = plan.config.project.name.clone();
+    let name = svc.name.clone();
+    let (lines, notes) = super::schedule::timer_lines(schedule);
+    let mut u = vec![
+        "[Unit]".to_string(),
+        format!(
+            "Description=fpctl {project}: {name} on its schedule ({})",
+            escape(&schedule.describe())
+        ),
+        format!("PartOf={}", target_name(&project)),
+        String::new(),
+        "[Timer]".into(),
+    ];
+    u.extend(lines.iter().map(|l| escape(l)));
+    u.push(format!("Unit={}", unit_name(&project, &name)));
+    u.push(String::new());
+    u.push("[Install]".into());
+    u.push(format!("WantedBy={}", target_name(&project)));
+    let title =
+        format!("systemd timer of the scheduled job \"{name}\" of the fpctl stack \"{project}\"");
+    let notes: Vec<mapping::Note> = notes
+        .into_iter()
+        .map(|text| mapping::Note {
+            service: Some(name.clone()),
+            text,
+        })
+        .collect();
+    let refs: Vec<&mapping::Note> = notes.iter().collect();
+    Some(mapping::header(&title, &refs) + &u.join("\n") + "\n")
 }
 
 /// Setup as shell command lines, run before every start.

@@ -153,6 +153,7 @@ pub fn paint_state(state: crate::status::ServiceState) -> colored::ColoredString
         S::Degraded | S::Starting => s.yellow().bold(),
         S::Offline | S::Failed => s.red().bold(),
         S::Blocked => s.magenta().bold(),
+        S::Scheduled | S::Running => s.cyan().bold(),
         S::Stopped => s.dimmed(),
     }
 }

@@ -21,10 +21,68 @@ impl ServiceStatus {
     /// The words of the detail column: why it failed or is blocked, else
     /// what it is doing or its last probe's answer.
     pub fn describe(&self) -> Option<String> {
-        match (&self.reason, &self.activity) {
+        let own = match (&self.reason, &self.activity) {
             (Some(r), _) => Some(r.to_string()),
             (None, Some(a)) => Some(a.to_string()),
             (None, None) => None,
+        };
+        match &self.schedule {
+            None => own,
+            Some(s) => {
+                let words = s.to_string();
+                Some(match own.filter(|o| !o.is_empty()) {
+                    Some(o) if !words.is_empty() => format!("{o}; {words}"),
+                    Some(o) => o,
+                    None => words,
+                })
+                .filter(|w| !w.is_empty())
+            }
+        }
+    }
+}
+
+/// A Unix time as the local clock shows it, `14:05:07`.
+pub fn clock(ts: f64) -> String {
+    match jiff::Timestamp::from_microsecond((ts * 1e6) as i64) {
+        Ok(t) => t
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%H:%M:%S")
+            .to_string(),
+        Err(_) => "?".into(),
+    }
+}
+
+impl Display for crate::status::ScheduleStatus {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if self.paused {
+            parts.push("paused until `start`".to_string());
+        } else if let Some(next) = self.next_run {
+            parts.push(format!("next run {}", clock(next)));
+        }
+        if self.queued {
+            parts.push("a run waits".into());
+        }
+        if let Some(last) = &self.last_run {
+            parts.push(last.to_string());
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
+impl Display for crate::status::LastRun {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let took = duration_short(Duration::from_secs_f64(self.duration_s.max(0.0)));
+        let at = self.started.map(clock).unwrap_or_else(|| "start".into());
+        if self.success {
+            write!(f, "last run ok at {at} ({took})")
+        } else {
+            write!(f, "last run failed at {at} ({took})")?;
+            match (&self.reason, &self.exit) {
+                (Some(r), _) => write!(f, ": {r}"),
+                (None, Some(e)) => write!(f, ": {e}"),
+                (None, None) => Ok(()),
+            }
         }
     }
 }
@@ -379,6 +437,14 @@ impl Display for EventData {
             EventData::Watch { path } => write!(f, "{} changed: restarting", path.display()),
             EventData::Probe { answer } => f.write_str(answer),
             EventData::Reload { change } => change.fmt(f),
+            EventData::Overlap { due } => {
+                write!(f, "run due at {} while the last one runs", clock(*due))
+            }
+            EventData::Schedule { resumed: true } => f.write_str("schedule resumed"),
+            EventData::Schedule { resumed: false } => f.write_str(""),
+            EventData::CatchUp { last_due } => {
+                write!(f, "runs were missed since {}", clock(*last_due))
+            }
         }
     }
 }

@@ -45,6 +45,16 @@ pub enum EventKind {
     Reload,
     /// Restarted because a watched file changed.
     Watch,
+    /// A scheduled run came due while the previous one ran, and was skipped.
+    Skipped,
+    /// A scheduled run came due while the previous one ran, and waits.
+    Queued,
+    /// `start JOB`: a scheduled job runs now (and its schedule resumes).
+    RunNow,
+    /// `stop JOB`: a scheduled job's schedule is paused.
+    Paused,
+    /// Runs came due while no supervisor ran: one runs now (`catch_up`).
+    CatchUp,
     /// Written by a newer fpctl.
     #[serde(other)]
     Other,
@@ -68,6 +78,11 @@ impl EventKind {
             EventKind::Memory => "memory",
             EventKind::Reload => "reload",
             EventKind::Watch => "watch",
+            EventKind::Skipped => "skipped",
+            EventKind::Queued => "queued",
+            EventKind::RunNow => "run_now",
+            EventKind::Paused => "paused",
+            EventKind::CatchUp => "catch_up",
             EventKind::Other => "other",
         }
     }
@@ -113,6 +128,12 @@ pub enum EventData {
     Probe { answer: String },
     /// reload: what changed.
     Reload { change: crate::control::Change },
+    /// skipped, queued: the time the run came due (Unix seconds).
+    Overlap { due: f64 },
+    /// run_now (`resumed`: the schedule was paused), paused.
+    Schedule { resumed: bool },
+    /// catch_up: when the job last came due before (Unix seconds).
+    CatchUp { last_due: f64 },
 }
 
 impl EventData {

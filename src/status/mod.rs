@@ -34,10 +34,14 @@ pub enum ServiceState {
     Blocked,
     Stopped,
     Completed,
+    /// A scheduled job between runs.
+    Scheduled,
+    /// A scheduled job while a run goes.
+    Running,
 }
 
 impl ServiceState {
-    pub const ALL: [ServiceState; 8] = [
+    pub const ALL: [ServiceState; 10] = [
         ServiceState::Online,
         ServiceState::Degraded,
         ServiceState::Offline,
@@ -46,6 +50,8 @@ impl ServiceState {
         ServiceState::Blocked,
         ServiceState::Stopped,
         ServiceState::Completed,
+        ServiceState::Scheduled,
+        ServiceState::Running,
     ];
 
     /// The state's name, as in JSON.
@@ -59,12 +65,21 @@ impl ServiceState {
             ServiceState::Blocked => "blocked",
             ServiceState::Stopped => "stopped",
             ServiceState::Completed => "completed",
+            ServiceState::Scheduled => "scheduled",
+            ServiceState::Running => "running",
         }
     }
 
-    /// Counts as success for exit codes.
+    /// Counts as success for exit codes (a scheduled job's status says
+    /// more: see [`ServiceStatus::is_ok`]).
     pub fn is_ok(self) -> bool {
-        matches!(self, ServiceState::Online | ServiceState::Completed)
+        matches!(
+            self,
+            ServiceState::Online
+                | ServiceState::Completed
+                | ServiceState::Scheduled
+                | ServiceState::Running
+        )
     }
 }
 
@@ -132,6 +147,62 @@ pub struct ServiceStatus {
     /// image, and the engine's id while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerRef>,
+    /// Its schedule (scheduled jobs only): the next run, the last one, and
+    /// whether `stop` paused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleStatus>,
+}
+
+/// A scheduled job between and during its runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ScheduleStatus {
+    /// When it runs, in words: `every 30m`, `cron "*/15 * * * *"`.
+    pub when: String,
+    /// Unix time of its next run (none while paused or stopped).
+    #[serde(default)]
+    pub next_run: Option<f64>,
+    /// `fpctl stop JOB` paused it until the next `fpctl start JOB`.
+    #[serde(default)]
+    pub paused: bool,
+    /// A run came due while one ran and waits (`concurrency = "queue"`).
+    #[serde(default)]
+    pub queued: bool,
+    /// A failed last run makes `check` fail.
+    #[serde(default)]
+    pub critical: bool,
+    /// Unix time up to which a supervisor kept the schedule: the time the
+    /// job last came due (run, skipped or queued), or the time its timer
+    /// was set. A `catch_up` after a supervisor restart counts missed runs
+    /// from here.
+    #[serde(default)]
+    pub seen_until: Option<f64>,
+    /// The last run that ended.
+    #[serde(default)]
+    pub last_run: Option<LastRun>,
+}
+
+/// How a scheduled job's last run went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LastRun {
+    /// Unix time its process started (none: it failed before one did).
+    #[serde(default)]
+    pub started: Option<f64>,
+    /// Seconds it took (0.1 s).
+    pub duration_s: f64,
+    pub success: bool,
+    /// How its process ended (none: it never ran, or ended unseen).
+    #[serde(default)]
+    pub exit: Option<crate::process::Exit>,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<FailReason>,
+}
+
+impl ScheduleStatus {
+    /// The last run failed and the job is `critical`.
+    pub fn critical_failure(&self) -> bool {
+        self.critical && self.last_run.as_ref().is_some_and(|r| !r.success)
+    }
 }
 
 impl ServiceStatus {
@@ -157,6 +228,17 @@ impl ServiceStatus {
             restarts_total: 0,
             activity: None,
             container: None,
+            schedule: None,
+        }
+    }
+
+    /// Counts as success for `check`'s exit code: a scheduled job by its
+    /// last run, and that only when it is `critical`; any other service by
+    /// its state.
+    pub fn is_ok(&self) -> bool {
+        match &self.schedule {
+            Some(s) => !s.critical_failure(),
+            None => self.state.is_ok(),
         }
     }
 }
@@ -184,6 +266,10 @@ pub struct Summary {
     pub blocked: usize,
     pub stopped: usize,
     pub completed: usize,
+    #[serde(default)]
+    pub scheduled: usize,
+    #[serde(default)]
+    pub running: usize,
 }
 
 impl Summary {
@@ -205,6 +291,8 @@ impl Summary {
             ServiceState::Blocked => self.blocked,
             ServiceState::Stopped => self.stopped,
             ServiceState::Completed => self.completed,
+            ServiceState::Scheduled => self.scheduled,
+            ServiceState::Running => self.running,
         }
     }
 
@@ -218,6 +306,8 @@ impl Summary {
             ServiceState::Blocked => &mut self.blocked,
             ServiceState::Stopped => &mut self.stopped,
             ServiceState::Completed => &mut self.completed,
+            ServiceState::Scheduled => &mut self.scheduled,
+            ServiceState::Running => &mut self.running,
         }
     }
 }

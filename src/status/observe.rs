@@ -84,8 +84,16 @@ pub fn observe(
         st.cpu_percent = live.cpu_percent;
         st.restarts_total = live.restarts_total;
         st.container = live.container.clone();
+        st.schedule = live.schedule.clone();
         st.state = match (live.state, verdict) {
-            (ServiceState::Failed | ServiceState::Blocked | ServiceState::Completed, _) => {
+            (
+                ServiceState::Failed
+                | ServiceState::Blocked
+                | ServiceState::Completed
+                | ServiceState::Scheduled
+                | ServiceState::Running,
+                _,
+            ) => {
                 st.activity = live.activity.clone();
                 st.detail = live.detail.clone();
                 st.reason = live.reason.clone();
@@ -112,6 +120,14 @@ pub fn observe(
         };
         return st;
     }
+    // What the last supervisor kept of a schedule; no timer runs now.
+    st.schedule = recorded
+        .and_then(|r| r.status.schedule.clone())
+        .map(|mut s| {
+            s.next_run = None;
+            s.queued = false;
+            s
+        });
     let alive = recorded.filter(|r| r.alive);
     if let Some(rec) = alive {
         st.pid = rec.status.pid;

@@ -100,6 +100,8 @@ fn differences(a: &Service, b: &Service) -> Vec<String> {
     );
     check(a.start_timeout != b.start_timeout, "start_timeout");
     check(a.oneshot != b.oneshot, "oneshot");
+    // Gaining or losing a schedule changes how the job starts.
+    check(a.schedule.is_some() != b.schedule.is_some(), "schedule");
     check(a.max_memory != b.max_memory, "max_memory");
     check(a.log_rotation != b.log_rotation, "log_max_size");
     check(a.log_timestamps != b.log_timestamps, "log_timestamps");
@@ -137,6 +139,10 @@ fn live_differences(old: &Config, a: &Service, new: &Config, b: &Service) -> Vec
     check(a.profiles != b.profiles, "profiles");
     check(a.disabled != b.disabled, "disabled");
     check(a.replace_stale != b.replace_stale, "replace_stale");
+    check(
+        a.schedule.is_some() && b.schedule.is_some() && a.schedule != b.schedule,
+        "schedule",
+    );
     check(a.container != b.container, "container");
     out
 }

@@ -88,6 +88,9 @@ pub enum Phase {
     Completed,
     /// Healthy on its port though fpctl did not start it.
     External,
+    /// A scheduled job between runs: the dispatcher's timer says when the
+    /// next one is due.
+    Scheduled,
 }
 
 /// What a running service's probes say.
@@ -165,6 +168,19 @@ pub enum Input {
     RestartDue {
         gen: u64,
     },
+    /// `start JOB` naming a scheduled job: run it now, and resume its
+    /// schedule if `stop` paused it.
+    RunNow,
+    /// `stop JOB` naming a scheduled job: no runs until `start JOB` (a
+    /// `Stop` follows, for a run in progress).
+    Pause,
+    /// The schedule's timer: a run came due at `due` (Unix seconds).
+    Due {
+        due: f64,
+    },
+    /// The dispatcher found a scheduled job's dependencies ready, and no
+    /// run asked for: it waits for its timer.
+    Schedule,
 }
 
 /// What the dispatcher must do.
@@ -207,6 +223,23 @@ pub struct Svc {
     pub latency_ms: Option<f64>,
     /// How many stops completed; a stop waiter is done once this moved.
     pub stops: u64,
+    /// Runs on a schedule (its spec has one).
+    pub on_schedule: bool,
+    /// A scheduled job's next launch is a run asked for (`start JOB`, a
+    /// timer, `run_on_start`, `catch_up`), not only its scheduling.
+    pub run_now: bool,
+    /// `stop JOB` paused its schedule.
+    pub paused: bool,
+    /// A run came due during a run and waits (`concurrency = "queue"`).
+    pub queued: bool,
+    /// How its last run went.
+    pub last_run: Option<crate::status::LastRun>,
+    /// How many runs ended; a start waiter reports a run that failed once
+    /// this moved.
+    pub runs: u64,
+    /// Runs were missed while no supervisor ran since this time (Unix
+    /// seconds): the next plain `start` runs it once (`catch_up`).
+    pub missed_since: Option<f64>,
 }
 
 impl Default for Svc {
@@ -230,12 +263,23 @@ impl Svc {
             activity: None,
             latency_ms: None,
             stops: 0,
+            on_schedule: false,
+            run_now: false,
+            paused: false,
+            queued: false,
+            last_run: None,
+            runs: 0,
+            missed_since: None,
         }
     }
 
     /// The state users see.
     pub fn public(&self) -> ServiceState {
         match &self.phase {
+            Phase::Preparing | Phase::Starting | Phase::Running { .. } if self.on_schedule => {
+                ServiceState::Running
+            }
+            Phase::Scheduled => ServiceState::Scheduled,
             Phase::Idle | Phase::Stopping => ServiceState::Stopped,
             Phase::Waiting | Phase::Preparing | Phase::Starting => ServiceState::Starting,
             Phase::Running { health, .. } => health.state(),
@@ -247,16 +291,19 @@ impl Svc {
         }
     }
 
-    /// Ready for dependents to start.
+    /// Ready for dependents to start (a scheduled job: once it waits for
+    /// its timer, or `stop` paused it).
     pub fn ready(&self) -> bool {
-        matches!(
-            self.phase,
-            Phase::Running {
-                health: Health::Online,
-                ..
-            } | Phase::External
-                | Phase::Completed
-        )
+        (self.on_schedule && self.paused && self.phase == Phase::Idle)
+            || matches!(
+                self.phase,
+                Phase::Running {
+                    health: Health::Online,
+                    ..
+                } | Phase::External
+                    | Phase::Completed
+                    | Phase::Scheduled
+            )
     }
 
     /// Gave up, so dependents cannot start.
@@ -295,6 +342,7 @@ impl Svc {
                 Phase::Running { .. }
                     | Phase::External
                     | Phase::Completed
+                    | Phase::Scheduled
                     | Phase::Failed(_)
                     | Phase::Blocked(_)
                     | Phase::Idle
@@ -318,7 +366,7 @@ impl Svc {
             Phase::Preparing => Some(Activity::Preparing),
             Phase::Starting => self.pid.map(|pid| Activity::Launched { pid }),
             Phase::Stopping => Some(Activity::Stopping),
-            Phase::Idle | Phase::Failed(_) | Phase::Blocked(_) => None,
+            Phase::Idle | Phase::Failed(_) | Phase::Blocked(_) | Phase::Scheduled => None,
             _ => self.activity.clone(),
         }
     }
@@ -334,13 +382,26 @@ impl Svc {
     /// Apply `input`; return what the dispatcher must do.
     pub fn handle(&mut self, spec: &Service, input: Input, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
+        self.on_schedule = spec.schedule.is_some();
         match input {
+            // A paused schedule resumes only by `start JOB` (`RunNow`).
+            Input::Start if self.paused && self.phase == Phase::Idle => {}
             Input::Start => match self.phase {
                 Phase::Idle | Phase::Failed(_) | Phase::Blocked(_) => {
                     self.phase = Phase::Waiting;
                     self.goal = Goal::Run;
                     self.streak = 0;
                     self.activity = None;
+                    if let Some(schedule) = &spec.schedule {
+                        self.run_now = schedule.run_on_start;
+                        if let Some(last_due) = self.missed_since.take() {
+                            self.run_now = true;
+                            fx.push(Effect::Record(
+                                EventKind::CatchUp,
+                                EventData::CatchUp { last_due },
+                            ));
+                        }
+                    }
                 }
                 // A stop in progress is overridden: start again once down.
                 Phase::Stopping => self.goal = Goal::Restart,
@@ -357,8 +418,77 @@ impl Svc {
                     self.activity = None;
                 }
             }
+            Input::RunNow => {
+                let resumed = std::mem::take(&mut self.paused);
+                fx.push(Effect::Record(
+                    EventKind::RunNow,
+                    EventData::Schedule { resumed },
+                ));
+                match self.phase {
+                    Phase::Idle
+                    | Phase::Failed(_)
+                    | Phase::Blocked(_)
+                    | Phase::Scheduled
+                    | Phase::Completed => {
+                        self.phase = Phase::Waiting;
+                        self.goal = Goal::Run;
+                        self.streak = 0;
+                        self.activity = None;
+                        self.run_now = true;
+                    }
+                    Phase::Waiting => self.run_now = true,
+                    Phase::Stopping => {
+                        self.goal = Goal::Restart;
+                        self.run_now = true;
+                    }
+                    _ if self.goal == Goal::Stop => self.goal = Goal::Run,
+                    // A run is on: it is the run asked for.
+                    _ => {}
+                }
+            }
+            Input::Pause => {
+                if !self.paused {
+                    self.paused = true;
+                    fx.push(Effect::Record(
+                        EventKind::Paused,
+                        EventData::Schedule { resumed: false },
+                    ));
+                }
+                self.queued = false;
+                self.run_now = false;
+            }
+            Input::Due { due } => match self.phase {
+                _ if self.paused || self.goal != Goal::Run => {}
+                Phase::Scheduled => {
+                    self.phase = Phase::Waiting;
+                    self.run_now = true;
+                    self.activity = None;
+                }
+                Phase::Waiting if !self.run_now => self.run_now = true,
+                Phase::Waiting | Phase::Preparing | Phase::Starting | Phase::Running { .. } => {
+                    let queue = spec
+                        .schedule
+                        .as_ref()
+                        .is_some_and(|s| s.concurrency == crate::config::Concurrency::Queue);
+                    let kind = if queue && !self.queued {
+                        self.queued = true;
+                        EventKind::Queued
+                    } else {
+                        EventKind::Skipped
+                    };
+                    fx.push(Effect::Record(kind, EventData::Overlap { due }));
+                }
+                _ => {}
+            },
+            Input::Schedule => {
+                if self.phase == Phase::Waiting {
+                    self.phase = Phase::Scheduled;
+                    self.activity = None;
+                }
+            }
             Input::Stop => match self.phase {
                 Phase::Waiting
+                | Phase::Scheduled
                 | Phase::Blocked(_)
                 | Phase::Failed(_)
                 | Phase::External
@@ -378,6 +508,7 @@ impl Svc {
                     return fx;
                 }
                 self.gen = gen;
+                self.run_now = false;
                 self.phase = Phase::Preparing;
                 self.activity = Some(Activity::Preparing);
                 self.started = Some(now);
@@ -430,7 +561,12 @@ impl Svc {
                     self.phase,
                     Phase::Waiting | Phase::Preparing | Phase::Starting
                 ) {
-                    self.fail(FailReason::prepare(reason), &mut fx);
+                    let reason = FailReason::prepare(reason);
+                    if self.on_schedule && self.goal == Goal::Run {
+                        self.run_over(None, Some(reason), now, &mut fx);
+                    } else {
+                        self.fail(reason, &mut fx);
+                    }
                 }
             }
             Input::Spawned { pid, ticks, at } => {
@@ -491,6 +627,49 @@ impl Svc {
             },
         ));
         self.phase = Phase::Failed(reason);
+    }
+
+    /// A scheduled job's run is over (`failed`: why it failed): it is
+    /// recorded as the last run, and the job waits for its next one, or
+    /// runs again at once for a run that waited.
+    fn run_over(
+        &mut self,
+        exit: Option<Exit>,
+        failed: Option<FailReason>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let duration_s = self
+            .started
+            .map(|t| crate::status::tenth(now.saturating_duration_since(t).as_secs_f64()))
+            .unwrap_or(0.0);
+        if let Some(reason) = &failed {
+            fx.push(Effect::Note(Note::Failed(reason.clone())));
+            fx.push(Effect::Record(
+                EventKind::Failed,
+                EventData::Failed {
+                    reason: reason.clone(),
+                },
+            ));
+        }
+        self.runs += 1;
+        self.last_run = Some(crate::status::LastRun {
+            started: self.started_at,
+            duration_s,
+            success: failed.is_none(),
+            exit,
+            reason: failed,
+        });
+        self.pid = None;
+        self.ticks = None;
+        self.started_at = None;
+        self.latency_ms = None;
+        if std::mem::take(&mut self.queued) {
+            self.phase = Phase::Waiting;
+            self.run_now = true;
+        } else {
+            self.phase = Phase::Scheduled;
+        }
     }
 
     fn recycle(&mut self, reason: Cause, fx: &mut Vec<Effect>) {
@@ -590,6 +769,19 @@ impl Svc {
                 // Went down by itself while a stop was waiting for dependents.
                 self.phase = Phase::Stopping;
                 self.finish_stop(fx);
+            }
+            Phase::Starting | Phase::Running { .. } if self.on_schedule => {
+                let exit = exit.unwrap_or(Exit::Unknown);
+                self.activity = None;
+                if exit.success() {
+                    fx.push(Effect::Record(
+                        EventKind::Completed,
+                        EventData::Completed { exit },
+                    ));
+                    self.run_over(Some(exit), None, now, fx);
+                } else {
+                    self.run_over(Some(exit), Some(FailReason::Oneshot { exit }), now, fx);
+                }
             }
             Phase::Starting | Phase::Running { .. } if spec.oneshot => {
                 let exit = exit.unwrap_or(Exit::Unknown);
@@ -1213,5 +1405,88 @@ mod tests {
         assert_eq!(backoff(1), BACKOFF_BASE);
         assert_eq!(backoff(3), BACKOFF_BASE * 4);
         assert_eq!(backoff(40), BACKOFF_CAP);
+    }
+
+    fn job(schedule: &str) -> Service {
+        spec_from(&format!("oneshot = true\nschedule = {{ {schedule} }}"))
+    }
+
+    #[test]
+    fn a_started_job_is_scheduled_not_run_unless_run_on_start() {
+        let mut c = Case::new(job("every = \"1m\""));
+        c.on(Input::Start);
+        assert!(!c.s.run_now);
+        c.on(Input::Schedule);
+        assert_eq!(c.s.public(), ServiceState::Scheduled);
+        assert!(c.s.ready() && c.s.settled_up());
+
+        let mut c = Case::new(job("every = \"1m\", run_on_start = true"));
+        c.on(Input::Start);
+        assert!(c.s.run_now, "run_on_start asks for a run");
+    }
+
+    #[test]
+    fn a_due_job_runs_and_its_result_becomes_the_last_run() {
+        let mut c = Case::in_phase(job("every = \"1m\""), Phase::Scheduled);
+        c.on(Input::Due { due: 100.0 });
+        assert_eq!(c.s.phase, Phase::Waiting);
+        assert!(c.s.run_now);
+        c.on(Input::Launch { gen: 1 });
+        c.spawn(4);
+        assert_eq!(c.s.public(), ServiceState::Running);
+        let fx = c.ended(Some(4), Some(Exit::Code(3)));
+        assert!(kinds(&fx).contains(&"failed"), "{fx:?}");
+        assert_eq!(
+            c.s.phase,
+            Phase::Scheduled,
+            "a failed run keeps the schedule"
+        );
+        let last = c.s.last_run.clone().expect("a last run");
+        assert!(!last.success);
+        assert_eq!(last.exit, Some(Exit::Code(3)));
+    }
+
+    #[test]
+    fn a_run_due_during_a_run_is_skipped_or_queued() {
+        let mut c = Case::spawned(job("every = \"1s\""), 4);
+        let fx = c.on(Input::Due { due: 1.0 });
+        assert_eq!(kinds(&fx), ["skipped"]);
+        assert!(!c.s.queued);
+
+        let mut c = Case::spawned(job("every = \"1s\", concurrency = \"queue\""), 4);
+        assert_eq!(kinds(&c.on(Input::Due { due: 1.0 })), ["queued"]);
+        assert_eq!(
+            kinds(&c.on(Input::Due { due: 2.0 })),
+            ["skipped"],
+            "one waits at most"
+        );
+        c.ended(Some(4), Some(Exit::Code(0)));
+        assert_eq!(c.s.phase, Phase::Waiting, "the queued run goes at once");
+        assert!(c.s.run_now && !c.s.queued);
+    }
+
+    #[test]
+    fn pause_holds_a_job_until_run_now() {
+        let mut c = Case::in_phase(job("every = \"1s\""), Phase::Scheduled);
+        assert_eq!(kinds(&c.on(Input::Pause)), ["paused"]);
+        c.on(Input::Stop);
+        assert_eq!(c.s.phase, Phase::Idle);
+        assert!(c.s.ready(), "a paused job does not block dependents");
+        c.on(Input::Start);
+        assert_eq!(c.s.phase, Phase::Idle, "a plain start leaves it paused");
+        c.on(Input::Due { due: 1.0 });
+        assert_eq!(c.s.phase, Phase::Idle);
+        c.on(Input::RunNow);
+        assert!(!c.s.paused && c.s.run_now);
+        assert_eq!(c.s.phase, Phase::Waiting);
+    }
+
+    #[test]
+    fn a_missed_run_is_made_up_for_at_the_next_start() {
+        let mut c = Case::new(job("every = \"1s\", catch_up = true"));
+        c.s.missed_since = Some(10.0);
+        let fx = c.on(Input::Start);
+        assert_eq!(kinds(&fx), ["catch_up"]);
+        assert!(c.s.run_now && c.s.missed_since.is_none());
     }
 }

@@ -84,7 +84,7 @@ fn all_ok(config: &Config, snapshot: &Snapshot) -> bool {
         .services
         .iter()
         .filter(|s| counted.contains(&s.name.as_str()) || s.group.is_some())
-        .all(|s| s.state.is_ok())
+        .all(|s| s.is_ok())
 }
 
 /// `--once`: the table, and exit 0 only when everything is online.

@@ -62,6 +62,7 @@ pub fn state_color(state: ServiceState) -> Color {
         ServiceState::Degraded | ServiceState::Starting => Color::Yellow,
         ServiceState::Offline | ServiceState::Failed => Color::Red,
         ServiceState::Blocked => Color::Magenta,
+        ServiceState::Scheduled | ServiceState::Running => Color::Cyan,
         ServiceState::Stopped => Color::Gray,
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use serde_json::Value;
 
-const STATES: [&str; 8] = [
+const STATES: [&str; 10] = [
     "online",
     "degraded",
     "offline",
@@ -19,6 +19,8 @@ const STATES: [&str; 8] = [
     "blocked",
     "stopped",
     "completed",
+    "scheduled",
+    "running",
 ];
 
 /// Four services in two titled tiers, started by the test by hand (no

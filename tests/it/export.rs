@@ -867,3 +867,114 @@ container = {{ image = "python:3-slim" }}
         r.all()
     );
 }
+
+#[test]
+fn scheduled_jobs_export_to_timers_and_cronjobs_that_pass_the_validators() {
+    let stack = Stack::new(
+        r#"
+[project]
+name = "jobs"
+
+[services.backup]
+oneshot = true
+command = "sh -c 'echo backup'"
+container = { image = "busybox:1.36" }
+schedule = { cron = "30 2 1 * mon-fri", timezone = "Europe/Berlin", catch_up = true }
+
+[services.sweep]
+oneshot = true
+command = "true"
+container = { image = "busybox:1.36" }
+schedule = { every = "45m", concurrency = "queue" }
+
+[services.tick]
+oneshot = true
+command = "true"
+container = { image = "busybox:1.36" }
+schedule = { cron = "*/10 * * * * *", run_on_start = true }
+"#,
+    );
+    let out = stack.file("deploy");
+    let o = |t: &str| out.join(t).to_str().unwrap().to_string();
+    for target in TARGETS {
+        let dest = if target == "compose" {
+            o("compose/compose.yaml")
+        } else {
+            o(target)
+        };
+        let r = export(&stack, &[target, "-o", &dest]);
+        assert_eq!(r.code(), 0, "{}", r.all());
+    }
+    validate_kubernetes(&out.join("kubernetes"));
+    validate_systemd(&out.join("systemd"));
+    validate_compose(&out.join("compose/compose.yaml"));
+
+    // systemd: a timer per job, wanted by the target in the job's place.
+    let units = files(&out.join("systemd"));
+    let timer = unit_settings(&units["fpctl-jobs-backup.timer"]);
+    let values = |key: &str| -> Vec<String> {
+        timer
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    // Cron runs on the 1st or on a weekday: two calendars, in the zone.
+    assert_eq!(
+        values("OnCalendar"),
+        [
+            "*-*-01 02:30:00 Europe/Berlin",
+            "Mon,Tue,Wed,Thu,Fri *-*-* 02:30:00 Europe/Berlin"
+        ]
+    );
+    assert_eq!(values("Persistent"), ["true"]);
+    assert_eq!(values("Unit"), ["fpctl-jobs-backup.service"]);
+    let sweep = unit_settings(&units["fpctl-jobs-sweep.timer"]);
+    assert!(
+        sweep.contains(&("OnUnitActiveSec".into(), "45min".into())),
+        "{sweep:?}"
+    );
+    assert!(units["fpctl-jobs-sweep.timer"].contains("concurrency = \"queue\""));
+    let tick = unit_settings(&units["fpctl-jobs-tick.timer"]);
+    assert!(
+        tick.contains(&("OnCalendar".into(), "*-*-* *:*:00/10".into())),
+        "{tick:?}"
+    );
+    assert!(
+        tick.contains(&("OnActiveSec".into(), "0".into())),
+        "{tick:?}"
+    );
+    let target = unit_settings(&units["fpctl-jobs.target"]);
+    let wants = &target.iter().find(|(k, _)| k == "Wants").unwrap().1;
+    assert!(wants.contains("fpctl-jobs-backup.timer") && !wants.contains("backup.service"));
+    // The job's own unit goes inactive after a run, so the timer can start it again.
+    let service = unit_settings(&units["fpctl-jobs-backup.service"]);
+    assert!(
+        !service.iter().any(|(k, _)| k == "RemainAfterExit"),
+        "{service:?}"
+    );
+
+    // Kubernetes: CronJobs.
+    let k8s = files(&out.join("kubernetes"));
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(k8s["backup.yaml"].split("\n---\n").next().unwrap()).unwrap();
+    assert_eq!(doc["kind"], "CronJob");
+    assert_eq!(doc["spec"]["schedule"], "30 2 1 * mon-fri");
+    assert_eq!(doc["spec"]["timeZone"], "Europe/Berlin");
+    assert_eq!(doc["spec"]["concurrencyPolicy"], "Forbid");
+    let sweep: serde_yaml_ng::Value = serde_yaml_ng::from_str(&k8s["sweep.yaml"]).unwrap();
+    // 45 minutes has no even cron form: the nearest, with a note.
+    assert_eq!(sweep["spec"]["schedule"], "*/30 * * * *");
+    assert!(
+        k8s["sweep.yaml"].contains("every 45m has no cron form"),
+        "{}",
+        k8s["sweep.yaml"]
+    );
+    let tick: serde_yaml_ng::Value = serde_yaml_ng::from_str(&k8s["tick.yaml"]).unwrap();
+    assert_eq!(tick["spec"]["schedule"], "* * * * *");
+    assert!(k8s["tick.yaml"].contains("Kubernetes schedules by the minute"));
+
+    // Compose: the job runs once, and a comment says it has no schedule.
+    let compose = std::fs::read_to_string(out.join("compose/compose.yaml")).unwrap();
+    assert!(compose.contains("compose has no equivalent"), "{compose}");
+}

@@ -30,6 +30,7 @@ mod reliability;
 mod reload;
 mod replace;
 mod replicas;
+mod schedule;
 mod security;
 mod setup_hooks;
 mod smoke;

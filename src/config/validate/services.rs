@@ -331,7 +331,12 @@ impl Validator<'_> {
             &name,
             defaults::WATCH_DEBOUNCE,
         );
+        let schedule = svc
+            .schedule
+            .as_ref()
+            .and_then(|raw| self.schedule(raw, &name, svc.oneshot));
         let service = Service {
+            schedule,
             group: me.group.clone(),
             watch,
             watch_debounce,
@@ -365,6 +370,99 @@ impl Validator<'_> {
             log_timestamps: svc.log_timestamps.unwrap_or(self.project_timestamps),
         };
         (service, dep_spans)
+    }
+
+    /// `schedule = { ... }`: on a oneshot only; one of `cron` and `every`.
+    pub(super) fn schedule(
+        &mut self,
+        raw: &Spanned<crate::config::raw::RawSchedule>,
+        name: &str,
+        oneshot: bool,
+    ) -> Option<crate::config::Schedule> {
+        use crate::config::{Concurrency, Schedule, When};
+        let r = raw.get_ref();
+        if !oneshot {
+            self.error(
+                raw.span(),
+                format!("schedule of service \"{name}\" needs oneshot = true: only a job that exits runs on a schedule"),
+            );
+            return None;
+        }
+        let when = match (&r.cron, &r.every) {
+            (Some(c), None) => {
+                let parsed = croner::parser::CronParser::builder()
+                    .seconds(croner::parser::Seconds::Optional)
+                    .year(croner::parser::Year::Disallowed)
+                    .build()
+                    .parse(c.get_ref().trim());
+                match parsed {
+                    Ok(cron) => When::Cron {
+                        expr: c.get_ref().trim().to_string(),
+                        cron: Box::new(cron),
+                    },
+                    Err(e) => {
+                        self.error(
+                            c.span(),
+                            format!("invalid cron expression {:?} of service \"{name}\": {e} (write 5 fields, \"MIN HOUR DAY MONTH WEEKDAY\", or 6 with seconds first)", c.get_ref()),
+                        );
+                        return None;
+                    }
+                }
+            }
+            (None, Some(e)) => When::Every(self.duration(
+                Some(e),
+                "schedule every",
+                name,
+                std::time::Duration::from_secs(60),
+            )),
+            (Some(_), Some(e)) => {
+                self.error(
+                    e.span(),
+                    format!("schedule of service \"{name}\" has both cron and every: give one"),
+                );
+                return None;
+            }
+            (None, None) => {
+                let meant = self.dropped.meant(&["services", name, "schedule"], "cron")
+                    || self.dropped.meant(&["services", name, "schedule"], "every");
+                if !meant {
+                    self.error(
+                        raw.span(),
+                        format!("schedule of service \"{name}\" needs cron = \"MIN HOUR DAY MONTH WEEKDAY\" or every = \"30m\""),
+                    );
+                }
+                return None;
+            }
+        };
+        let timezone = r.timezone.as_ref().and_then(|tz| {
+            match jiff::tz::TimeZone::get(tz.get_ref()) {
+                Ok(_) => Some(tz.get_ref().clone()),
+                Err(_) => {
+                    self.error(
+                        tz.span(),
+                        format!("unknown time zone {:?} of service \"{name}\": use an IANA name like \"Europe/Berlin\" or \"UTC\"", tz.get_ref()),
+                    );
+                    None
+                }
+            }
+        });
+        if let (Some(tz), When::Every(_)) = (&r.timezone, &when) {
+            self.error(
+                tz.span(),
+                format!("timezone of service \"{name}\" applies to cron only: every counts time, not the clock"),
+            );
+        }
+        Some(Schedule {
+            when,
+            timezone,
+            run_on_start: r.run_on_start.unwrap_or(false),
+            concurrency: match r.concurrency {
+                Some(crate::config::raw::RawConcurrency::Queue) => Concurrency::Queue,
+                _ => Concurrency::Skip,
+            },
+            catch_up: r.catch_up.unwrap_or(false),
+            critical: r.critical.unwrap_or(false),
+        })
     }
 
     /// `watch` globs: each must parse; `!` in front excludes.

@@ -17,6 +17,7 @@
 mod ahead;
 mod persist;
 mod requests;
+mod schedule;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -98,6 +99,11 @@ pub enum Msg {
     },
     /// Each sampled service's process group use, tagged with its launch.
     Metrics(Vec<MetricsUse>),
+    /// A scheduled job's timer fired (`token` names the timer).
+    Due {
+        id: ServiceId,
+        token: u64,
+    },
 }
 
 pub struct MetricsUse {
@@ -130,6 +136,11 @@ struct Entry {
     taken_down_with: BTreeSet<ServiceId>,
     /// The engine's id of its container, once its unit learnt it.
     container_id: Option<String>,
+    /// A scheduled job's timer, while it is on its schedule.
+    timer: Option<schedule::Timer>,
+    /// Up to when a supervisor kept its schedule (see
+    /// `status::ScheduleStatus::seen_until`).
+    seen_until: Option<f64>,
 }
 
 pub struct Supervisor {
@@ -265,6 +276,10 @@ impl Supervisor {
                     if e.spec.setup != spec.setup || e.spec.dir != spec.dir {
                         e.ahead = None;
                     }
+                    // A changed schedule sets its timer again.
+                    if e.spec.schedule != spec.schedule {
+                        e.timer = None;
+                    }
                     e.spec = spec;
                     e.deps = deps;
                     e.tier = svc.tier;
@@ -286,6 +301,8 @@ impl Supervisor {
                             requested_restarts: 0,
                             taken_down_with: BTreeSet::new(),
                             container_id: None,
+                            timer: None,
+                            seen_until: None,
                         },
                     );
                 }
@@ -319,6 +336,12 @@ impl Supervisor {
         self.config_tx.send_replace(Arc::clone(&config));
         self.config = config;
         self.dirty = true;
+        for e in self.entries.values_mut() {
+            e.svc.on_schedule = e.spec.schedule.is_some();
+        }
+        for id in self.order.clone() {
+            self.sync_schedule(&id);
+        }
         // A reload may change what a service shows (its port, its tier).
         for id in self.order.clone() {
             self.publish_service(&id);
@@ -527,6 +550,7 @@ impl Supervisor {
                 self.restart_request(vec![id], reply);
             }
             Msg::Metrics(usage) => self.metrics(usage),
+            Msg::Due { id, token } => self.due(&id, token),
         }
     }
 
@@ -633,7 +657,8 @@ impl Supervisor {
             // What was measured belonged to another process.
             e.usage = None;
         }
-        let changed = before != status::shown(&e.svc);
+        let rescheduled = self.sync_schedule(id);
+        let changed = rescheduled || before != status::shown(&self.entries[id].svc);
         if changed || !effects.is_empty() {
             self.dirty = true;
             self.unsettled = true;
@@ -758,6 +783,11 @@ impl Supervisor {
             }
             let deps_ready = e.deps.iter().all(|d| self.entries[d].svc.ready());
             if deps_ready && earlier.at(tier, self).all_ready {
+                if e.spec.schedule.is_some() && !e.svc.run_now {
+                    // Its timer runs it.
+                    self.input(&id, Input::Schedule);
+                    continue;
+                }
                 let gen = self.gen();
                 self.input(&id, Input::Launch { gen });
             }
@@ -771,7 +801,7 @@ impl Supervisor {
         let e = &self.entries[id];
         for d in &e.deps {
             let dep = &self.entries[d];
-            if dep.svc.broken() || dep.svc.phase == Phase::Idle {
+            if dep.svc.broken() || (dep.svc.phase == Phase::Idle && !dep.svc.ready()) {
                 let (service, state) = (d.to_string(), dep_state(dep));
                 return Some(BlockReason::Dependency { service, state });
             }

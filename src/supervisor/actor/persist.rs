@@ -39,6 +39,7 @@ impl Supervisor {
             let Some(rec) = saved.services.get(id.as_str()) else {
                 continue;
             };
+            self.restore_schedule(&id, &rec.status);
             let gen = self.gen();
             let marker = format!("{}:{}", self.marker, id);
             let e = self.entries.get_mut(&id).expect("every id has an entry");

@@ -70,7 +70,17 @@ impl Supervisor {
                         self.replace.extend(ids.iter().cloned());
                     }
                     for id in &ids {
-                        self.input(id, Input::Start);
+                        // A scheduled job named runs now; one started
+                        // with others waits for its timer.
+                        let scheduled = self
+                            .entries
+                            .get(id)
+                            .is_some_and(|e| e.spec.schedule.is_some());
+                        if scheduled && services.iter().any(|n| n == id.as_str()) {
+                            self.input(id, Input::RunNow);
+                        } else {
+                            self.input(id, Input::Start);
+                        }
                     }
                     self.add_waiter(ids, WaitFor::Up, reply);
                 }
@@ -119,6 +129,15 @@ impl Supervisor {
                             {
                                 e.taken_down_with.extend(named.iter().cloned());
                             }
+                        }
+                        // A scheduled job named is paused until `start` names it.
+                        if named.contains(id)
+                            && self
+                                .entries
+                                .get(id)
+                                .is_some_and(|e| e.spec.schedule.is_some())
+                        {
+                            self.input(id, Input::Pause);
                         }
                         self.input(id, Input::Stop);
                     }

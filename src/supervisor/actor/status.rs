@@ -49,6 +49,7 @@ impl Supervisor {
                 image: c.tag.clone(),
                 id: e.container_id.clone().filter(|_| running),
             }),
+            schedule: self.schedule_status(e),
         };
         st.detail = st.describe();
         st
@@ -90,6 +91,7 @@ pub(super) type Shown = (
     Option<i32>,
     u32,
     u32,
+    (bool, bool, Option<crate::status::LastRun>),
 );
 
 /// What a service shows, to tell whether an input changed it (latency is
@@ -102,5 +104,6 @@ pub(super) fn shown(svc: &Svc) -> Shown {
         svc.pid,
         svc.streak,
         svc.restarts,
+        (svc.paused, svc.queued, svc.last_run.clone()),
     )
 }

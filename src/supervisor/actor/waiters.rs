@@ -29,6 +29,8 @@ pub(super) struct Waiter {
     said: Vec<Instant>,
     /// Each target's `stops` when the request came.
     stops_before: Vec<u64>,
+    /// Each scheduled job's `runs` when the request came.
+    runs_before: Vec<u64>,
     /// Known before waiting (a restart whose setup failed).
     pub(super) failures: Vec<Failure>,
     /// Each target's position in `targets`.
@@ -70,7 +72,12 @@ impl Supervisor {
             .iter()
             .map(|id| self.entries.get(id).map_or(0, |e| e.svc.stops))
             .collect();
+        let runs_before = targets
+            .iter()
+            .map(|id| self.entries.get(id).map_or(0, |e| e.svc.runs))
+            .collect();
         self.waiters.push(Waiter {
+            runs_before,
             targets,
             wait_for,
             reload: false,
@@ -188,13 +195,22 @@ impl Supervisor {
                     w.targets
                         .iter()
                         .zip(&w.wait_for)
-                        .filter(|(_, wait_for)| **wait_for == WaitFor::Up)
-                        .filter_map(|(id, _)| Some((id, self.entries.get(id)?)))
-                        .filter(|(_, e)| !e.svc.ready())
-                        .map(|(id, e)| Failure {
+                        .zip(&w.runs_before)
+                        .filter(|((_, wait_for), _)| **wait_for == WaitFor::Up)
+                        .filter_map(|((id, _), runs)| Some((id, self.entries.get(id)?, *runs)))
+                        .filter(|(_, e, runs_before)| {
+                            !e.svc.ready() || failed_run_since(e, *runs_before)
+                        })
+                        .map(|(id, e, runs_before)| Failure {
                             service: id.to_string(),
                             state: e.svc.public(),
                             reason: e.spec.redact(&match (e.svc.reason(), &e.svc.activity) {
+                                _ if failed_run_since(e, runs_before) => e
+                                    .svc
+                                    .last_run
+                                    .as_ref()
+                                    .map(|r| r.to_string())
+                                    .unwrap_or_default(),
                                 (Some(r), _) => r.to_string(),
                                 (None, Some(a)) => a.to_string(),
                                 (None, None) => Activity::Interrupted {
@@ -217,6 +233,11 @@ impl Supervisor {
         });
         self.waiters = waiters;
     }
+}
+
+/// A scheduled job ran while the request waited, and its last run failed.
+fn failed_run_since(e: &Entry, runs_before: u64) -> bool {
+    e.svc.runs > runs_before && e.svc.last_run.as_ref().is_some_and(|r| !r.success)
 }
 
 /// Waiting for its dependencies while its setup runs ahead.
