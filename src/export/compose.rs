@@ -367,7 +367,9 @@ fn notes(plan: &mut Plan, svc: &Service, image: &Image) {
         };
         plan.note(
             &name,
-            format!("success_exit_codes {codes}: compose counts only exit code 0 as success, so {what}"),
+            format!(
+                "success_exit_codes {codes}: compose counts only exit code 0 as success, so {what}"
+            ),
         );
     }
     plan.note_image_setup(svc, image);

@@ -137,6 +137,11 @@ fn live_differences(old: &Config, a: &Service, new: &Config, b: &Service) -> Vec
     check(a.profiles != b.profiles, "profiles");
     check(a.disabled != b.disabled, "disabled");
     check(a.replace_stale != b.replace_stale, "replace_stale");
+    // Read when the process exits: the running one is judged by the new list.
+    check(
+        a.success_exit_codes != b.success_exit_codes,
+        "success_exit_codes",
+    );
     check(a.container != b.container, "container");
     out
 }

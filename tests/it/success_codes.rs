@@ -148,10 +148,8 @@ success_exit_codes = [0, 3]
         serde_json::json!({"cause": "exit", "exit": {"code": 3}}),
         "{restart}"
     );
-    wait_until(
-        "the worker runs again",
-        Duration::from_secs(10),
-        || stack.state_of("worker") == "online",
-    );
+    wait_until("the worker runs again", Duration::from_secs(10), || {
+        stack.state_of("worker") == "online"
+    });
     assert!(stack.service("worker")["restarts"].as_u64().unwrap() >= 1);
 }

@@ -395,7 +395,9 @@ impl Validator<'_> {
             } else {
                 self.error(
                     code.span(),
-                    format!("success exit code {c} of service \"{name}\" is not an exit code (0-255)"),
+                    format!(
+                        "success exit code {c} of service \"{name}\" is not an exit code (0-255)"
+                    ),
                 );
             }
         }
