@@ -387,11 +387,6 @@ impl Config {
 }
 
 impl Service {
-    /// Whether `exit` is one of the service's success exit codes.
-    pub fn exited_successfully(&self, exit: crate::process::Exit) -> bool {
-        matches!(exit, crate::process::Exit::Code(c) if self.success_exit_codes.contains(&c))
-    }
-
     /// Its container settings, when this load runs it in a container.
     pub fn in_container(&self) -> Option<&Container> {
         self.container.as_ref().filter(|c| c.runs)

@@ -599,7 +599,7 @@ impl Svc {
             Phase::Starting | Phase::Running { .. } if spec.oneshot => {
                 let exit = exit.unwrap_or(Exit::Unknown);
                 self.activity = Some(Activity::Exited { exit });
-                if spec.exited_successfully(exit) {
+                if succeeded(spec, exit) {
                     self.phase = Phase::Completed;
                     fx.push(Effect::Record(
                         EventKind::Completed,
@@ -612,7 +612,7 @@ impl Svc {
             // Done on purpose: stopped, restarted only under `always`.
             Phase::Starting | Phase::Running { .. }
                 if spec.restart != RestartPolicy::Always
-                    && exit.is_some_and(|e| spec.exited_successfully(e)) =>
+                    && exit.is_some_and(|e| succeeded(spec, e)) =>
             {
                 let Some(Exit::Code(code)) = exit else {
                     unreachable!("a success exit is a code")
@@ -649,7 +649,7 @@ impl Svc {
         let (restart, why) = match &self.phase {
             Phase::Recycling(reason) => (true, reason.clone()),
             _ => {
-                let clean = exit.is_some_and(|e| spec.exited_successfully(e));
+                let clean = exit.is_some_and(|e| succeeded(spec, e));
                 let restart = match spec.restart {
                     RestartPolicy::Always => true,
                     RestartPolicy::OnFailure => !clean,
@@ -705,6 +705,11 @@ impl Svc {
             EventData::Stopped { again },
         ));
     }
+}
+
+/// Whether `exit` is one of the service's `success_exit_codes`.
+fn succeeded(spec: &Service, exit: Exit) -> bool {
+    matches!(exit, Exit::Code(c) if spec.success_exit_codes.contains(&c))
 }
 
 /// The delay before restart number `streak + 1` in a row.
