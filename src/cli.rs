@@ -88,6 +88,12 @@ pub enum Command {
         #[arg(long = "profile", short = 'p', env = "FPCTL_PROFILES", value_delimiter = ',', add = names(Names::Profiles))]
         profiles: Vec<String>,
     },
+    /// The critical chain of the last start: when each service was ready, its own start-up time, and the dependencies that bounded the total
+    Analyze {
+        /// Print one JSON object instead of the chain and table
+        #[arg(long)]
+        json: bool,
+    },
     /// A live view of the running stack in the terminal, with actions (off a
     /// terminal: the `check --wide` table every 2s)
     Top {

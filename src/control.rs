@@ -67,6 +67,9 @@ pub enum Request {
     /// client too slow to keep up gets a fresh snapshot (`Status`) and goes
     /// on from there.
     Subscribe,
+    /// The record of the last start that started anything (for `fpctl
+    /// analyze`); answered with `Analysis`.
+    Analyze,
 }
 
 // A reply is made, sent and dropped: its size on the stack is no concern.
@@ -116,6 +119,10 @@ pub enum Response {
     Config {
         path: PathBuf,
         text: String,
+    },
+    /// The last start, as the supervisor recorded it (none yet: None).
+    Analysis {
+        record: Option<crate::status::StartRecord>,
     },
 }
 

@@ -108,6 +108,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             profiles,
         } => commands::check(file, services, json, wide, wait, profiles),
         Command::Top { start, once } => top::top(file, start, once),
+        Command::Analyze { json } => commands::analyze(file, json),
         Command::Dashboard { no_open } => commands::dashboard(file, no_open),
         Command::Mcp { read_only } => mcp::serve_stdio(file, read_only),
         Command::Restart { services } => commands::restart(file, services),

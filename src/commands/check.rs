@@ -70,7 +70,7 @@ pub fn check(
                     .iter()
                     .filter(|r| counted.contains(&r.name.as_str()))
             };
-            let all_ok = counted_rows().all(|r| r.is_ok());
+            let all_ok = counted_rows().filter(|r| !resting(r)).all(|r| r.is_ok());
             let hopeless = counted_rows().any(|r| {
                 matches!(r.state, ServiceState::Failed | ServiceState::Blocked) && !r.is_ok()
             });
@@ -86,6 +86,7 @@ pub fn check(
         .services
         .iter()
         .filter(|r| counted.contains(&r.name.as_str()))
+        .filter(|r| !resting(r))
         .all(|r| r.is_ok());
     if json {
         let json = serde_json::to_string(&snapshot).expect("a snapshot serialises");
@@ -98,6 +99,13 @@ pub fn check(
     } else {
         Outcome::NotOnline
     })
+}
+
+/// A disabled service that is not running: where it should be, so it
+/// never fails `check` (it runs only when named or needed by a dependent,
+/// and a dependent that runs without it fails on its own).
+fn resting(row: &ServiceStatus) -> bool {
+    row.state == ServiceState::Stopped && row.activity == Some(Activity::Disabled)
 }
 
 /// One look at the given services.

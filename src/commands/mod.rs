@@ -97,6 +97,7 @@ pub fn graph(file: Option<&Path>, dot: bool) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+mod analyze;
 mod check;
 mod dashboard;
 mod events;
@@ -110,6 +111,7 @@ mod scale;
 mod tools;
 
 pub use crate::cli::parse_since;
+pub use analyze::analyze;
 pub use check::{check, no_live_run};
 pub use dashboard::dashboard;
 pub use events::events;

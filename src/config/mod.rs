@@ -48,6 +48,8 @@ pub mod defaults {
     /// least 4. Installs mostly wait on the network and the disk, so a
     /// 2-core machine still runs three of them side by side.
     pub const MIN_PARALLEL_SETUPS: usize = 4;
+    /// The exit codes that mean success, unless `success_exit_codes` says.
+    pub const SUCCESS_EXIT_CODES: [i32; 1] = [0];
 
     pub fn parallel_setups() -> usize {
         std::thread::available_parallelism()
@@ -212,6 +214,10 @@ pub struct Service {
     pub start_timeout: Duration,
     pub profiles: Vec<String>,
     pub oneshot: bool,
+    /// Exit codes that mean success (`success_exit_codes`, default `[0]`):
+    /// a oneshot that exits with one is completed, a long-running service
+    /// stopped (restarted only under `restart = "always"`).
+    pub success_exit_codes: Vec<i32>,
     pub disabled: bool,
     /// Restart when the service's process group uses more memory (bytes, RSS).
     pub max_memory: Option<u64>,

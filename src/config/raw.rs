@@ -116,6 +116,9 @@ pub struct RawService {
     pub profiles: Vec<Spanned<String>>,
     #[serde(default)]
     pub oneshot: bool,
+    /// Exit codes that mean success (default `[0]`; list 0 if it counts).
+    #[schemars(with = "Option<Vec<u8>>")]
+    pub success_exit_codes: Option<Spanned<Vec<Spanned<i64>>>>,
     #[serde(default)]
     pub disabled: bool,
     #[schemars(with = "Option<Scalar>")]

@@ -137,6 +137,7 @@ fn expected_words(field: &str, expected: &str) -> String {
         "max_restarts" | "retries" | "log_keep" | "expect_status" => "a whole number",
         "shell" | "oneshot" | "disabled" | "insecure" => "true or false",
         "depends_on" => "an array of service names (strings)",
+        "success_exit_codes" => "an array of exit codes (whole numbers 0-255)",
         "profiles" => "an array of profile names (strings)",
         "env" => "a table of NAME = value",
         "health" => "a table like { http = \"/health\" }",

@@ -365,6 +365,19 @@ fn notes(plan: &mut Plan, svc: &Service, image: &Image) {
             format!("it runs on a schedule ({}) under fpctl; compose has no equivalent: here it runs once, at `up`", schedule.describe()),
         );
     }
+    if let Some(codes) = mapping::other_success_codes(svc) {
+        let what = if svc.oneshot {
+            "a dependent waiting for service_completed_successfully does not start after them"
+        } else {
+            "restart: on-failure restarts it after them"
+        };
+        plan.note(
+            &name,
+            format!(
+                "success_exit_codes {codes}: compose counts only exit code 0 as success, so {what}"
+            ),
+        );
+    }
     plan.note_image_setup(svc, image);
     if svc.dir != plan.config.root {
         plan.note_stack(super::DIR_NOTE);

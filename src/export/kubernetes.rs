@@ -435,6 +435,17 @@ fn notes(plan: &mut Plan, svc: &Service, image: &Image) {
         }
         plan.note_stack("max_restarts does not apply to Deployments: Kubernetes restarts a crashing pod with its own backoff (up to 5 minutes), without giving up");
     }
+    if let Some(codes) = mapping::other_success_codes(svc) {
+        let what = if svc.oneshot {
+            "its Job fails and is retried after them"
+        } else {
+            "its pod is restarted after them"
+        };
+        plan.note(
+            &name,
+            format!("success_exit_codes {codes}: Kubernetes counts only exit code 0 as success, so {what}"),
+        );
+    }
     if svc.stop_signal != nix::sys::signal::Signal::SIGTERM {
         plan.note(
             &name,

@@ -281,6 +281,16 @@ fn written_values(svc: &Service) -> Vec<(String, String)> {
     out
 }
 
+/// `success_exit_codes` as written (`[0, 3]`), when it is not the
+/// default: compose and Kubernetes know only 0 as success.
+pub fn other_success_codes(svc: &Service) -> Option<String> {
+    if svc.success_exit_codes == crate::config::defaults::SUCCESS_EXIT_CODES {
+        return None;
+    }
+    let codes: Vec<String> = svc.success_exit_codes.iter().map(i32::to_string).collect();
+    Some(format!("[{}]", codes.join(", ")))
+}
+
 pub fn gate(svc: &Service) -> Gate {
     if svc.oneshot {
         Gate::Completed

@@ -182,6 +182,22 @@ fn unit(plan: &mut Plan, i: usize, fpctl: &Path) -> String {
     if svc.restart != RestartPolicy::No {
         u.push("RestartSec=100ms".into());
     }
+    // systemd always counts 0 as success; the other codes are added to it.
+    let extra: Vec<String> = svc
+        .success_exit_codes
+        .iter()
+        .filter(|&&c| c != 0)
+        .map(i32::to_string)
+        .collect();
+    if !extra.is_empty() {
+        u.push(format!("SuccessExitStatus={}", extra.join(" ")));
+    }
+    if !svc.success_exit_codes.contains(&0) {
+        plan.note(
+            &svc.name,
+            "exit code 0 counts as success under systemd, though success_exit_codes leaves it out",
+        );
+    }
     u.push("KillMode=control-group".into());
     u.push(format!("KillSignal={}", svc.stop_signal.as_str()));
     u.push(format!(

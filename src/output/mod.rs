@@ -3,9 +3,11 @@
 //! every reason, activity and event of the status model. The only room
 //! with words and colour; colour is decided once, in `init_color`.
 
+mod chain;
 mod table;
 mod words;
 
+pub use chain::analysis_text;
 pub use table::{cells, group_summary, headers, status_table, summary_line};
 
 pub use crate::human::{bytes_short, duration_short};

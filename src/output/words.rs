@@ -300,6 +300,7 @@ impl Display for Activity {
             }
             Activity::Stopping => f.write_str("stopping"),
             Activity::Exited { exit } => exit.fmt(f),
+            Activity::ExitedSuccess { code } => write!(f, "exited with success code {code}"),
             Activity::Disabled => f.write_str("disabled"),
             Activity::NotInRunningConfig => {
                 f.write_str("not in the running config; `fpctl reload` applies it")

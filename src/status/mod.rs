@@ -9,6 +9,7 @@
 //! new field is added here (and to the table in `output` if people should
 //! see it), and every surface has it.
 
+mod chain;
 mod event;
 pub mod observe;
 mod reason;
@@ -16,6 +17,7 @@ mod reason;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use chain::{AnalysedService, Analysis, StartRecord, StartedService};
 pub use event::{Event, EventData, EventKind};
 pub use reason::{
     Activity, BlockReason, Cause, DepState, Elsewhere, EngineStep, FailReason, Holder,

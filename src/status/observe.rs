@@ -55,7 +55,10 @@ pub fn observe(
     st.group = svc.group.as_ref().map(|(g, _)| g.clone());
     st.replica = svc.group.as_ref().map(|(_, i)| *i);
     st.latency_ms = probe.as_ref().map(|p| tenth(p.latency_ms));
-    if svc.disabled {
+    // A disabled service runs only when started by name or for a
+    // dependent; otherwise it is stopped, whatever answers on its port.
+    let runs = live.is_some_and(|l| l.state != ServiceState::Stopped);
+    if svc.disabled && !runs {
         st.state = ServiceState::Stopped;
         st.activity = Some(Activity::Disabled);
         return st;

@@ -254,6 +254,11 @@ pub enum Activity {
     Exited {
         exit: Exit,
     },
+    /// A long-running service that exited with one of its
+    /// `success_exit_codes`: stopped, not restarted (unless `always`).
+    ExitedSuccess {
+        code: i32,
+    },
     /// `disabled = true`.
     Disabled,
     /// In services.toml on disk, not in the config the supervisor runs.

@@ -143,6 +143,11 @@ fn live_differences(old: &Config, a: &Service, new: &Config, b: &Service) -> Vec
         a.schedule.is_some() && b.schedule.is_some() && a.schedule != b.schedule,
         "schedule",
     );
+    // Read when the process exits: the running one is judged by the new list.
+    check(
+        a.success_exit_codes != b.success_exit_codes,
+        "success_exit_codes",
+    );
     check(a.container != b.container, "container");
     out
 }

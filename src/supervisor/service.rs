@@ -366,7 +366,12 @@ impl Svc {
             Phase::Preparing => Some(Activity::Preparing),
             Phase::Starting => self.pid.map(|pid| Activity::Launched { pid }),
             Phase::Stopping => Some(Activity::Stopping),
-            Phase::Idle | Phase::Failed(_) | Phase::Blocked(_) | Phase::Scheduled => None,
+            // Stopped by its own success exit: say so until it starts again.
+            Phase::Idle => match &self.activity {
+                Some(a @ Activity::ExitedSuccess { .. }) => Some(a.clone()),
+                _ => None,
+            },
+            Phase::Failed(_) | Phase::Blocked(_) | Phase::Scheduled => None,
             _ => self.activity.clone(),
         }
     }
@@ -786,7 +791,7 @@ impl Svc {
             Phase::Starting | Phase::Running { .. } if spec.oneshot => {
                 let exit = exit.unwrap_or(Exit::Unknown);
                 self.activity = Some(Activity::Exited { exit });
-                if exit.success() {
+                if succeeded(spec, exit) {
                     self.phase = Phase::Completed;
                     fx.push(Effect::Record(
                         EventKind::Completed,
@@ -795,6 +800,23 @@ impl Svc {
                 } else {
                     self.fail(FailReason::Oneshot { exit }, fx);
                 }
+            }
+            // Done on purpose: stopped, restarted only under `always`.
+            Phase::Starting | Phase::Running { .. }
+                if spec.restart != RestartPolicy::Always
+                    && exit.is_some_and(|e| succeeded(spec, e)) =>
+            {
+                let Some(Exit::Code(code)) = exit else {
+                    unreachable!("a success exit is a code")
+                };
+                self.phase = Phase::Idle;
+                self.started_at = None;
+                self.latency_ms = None;
+                self.activity = Some(Activity::ExitedSuccess { code });
+                fx.push(Effect::Record(
+                    EventKind::Stopped,
+                    EventData::Stopped { again: false },
+                ));
             }
             Phase::Starting | Phase::Running { .. } | Phase::Recycling(_) => {
                 self.crashed(spec, exit, now, fx)
@@ -819,7 +841,7 @@ impl Svc {
         let (restart, why) = match &self.phase {
             Phase::Recycling(reason) => (true, reason.clone()),
             _ => {
-                let clean = exit.is_some_and(|e| e.success());
+                let clean = exit.is_some_and(|e| succeeded(spec, e));
                 let restart = match spec.restart {
                     RestartPolicy::Always => true,
                     RestartPolicy::OnFailure => !clean,
@@ -875,6 +897,11 @@ impl Svc {
             EventData::Stopped { again },
         ));
     }
+}
+
+/// Whether `exit` is one of the service's `success_exit_codes`.
+fn succeeded(spec: &Service, exit: Exit) -> bool {
+    matches!(exit, Exit::Code(c) if spec.success_exit_codes.contains(&c))
 }
 
 /// The delay before restart number `streak + 1` in a row.
@@ -1350,12 +1377,11 @@ mod tests {
         let on_failure = spec_from("restart = \"on-failure\"");
         let mut c = Case::running(on_failure.clone());
         c.ended(Some(42), Some(Exit::Code(0)));
-        assert!(c
-            .s
-            .reason()
-            .unwrap()
-            .to_string()
-            .contains("does not restart a clean exit"));
+        assert_eq!(c.s.phase, Phase::Idle);
+        assert_eq!(
+            c.s.doing().unwrap().to_string(),
+            "exited with success code 0"
+        );
         let mut c = Case::running(on_failure);
         c.crash();
         assert!(matches!(c.s.phase, Phase::Backoff { .. }));
@@ -1371,6 +1397,58 @@ mod tests {
             c.ended(Some(4), Some(exit));
             assert_eq!(c.s.public(), state);
         }
+    }
+
+    #[test]
+    fn success_exit_codes_decide_what_a_oneshot_exit_means() {
+        for (exit, state) in [
+            (Exit::Code(3), ServiceState::Completed),
+            (Exit::Code(0), ServiceState::Completed),
+            (Exit::Code(1), ServiceState::Failed),
+            (Exit::Signal(15), ServiceState::Failed),
+        ] {
+            let spec = spec_from("oneshot = true\nsuccess_exit_codes = [0, 3]");
+            let mut c = Case::spawned(spec, 4);
+            c.ended(Some(4), Some(exit));
+            assert_eq!(c.s.public(), state, "{exit:?}");
+        }
+        // Listing codes replaces the default: 0 is a failure unless listed.
+        let mut c = Case::spawned(spec_from("oneshot = true\nsuccess_exit_codes = [3]"), 4);
+        c.ended(Some(4), Some(Exit::Code(0)));
+        assert_eq!(c.s.public(), ServiceState::Failed);
+    }
+
+    #[test]
+    fn a_success_exit_stops_a_service_unless_it_restarts_always() {
+        for policy in ["no", "on-failure"] {
+            let spec = spec_from(&format!(
+                "restart = \"{policy}\"\nsuccess_exit_codes = [0, 3]"
+            ));
+            let mut c = Case::running(spec);
+            let fx = c.ended(Some(42), Some(Exit::Code(3)));
+            assert_eq!(c.s.phase, Phase::Idle, "{policy}");
+            assert_eq!(c.s.public(), ServiceState::Stopped);
+            assert_eq!(c.s.doing(), Some(Activity::ExitedSuccess { code: 3 }));
+            assert_eq!(
+                c.s.doing().unwrap().to_string(),
+                "exited with success code 3"
+            );
+            assert_eq!(kinds(&fx), ["exited", "stopped"]);
+            assert!(!fx.iter().any(|e| matches!(e, Effect::RestartAfter(_))));
+            // A start forgets it.
+            c.on(Input::Start);
+            assert_eq!(c.s.doing(), Some(Activity::Waiting));
+        }
+        let spec = spec_from("restart = \"always\"\nsuccess_exit_codes = [0, 3]");
+        let mut c = Case::running(spec);
+        let fx = c.ended(Some(42), Some(Exit::Code(3)));
+        assert!(matches!(c.s.phase, Phase::Backoff { .. }));
+        assert!(fx.iter().any(|e| matches!(e, Effect::RestartAfter(_))));
+        // A code not listed is a failure, restarted under on-failure.
+        let spec = spec_from("success_exit_codes = [3]");
+        let mut c = Case::running(spec);
+        c.ended(Some(42), Some(Exit::Code(0)));
+        assert!(matches!(c.s.phase, Phase::Backoff { .. }));
     }
 
     #[test]

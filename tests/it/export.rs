@@ -978,3 +978,109 @@ schedule = { cron = "*/10 * * * * *", run_on_start = true }
     let compose = std::fs::read_to_string(out.join("compose/compose.yaml")).unwrap();
     assert!(compose.contains("compose has no equivalent"), "{compose}");
 }
+
+/// `success_exit_codes`: systemd adds the codes to its own 0
+/// (`SuccessExitStatus=`); compose and Kubernetes know only 0, and say so
+/// in a note. A disabled service needed by an exported one is exported
+/// with it, as `fpctl start` starts it on demand; one nothing needs is left
+/// out. Every file still passes its validator.
+#[test]
+fn success_exit_codes_and_disabled_dependencies_export_to_valid_files() {
+    let stack = Stack::new(
+        r#"
+[project]
+name = "codes"
+
+[services.migrate]
+command = "python3 migrate.py"
+oneshot = true
+success_exit_codes = [0, 3]
+container = { image = "python:3-slim" }
+
+[services.db]
+command = "python3 -m http.server ${PORT} --bind 0.0.0.0"
+port = 15433
+disabled = true
+container = { image = "python:3-slim" }
+
+[services.tool]
+command = "python3 -m http.server ${PORT} --bind 0.0.0.0"
+port = 15434
+disabled = true
+container = { image = "python:3-slim" }
+
+[services.worker]
+command = "python3 worker.py"
+depends_on = ["migrate", "db"]
+success_exit_codes = [0, 3, 75]
+container = { image = "python:3-slim" }
+"#,
+    );
+    let out = stack.file("deploy");
+    // systemd
+    let dir = out.join("systemd");
+    let r = export(&stack, &["systemd", "-o", dir.to_str().unwrap()]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    validate_systemd(&dir);
+    let all = files(&dir);
+    assert!(
+        all["fpctl-codes-migrate.service"].contains("\nSuccessExitStatus=3\n"),
+        "{all:?}"
+    );
+    assert!(
+        all["fpctl-codes-worker.service"].contains("\nSuccessExitStatus=3 75\n"),
+        "{all:?}"
+    );
+    assert!(all.contains_key("fpctl-codes-db.service"), "{all:?}");
+    assert!(!all.contains_key("fpctl-codes-tool.service"), "{all:?}");
+    assert!(
+        all["fpctl-codes-worker.service"]
+            .contains("Requires=fpctl-codes-migrate.service fpctl-codes-db.service")
+            || all["fpctl-codes-worker.service"]
+                .contains("Requires=fpctl-codes-db.service fpctl-codes-migrate.service"),
+        "{}",
+        all["fpctl-codes-worker.service"]
+    );
+    // compose
+    let compose_file = out.join("compose.yaml");
+    let r = export(&stack, &["compose", "-o", compose_file.to_str().unwrap()]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert!(
+        r.stderr().contains("warning: migrate: success_exit_codes [0, 3]: compose counts only exit code 0 as success"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stderr().contains("warning: worker: success_exit_codes [0, 3, 75]: compose counts only exit code 0 as success, so restart: on-failure restarts it after them"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stderr().contains("tool: left out: it is disabled"),
+        "{}",
+        r.all()
+    );
+    validate_compose(&compose_file);
+    let text = std::fs::read_to_string(&compose_file).unwrap();
+    assert!(
+        text.contains("success_exit_codes [0, 3]"),
+        "the note is in the file:\n{text}"
+    );
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    assert!(doc["services"]["db"].is_mapping(), "{text}");
+    assert!(doc["services"]["tool"].is_null(), "{text}");
+    assert!(
+        doc["services"]["worker"]["depends_on"]["db"].is_mapping(),
+        "{text}"
+    );
+    // Kubernetes
+    let dir = out.join("k8s");
+    let r = export(&stack, &["kubernetes", "-o", dir.to_str().unwrap()]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert!(
+        r.stderr().contains("warning: migrate: success_exit_codes [0, 3]: Kubernetes counts only exit code 0 as success, so its Job fails and is retried after them"),
+        "{}",
+        r.all()
+    );
+    validate_kubernetes(&dir);
+}

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod analyze;
 mod api;
 mod chaos;
 mod check;
@@ -11,6 +12,7 @@ mod cli_habits;
 mod containers;
 mod dashboard;
 mod deep_path;
+mod disabled;
 mod env_exec;
 mod export;
 mod export_run;
@@ -39,6 +41,7 @@ mod start_progress;
 mod status_surfaces;
 mod stopping;
 mod subscribe;
+mod success_codes;
 mod supervisor;
 mod top;
 mod watch;

@@ -462,20 +462,24 @@ fn a_healthy_service_already_on_the_port_is_external() {
 }
 
 #[test]
-fn restart_no_leaves_an_exited_service_failed() {
-    let port = free_port();
-    let s = Stack::new(&http_service(
-        "once",
-        port,
-        "--exit-after 0.3 --exit-code 0",
-        r#"restart = "no""#,
-    ));
-    // It may or may not still be up when start returns; what matters is
-    // where it ends.
-    let _ = s.run(&["start"]);
-    wait_until("once is failed", SECS5, || s.state_of("once") == "failed");
-    assert_eq!(restarts_of(&s, "once"), 0);
-    assert_eq!(starts_in_log(&s, "once"), 1);
+fn restart_no_leaves_a_failed_exit_failed_and_a_success_exit_stopped() {
+    for (code, state) in [(1, "failed"), (0, "stopped")] {
+        let port = free_port();
+        let s = Stack::new(&http_service(
+            "once",
+            port,
+            &format!("--exit-after 0.3 --exit-code {code}"),
+            r#"restart = "no""#,
+        ));
+        // It may or may not still be up when start returns; what matters is
+        // where it ends.
+        let _ = s.run(&["start"]);
+        wait_until(&format!("once is {state}"), SECS5, || {
+            s.state_of("once") == state
+        });
+        assert_eq!(restarts_of(&s, "once"), 0);
+        assert_eq!(starts_in_log(&s, "once"), 1);
+    }
 }
 
 /// A oneshot task: sleeps 0.3 s, stamps "NAME done", exits with `code`.

@@ -285,6 +285,7 @@ impl Validator<'_> {
             &name,
             defaults::STOP_TIMEOUT,
         );
+        let success_exit_codes = self.success_exit_codes(svc.success_exit_codes.as_ref(), &name);
         let profiles = svc.profiles.iter().map(|p| p.get_ref().clone()).collect();
         let max_memory = svc
             .max_memory
@@ -364,6 +365,7 @@ impl Validator<'_> {
             start_timeout,
             profiles,
             oneshot: svc.oneshot,
+            success_exit_codes,
             disabled: svc.disabled,
             max_memory,
             log_rotation,
@@ -463,6 +465,41 @@ impl Validator<'_> {
             catch_up: r.catch_up.unwrap_or(false),
             critical: r.critical.unwrap_or(false),
         })
+    }
+
+    /// `success_exit_codes`: a non-empty list of exit codes (0-255).
+    pub(super) fn success_exit_codes(
+        &mut self,
+        raw: Option<&Spanned<Vec<Spanned<i64>>>>,
+        name: &str,
+    ) -> Vec<i32> {
+        let Some(raw) = raw else {
+            return defaults::SUCCESS_EXIT_CODES.to_vec();
+        };
+        if raw.get_ref().is_empty() {
+            self.error(
+                raw.span(),
+                format!("success_exit_codes of service \"{name}\" is empty: list the exit codes that mean success, like [0, 3]"),
+            );
+            return defaults::SUCCESS_EXIT_CODES.to_vec();
+        }
+        let mut codes = Vec::new();
+        for code in raw.get_ref() {
+            let c = *code.get_ref();
+            if (0..=255).contains(&c) {
+                if !codes.contains(&(c as i32)) {
+                    codes.push(c as i32);
+                }
+            } else {
+                self.error(
+                    code.span(),
+                    format!(
+                        "success exit code {c} of service \"{name}\" is not an exit code (0-255)"
+                    ),
+                );
+            }
+        }
+        codes
     }
 
     /// `watch` globs: each must parse; `!` in front excludes.

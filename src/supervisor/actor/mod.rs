@@ -45,7 +45,8 @@ use crate::setup;
 use crate::state::{self, Saved, StateFile};
 use crate::status::{
     Activity, BlockReason, ContainerRef, DepState, EventData, EventKind, FailReason, Failure,
-    Interruption, Note, ProbeSample, Progress, ServiceState, ServiceStatus,
+    Interruption, Note, ProbeSample, Progress, ServiceState, ServiceStatus, StartRecord,
+    StartedService,
 };
 
 /// Memory and CPU are sampled only when someone looks: every second when a
@@ -203,6 +204,8 @@ pub struct Supervisor {
     /// compares the file with what the one before it installed, and
     /// answers once what it changed has settled.
     queued_reloads: std::collections::VecDeque<(bool, mpsc::UnboundedSender<Response>)>,
+    /// The last start that started anything, for `fpctl analyze`.
+    start_record: Option<StartRecord>,
 }
 
 impl Supervisor {
@@ -248,6 +251,7 @@ impl Supervisor {
             api: None,
             launcher,
             queued_reloads: Default::default(),
+            start_record: None,
         };
         sup.install(config);
         (sup, tx)
@@ -658,6 +662,7 @@ impl Supervisor {
             e.usage = None;
         }
         let rescheduled = self.sync_schedule(id);
+        self.note_start_step(id);
         let changed = rescheduled || before != status::shown(&self.entries[id].svc);
         if changed || !effects.is_empty() {
             self.dirty = true;
@@ -748,6 +753,45 @@ impl Supervisor {
                 .all(|d| !d.svc.going_down());
             if dependents_down {
                 self.input(&id, Input::BeginStop);
+            }
+        }
+        // A disabled service starts on demand: when a service that waits
+        // to start depends on it. Dependents come later in start order, so
+        // a walk backwards reaches a chain of them in one pass.
+        for pos in (0..self.order.len()).rev() {
+            let id = self.order[pos].clone();
+            let e = &self.entries[&id];
+            let waits = e.svc.goal == Goal::Run
+                && (e.svc.phase == Phase::Waiting
+                    || matches!(
+                        e.svc.phase,
+                        Phase::Blocked(BlockReason::Dependency {
+                            state: DepState::Disabled,
+                            ..
+                        })
+                    ));
+            if !waits || e.removed {
+                continue;
+            }
+            let on_demand: Vec<ServiceId> = e
+                .deps
+                .iter()
+                .filter(|d| {
+                    self.entries.get(*d).is_some_and(|dep| {
+                        dep.spec.disabled && dep.svc.phase == Phase::Idle && !dep.removed
+                    })
+                })
+                .cloned()
+                .collect();
+            let joins = self
+                .start_record
+                .as_ref()
+                .is_some_and(|r| r.get(id.as_str()).is_some());
+            for d in on_demand {
+                self.input(&d, Input::Start);
+                if joins {
+                    self.join_start_record(&d);
+                }
             }
         }
         // Starts, in start order, so tier by tier: what the earlier tiers
@@ -904,6 +948,93 @@ impl Supervisor {
         for id in changed {
             self.publish_service(&id);
         }
+    }
+
+    /// A start that takes `started` from down to up begins a new record
+    /// of the last start (one that starts nothing keeps the previous one).
+    fn begin_start_record(&mut self, started: &[ServiceId]) {
+        let waiting: Vec<&ServiceId> = started
+            .iter()
+            .filter(|id| self.entries[*id].svc.phase == Phase::Waiting)
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        self.start_record = Some(StartRecord {
+            began: state::now_unix(),
+            services: Vec::new(),
+        });
+        for id in waiting.into_iter().cloned().collect::<Vec<_>>() {
+            self.join_start_record(&id);
+        }
+    }
+
+    /// `id` is started for the current start (on demand, for a dependent).
+    fn join_start_record(&mut self, id: &ServiceId) {
+        let Some(r) = self.start_record.as_mut() else {
+            return;
+        };
+        if r.get(id.as_str()).is_none() {
+            r.services.push(StartedService {
+                name: id.to_string(),
+                launched: None,
+                spawned: None,
+                ready: None,
+                after: None,
+                state: ServiceState::Starting,
+            });
+        }
+    }
+
+    /// Keep the first launch, spawn and readiness of a service of the
+    /// current start, as they happen; a later restart changes nothing.
+    fn note_start_step(&mut self, id: &ServiceId) {
+        let Some(r) = self.start_record.as_ref() else {
+            return;
+        };
+        let Some(s) = r.get(id.as_str()) else {
+            return;
+        };
+        let e = &self.entries[id];
+        let now = state::now_unix();
+        let launched = s.launched.is_none() && e.svc.phase == Phase::Preparing;
+        let spawned = s.spawned.is_none() && s.launched.is_some() && e.svc.pid.is_some();
+        let ready = s.ready.is_none() && e.svc.ready();
+        if !(launched || spawned || ready) {
+            return;
+        }
+        let after = if launched { self.waited_for(id) } else { None };
+        let s = self
+            .start_record
+            .as_mut()
+            .and_then(|r| r.get_mut(id.as_str()))
+            .expect("looked up above");
+        if launched {
+            s.launched = Some(now);
+            s.after = after;
+        }
+        if spawned {
+            s.spawned = Some(now);
+        }
+        if ready {
+            s.ready = Some(now);
+        }
+    }
+
+    /// Of the services of the current start that `id` waits for (its
+    /// dependencies and the services of earlier tiers), the one that became
+    /// ready last.
+    fn waited_for(&self, id: &ServiceId) -> Option<String> {
+        let r = self.start_record.as_ref()?;
+        let e = &self.entries[id];
+        let earlier = self.by_tier.iter().take(e.tier).flatten();
+        e.deps
+            .iter()
+            .chain(earlier)
+            .filter_map(|d| r.get(d.as_str()))
+            .filter_map(|s| s.ready.map(|t| (t, &s.name)))
+            .max_by(|a, b| a.0.partial_cmp(&b.0).expect("times are finite"))
+            .map(|(_, name)| name.clone())
     }
 
     /// Record an event: its facts, and its words (secrets masked in both).

@@ -69,6 +69,19 @@ impl Supervisor {
                     if replace {
                         self.replace.extend(ids.iter().cloned());
                     }
+                    // What this start takes from down to up is its record.
+                    let down: Vec<ServiceId> = ids
+                        .iter()
+                        .filter(|id| {
+                            self.entries.get(*id).is_some_and(|e| {
+                                matches!(
+                                    e.svc.phase,
+                                    Phase::Idle | Phase::Failed(_) | Phase::Blocked(_)
+                                )
+                            })
+                        })
+                        .cloned()
+                        .collect();
                     for id in &ids {
                         // A scheduled job named runs now; one started
                         // with others waits for its timer.
@@ -82,6 +95,7 @@ impl Supervisor {
                             self.input(id, Input::Start);
                         }
                     }
+                    self.begin_start_record(&down);
                     self.add_waiter(ids, WaitFor::Up, reply);
                 }
                 Err(e) => self.refuse(&reply, ErrorKind::UnknownService, e),
@@ -158,6 +172,17 @@ impl Supervisor {
                     })
                     .collect();
                 let _ = reply.send(Response::History { histories });
+            }
+            Request::Analyze => {
+                let record = self.start_record.clone().map(|mut r| {
+                    for s in &mut r.services {
+                        if let Some(e) = self.entries.get(s.name.as_str()) {
+                            s.state = e.svc.public();
+                        }
+                    }
+                    r
+                });
+                let _ = reply.send(Response::Analysis { record });
             }
             Request::Config => match &self.source {
                 Some(text) => {

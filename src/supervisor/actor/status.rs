@@ -11,7 +11,10 @@ impl Supervisor {
         let s = &e.svc;
         let mask = |t: &str| e.spec.redact(t);
         let reason = s.reason().map(|r| r.masked(mask));
-        let activity = s.doing().map(|a| a.masked(mask));
+        let activity = match s.doing() {
+            None if s.phase == Phase::Idle && e.spec.disabled => Some(Activity::Disabled),
+            a => a.map(|a| a.masked(mask)),
+        };
         let running = s.pid.is_some();
         let mut st = ServiceStatus {
             name: id.to_string(),

@@ -520,3 +520,93 @@ async fn a_dry_run_reload_changes_nothing() {
     assert_eq!(db.next_ctl(QUIET).await, None, "db keeps running");
     h.no_launch().await;
 }
+
+const DISABLED_CHAIN: &str = r#"
+[services.db]
+command = "db"
+health = { tcp = 7001 }
+disabled = true
+
+[services.cache]
+command = "cache"
+health = { tcp = 7002 }
+disabled = true
+depends_on = ["db"]
+
+[services.web]
+command = "web"
+health = { tcp = 7003 }
+depends_on = ["cache"]
+"#;
+
+#[tokio::test]
+async fn a_dependent_started_alone_starts_its_idle_disabled_dependencies_first() {
+    let mut h = Harness::new(DISABLED_CHAIN);
+    // A restart names web only: nothing selects its dependencies.
+    let restart = h.ask(Request::Restart {
+        services: vec!["web".into()],
+    });
+    let db = h.launched().await;
+    assert_eq!(db.id.as_str(), "db");
+    h.no_launch().await;
+    h.up(&db);
+    let cache = h.launched().await;
+    assert_eq!(cache.id.as_str(), "cache");
+    h.up(&cache);
+    let web = h.launched().await;
+    assert_eq!(web.id.as_str(), "web");
+    h.up(&web);
+    assert!(done_ok(&restart.last().await));
+}
+
+#[tokio::test]
+async fn a_disabled_service_at_rest_says_so_and_blocks_nothing_it_is_not_asked_for() {
+    let h = Harness::new(DISABLED_CHAIN);
+    let st = h.statuses().await;
+    assert_eq!(st["db"].state, ServiceState::Stopped);
+    assert_eq!(st["db"].activity, Some(Activity::Disabled));
+    assert_eq!(st["db"].detail.as_deref(), Some("disabled"));
+    // An enabled service at rest says nothing.
+    assert_eq!(st["web"].activity, None);
+}
+
+async fn analysis(h: &Harness) -> Option<crate::status::StartRecord> {
+    match h.ask(Request::Analyze).last().await {
+        Response::Analysis { record } => record,
+        other => panic!("not an analysis: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_start_record_keeps_each_step_and_what_each_service_waited_for() {
+    let mut h = Harness::new(TWO_TIERS);
+    assert_eq!(analysis(&h).await, None, "nothing started yet");
+    let start = h.start(&[]);
+    let data = h.launched_n(2).await;
+    h.up(&data[1]); // db
+    h.until("db", ServiceState::Online).await;
+    h.up(&data[0]); // cache, ready last of the earlier tier
+    let web = h.launched().await;
+    h.up(&web);
+    assert!(done_ok(&start.last().await));
+    let record = analysis(&h).await.expect("a record");
+    let names: Vec<&str> = record.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["db", "cache", "web"]);
+    for s in &record.services {
+        assert_eq!(s.state, ServiceState::Online, "{s:?}");
+        let (l, sp, r) = (s.launched.unwrap(), s.spawned.unwrap(), s.ready.unwrap());
+        assert!(record.began <= l && l <= sp && sp <= r, "{s:?}");
+    }
+    let web = record.get("web").unwrap();
+    assert_eq!(web.after.as_deref(), Some("cache"));
+    assert!(web.launched.unwrap() >= record.get("cache").unwrap().ready.unwrap());
+    let chain: Vec<&str> = record
+        .critical_chain()
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(chain, ["web", "cache"]);
+    // A start that starts nothing keeps the record.
+    assert!(done_ok(&h.start(&[]).last().await));
+    assert_eq!(analysis(&h).await.unwrap().began, record.began);
+}
