@@ -18,6 +18,8 @@ mod ahead;
 mod persist;
 mod requests;
 mod schedule;
+mod start_log;
+use start_log::StartLog;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -45,8 +47,7 @@ use crate::setup;
 use crate::state::{self, Saved, StateFile};
 use crate::status::{
     Activity, BlockReason, ContainerRef, DepState, EventData, EventKind, FailReason, Failure,
-    Interruption, Note, ProbeSample, Progress, ServiceState, ServiceStatus, StartRecord,
-    StartedService,
+    Interruption, Note, ProbeSample, Progress, ServiceState, ServiceStatus,
 };
 
 /// Memory and CPU are sampled only when someone looks: every second when a
@@ -205,7 +206,7 @@ pub struct Supervisor {
     /// answers once what it changed has settled.
     queued_reloads: std::collections::VecDeque<(bool, mpsc::UnboundedSender<Response>)>,
     /// The last start that started anything, for `fpctl analyze`.
-    start_record: Option<StartRecord>,
+    start_log: Option<StartLog>,
 }
 
 impl Supervisor {
@@ -251,7 +252,7 @@ impl Supervisor {
             api: None,
             launcher,
             queued_reloads: Default::default(),
-            start_record: None,
+            start_log: None,
         };
         sup.install(config);
         (sup, tx)
@@ -759,8 +760,7 @@ impl Supervisor {
         // to start depends on it. Dependents come later in start order, so
         // a walk backwards reaches a chain of them in one pass.
         for pos in (0..self.order.len()).rev() {
-            let id = self.order[pos].clone();
-            let e = &self.entries[&id];
+            let e = &self.entries[&self.order[pos]];
             let waits = e.svc.goal == Goal::Run
                 && (e.svc.phase == Phase::Waiting
                     || matches!(
@@ -773,6 +773,7 @@ impl Supervisor {
             if !waits || e.removed {
                 continue;
             }
+            let id = self.order[pos].clone();
             let on_demand: Vec<ServiceId> = e
                 .deps
                 .iter()
@@ -783,10 +784,10 @@ impl Supervisor {
                 })
                 .cloned()
                 .collect();
-            let joins = self
-                .start_record
-                .as_ref()
-                .is_some_and(|r| r.get(id.as_str()).is_some());
+            if on_demand.is_empty() {
+                continue;
+            }
+            let joins = self.start_log.as_ref().is_some_and(|l| l.contains(&id));
             for d in on_demand {
                 self.input(&d, Input::Start);
                 if joins {
@@ -960,39 +961,27 @@ impl Supervisor {
         if waiting.is_empty() {
             return;
         }
-        self.start_record = Some(StartRecord {
-            began: state::now_unix(),
-            services: Vec::new(),
-        });
-        for id in waiting.into_iter().cloned().collect::<Vec<_>>() {
-            self.join_start_record(&id);
+        let mut log = StartLog::new(state::now_unix());
+        for id in waiting {
+            log.join(id);
         }
+        self.start_log = Some(log);
     }
 
     /// `id` is started for the current start (on demand, for a dependent).
     fn join_start_record(&mut self, id: &ServiceId) {
-        let Some(r) = self.start_record.as_mut() else {
-            return;
-        };
-        if r.get(id.as_str()).is_none() {
-            r.services.push(StartedService {
-                name: id.to_string(),
-                launched: None,
-                spawned: None,
-                ready: None,
-                after: None,
-                state: ServiceState::Starting,
-            });
+        if let Some(log) = self.start_log.as_mut() {
+            log.join(id);
         }
     }
 
     /// Keep the first launch, spawn and readiness of a service of the
     /// current start, as they happen; a later restart changes nothing.
     fn note_start_step(&mut self, id: &ServiceId) {
-        let Some(r) = self.start_record.as_ref() else {
+        let Some(log) = self.start_log.as_mut() else {
             return;
         };
-        let Some(s) = r.get(id.as_str()) else {
+        let Some(s) = log.get(id) else {
             return;
         };
         let e = &self.entries[id];
@@ -1000,41 +989,20 @@ impl Supervisor {
         let launched = s.launched.is_none() && e.svc.phase == Phase::Preparing;
         let spawned = s.spawned.is_none() && s.launched.is_some() && e.svc.pid.is_some();
         let ready = s.ready.is_none() && e.svc.ready();
-        if !(launched || spawned || ready) {
-            return;
-        }
-        let after = if launched { self.waited_for(id) } else { None };
-        let s = self
-            .start_record
-            .as_mut()
-            .and_then(|r| r.get_mut(id.as_str()))
-            .expect("looked up above");
         if launched {
+            // Of the services of this start that it waited for (its
+            // dependencies and the earlier tiers), the one ready last.
+            let after = log.waited_for(&e.deps, e.tier);
+            let s = log.get_mut(id).expect("looked up above");
             s.launched = Some(now);
             s.after = after;
         }
         if spawned {
-            s.spawned = Some(now);
+            log.get_mut(id).expect("looked up above").spawned = Some(now);
         }
         if ready {
-            s.ready = Some(now);
+            log.ready(id, e.tier, now);
         }
-    }
-
-    /// Of the services of the current start that `id` waits for (its
-    /// dependencies and the services of earlier tiers), the one that became
-    /// ready last.
-    fn waited_for(&self, id: &ServiceId) -> Option<String> {
-        let r = self.start_record.as_ref()?;
-        let e = &self.entries[id];
-        let earlier = self.by_tier.iter().take(e.tier).flatten();
-        e.deps
-            .iter()
-            .chain(earlier)
-            .filter_map(|d| r.get(d.as_str()))
-            .filter_map(|s| s.ready.map(|t| (t, &s.name)))
-            .max_by(|a, b| a.0.partial_cmp(&b.0).expect("times are finite"))
-            .map(|(_, name)| name.clone())
     }
 
     /// Record an event: its facts, and its words (secrets masked in both).

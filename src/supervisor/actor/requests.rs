@@ -174,14 +174,18 @@ impl Supervisor {
                 let _ = reply.send(Response::History { histories });
             }
             Request::Analyze => {
-                let record = self.start_record.clone().map(|mut r| {
-                    for s in &mut r.services {
-                        if let Some(e) = self.entries.get(s.name.as_str()) {
-                            s.state = e.svc.public();
+                let record = self
+                    .start_log
+                    .as_ref()
+                    .map(|l| l.record().clone())
+                    .map(|mut r| {
+                        for s in &mut r.services {
+                            if let Some(e) = self.entries.get(s.name.as_str()) {
+                                s.state = e.svc.public();
+                            }
                         }
-                    }
-                    r
-                });
+                        r
+                    });
                 let _ = reply.send(Response::Analysis { record });
             }
             Request::Config => match &self.source {
