@@ -134,7 +134,7 @@ async fn the_dashboard_shows_live_state_and_restarts_services() {
         http_service("db", ports[0], "", "tier = \"data\""),
         http_service("api", ports[1], "", "tier = \"apps\"\ndepends_on = [\"db\"]"),
         http_service("web", ports[2], "", "tier = \"apps\"\ndepends_on = [\"api\"]"),
-    );
+    ) + "\n[services.nightly]\ntier = \"data\"\noneshot = true\ncommand = \"true\"\nschedule = { every = \"1h\" }\n";
     let mut stack = Stack::new(&toml);
     stack.run(&["start"]).expect(0);
     let out = stack.run(&["dashboard", "--no-open"]).expect(0).stdout();
@@ -157,6 +157,14 @@ async fn run(c: &Client, stack: &Stack, url: &str) {
     for name in ["db", "api", "web"] {
         wait_shown(c, name, "state", "online", Duration::from_secs(10)).await;
     }
+    // A scheduled job shows its state, when it runs next, and no run yet.
+    wait_shown(c, "nightly", "state", "scheduled", Duration::from_secs(10)).await;
+    let next = shown(c, "nightly", "next-run").await;
+    assert!(
+        next.as_deref().is_some_and(|t| t.contains(':')),
+        "the next run shows as {next:?}"
+    );
+    assert_eq!(shown(c, "nightly", "last-run").await.as_deref(), Some("-"));
     let pid = stack.pid_of("web").unwrap().to_string();
     wait_shown(c, "web", "pid", &pid, Duration::from_secs(5)).await;
     // The code left the address bar at once, and was traded for the token.
