@@ -245,14 +245,7 @@ pub async fn run(
             env: &env,
             marker,
         };
-        let log_path = config.log_path(&service.name);
-        let stamped = service.log_timestamps.then_some(log_path.as_path());
-        let exit = process::run_logged(&spec, log, stamped)
-            .await
-            .map_err(|e| PrepareError::Io {
-                step: IoStep::RunSetup,
-                error: e.to_string(),
-            })?;
+        let exit = run_step(config, service, &spec, log).await?;
         if !exit.success() {
             let step = shell_words::join(&argv);
             return Err(PrepareError::SetupStep { step, exit });
@@ -335,14 +328,7 @@ async fn image(
         env: &[],
         marker,
     };
-    let log_path = config.log_path(&service.name);
-    let stamped = service.log_timestamps.then_some(log_path.as_path());
-    let exit = process::run_logged(&spec, log, stamped)
-        .await
-        .map_err(|e| PrepareError::Io {
-            step: IoStep::RunSetup,
-            error: e.to_string(),
-        })?;
+    let exit = run_step(config, service, &spec, log).await?;
     if !exit.success() {
         return Err(PrepareError::Image {
             image: c.tag.clone(),
@@ -356,6 +342,24 @@ async fn image(
     }
     service_log::note(log, service.log_timestamps, "setup: done");
     Ok(SetupOutcome::Ran)
+}
+
+/// Run one setup step to its end, its output in the service's log (through
+/// a log writer when the log has times).
+async fn run_step(
+    config: &Config,
+    service: &Service,
+    spec: &SpawnSpec<'_>,
+    log: &File,
+) -> Result<process::Exit, PrepareError> {
+    let log_path = config.log_path(&service.name);
+    let stamped = service.log_timestamps.then_some(log_path.as_path());
+    process::run_logged(spec, log, stamped)
+        .await
+        .map_err(|e| PrepareError::Io {
+            step: IoStep::RunSetup,
+            error: e.to_string(),
+        })
 }
 
 /// Record what a setup that ran was made from, so the next start skips it.

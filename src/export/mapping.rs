@@ -472,7 +472,10 @@ fn shown_dir(config: &Config, dir: &Path) -> String {
 
 /// `path` written relative to the folder `from` (both absolute), with `/`.
 pub fn relative(from: &Path, path: &Path) -> String {
-    let (from, path) = (normalize(from), normalize(path));
+    let (from, path) = (
+        crate::config::normalize_path(from),
+        crate::config::normalize_path(path),
+    );
     let from: Vec<Component> = from.components().collect();
     let to: Vec<Component> = path.components().collect();
     let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
@@ -487,21 +490,6 @@ pub fn relative(from: &Path, path: &Path) -> String {
     } else {
         parts.join("/")
     }
-}
-
-/// `.` and `..` resolved lexically (the paths need not exist).
-pub fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A duration as compose and systemd write it: `1s`, `1500ms`.

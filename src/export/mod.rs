@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{self, Hosts};
 use crate::{Error, Outcome, Result};
 
-pub use mapping::{normalize, relative, Note};
+pub use mapping::{relative, Note};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
@@ -88,7 +88,7 @@ pub fn export(file: Option<&Path>, opts: Options) -> Result<Outcome> {
     let base = match &dest {
         Dest::Dir(d) => d.clone(),
         Dest::File(f) => f.parent().map(Path::to_path_buf).unwrap_or_default(),
-        Dest::Stdout => normalize(&config.root),
+        Dest::Stdout => crate::config::normalize_path(&config.root),
     };
     let mut plan = mapping::Plan::new(
         &config,
@@ -162,7 +162,7 @@ fn destination(target: Target, output: Option<&Path>) -> Result<Dest> {
         return Ok(Dest::Stdout);
     };
     let cwd = std::env::current_dir().map_err(|e| Error::other("current folder", e))?;
-    let path = normalize(&cwd.join(out));
+    let path = crate::config::normalize_path(&cwd.join(out));
     let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
     Ok(match target {
         _ if path.is_dir() => Dest::Dir(path),

@@ -12,7 +12,7 @@ mod process_compose;
 pub mod procfile;
 mod vars;
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 use serde_yaml_ng::{Mapping, Value};
@@ -220,7 +220,7 @@ impl<'a> Ctx<'a> {
 
     /// A folder named in the input (relative to it), as seen from the output.
     pub fn source_path(&self, rel: &str) -> PathBuf {
-        normalize(&self.src_dir.join(rel))
+        crate::config::normalize_path(&self.src_dir.join(rel))
     }
 
     /// `path` as the input names it: relative to the input's folder.
@@ -254,27 +254,12 @@ fn absolute(p: &Path) -> PathBuf {
         p
     };
     std::fs::canonicalize(p).unwrap_or_else(|_| {
-        normalize(
+        crate::config::normalize_path(
             &std::env::current_dir()
                 .unwrap_or_else(|_| PathBuf::from("/"))
                 .join(p),
         )
     })
-}
-
-/// `a/./b/../c` -> `a/c`, without touching the file system.
-fn normalize(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// `path` as seen from `base` (both absolute).

@@ -880,18 +880,26 @@ impl Call<'_> {
         answer(value, text, ok == Some(false))
     }
 
-    async fn start(&self, args: StartArgs) -> CallToolResult {
-        if args.services.is_empty() {
-            return failure("services: name the services to start, or [\"*\"] for every one");
+    /// The config and the services a start or restart asks for: the
+    /// names as given, or none for `["*"]` (every one).
+    async fn asked(
+        &self,
+        services: &[String],
+        verb: &str,
+    ) -> Result<(std::sync::Arc<Config>, Vec<String>), CallToolResult> {
+        if services.is_empty() {
+            return Err(failure(format!(
+                "services: name the services to {verb}, or [\"*\"] for every one"
+            )));
         }
-        let config = attempt!(self.config().await);
-        attempt!(check_names(&config, &args.services).map_err(refused));
-        let all = args.services.iter().any(|s| s == "*");
-        let services = if all {
-            Vec::new()
-        } else {
-            args.services.clone()
-        };
+        let config = self.config().await?;
+        check_names(&config, services).map_err(refused)?;
+        let all = services.iter().any(|s| s == "*");
+        Ok((config, if all { Vec::new() } else { services.to_vec() }))
+    }
+
+    async fn start(&self, args: StartArgs) -> CallToolResult {
+        let (config, services) = attempt!(self.asked(&args.services, "start").await);
         let profiles: Vec<String> = args.profile.into_iter().collect();
         let selected: Vec<String> = crate::graph::select(&config, &services, &profiles)
             .unwrap_or_default()
@@ -908,21 +916,11 @@ impl Call<'_> {
     }
 
     async fn restart(&self, args: RestartArgs) -> CallToolResult {
-        if args.services.is_empty() {
-            return failure("services: name the services to restart, or [\"*\"] for every one");
-        }
-        let config = attempt!(self.config().await);
-        attempt!(check_names(&config, &args.services).map_err(refused));
-        let all = args.services.iter().any(|s| s == "*");
-        let services = if all {
+        let (config, services) = attempt!(self.asked(&args.services, "restart").await);
+        let names = if services.is_empty() {
             Vec::new()
         } else {
-            args.services.clone()
-        };
-        let names = if all {
-            Vec::new()
-        } else {
-            config.expand_names(&args.services)
+            config.expand_names(&services)
         };
         self.drive(
             Request::Restart { services },
