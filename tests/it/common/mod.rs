@@ -32,32 +32,60 @@ health = {{ http = "/health" }}
     )
 }
 
-/// A port nobody listens on right now (bound once to port 0, then freed).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().unwrap().port()
+/// The ports tests hand to services: below the kernel's ephemeral range
+/// (`ip_local_port_range`), so that no outgoing connection of another test
+/// (the connection-flood test holds hundreds) can take a port between the
+/// moment a test picks it and the moment its service binds it. Each pick
+/// moves a counter on, so two tests of this run never get the same port.
+fn port_pool() -> (u32, u32) {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    if low > 12_000 {
+        (10_000, low)
+    } else {
+        (61_000, 65_535)
+    }
 }
 
-pub fn free_ports(n: usize) -> Vec<u16> {
-    // Hold them all at once so they differ.
-    let ls: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
+static NEXT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-/// `n` consecutive ports that are all free right now.
+/// `n` consecutive ports that are all free right now, and that no other
+/// pick of this run has handed out.
 pub fn free_range(n: u16) -> u16 {
-    for _ in 0..200 {
-        let first = free_port();
-        if first.checked_add(n).is_none() {
+    use std::sync::atomic::Ordering;
+    let (lo, hi) = port_pool();
+    let span = hi - lo;
+    let n32 = u32::from(n);
+    // Start where another test run on this machine is unlikely to be.
+    let _ = NEXT_PORT.compare_exchange(
+        0,
+        (std::process::id() * 7919) % span,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..2000 {
+        let offset = NEXT_PORT.fetch_add(n32, Ordering::SeqCst) % span;
+        if offset + n32 > span {
             continue;
         }
+        let first = (lo + offset) as u16;
         if (first..first + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
             return first;
         }
     }
-    panic!("no {n} consecutive free ports found");
+    panic!("no {n} consecutive free ports found in {lo}-{hi}");
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    free_range(1)
+}
+
+/// `n` free ports, all different.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    (0..n).map(|_| free_port()).collect()
 }
 
 /// Poll `cond` until it holds or `timeout` passes; panics with `what`.
