@@ -413,6 +413,8 @@ impl Svc {
                 _ if self.goal == Goal::Stop => self.goal = Goal::Run,
                 _ => {}
             },
+            // A restart of everything leaves a paused schedule paused.
+            Input::Restart if self.paused && self.phase == Phase::Idle => {}
             Input::Restart => {
                 self.streak = 0;
                 if self.active() {
@@ -447,6 +449,9 @@ impl Svc {
                         self.run_now = true;
                     }
                     _ if self.goal == Goal::Stop => self.goal = Goal::Run,
+                    // A run being stopped by a restart: the next one goes
+                    // once it is down.
+                    _ if self.goal == Goal::Restart => self.run_now = true,
                     // A run is on: it is the run asked for.
                     _ => {}
                 }
@@ -1557,6 +1562,29 @@ mod tests {
         c.on(Input::RunNow);
         assert!(!c.s.paused && c.s.run_now);
         assert_eq!(c.s.phase, Phase::Waiting);
+    }
+
+    #[test]
+    fn a_restart_naming_a_running_job_runs_it_again_once_it_is_down() {
+        let running = Phase::Running {
+            health: Health::Online,
+            fails: 0,
+        };
+        let mut c = Case::in_phase(job("every = \"1h\""), running);
+        c.on(Input::Restart);
+        assert_eq!(c.s.goal, Goal::Restart);
+        assert_eq!(kinds(&c.on(Input::RunNow)), ["run_now"]);
+        assert!(c.s.run_now, "the run after the restart goes at once");
+    }
+
+    #[test]
+    fn a_restart_of_everything_leaves_a_paused_job_paused() {
+        let mut c = Case::in_phase(job("every = \"1s\""), Phase::Scheduled);
+        c.on(Input::Pause);
+        c.on(Input::Stop);
+        c.on(Input::Restart);
+        assert_eq!(c.s.phase, Phase::Idle);
+        assert!(c.s.paused && !c.s.run_now);
     }
 
     #[test]

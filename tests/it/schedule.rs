@@ -254,6 +254,49 @@ fn stop_job_pauses_its_schedule_and_start_job_runs_it_now_and_resumes_it() {
 }
 
 #[test]
+fn restart_job_runs_it_now_and_stops_a_run_in_progress_first() {
+    let s = Stack::new(&format!(
+        "{}{}",
+        job("hourly", 0.1, 0, "every = \"1h\""),
+        job("long", 4.0, 0, "every = \"1h\"")
+    ));
+    s.run(&["start"]).expect(0);
+    // A restart of everything restarts services; a job keeps its timer.
+    s.run(&["restart"]).expect(0);
+    assert!(runs(&s, "hourly").is_empty(), "restart of all ran a job");
+    assert_eq!(s.state_of("hourly"), "scheduled");
+
+    // Naming the job runs it now and answers when the run is over.
+    s.run(&["restart", "hourly"]).expect(0);
+    let done = runs(&s, "hourly");
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert!(done[0].1.is_some(), "answered before the run ended");
+    let st = s.service("hourly");
+    assert_eq!(st["state"], "scheduled", "{st}");
+    assert!(!st["schedule"]["next_run"].is_null(), "{st}");
+    assert!(has_event(&s, "hourly", "run_now"));
+
+    // A run in progress is stopped first, then a whole run goes.
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| s.run(&["start", "long"]));
+        wait_until("the first run started", Duration::from_secs(10), || {
+            runs(&s, "long").len() == 1
+        });
+        s.run(&["restart", "long"]).expect(0);
+        let long = runs(&s, "long");
+        assert_eq!(long.len(), 2, "{long:?}");
+        assert!(
+            long[0].1.is_none(),
+            "the first run was not stopped: {long:?}"
+        );
+        assert!(long[1].1.is_some(), "answered before the second run ended");
+        drop(first.join());
+    });
+    assert_eq!(s.state_of("long"), "scheduled");
+    s.stop_all();
+}
+
+#[test]
 fn a_paused_schedule_and_the_last_run_survive_a_supervisor_restart() {
     let s = Stack::new(&job("kept", 0.1, 0, "every = \"1s\""));
     s.run(&["start"]).expect(0);

@@ -85,6 +85,7 @@ pub enum Msg {
     /// The setups a `restart` runs first are done.
     SetupsDone {
         services: Vec<ServiceId>,
+        named: bool,
         failed: Vec<(ServiceId, crate::status::PrepareError)>,
         reply: mpsc::UnboundedSender<Response>,
     },
@@ -521,6 +522,7 @@ impl Supervisor {
             }
             Msg::SetupsDone {
                 services,
+                named,
                 failed,
                 reply,
             } => {
@@ -531,7 +533,7 @@ impl Supervisor {
                         "the supervisor is shutting down",
                     );
                 } else {
-                    self.restart(services, failed, reply);
+                    self.restart(services, named, failed, reply);
                 }
             }
             Msg::SetupAhead { id, token, result } => self.ahead_done(&id, token, result),
@@ -552,7 +554,7 @@ impl Supervisor {
                 );
                 self.effect(&id, Effect::Note(Note::Watched { path }));
                 let (reply, _) = mpsc::unbounded_channel();
-                self.restart_request(vec![id], reply);
+                self.restart_request(vec![id], false, reply);
             }
             Msg::Metrics(usage) => self.metrics(usage),
             Msg::Due { id, token } => self.due(&id, token),

@@ -105,11 +105,11 @@ impl Supervisor {
                 // `docker compose restart` restarts them all.
                 Ok(selected) if services.is_empty() => {
                     let ids = self.ids(selected);
-                    self.restart_request(ids, reply);
+                    self.restart_request(ids, false, reply);
                 }
                 Ok(_) => {
                     let ids: Vec<ServiceId> = services.iter().map(|n| ServiceId::new(n)).collect();
-                    self.restart_request(ids, reply);
+                    self.restart_request(ids, true, reply);
                 }
                 Err(e) => self.refuse(&reply, ErrorKind::UnknownService, e),
             },
@@ -219,9 +219,12 @@ impl Supervisor {
 
     /// Restart `ids`. A running service's setup runs first, while it
     /// serves: a broken setup must not take a working service down.
+    /// `named`: the request named `ids`, so a scheduled job among them
+    /// runs now, as `start JOB` runs it.
     pub(super) fn restart_request(
         &mut self,
         ids: Vec<ServiceId>,
+        named: bool,
         reply: mpsc::UnboundedSender<Response>,
     ) {
         let setups: Vec<Launch> = ids
@@ -233,7 +236,7 @@ impl Supervisor {
             .map(|id| self.launch_of(id, 0))
             .collect();
         if setups.is_empty() {
-            self.restart(ids, Vec::new(), reply);
+            self.restart(ids, named, Vec::new(), reply);
             return;
         }
         let tx = self.tx.clone();
@@ -249,6 +252,7 @@ impl Supervisor {
             }
             let _ = tx.send(Msg::SetupsDone {
                 services: ids,
+                named,
                 failed,
                 reply,
             });
@@ -260,6 +264,7 @@ impl Supervisor {
     pub(super) fn restart(
         &mut self,
         ids: Vec<ServiceId>,
+        named: bool,
         failed: Vec<(ServiceId, crate::status::PrepareError)>,
         reply: mpsc::UnboundedSender<Response>,
     ) {
@@ -289,6 +294,14 @@ impl Supervisor {
                 e.requested_restarts += 1;
             }
             self.input(id, Input::Restart);
+            if named
+                && self
+                    .entries
+                    .get(id)
+                    .is_some_and(|e| e.spec.schedule.is_some())
+            {
+                self.input(id, Input::RunNow);
+            }
         }
         // Their dependencies must be up too.
         let roots = go
