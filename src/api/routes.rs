@@ -154,7 +154,7 @@ pub(crate) fn settings(config: &Config, i: usize) -> Value {
             "image": c.tag,
             "name": c.name,
             "network": format!("{:?}", c.network).to_lowercase(),
-            "command": svc.redact(&shell_words::join(svc.container_command())),
+            "command": svc.redact(&svc.container_line()),
         })
     });
     json!({

@@ -323,6 +323,9 @@ pub struct Container {
     pub build: Option<PathBuf>,
     /// The Dockerfile stage to build.
     pub target: Option<String>,
+    /// The program it runs, expanded, replacing the image's ENTRYPOINT
+    /// (empty: none); `None` keeps the image's.
+    pub entrypoint: Option<Vec<String>>,
     /// The container's command, expanded; `None` keeps the service's
     /// `command` if it has one, else the image's CMD.
     pub args: Option<Vec<String>>,
@@ -472,6 +475,18 @@ impl Service {
             Some(args) => args,
             None => &self.argv,
         }
+    }
+
+    /// What its container runs as one line: its `entrypoint`, if it has
+    /// one, then its command (the image's own when this is empty).
+    pub fn container_line(&self) -> String {
+        let entry = self.container.as_ref().and_then(|c| c.entrypoint.as_ref());
+        let words: Vec<&String> = entry
+            .into_iter()
+            .flatten()
+            .chain(self.container_command())
+            .collect();
+        shell_words::join(words)
     }
 
     /// `text` with the value of every secret variable replaced by `***`.

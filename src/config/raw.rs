@@ -196,6 +196,10 @@ pub struct RawContainer {
     /// The Dockerfile stage to build (`--target`).
     #[schemars(with = "Option<String>")]
     pub target: Option<Spanned<String>>,
+    /// The program the container runs, replacing the image's ENTRYPOINT
+    /// (`[]` runs none); `args` follow it.
+    #[schemars(with = "Option<StringOrList>")]
+    pub entrypoint: Option<Spanned<StringOrList>>,
     /// The container's command and arguments, replacing the image's CMD.
     #[schemars(with = "Option<StringOrList>")]
     pub args: Option<Spanned<StringOrList>>,

@@ -119,7 +119,17 @@ pub fn run_spec(
     for (k, _) in &env {
         args.extend(["-e".into(), k.clone()]);
     }
+    // `--entrypoint` takes one program; the rest of its words go first in
+    // the command, as compose does with a list.
+    let entry = c.entrypoint.as_deref();
+    if let Some(e) = entry {
+        args.extend([
+            "--entrypoint".into(),
+            e.first().cloned().unwrap_or_default(),
+        ]);
+    }
     args.push(c.tag.clone());
+    args.extend(entry.unwrap_or_default().iter().skip(1).cloned());
     args.extend(svc.container_command().iter().cloned());
     let hash = settings_hash(&args, &env);
     // The hash label goes before the image: everything after it is the

@@ -96,6 +96,9 @@ fn service(
             }
         }
     }
+    if let Some(e) = svc.container.as_ref().and_then(|c| c.entrypoint.as_ref()) {
+        s.insert("entrypoint".into(), json!(e));
+    }
     // Nothing to run given: the image's own CMD.
     let command = mapping::container_command(svc);
     if !command.is_empty() {

@@ -56,6 +56,17 @@ pub fn export(plan: &mut Plan, images: &[(usize, Image)], base: &Path) -> Vec<Ou
                 );
             }
         }
+        if svc
+            .container
+            .as_ref()
+            .and_then(|c| c.entrypoint.as_ref())
+            .is_some_and(Vec::is_empty)
+        {
+            plan.note(
+                mapping::exported_name(svc),
+                "entrypoint = [] has no Kubernetes form (an empty command keeps the image's ENTRYPOINT): give the program to run in entrypoint",
+            );
+        }
         if !svc.env_files.is_empty() {
             let envs: Vec<String> = svc
                 .env_files
@@ -134,17 +145,16 @@ fn container(plan: &Plan, svc: &Service, image: &Image) -> Map<String, Value> {
     c.insert("name".into(), json!(dns_name(mapping::exported_name(svc))));
     c.insert("image".into(), json!(image_ref(plan, svc, image)));
     c.insert("imagePullPolicy".into(), json!("IfNotPresent"));
-    // A container table's `args` replace the image's CMD (Kubernetes'
-    // `args`); a command replaces its entrypoint.
-    match svc.container.as_ref().and_then(|c| c.args.as_ref()) {
-        Some(args) if args.is_empty() => {}
-        Some(args) => {
-            c.insert("args".into(), json!(args));
-        }
-        None if svc.argv.is_empty() => {}
-        None => {
-            c.insert("command".into(), json!(svc.argv));
-        }
+    // What fpctl runs: the `entrypoint` replaces the image's ENTRYPOINT
+    // (Kubernetes' `command`), and the container's `args`, else the
+    // service's command, replace its CMD (`args`), as `docker run` does.
+    let entrypoint = svc.container.as_ref().and_then(|c| c.entrypoint.as_ref());
+    if let Some(e) = entrypoint.filter(|e| !e.is_empty()) {
+        c.insert("command".into(), json!(e));
+    }
+    let args = mapping::container_command(svc);
+    if !args.is_empty() {
+        c.insert("args".into(), json!(args));
     }
     let env: Vec<Value> = mapping::environment(svc)
         .into_iter()

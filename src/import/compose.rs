@@ -351,7 +351,8 @@ fn service(name: &str, def: &Mapping, ctx: &mut Ctx, completed: &mut Vec<String>
             port,
             command: command.clone(),
             args_only,
-            entrypoint: def.contains_key("entrypoint"),
+            entrypoint: def.get("entrypoint").map(|e| compose_words(e, name, ctx)),
+            command_words: def.get("command").map(|c| compose_words(c, name, ctx)),
         };
         replaced_check = image_service(&mut svc, spec, def, ctx);
     } else if command.is_some() && !args_only {
@@ -526,16 +527,7 @@ fn build_spec(v: Option<&Value>, name: &str, ctx: &mut Ctx) -> Option<Build> {
 /// `entrypoint` + `command`, as a TOML value and whether it needs a shell.
 /// A string is split like a shell (as compose does), so it stays a string.
 fn compose_command(def: &Mapping, name: &str, ctx: &mut Ctx) -> Option<Command> {
-    let words = |v: &Value, ctx: &mut Ctx| -> Vec<String> {
-        match v {
-            Value::String(s) => shell_words::split(s).unwrap_or_else(|_| vec![s.clone()]),
-            Value::Sequence(items) => items.iter().filter_map(scalar).collect(),
-            _ => Vec::new(),
-        }
-        .into_iter()
-        .map(|w| vars_of(&w, name, ctx))
-        .collect()
-    };
+    let words = |v: &Value, ctx: &mut Ctx| compose_words(v, name, ctx);
     let command = def.get("command");
     match def.get("entrypoint") {
         Some(ep) => {
@@ -553,6 +545,19 @@ fn compose_command(def: &Mapping, name: &str, ctx: &mut Ctx) -> Option<Command> 
             }
         },
     }
+}
+
+/// The words of a compose `command` or `entrypoint` (a string is split
+/// like a shell, as compose does), with their variables kept for fpctl.
+fn compose_words(v: &Value, name: &str, ctx: &mut Ctx) -> Vec<String> {
+    match v {
+        Value::String(s) => shell_words::split(s).unwrap_or_else(|_| vec![s.clone()]),
+        Value::Sequence(items) => items.iter().filter_map(scalar).collect(),
+        _ => Vec::new(),
+    }
+    .into_iter()
+    .map(|w| vars_of(&w, name, ctx))
+    .collect()
 }
 
 /// A command's words (a string split like a shell).
@@ -740,8 +745,10 @@ struct ImageSpec<'a> {
     command: Option<Command>,
     /// `command` only passes flags to the image's program.
     args_only: bool,
-    /// An `entrypoint` replaced the image's own.
-    entrypoint: bool,
+    /// The `entrypoint` that replaces the image's own.
+    entrypoint: Option<Vec<String>>,
+    /// `command` alone.
+    command_words: Option<Vec<String>>,
 }
 
 /// A native service's command, as the compose file (or the Dockerfile)
@@ -826,16 +833,17 @@ fn image_service(svc: &mut DraftService, spec: ImageSpec, def: &Mapping, ctx: &m
     let base = image_base(&image);
     let known = KNOWN.iter().find(|k| k.image == base);
     let full_command = spec.command.is_some() && !spec.args_only;
-    let compose_args = spec.command.as_ref().map(|(c, _)| words_of(c));
-    if spec.entrypoint {
-        ctx.warn_for(
-            &name,
-            "its `entrypoint` replaced the image's ENTRYPOINT, which a container table keeps: \
-             its words come first in what the container runs, after the image's ENTRYPOINT",
-        );
-    }
+    // What follows the entrypoint in the container: the compose command
+    // alone when an entrypoint replaces the image's, else all of it.
+    let compose_args = match &spec.entrypoint {
+        Some(_) => spec.command_words.clone(),
+        None => spec.command.as_ref().map(|(c, _)| words_of(c)),
+    };
     let mut container = toml_edit::Table::new();
     container.insert("image", toml_edit::value(image.as_str()));
+    if let Some(e) = &spec.entrypoint {
+        container.insert("entrypoint", toml_edit::value(strings(e.clone())));
+    }
     // Where the program listens in its container.
     let mut inside = spec.port.map(|(_, target)| target);
     let mut replaced_check = false;
@@ -891,6 +899,11 @@ fn image_service(svc: &mut DraftService, spec: ImageSpec, def: &Mapping, ctx: &m
             native_command(svc, spec.command.clone(), spec.port, def, None, ctx);
             // Natively it listens where it listens in its container.
             inside = svc.port();
+            // In the container the entrypoint runs, then the command alone.
+            if spec.entrypoint.is_some() {
+                let args = compose_args.clone().unwrap_or_default();
+                container.insert("args", toml_edit::value(strings(args)));
+            }
             svc.note(format!(
                 "the image {image}: its command runs natively, or in the image with \
                  `fpctl start --containers`"

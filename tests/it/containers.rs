@@ -340,6 +340,54 @@ fn build_dir(s: &Stack, dir: &str, extra: &str) {
 }
 
 #[test]
+fn an_entrypoint_replaces_the_images_own_here_and_in_the_exports() {
+    let port = free_port();
+    let toml = format!(
+        r#"
+[services.web]
+port = {port}
+health = {{ http = "/health" }}
+[services.web.container]
+build = "web"
+entrypoint = ["httpd", "-f"]
+args = ["-p", "8080", "-h", "/www"]
+container_port = 8080
+"#
+    );
+    let (s, _c) = stack(&toml);
+    // The image's own ENTRYPOINT fails at once: only a replaced one serves.
+    build_dir(&s, "web", "ENTRYPOINT [\"false\"]\n");
+    s.run(&["start"]).expect(0);
+    assert_eq!(http_get(port, "/health").map(|r| r.0), Some(200));
+    let id = container_id(&s, "web").expect("running");
+    let ran = text(&docker(&[
+        "inspect",
+        "--format",
+        "{{json .Config.Entrypoint}} {{json .Config.Cmd}}",
+        &id,
+    ]));
+    assert_eq!(ran, r#"["httpd"] ["-f","-p","8080","-h","/www"]"#);
+    // Its `spawned` event names what the container runs.
+    let events = s.run(&["events", "web", "--json"]).expect(0).stdout();
+    assert!(
+        events.contains("\"command\":\"httpd -f -p 8080 -h /www\""),
+        "{events}"
+    );
+    s.run(&["stop"]).expect(0);
+
+    let compose = s.run(&["export", "compose"]).expect(0).stdout();
+    assert!(
+        compose.contains("entrypoint:\n    - httpd\n    - -f\n    command:\n    - -p"),
+        "{compose}"
+    );
+    let k8s = s.run(&["export", "kubernetes"]).expect(0).stdout();
+    assert!(
+        k8s.contains("command:\n        - httpd\n        - -f\n        args:\n        - -p"),
+        "{k8s}"
+    );
+}
+
+#[test]
 fn start_containers_builds_and_runs_every_service_that_has_a_container_table() {
     let [a, b] = [free_port(), free_port()];
     let toml = format!(

@@ -208,11 +208,12 @@ port = {api}
 health = {{ http = "/health" }}
 depends_on = ["db"]
 [services.api.container]
+entrypoint = ["sh", "-c"]
 {api_c}
 "#,
         web = container_table(HTTPD),
         api_c = container_table(
-            r#"["sh", "-c", "wget -qO- http://$FPCTL_HOST_DB:$FPCTL_PORT_DB/health && exec httpd -f -p $PORT -h /www"]"#
+            r#"["wget -qO- http://$FPCTL_HOST_DB:$FPCTL_PORT_DB/health && exec httpd -f -p $PORT -h /www"]"#
         ),
         httpd = httpd(),
     );

@@ -579,15 +579,20 @@ impl Validator<'_> {
             }
             t.get_ref().clone()
         });
-        let args = c.args.as_ref().map(|a| match a.get_ref() {
-            crate::config::raw::StringOrList::One(s) => {
-                self.split(s, a.span(), env, name, "container args")
-            }
+        let mut words = |a: &toml::Spanned<crate::config::raw::StringOrList>, what: &str| match a
+            .get_ref()
+        {
+            crate::config::raw::StringOrList::One(s) => self.split(s, a.span(), env, name, what),
             crate::config::raw::StringOrList::Many(v) => v
                 .iter()
                 .map(|w| self.expand_at(w, a.span(), env, name))
                 .collect(),
-        });
+        };
+        let entrypoint = c
+            .entrypoint
+            .as_ref()
+            .map(|a| words(a, "container entrypoint"));
+        let args = c.args.as_ref().map(|a| words(a, "container args"));
         let container_port = c.container_port.as_ref().and_then(|p| {
             match u16::try_from(*p.get_ref()).ok().filter(|&p| p > 0) {
                 Some(_) if port.is_none() => {
@@ -645,6 +650,7 @@ impl Validator<'_> {
             image,
             build,
             target,
+            entrypoint,
             args,
             container_port,
             volumes,

@@ -590,7 +590,7 @@ impl Supervisor {
             UnitEvent::Spawned { pid, ticks, at } => {
                 let (command, container) = match e.spec.in_container() {
                     Some(c) => (
-                        shell_words::join(e.spec.container_command()),
+                        e.spec.container_line(),
                         Some(Box::new(ContainerRef {
                             name: c.name.clone(),
                             image: c.tag.clone(),
