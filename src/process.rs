@@ -235,6 +235,16 @@ fn spawn_spec(spec: &SpawnSpec<'_>, out: BorrowedFd<'_>) -> io::Result<Child> {
     Ok(registered(pid.as_raw()))
 }
 
+/// The absolute path of `program` as this process's `PATH` finds it.
+pub fn program_path(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH");
+    let found = find_program(program, Path::new("/"), path.as_deref()).ok()?;
+    let bytes = found.as_bytes();
+    Some(std::path::PathBuf::from(
+        <OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(bytes),
+    ))
+}
+
 /// Where `exec` finds `program`: as given when it names a path (relative
 /// to `dir`, where the child runs), else the first executable file of that
 /// name in `path` (the child's own `PATH`, as `Command` looks it up).

@@ -555,7 +555,12 @@ impl Config {
                 }
                 seen.push(key);
                 let exported = match key.as_str() {
-                    "PORT" => svc.port.map(|p| p.to_string()),
+                    // fpctl's own PORT comes first: the port, or in a
+                    // bridge container its container_port.
+                    "PORT" => svc.port.and_then(|_| {
+                        let first = svc.env.iter().find(|(k, _)| k == "PORT");
+                        first.map(|(_, v)| v.clone())
+                    }),
                     _ => svc
                         .port_env
                         .iter()
@@ -687,6 +692,21 @@ pub fn redact_url_passwords(text: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_containers_own_port_is_no_conflict_but_a_port_set_in_env_is() {
+        let file = |env: &str| {
+            let text = format!(
+                "[services.web]\nport = 18080\nhealth = {{ tcp = true }}\n{env}\n\
+                 [services.web.container]\nimage = \"busybox\"\ncontainer_port = 8080\n"
+            );
+            load_str(std::path::Path::new("/tmp/fpctl-unit/services.toml"), text).expect("valid")
+        };
+        assert_eq!(file("").port_env_conflicts(), Vec::<String>::new());
+        let conflicts = file("env = { PORT = \"9000\" }").port_env_conflicts();
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        assert!(conflicts[0].contains("PORT = \"9000\""), "{conflicts:?}");
+    }
 
     #[test]
     fn secret_names_are_recognised() {

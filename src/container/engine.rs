@@ -89,6 +89,25 @@ pub async fn runtime(choice: ContainerRuntime) -> Result<Runtime, EngineError> {
     Err(EngineError::Unavailable(why.join("; ")))
 }
 
+impl Runtime {
+    /// The engine a generated unit file calls, without asking it anything:
+    /// Podman when the project says so, else Docker, by its absolute path
+    /// where this `PATH` has it (systemd looks no program up in a `PATH`).
+    pub fn for_export(choice: ContainerRuntime) -> Runtime {
+        let name = match choice {
+            ContainerRuntime::Podman => "podman",
+            ContainerRuntime::Auto | ContainerRuntime::Docker => "docker",
+        };
+        let program = crate::process::program_path(name)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| format!("/usr/bin/{name}"));
+        Runtime {
+            program,
+            podman: name == "podman",
+        }
+    }
+}
+
 /// The engine found earlier in this process, if any.
 fn known_runtime() -> Option<Runtime> {
     RUNTIMES

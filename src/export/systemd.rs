@@ -118,40 +118,11 @@ fn unit(plan: &mut Plan, i: usize, fpctl: &Path) -> String {
         "WorkingDirectory={}",
         escape(&svc.dir.display().to_string())
     ));
-    let mut env = mapping::environment(svc);
-    let runtime = crate::setup::runtime_env(svc);
-    for (k, v) in runtime {
-        let v = match k.as_str() {
-            "PATH" => v
-                .split(':')
-                .next()
-                .map(|first| format!("{first}:{BASE_PATH}"))
-                .unwrap_or(v),
-            _ => v,
-        };
-        env.retain(|(x, _)| *x != k);
-        env.push((k, v));
+    if svc.in_container().is_some() {
+        container_lines(plan, svc, &mut u);
+    } else {
+        native_lines(svc, &mut u);
     }
-    for (k, v) in &env {
-        u.push(format!("Environment={}", quote(&format!("{k}={v}"))));
-    }
-    for f in &svc.env_files {
-        u.push(format!(
-            "EnvironmentFile={}",
-            escape(&f.display().to_string())
-        ));
-    }
-    for cmd in setup_commands(svc) {
-        let words = ["/bin/sh".to_string(), "-c".into(), cmd];
-        u.push(format!("ExecStartPre={}", command_line(&words)));
-    }
-    let mut argv = svc.argv.clone();
-    if matches!(svc.setup, Setup::Venv | Setup::Npm) && !argv[0].contains('/') {
-        // The venv's or node_modules' bin comes first in PATH, which
-        // systemd does not use to find the program itself.
-        argv.insert(0, "/usr/bin/env".into());
-    }
-    u.push(format!("ExecStart={}", command_line(&argv)));
     if svc
         .health
         .as_ref()
@@ -200,9 +171,15 @@ fn unit(plan: &mut Plan, i: usize, fpctl: &Path) -> String {
     }
     u.push("KillMode=control-group".into());
     u.push(format!("KillSignal={}", svc.stop_signal.as_str()));
+    // A container's stop is the engine's, which may take a little longer.
+    let engine = if svc.in_container().is_some() {
+        std::time::Duration::from_secs(15)
+    } else {
+        std::time::Duration::ZERO
+    };
     u.push(format!(
         "TimeoutStopSec={}",
-        mapping::duration_text(svc.stop_timeout)
+        mapping::duration_text(svc.stop_timeout + engine)
     ));
     if let Some(m) = svc.max_memory {
         u.push(format!("MemoryMax={m}"));
@@ -218,6 +195,115 @@ fn unit(plan: &mut Plan, i: usize, fpctl: &Path) -> String {
         svc.name
     );
     mapping::header(&title, &plan.notes_for(Some(&svc.name))) + &u.join("\n") + "\n"
+}
+
+/// A native service: its environment (with the PATH its setup gives it),
+/// its setup before every start, and its command.
+fn native_lines(svc: &Service, u: &mut Vec<String>) {
+    let mut env = mapping::environment(svc);
+    let runtime = crate::setup::runtime_env(svc);
+    for (k, v) in runtime {
+        let v = match k.as_str() {
+            "PATH" => v
+                .split(':')
+                .next()
+                .map(|first| format!("{first}:{BASE_PATH}"))
+                .unwrap_or(v),
+            _ => v,
+        };
+        env.retain(|(x, _)| *x != k);
+        env.push((k, v));
+    }
+    for (k, v) in &env {
+        u.push(format!("Environment={}", quote(&format!("{k}={v}"))));
+    }
+    for f in &svc.env_files {
+        u.push(format!(
+            "EnvironmentFile={}",
+            escape(&f.display().to_string())
+        ));
+    }
+    for cmd in setup_commands(svc) {
+        let words = ["/bin/sh".to_string(), "-c".into(), cmd];
+        u.push(format!("ExecStartPre={}", command_line(&words)));
+    }
+    let mut argv = svc.argv.clone();
+    if matches!(svc.setup, Setup::Venv | Setup::Npm) && !argv[0].contains('/') {
+        // The venv's or node_modules' bin comes first in PATH, which
+        // systemd does not use to find the program itself.
+        argv.insert(0, "/usr/bin/env".into());
+    }
+    u.push(format!("ExecStart={}", command_line(&argv)));
+}
+
+/// A container service runs as fpctl runs it: the engine's client,
+/// attached, in the foreground (`run --rm --sig-proxy=false`), after a
+/// container left by an earlier run is removed and its image is built (or
+/// pulled when missing); a stop is the engine's `stop`, as the client
+/// passes no signal on. Its variables reach the container by name (`-e
+/// NAME`) from the unit's environment, as fpctl passes them.
+///
+/// A bridge container is published on 127.0.0.1 and, as fpctl does, on the
+/// bridge's gateway, where the stack's other containers reach it: the
+/// engine is asked for that address now, and a note says so when it does
+/// not answer.
+fn container_lines(plan: &mut Plan, svc: &Service, u: &mut Vec<String>) {
+    let Some(c) = svc.in_container() else {
+        return;
+    };
+    let rt = crate::container::Runtime::for_export(c.runtime);
+    let marker = crate::process::project_marker(&plan.config.root);
+    let gateway = match c.network {
+        crate::config::Network::Bridge if svc.port.is_some() => {
+            let found = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()
+                .and_then(|t| t.block_on(crate::container::gateway(&rt)));
+            if found.is_none() {
+                plan.note(
+                    &svc.name,
+                    "the container engine did not answer, so its port is published on 127.0.0.1 only: other containers cannot reach it (export again with the engine running)",
+                );
+            }
+            found
+        }
+        _ => None,
+    };
+    let run = crate::container::run_spec(&rt, svc, &marker, gateway);
+    for (k, v) in &run.env {
+        u.push(format!("Environment={}", quote(&format!("{k}={v}"))));
+    }
+    // `-` first: no container to remove is no failure.
+    let remove = [
+        rt.program.clone(),
+        "rm".into(),
+        "-f".into(),
+        run.name.clone(),
+    ];
+    u.push(format!("ExecStartPre=-{}", command_line(&remove)));
+    match crate::container::build_argv(&rt, svc) {
+        Some(build) => u.push(format!("ExecStartPre={}", command_line(&build))),
+        None => {
+            let image = shell_words::quote(&c.tag);
+            let program = shell_words::quote(&rt.program);
+            let pull = format!(
+                "{program} image inspect {image} >/dev/null 2>&1 || {program} pull {image}"
+            );
+            let words = ["/bin/sh".to_string(), "-c".into(), pull];
+            u.push(format!("ExecStartPre={}", command_line(&words)));
+        }
+    }
+    u.push(format!("ExecStart={}", command_line(&run.argv)));
+    let secs = svc.stop_timeout.as_millis().div_ceil(1000).to_string();
+    let stop = [
+        rt.program.clone(),
+        "stop".into(),
+        "-t".into(),
+        secs,
+        run.name,
+    ];
+    u.push(format!("ExecStop={}", command_line(&stop)));
 }
 
 pub fn timer_name(project: &str, service: &str) -> String {

@@ -387,6 +387,96 @@ container_port = 8080
     );
 }
 
+/// systemd cannot run units here (it is not PID 1), so the exported unit
+/// of a container service is checked by `systemd-analyze verify` and then
+/// run line by line, as systemd would: ExecStartPre, ExecStart, the health
+/// gate of ExecStartPost, and ExecStop, which must leave no container.
+#[test]
+fn the_systemd_unit_of_a_container_service_runs_it_and_its_stop_removes_it() {
+    use crate::export::{exec_words, files, unit_settings, validate_systemd};
+    let port = free_port();
+    let (s, _c) = stack(&web("web", port, "env = { GREETING = \"hi there\" }"));
+    let out = s.file("units");
+    s.run(&["export", "systemd", "-o", out.to_str().unwrap()])
+        .expect(0);
+    validate_systemd(&out);
+    let unit = files(&out)
+        .into_iter()
+        .find(|(n, _)| n.ends_with("-web.service"))
+        .map(|(_, t)| unit_settings(&t))
+        .expect("a unit for web");
+    let get = |key: &str| -> Vec<String> {
+        let found = unit.iter().filter(|(k, _)| k == key);
+        found.map(|(_, v)| v.clone()).collect()
+    };
+    let env: Vec<(String, String)> = get("Environment")
+        .iter()
+        .map(|v| {
+            let kv = exec_words(v).remove(0);
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    assert!(
+        env.iter().any(|(k, v)| k == "GREETING" && v == "hi there"),
+        "{env:?}"
+    );
+    let command = |line: &str| {
+        // `-`: a failure of that line is no failure of the unit.
+        let words = exec_words(line.trim_start_matches('-'));
+        let mut c = Command::new(&words[0]);
+        c.args(&words[1..])
+            .current_dir(s.path())
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .envs(env.iter().cloned())
+            .stdin(std::process::Stdio::null());
+        c
+    };
+    for pre in get("ExecStartPre") {
+        let ok = command(&pre).status().unwrap().success();
+        assert!(ok || pre.starts_with('-'), "{pre}");
+    }
+    let start = get("ExecStart").remove(0);
+    assert!(start.contains(" run ") && start.contains(IMAGE), "{start}");
+    // Published here and on the bridge's gateway, for the other containers.
+    assert!(start.contains(&format!(" -p 127.0.0.1:{port}:8080 ")), "{start}");
+    assert_eq!(start.matches(" -p ").count(), 2, "{start}");
+    let mut client = command(&start)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for post in get("ExecStartPost") {
+        let o = command(&post).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{post}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    assert_eq!(http_get(port, "/health").map(|r| r.0), Some(200));
+    // The variables reached the container by name.
+    let name = format!("fpctl-{}-web", project(&s));
+    let seen = text(&docker(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "echo $GREETING:$PORT",
+    ]));
+    assert_eq!(seen, "hi there:8080");
+    for stop in get("ExecStop") {
+        assert!(command(&stop).status().unwrap().success(), "{stop}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the client outlived ExecStop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(containers_of(&s).is_empty(), "{:?}", containers_of(&s));
+}
+
 #[test]
 fn start_containers_builds_and_runs_every_service_that_has_a_container_table() {
     let [a, b] = [free_port(), free_port()];

@@ -43,7 +43,7 @@ fn export(stack: &Stack, args: &[&str]) -> Run {
 }
 
 /// Every file of a folder, by name.
-fn files(dir: &Path) -> BTreeMap<String, String> {
+pub fn files(dir: &Path) -> BTreeMap<String, String> {
     std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -136,7 +136,7 @@ fn validate_kubernetes(dir: &Path) {
     assert!(!r.all().contains("ERROR"), "{}", r.all());
 }
 
-fn validate_systemd(dir: &Path) {
+pub fn validate_systemd(dir: &Path) {
     let units: Vec<String> = files(dir).into_keys().collect();
     let runtime = tempfile::tempdir().unwrap();
     let mut args = vec!["--user", "verify"];
@@ -526,7 +526,7 @@ port = 3000
 }
 
 /// One unit file's `[Service]` settings, in order (repeatable keys repeat).
-fn unit_settings(text: &str) -> Vec<(String, String)> {
+pub fn unit_settings(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter(|l| !l.starts_with('#') && l.contains('='))
         .map(|l| {
@@ -537,7 +537,7 @@ fn unit_settings(text: &str) -> Vec<(String, String)> {
 }
 
 /// An Exec*= line as argv: systemd's quoting, with `$$` and `%%` undone.
-fn exec_words(line: &str) -> Vec<String> {
+pub fn exec_words(line: &str) -> Vec<String> {
     shell_words_split(line)
         .into_iter()
         .map(|w| w.replace("$$", "$").replace("%%", "%"))
