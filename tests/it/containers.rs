@@ -440,7 +440,10 @@ fn the_systemd_unit_of_a_container_service_runs_it_and_its_stop_removes_it() {
     let start = get("ExecStart").remove(0);
     assert!(start.contains(" run ") && start.contains(IMAGE), "{start}");
     // Published here and on the bridge's gateway, for the other containers.
-    assert!(start.contains(&format!(" -p 127.0.0.1:{port}:8080 ")), "{start}");
+    assert!(
+        start.contains(&format!(" -p 127.0.0.1:{port}:8080 ")),
+        "{start}"
+    );
     assert_eq!(start.matches(" -p ").count(), 2, "{start}");
     let mut client = command(&start)
         .stdout(std::process::Stdio::null())

@@ -304,6 +304,7 @@ fn a_supervisor_killed_mid_start_of_50_leaves_nothing_unadopted() {
     // Kill the supervisor while it has spawned processes that state.json does
     // not record yet; retry until the kill lands in such an instant.
     let mut running = Vec::new();
+    let mut recorded = Vec::new();
     for attempt in 0.. {
         assert!(
             attempt < 10,
@@ -327,7 +328,7 @@ fn a_supervisor_killed_mid_start_of_50_leaves_nothing_unadopted() {
         });
         let _ = client.wait();
         running = marked_leaders(&s);
-        let recorded = s.recorded_pids();
+        recorded = s.recorded_pids();
         if running.iter().any(|m| !recorded.contains(&m.pid)) {
             break;
         }
@@ -348,7 +349,10 @@ fn a_supervisor_killed_mid_start_of_50_leaves_nothing_unadopted() {
         assert_eq!(
             svc["pid"].as_i64(),
             Some(m.pid as i64),
-            "{name} not adopted: {svc}"
+            "{name} not adopted: {svc}\nrunning after the kill: {:?}\nrecorded: {recorded:?}\nevents:\n{}\nsupervisor log:\n{}",
+            running.iter().map(|m| (m.pid, &m.marker)).collect::<Vec<_>>(),
+            s.run(&["events", name]).stdout(),
+            std::fs::read_to_string(s.file(".fpctl/supervisor.log")).unwrap_or_default(),
         );
         assert_eq!(svc["state"], "online", "{svc}");
     }
