@@ -104,7 +104,7 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
-    /// Stop and start services again (default: all), and wait until they are online
+    /// Stop and start services again (default: all), and wait until they are online; a scheduled job named runs now
     Restart {
         #[arg(add = names(Names::Services))]
         services: Vec<String>,
