@@ -3,6 +3,8 @@
 //! `fpctl probe NAME --wait` in ExecStartPost, so a unit is active (and its
 //! dependents start) only once its health check passes.
 
+use std::cell::OnceCell;
+use std::net::IpAddr;
 use std::path::Path;
 
 use super::mapping::{self, Plan};
@@ -11,6 +13,9 @@ use crate::config::{RestartPolicy, Service, Setup};
 
 /// The PATH a venv or npm service runs with (systemd's own, plus its tools).
 const BASE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// The engine's bridge gateway: unknown until a unit asks for it.
+type Gateway = OnceCell<Option<IpAddr>>;
 
 /// Unit names: anything but letters, digits and `-_.` becomes `-`.
 fn unit_part(s: &str) -> String {
@@ -41,8 +46,10 @@ pub fn unit_name(project: &str, service: &str) -> String {
 pub fn export(plan: &mut Plan, fpctl: &Path) -> Vec<OutFile> {
     let project = plan.config.project.name.clone();
     let mut files = Vec::new();
+    // The bridge's gateway, asked of the engine once, when a unit needs it.
+    let gateway = OnceCell::new();
     for &i in &plan.services.clone() {
-        let text = unit(plan, i, fpctl);
+        let text = unit(plan, i, fpctl, &gateway);
         files.push(OutFile::new(&unit_name(&project, &plan.svc(i).name), text));
         if let Some(timer) = timer(plan, i) {
             files.push(OutFile::new(
@@ -81,7 +88,7 @@ pub fn export(plan: &mut Plan, fpctl: &Path) -> Vec<OutFile> {
     files
 }
 
-fn unit(plan: &mut Plan, i: usize, fpctl: &Path) -> String {
+fn unit(plan: &mut Plan, i: usize, fpctl: &Path, gateway: &Gateway) -> String {
     let config = plan.config;
     let svc = plan.svc(i);
     let project = &config.project.name;
@@ -119,7 +126,7 @@ fn unit(plan: &mut Plan, i: usize, fpctl: &Path) -> String {
         escape(&svc.dir.display().to_string())
     ));
     if svc.in_container().is_some() {
-        container_lines(plan, svc, &mut u);
+        container_lines(plan, svc, gateway, &mut u);
     } else {
         native_lines(svc, &mut u);
     }
@@ -247,7 +254,7 @@ fn native_lines(svc: &Service, u: &mut Vec<String>) {
 /// bridge's gateway, where the stack's other containers reach it: the
 /// engine is asked for that address now, and a note says so when it does
 /// not answer.
-fn container_lines(plan: &mut Plan, svc: &Service, u: &mut Vec<String>) {
+fn container_lines(plan: &mut Plan, svc: &Service, gateway: &Gateway, u: &mut Vec<String>) {
     let Some(c) = svc.in_container() else {
         return;
     };
@@ -255,11 +262,13 @@ fn container_lines(plan: &mut Plan, svc: &Service, u: &mut Vec<String>) {
     let marker = crate::process::project_marker(&plan.config.root);
     let gateway = match c.network {
         crate::config::Network::Bridge if svc.port.is_some() => {
-            let found = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()
-                .and_then(|t| t.block_on(crate::container::gateway(&rt)));
+            let found = *gateway.get_or_init(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()
+                    .and_then(|t| t.block_on(crate::container::gateway(&rt)))
+            });
             if found.is_none() {
                 plan.note(
                     &svc.name,

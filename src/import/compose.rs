@@ -244,7 +244,15 @@ fn service(name: &str, def: &Mapping, ctx: &mut Ctx, completed: &mut Vec<String>
     let image = def.get("image").and_then(scalar);
     let build = build_spec(def.get("build"), name, ctx);
     let mut port = published_port(def.get("ports"), name, ctx);
-    let mut command = compose_command(def, name, ctx);
+    let entrypoint = def.get("entrypoint").map(|e| compose_words(e, name, ctx));
+    let command_words = def.get("command").map(|c| compose_words(c, name, ctx));
+    let mut command = compose_command(
+        def,
+        entrypoint.as_deref(),
+        command_words.as_deref(),
+        name,
+        ctx,
+    );
     let mut workdir = None;
 
     // `command` alone on an image is arguments for the image's entrypoint
@@ -351,8 +359,8 @@ fn service(name: &str, def: &Mapping, ctx: &mut Ctx, completed: &mut Vec<String>
             port,
             command: command.clone(),
             args_only,
-            entrypoint: def.get("entrypoint").map(|e| compose_words(e, name, ctx)),
-            command_words: def.get("command").map(|c| compose_words(c, name, ctx)),
+            entrypoint: entrypoint.clone(),
+            command_words: command_words.clone(),
         };
         replaced_check = image_service(&mut svc, spec, def, ctx);
     } else if command.is_some() && !args_only {
@@ -524,27 +532,28 @@ fn build_spec(v: Option<&Value>, name: &str, ctx: &mut Ctx) -> Option<Build> {
     }
 }
 
-/// `entrypoint` + `command`, as a TOML value and whether it needs a shell.
-/// A string is split like a shell (as compose does), so it stays a string.
-fn compose_command(def: &Mapping, name: &str, ctx: &mut Ctx) -> Option<Command> {
-    let words = |v: &Value, ctx: &mut Ctx| compose_words(v, name, ctx);
-    let command = def.get("command");
-    match def.get("entrypoint") {
-        Some(ep) => {
-            let mut argv = words(ep, ctx);
-            if let Some(c) = command {
-                argv.extend(words(c, ctx));
-            }
-            (!argv.is_empty()).then(|| (strings(argv), false))
+/// `entrypoint` + `command` (their words), as a TOML value and whether it
+/// needs a shell. A string `command` alone stays a string, to be split like
+/// a shell at load (as compose splits it).
+fn compose_command(
+    def: &Mapping,
+    entrypoint: Option<&[String]>,
+    command: Option<&[String]>,
+    name: &str,
+    ctx: &mut Ctx,
+) -> Option<Command> {
+    let argv: Vec<String> = match (entrypoint, def.get("command")) {
+        (None, Some(Value::String(s))) => {
+            return Some((vars_of(s, name, ctx).as_str().into(), false))
         }
-        None => match command? {
-            Value::String(s) => Some((vars_of(s, name, ctx).as_str().into(), false)),
-            other => {
-                let argv = words(other, ctx);
-                (!argv.is_empty()).then(|| (strings(argv), false))
-            }
-        },
-    }
+        (Some(ep), _) => ep
+            .iter()
+            .chain(command.into_iter().flatten())
+            .cloned()
+            .collect(),
+        (None, _) => command?.to_vec(),
+    };
+    (!argv.is_empty()).then(|| (strings(argv), false))
 }
 
 /// The words of a compose `command` or `entrypoint` (a string is split

@@ -393,7 +393,7 @@ container_port = 8080
 /// gate of ExecStartPost, and ExecStop, which must leave no container.
 #[test]
 fn the_systemd_unit_of_a_container_service_runs_it_and_its_stop_removes_it() {
-    use crate::export::{exec_words, files, unit_settings, validate_systemd};
+    use crate::export::{exec_words, files, unit_env, unit_settings, validate_systemd};
     let port = free_port();
     let (s, _c) = stack(&web("web", port, "env = { GREETING = \"hi there\" }"));
     let out = s.file("units");
@@ -409,14 +409,7 @@ fn the_systemd_unit_of_a_container_service_runs_it_and_its_stop_removes_it() {
         let found = unit.iter().filter(|(k, _)| k == key);
         found.map(|(_, v)| v.clone()).collect()
     };
-    let env: Vec<(String, String)> = get("Environment")
-        .iter()
-        .map(|v| {
-            let kv = exec_words(v).remove(0);
-            let (k, v) = kv.split_once('=').unwrap();
-            (k.to_string(), v.to_string())
-        })
-        .collect();
+    let env = unit_env(&unit);
     assert!(
         env.iter().any(|(k, v)| k == "GREETING" && v == "hi there"),
         "{env:?}"

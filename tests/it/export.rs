@@ -536,6 +536,19 @@ pub fn unit_settings(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A unit's `Environment=` lines as (name, value) pairs, unquoted.
+pub fn unit_env(settings: &[(String, String)]) -> Vec<(String, String)> {
+    settings
+        .iter()
+        .filter(|(k, _)| k == "Environment")
+        .map(|(_, v)| {
+            let kv = exec_words(v).remove(0);
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
 /// An Exec*= line as argv: systemd's quoting, with `$$` and `%%` undone.
 pub fn exec_words(line: &str) -> Vec<String> {
     shell_words_split(line)
@@ -626,13 +639,7 @@ fn exported_systemd_units_of_the_demo_start_in_order_and_answer() {
                 .map(|(_, v)| v.as_str())
         };
         let dir = PathBuf::from(get("WorkingDirectory").next().unwrap());
-        let env: Vec<(String, String)> = get("Environment")
-            .map(|v| {
-                let kv = exec_words(v).remove(0);
-                let (k, v) = kv.split_once('=').unwrap();
-                (k.to_string(), v.to_string())
-            })
-            .collect();
+        let env = unit_env(s);
         let command = |line: &str| {
             let words = exec_words(line);
             let mut c = Command::new(&words[0]);
